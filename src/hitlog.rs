@@ -1,0 +1,1 @@
+//! hitlog (to be written)

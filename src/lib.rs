@@ -1,0 +1,17 @@
+//! sinkhole: a DNS sinkhole daemon that keeps chosen apps (TikTok by default) off internal networks.
+//!
+//! The crate is laid out as DESIGN.md "Modules" describes: the pure decision (`engine`) sits on
+//! `policy` and `lists`; transports (`server`), the `cache` and the `upstream` pool are around it.
+
+pub mod answer;
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod hitlog;
+pub mod lists;
+pub mod metrics;
+pub mod packet;
+pub mod policy;
+pub mod server;
+pub mod state;
+pub mod upstream;

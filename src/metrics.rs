@@ -1,0 +1,137 @@
+//! Every metric the daemon exports: names, labels and help texts live here and nowhere else.
+//!
+//! Conventions (Prometheus): the `sinkhole_` prefix, `_total` for counters, base units (`_seconds`,
+//! `_bytes`). Labels are of bounded cardinality only: protocol, outcome, policy, list, upstream,
+//! result. Never a query name or a client address: aggregates must carry no personal data
+//! (DESIGN.md "Privacy").
+//!
+//! Modules take handles (`metrics::Counter`, `Gauge`, `Histogram`) once, when they are built, and
+//! touch only those on the packet path: a handle is one atomic add, a `counter!` lookup by name is
+//! a registry search.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Queries answered, by `protocol` (udp, tcp) and `outcome` (see [`Outcome`]).
+pub const QUERIES: &str = "sinkhole_queries_total";
+/// Block decisions, by `policy`, `list` and `mode` (enforce, audit).
+pub const BLOCKS: &str = "sinkhole_blocks_total";
+/// Time from sending a query upstream to its valid answer, by `upstream`.
+pub const UPSTREAM_DURATION: &str = "sinkhole_upstream_duration_seconds";
+/// Failed upstream attempts, by `upstream` and `kind` (timeout, network, malformed, refused).
+pub const UPSTREAM_ERRORS: &str = "sinkhole_upstream_errors_total";
+/// Upstream answers that came truncated over UDP and were asked again over TCP, by `upstream`.
+pub const UPSTREAM_TCP_RETRIES: &str = "sinkhole_upstream_tcp_retries_total";
+/// Packet cache lookups that found a live entry.
+pub const CACHE_HITS: &str = "sinkhole_cache_hits_total";
+/// Packet cache lookups that found nothing (or an expired entry).
+pub const CACHE_MISSES: &str = "sinkhole_cache_misses_total";
+/// Entries in the packet cache now.
+pub const CACHE_ENTRIES: &str = "sinkhole_cache_entries";
+/// Rules compiled into each list, by `list`.
+pub const LIST_RULES: &str = "sinkhole_list_rules";
+/// Lines of each list that were skipped as unreadable, by `list`.
+pub const LIST_BAD_LINES: &str = "sinkhole_list_bad_lines";
+/// Reloads (SIGHUP or start), by `result` (ok, failed).
+pub const RELOADS: &str = "sinkhole_reloads_total";
+/// Unix time of the last successful load of config and lists.
+pub const LAST_RELOAD: &str = "sinkhole_last_reload_timestamp_seconds";
+/// Whether the last reload attempt succeeded (1) or failed and the previous state is serving (0).
+pub const LAST_RELOAD_OK: &str = "sinkhole_last_reload_success";
+/// Hit log lines dropped because the writer fell behind (the log queue was full).
+pub const HITLOG_DROPPED: &str = "sinkhole_hitlog_dropped_total";
+/// Packets dropped without an answer, by `protocol` and `reason` (short, response, unanswerable).
+pub const DROPPED: &str = "sinkhole_dropped_packets_total";
+/// A constant 1, labelled with the `version` of the running binary.
+pub const BUILD_INFO: &str = "sinkhole_build_info";
+
+/// What happened to one query; the `outcome` label of [`QUERIES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A policy blocked the name (or a name in its CNAME chain) and the block answer was sent.
+    Blocked,
+    /// A policy in audit mode would have blocked it; the real answer was sent and the hit logged.
+    Audited,
+    /// Answered from the packet cache.
+    Cached,
+    /// Answered by an upstream.
+    Forwarded,
+    /// The client is outside `server.allow`, or asked for something we do not serve (zone transfer).
+    Refused,
+    /// Every upstream failed or timed out.
+    Servfail,
+    /// The query could not be parsed (or had QDCOUNT != 1).
+    Formerr,
+    /// An opcode other than QUERY.
+    Notimp,
+}
+
+impl Outcome {
+    /// Every outcome, in label order: used to pre-register one handle each.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Blocked,
+        Outcome::Audited,
+        Outcome::Cached,
+        Outcome::Forwarded,
+        Outcome::Refused,
+        Outcome::Servfail,
+        Outcome::Formerr,
+        Outcome::Notimp,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Blocked => "blocked",
+            Outcome::Audited => "audited",
+            Outcome::Cached => "cached",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Refused => "refused",
+            Outcome::Servfail => "servfail",
+            Outcome::Formerr => "formerr",
+            Outcome::Notimp => "notimp",
+        }
+    }
+}
+
+/// Upstream latency buckets, in seconds: loopback stubs answer in tens of microseconds, real
+/// resolvers in one to a few hundred milliseconds, and timeouts sit above a second.
+pub const UPSTREAM_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Registers help texts and units for every metric, so that the exporter prints `# HELP` and
+/// `# TYPE` lines even for series that have not been touched yet.
+pub fn describe() {
+    describe_counter!(QUERIES, Unit::Count, "Queries answered, by protocol and outcome.");
+    describe_counter!(BLOCKS, Unit::Count, "Block decisions, by policy, list and mode.");
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Time from sending a query upstream to its valid answer."
+    );
+    describe_counter!(UPSTREAM_ERRORS, Unit::Count, "Failed upstream attempts, by upstream and kind.");
+    describe_counter!(
+        UPSTREAM_TCP_RETRIES,
+        Unit::Count,
+        "Truncated upstream answers asked again over TCP."
+    );
+    describe_counter!(CACHE_HITS, Unit::Count, "Packet cache lookups that found a live entry.");
+    describe_counter!(CACHE_MISSES, Unit::Count, "Packet cache lookups that found none.");
+    describe_gauge!(CACHE_ENTRIES, Unit::Count, "Entries in the packet cache.");
+    describe_gauge!(LIST_RULES, Unit::Count, "Rules compiled into each list.");
+    describe_gauge!(LIST_BAD_LINES, Unit::Count, "Lines of each list skipped as unreadable.");
+    describe_counter!(RELOADS, Unit::Count, "Loads of config and lists, by result.");
+    describe_gauge!(
+        LAST_RELOAD,
+        Unit::Seconds,
+        "Unix time of the last successful load of config and lists."
+    );
+    describe_gauge!(
+        LAST_RELOAD_OK,
+        Unit::Count,
+        "1 if the last reload succeeded, 0 if it failed and the previous state serves."
+    );
+    describe_counter!(HITLOG_DROPPED, Unit::Count, "Hit log lines dropped: the writer fell behind.");
+    describe_counter!(DROPPED, Unit::Count, "Packets dropped without an answer, by protocol and reason.");
+    describe_gauge!(BUILD_INFO, Unit::Count, "Always 1; the version label names the running binary.");
+}

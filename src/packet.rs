@@ -1,0 +1,1 @@
+//! packet (to be written)
