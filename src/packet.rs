@@ -1,1 +1,427 @@
-//! packet (to be written)
+//! What the hot path reads of a query, straight from the packet buffer: the header, the one
+//! question (its name lowercased into an inline buffer) and the EDNS OPT record.
+//!
+//! It never decodes the whole message and never allocates: a block answer or a cache hit needs
+//! nothing more than this. Whole messages (upstream answers) are read with hickory-proto in
+//! `cache`, not here. Every read is bounds-checked; any input gives a `Query` or a `ParseError`.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Length of the fixed DNS header (RFC 1035 4.1.1).
+pub const HEADER_LEN: usize = 12;
+/// Longest name in wire form (RFC 1035 2.3.4), so the longest dotted form is 253 bytes.
+const MAX_WIRE_NAME: usize = 255;
+/// Record type of the EDNS pseudo-record (RFC 6891).
+pub const TYPE_OPT: u16 = 41;
+/// Class IN.
+pub const CLASS_IN: u16 = 1;
+/// Smallest UDP payload any client must accept (RFC 1035), and what we assume without EDNS.
+pub const MIN_UDP_PAYLOAD: usize = 512;
+
+/// Record types the policy answer cares about.
+pub mod rtype {
+    /// IPv4 address.
+    pub const A: u16 = 1;
+    /// Start of authority.
+    pub const SOA: u16 = 6;
+    /// Alias.
+    pub const CNAME: u16 = 5;
+    /// IPv6 address.
+    pub const AAAA: u16 = 28;
+    /// Incremental zone transfer: we are no authoritative server.
+    pub const IXFR: u16 = 251;
+    /// Full zone transfer: likewise.
+    pub const AXFR: u16 = 252;
+}
+
+/// Header flag bits in the second 16-bit word (RFC 1035 4.1.1).
+pub mod flag {
+    /// Response.
+    pub const QR: u16 = 0x8000;
+    /// Authoritative answer.
+    pub const AA: u16 = 0x0400;
+    /// Truncated.
+    pub const TC: u16 = 0x0200;
+    /// Recursion desired.
+    pub const RD: u16 = 0x0100;
+    /// Recursion available.
+    pub const RA: u16 = 0x0080;
+    /// Authentic data (RFC 4035).
+    pub const AD: u16 = 0x0020;
+    /// Checking disabled (RFC 4035).
+    pub const CD: u16 = 0x0010;
+}
+
+/// A query name as lowercase dotted ASCII without the trailing dot ("www.tiktok.com"; the root is
+/// empty), held inline so that reading it costs no allocation.
+#[derive(Clone)]
+pub struct QName {
+    buf: [u8; MAX_WIRE_NAME],
+    len: u8,
+}
+
+impl QName {
+    /// The name bytes, as `lists::DomainSet::lookup` and the cache key take them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The name for logs and reports (non-UTF-8 bytes shown as U+FFFD; names are ASCII in practice).
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+
+    /// Builds a name from dotted text, as `explain` and tests give it; lowercased, trailing dot
+    /// removed. None if it is longer than a DNS name can be.
+    pub fn from_dotted(text: &str) -> Option<QName> {
+        let text = text.strip_suffix('.').unwrap_or(text);
+        if text.len() > MAX_WIRE_NAME - 2 {
+            return None;
+        }
+        let mut name = QName {
+            buf: [0; MAX_WIRE_NAME],
+            len: 0,
+        };
+        for (slot, b) in name.buf.iter_mut().zip(text.bytes()) {
+            *slot = b.to_ascii_lowercase();
+        }
+        name.len = u8::try_from(text.len()).ok()?;
+        Some(name)
+    }
+}
+
+impl fmt::Debug for QName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QName({:?})", self.to_string_lossy())
+    }
+}
+
+/// The client's EDNS parameters (RFC 6891), which shape our answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    /// Largest UDP answer the client accepts (never below 512).
+    pub udp_size: u16,
+    /// DNSSEC OK: the client wants signatures.
+    pub dnssec_ok: bool,
+}
+
+/// A query, read from its packet.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// Transaction id, echoed in the answer.
+    pub id: u16,
+    /// The header's flag word as sent (RD and CD are echoed).
+    pub flags: u16,
+    /// The question name, lowercased.
+    pub name: QName,
+    /// The question type.
+    pub qtype: u16,
+    /// The question class.
+    pub qclass: u16,
+    /// Where the question sits in the packet (12..end): echoed verbatim, keeping the client's case.
+    pub question: Range<usize>,
+    /// The OPT record, if the client sent one.
+    pub edns: Option<Edns>,
+}
+
+impl Query {
+    /// Whether the client asked for recursion.
+    pub fn rd(&self) -> bool {
+        self.flags & flag::RD != 0
+    }
+
+    /// Whether the client asked us not to validate (passed upstream and into the cache key).
+    pub fn cd(&self) -> bool {
+        self.flags & flag::CD != 0
+    }
+
+    /// The largest answer this client takes over UDP.
+    pub fn max_udp_len(&self) -> usize {
+        self.edns.map_or(MIN_UDP_PAYLOAD, |e| {
+            usize::from(e.udp_size).max(MIN_UDP_PAYLOAD)
+        })
+    }
+}
+
+/// Why a packet is not a query we can answer normally. Each kind maps to one reaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Shorter than a header: nothing to answer to, drop.
+    #[error("packet shorter than a DNS header")]
+    Short,
+    /// The QR bit is set: a response, never answered (reflection loops).
+    #[error("packet is a response, not a query")]
+    Response,
+    /// An opcode other than QUERY: answer NOTIMP.
+    #[error("opcode {0} is not supported")]
+    Opcode(u8),
+    /// Not exactly one question, or a question that does not parse: answer FORMERR.
+    #[error("malformed question section")]
+    Question,
+    /// A broken or duplicated OPT record, or records that run past the packet: answer FORMERR.
+    #[error("malformed additional section")]
+    Additional,
+}
+
+impl ParseError {
+    /// Whether an answer may be sent at all (false for short packets and responses).
+    pub fn answerable(self) -> bool {
+        !matches!(self, ParseError::Short | ParseError::Response)
+    }
+}
+
+fn u16_at(packet: &[u8], at: usize) -> Option<u16> {
+    let bytes = packet.get(at..at.checked_add(2)?)?;
+    Some(u16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+/// The header fields of any packet at least 12 bytes long: id, flags and the four counts.
+pub fn header(packet: &[u8]) -> Option<(u16, u16, [u16; 4])> {
+    let id = u16_at(packet, 0)?;
+    let flags = u16_at(packet, 2)?;
+    let counts = [
+        u16_at(packet, 4)?,
+        u16_at(packet, 6)?,
+        u16_at(packet, 8)?,
+        u16_at(packet, 10)?,
+    ];
+    Some((id, flags, counts))
+}
+
+/// Reads a query packet.
+pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
+    let (id, flags, [qdcount, ancount, nscount, arcount]) =
+        header(packet).ok_or(ParseError::Short)?;
+    if flags & flag::QR != 0 {
+        return Err(ParseError::Response);
+    }
+    let opcode = ((flags >> 11) & 0xf) as u8;
+    if opcode != 0 {
+        return Err(ParseError::Opcode(opcode));
+    }
+    if qdcount != 1 {
+        return Err(ParseError::Question);
+    }
+    let mut name = QName {
+        buf: [0; MAX_WIRE_NAME],
+        len: 0,
+    };
+    let after_name = read_question_name(packet, &mut name).ok_or(ParseError::Question)?;
+    let qtype = u16_at(packet, after_name).ok_or(ParseError::Question)?;
+    let qclass = u16_at(packet, after_name + 2).ok_or(ParseError::Question)?;
+    let question_end = after_name + 4;
+
+    let mut at = question_end;
+    for _ in 0..u32::from(ancount) + u32::from(nscount) {
+        at = skip_record(packet, at).ok_or(ParseError::Additional)?.1;
+    }
+    let mut edns = None;
+    for _ in 0..arcount {
+        let (rtype, next) = skip_record(packet, at).ok_or(ParseError::Additional)?;
+        if rtype == TYPE_OPT {
+            // RFC 6891 6.1.1: one OPT at most, owned by the root.
+            if edns.is_some() || packet.get(at) != Some(&0) {
+                return Err(ParseError::Additional);
+            }
+            let class = u16_at(packet, at + 3).ok_or(ParseError::Additional)?;
+            let ttl_flags = u16_at(packet, at + 7).ok_or(ParseError::Additional)?;
+            edns = Some(Edns {
+                udp_size: class.max(MIN_UDP_PAYLOAD as u16),
+                dnssec_ok: ttl_flags & 0x8000 != 0,
+            });
+        }
+        at = next;
+    }
+    Ok(Query {
+        id,
+        flags,
+        name,
+        qtype,
+        qclass,
+        question: HEADER_LEN..question_end,
+        edns,
+    })
+}
+
+/// Reads the question name at offset 12 into `name`, lowercased and dotted; returns the offset
+/// after it. Compression pointers are refused: nothing precedes the question to point at.
+fn read_question_name(packet: &[u8], name: &mut QName) -> Option<usize> {
+    let mut at = HEADER_LEN;
+    let mut out = 0usize;
+    loop {
+        let len = usize::from(*packet.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 || at - HEADER_LEN + len >= MAX_WIRE_NAME {
+            return None;
+        }
+        let label = packet.get(at..at + len)?;
+        if out > 0 {
+            name.buf[out] = b'.';
+            out += 1;
+        }
+        for (slot, b) in name.buf[out..out + len].iter_mut().zip(label) {
+            *slot = b.to_ascii_lowercase();
+        }
+        out += len;
+        at += len;
+    }
+    name.len = u8::try_from(out).ok()?;
+    Some(at)
+}
+
+/// Skips one resource record at `at` (owner name possibly compressed); returns its type and the
+/// offset after it.
+fn skip_record(packet: &[u8], mut at: usize) -> Option<(u16, usize)> {
+    loop {
+        let len = *packet.get(at)?;
+        match len {
+            0 => {
+                at += 1;
+                break;
+            }
+            l if l & 0xc0 == 0xc0 => {
+                at += 2;
+                break;
+            }
+            l if l & 0xc0 == 0 => at += 1 + usize::from(l),
+            _ => return None,
+        }
+    }
+    let rtype = u16_at(packet, at)?;
+    let rdlength = usize::from(u16_at(packet, at + 8)?);
+    let end = at + 10 + rdlength;
+    (end <= packet.len()).then_some((rtype, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query packet as clients send it: header, one question, optional OPT.
+    pub(crate) fn query_bytes(
+        id: u16,
+        name: &str,
+        qtype: u16,
+        edns: Option<(u16, bool)>,
+    ) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&flag::RD.to_be_bytes());
+        p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            p.push(label.len() as u8);
+            p.extend_from_slice(label.as_bytes());
+        }
+        p.push(0);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&CLASS_IN.to_be_bytes());
+        if let Some((size, dok)) = edns {
+            p.push(0);
+            p.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            p.extend_from_slice(&size.to_be_bytes());
+            p.extend_from_slice(&[0, 0, if dok { 0x80 } else { 0 }, 0, 0, 0]);
+        }
+        p
+    }
+
+    #[test]
+    fn reads_name_type_and_edns() {
+        let p = query_bytes(0xbeef, "WWW.TikTok.com", rtype::AAAA, Some((1232, true)));
+        let q = parse(&p).expect("valid query");
+        assert_eq!(q.id, 0xbeef);
+        assert_eq!(q.name.as_bytes(), b"www.tiktok.com");
+        assert_eq!(q.qtype, rtype::AAAA);
+        assert_eq!(q.qclass, CLASS_IN);
+        assert_eq!(
+            &p[q.question.clone()][1..4],
+            b"WWW",
+            "question keeps the client's case"
+        );
+        assert_eq!(
+            q.edns,
+            Some(Edns {
+                udp_size: 1232,
+                dnssec_ok: true
+            })
+        );
+        assert_eq!(q.max_udp_len(), 1232);
+        assert!(q.rd());
+    }
+
+    #[test]
+    fn without_edns_the_limit_is_512_and_tiny_sizes_are_raised() {
+        let q = parse(&query_bytes(1, "example.com", rtype::A, None)).expect("valid");
+        assert_eq!((q.edns, q.max_udp_len()), (None, 512));
+        let q = parse(&query_bytes(1, "example.com", rtype::A, Some((100, false)))).expect("valid");
+        assert_eq!(q.max_udp_len(), 512);
+    }
+
+    #[test]
+    fn root_query() {
+        let q = parse(&query_bytes(1, "", 2, None)).expect("valid");
+        assert_eq!(q.name.as_bytes(), b"");
+    }
+
+    #[test]
+    fn classifies_bad_packets() {
+        let good = query_bytes(7, "a.example", rtype::A, None);
+        assert_eq!(parse(&good[..5]).unwrap_err(), ParseError::Short);
+        let mut response = good.clone();
+        response[2] |= 0x80;
+        assert_eq!(parse(&response).unwrap_err(), ParseError::Response);
+        let mut notify = good.clone();
+        notify[2] |= 4 << 3;
+        assert_eq!(parse(&notify).unwrap_err(), ParseError::Opcode(4));
+        let mut two = good.clone();
+        two[5] = 2;
+        assert_eq!(parse(&two).unwrap_err(), ParseError::Question);
+        assert_eq!(
+            parse(&good[..good.len() - 1]).unwrap_err(),
+            ParseError::Question
+        );
+        let mut pointer = good.clone();
+        pointer[12] = 0xc0;
+        assert_eq!(parse(&pointer).unwrap_err(), ParseError::Question);
+        let mut no_opt = query_bytes(7, "a.example", rtype::A, Some((1232, false)));
+        no_opt.truncate(no_opt.len() - 3);
+        assert_eq!(parse(&no_opt).unwrap_err(), ParseError::Additional);
+    }
+
+    #[test]
+    fn rejects_overlong_names() {
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(
+            parse(&query_bytes(1, &long, 1, None)).unwrap_err(),
+            ParseError::Question
+        );
+        let fits = vec![
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        let q = parse(&query_bytes(1, &fits, 1, None)).expect("253 bytes fit");
+        assert_eq!(q.name.as_bytes().len(), 253);
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let seed = query_bytes(9, "x.y.example", rtype::A, Some((4096, true)));
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut p = seed.clone();
+            let i = (state as usize) % p.len();
+            p[i] = (state >> 32) as u8;
+            p.truncate(((state >> 16) as usize) % (p.len() + 1));
+            let _ = parse(&p);
+        }
+    }
+}
