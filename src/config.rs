@@ -1,1 +1,906 @@
-//! config (to be written)
+//! The TOML configuration: schema, defaults and validation, with `file:line:col` errors.
+//!
+//! This is the configuration reference: every key is documented where it is defined, with its
+//! default. Parsing checks everything that can be checked from the text alone (types, addresses,
+//! prefixes, answer kinds, dates, references between sections); `state::build` then compiles the
+//! lists and policies and reports problems found on disk (an unreadable list file) against the
+//! same spans. A config that loads is a config that runs.
+//!
+//! Nothing here touches the network or the packet path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::answer::BlockAnswer;
+
+/// The configuration compiled into the binary: what `sinkhole run` uses without `-c`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Where a configuration came from, kept to turn byte spans into `file:line:col`.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The file path as given, or `<embedded default>`.
+    pub name: String,
+    /// The directory relative list paths are resolved against (the config file's own).
+    pub dir: PathBuf,
+    /// The text, for line and column numbers.
+    pub text: String,
+}
+
+impl Origin {
+    /// `name:line:col` of a byte offset.
+    pub fn locate(&self, offset: usize) -> String {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{col}", self.name)
+    }
+
+    /// An error at a span of this config.
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            location: self.locate(span.start),
+            message: message.into(),
+        }
+    }
+}
+
+/// One problem found in a config, located.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// `file:line:col`.
+    pub location: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Why a configuration cannot be used. The old state keeps serving when a reload fails on one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the config: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config has errors, each located at `file:line:col`.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl From<Diagnostic> for ConfigError {
+    fn from(d: Diagnostic) -> Self {
+        ConfigError::Invalid(vec![d])
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, metrics endpoint and who may query.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where allowed queries are forwarded.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// The packet cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Named domain lists (`[lists.NAME]`), referred to by policies' `block` and `allow`.
+    #[serde(default)]
+    pub lists: BTreeMap<String, ListConfig>,
+    /// Policies (`[[policy]]`), each for a set of client prefixes; the most specific prefix wins.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+    /// The hit log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Where this config came from (not a key).
+    #[serde(skip_deserializing, default = "Origin::embedded")]
+    pub origin: Origin,
+}
+
+impl Origin {
+    fn embedded() -> Origin {
+        Origin {
+            name: "<embedded default>".into(),
+            dir: PathBuf::from("."),
+            text: EMBEDDED_DEFAULT.into(),
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to answer DNS on, each over UDP and TCP. Default `["127.0.0.1:5353"]`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<SocketAddr>>,
+    /// Address of the Prometheus endpoint (`/metrics`), or `"off"`. Default `"127.0.0.1:9153"`.
+    #[serde(default = "default_metrics", deserialize_with = "metrics_addr")]
+    pub metrics: Option<SocketAddr>,
+    /// Client prefixes that may query at all; others get REFUSED. Default: loopback, RFC 1918,
+    /// ULA (fc00::/7) and link-local.
+    #[serde(default = "default_allow")]
+    pub allow: Vec<IpNet>,
+    /// UDP worker threads, each with its own socket (SO_REUSEPORT). Default: one per CPU.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Seconds a TCP connection may stay idle before it is closed. Default 10.
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout: u64,
+    /// Forwarded queries in flight per UDP worker; past it new cache misses are dropped (and
+    /// counted) so that memory stays bounded under a flood. Default 4096.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            metrics: default_metrics(),
+            allow: default_allow(),
+            threads: None,
+            tcp_idle_timeout: default_tcp_idle(),
+            max_inflight: default_max_inflight(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<Spanned<SocketAddr>> {
+    vec![Spanned::new(0..0, SocketAddr::from(([127, 0, 0, 1], 5353)))]
+}
+fn default_metrics() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9153)))
+}
+fn default_allow() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|p| p.parse().ok())
+    .collect()
+}
+fn default_tcp_idle() -> u64 {
+    10
+}
+fn default_max_inflight() -> usize {
+    4096
+}
+
+fn metrics_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!("{text:?} is not an address:port (or \"off\")"))
+    })
+}
+
+/// `[upstream]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Resolvers to forward to, in order of preference (`"192.0.2.1"` means port 53). Default:
+    /// the nameservers of /etc/resolv.conf.
+    #[serde(default)]
+    pub servers: Option<Spanned<Vec<UpstreamAddr>>>,
+    /// Total time for one query, failover included; past it the client gets SERVFAIL.
+    /// Default 1500.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            servers: None,
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    1500
+}
+
+/// An upstream address: `ip:port`, `[v6]:port`, or an IP alone for port 53.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamAddr(pub SocketAddr);
+
+impl FromStr for UpstreamAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<SocketAddr>()
+            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map(UpstreamAddr)
+            .map_err(|_| format!("{s:?} is not an upstream address (ip, ip:port or [ipv6]:port)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most answers held. Default 100000. Changing it takes a restart (the cache outlives reloads).
+    #[serde(default = "default_entries")]
+    pub entries: usize,
+    /// Answers are kept at least this many seconds. Default 0.
+    #[serde(default)]
+    pub min_ttl: u32,
+    /// And at most this many. Default 86400.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: u32,
+    /// Negative answers (NXDOMAIN, NODATA) at most this many seconds (RFC 2308). Default 3600.
+    #[serde(default = "default_negative_max_ttl")]
+    pub negative_max_ttl: u32,
+    /// SERVFAIL answers from upstreams are kept this many seconds, 0 to 30. Default 0 (never).
+    #[serde(default)]
+    pub servfail_ttl: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            entries: default_entries(),
+            min_ttl: 0,
+            max_ttl: default_max_ttl(),
+            negative_max_ttl: default_negative_max_ttl(),
+            servfail_ttl: 0,
+        }
+    }
+}
+
+fn default_entries() -> usize {
+    100_000
+}
+fn default_max_ttl() -> u32 {
+    86_400
+}
+fn default_negative_max_ttl() -> u32 {
+    3_600
+}
+
+/// `[lists.NAME]`: where one list's rules come from. All sources are merged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    /// List files (domains, hosts, `||domain^` lines), relative to the config file's directory.
+    #[serde(default)]
+    pub files: Vec<Spanned<PathBuf>>,
+    /// Lists compiled into the binary, by name (`"tiktok"`).
+    #[serde(default)]
+    pub builtin: Vec<Spanned<String>>,
+    /// Rules written inline, in any list line format.
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+}
+
+/// Whether a policy answers with the block answer or only logs and counts what it would block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Block.
+    #[default]
+    Enforce,
+    /// Log and count, answer normally: to see what a policy would do before switching it on.
+    Audit,
+}
+
+impl Mode {
+    /// The `mode` label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// `[[policy]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name, used in logs, metrics and the EDE text of block answers.
+    pub name: Spanned<String>,
+    /// Client prefixes this policy covers. A client belongs to the policy with its most specific
+    /// matching prefix; clients in no policy are never blocked.
+    pub clients: Spanned<Vec<Spanned<IpNet>>>,
+    /// Lists whose names this policy blocks (with all subdomains). `[]` exempts its clients.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+    /// Lists of exceptions: names here are never blocked by this policy.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// `nxdomain` (default), `nodata`, `null`, `refused`, or an IP address.
+    #[serde(default = "default_answer")]
+    pub answer: BlockAnswer,
+    /// `enforce` (default) or `audit`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Seconds block answers are cached by clients (record TTL and negative TTL). Default 10:
+    /// short, so that an exception added by an admin takes effect at once.
+    #[serde(default = "default_block_ttl")]
+    pub block_ttl: u32,
+    /// RFC 3339 time from which the policy blocks (`"2023-03-17T00:00:00+01:00"`). Optional.
+    #[serde(default)]
+    pub active_from: Option<Spanned<toml::Value>>,
+    /// RFC 3339 time from which it no longer blocks. Optional.
+    #[serde(default)]
+    pub active_until: Option<Spanned<toml::Value>>,
+}
+
+fn default_answer() -> BlockAnswer {
+    BlockAnswer::Nxdomain
+}
+fn default_block_ttl() -> u32 {
+    10
+}
+
+/// How client addresses appear in the hit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIpMode {
+    /// As they are.
+    #[default]
+    Full,
+    /// The network only: /24 for IPv4, /56 for IPv6.
+    Truncated,
+    /// A keyed hash (with `salt`): the same client gives the same token, which reveals nothing
+    /// without the salt.
+    Hashed,
+    /// Not logged.
+    None,
+}
+
+/// Where hit log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HitsTarget {
+    /// Standard error (journald picks it up under systemd).
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// Appended to this file, reopened on SIGHUP (for logrotate).
+    File(PathBuf),
+    /// No hit log (counts remain in metrics).
+    Off,
+}
+
+impl<'de> Deserialize<'de> for HitsTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match String::deserialize(d)?.as_str() {
+            "stderr" => HitsTarget::Stderr,
+            "stdout" => HitsTarget::Stdout,
+            "off" => HitsTarget::Off,
+            "" => {
+                return Err(serde::de::Error::custom(
+                    "empty path: use \"off\" to disable",
+                ));
+            }
+            path => HitsTarget::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// `[log]`: the hit log (one JSON line per blocked or audited query). Allowed queries are never
+/// logged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"stderr"` (default), `"stdout"`, `"off"`, or a file path (relative to the config's directory).
+    #[serde(default = "default_hits")]
+    pub hits: HitsTarget,
+    /// `full` (default), `truncated`, `hashed` or `none`.
+    #[serde(default)]
+    pub client_ip: ClientIpMode,
+    /// Secret for `client_ip = "hashed"`, at least 16 characters. Keep it out of version control.
+    #[serde(default)]
+    pub salt: Option<Spanned<String>>,
+    /// Hit log lines queued for the writer; past it lines are dropped and counted. Default 8192.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            hits: default_hits(),
+            client_ip: ClientIpMode::Full,
+            salt: None,
+            queue: default_queue(),
+        }
+    }
+}
+
+fn default_hits() -> HitsTarget {
+    HitsTarget::Stderr
+}
+fn default_queue() -> usize {
+    8192
+}
+
+/// A policy's active window, as Unix seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Blocks from this time on, if set.
+    pub from: Option<i64>,
+    /// Blocks until just before this time, if set.
+    pub until: Option<i64>,
+}
+
+impl Window {
+    /// Whether the window holds the time `now` (Unix seconds).
+    pub fn contains(self, now: i64) -> bool {
+        self.from.is_none_or(|from| now >= from) && self.until.is_none_or(|until| now < until)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Config::parse(Origin {
+            name: path.display().to_string(),
+            dir,
+            text,
+        })
+    }
+
+    /// The embedded default config.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(Origin::embedded())
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(origin: Origin) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(&origin.text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            origin.error(at..at, e.message().trim_end().to_string())
+        })?;
+        config.origin = origin;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// The policy windows, parsed (validation guarantees they parse).
+    pub fn window(&self, policy: &PolicyConfig) -> Window {
+        Window {
+            from: policy
+                .active_from
+                .as_ref()
+                .and_then(|v| timestamp(v.get_ref()).ok()),
+            until: policy
+                .active_until
+                .as_ref()
+                .and_then(|v| timestamp(v.get_ref()).ok()),
+        }
+    }
+
+    /// Resolves a path from the config (list file, hit log) against the config's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.origin.dir.join(path)
+        }
+    }
+
+    /// The upstream servers: configured, or read from /etc/resolv.conf.
+    pub fn upstream_servers(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        if let Some(servers) = &self.upstream.servers {
+            return Ok(servers.get_ref().iter().map(|s| s.0).collect());
+        }
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let own: Vec<SocketAddr> = self.server.listen.iter().map(|l| *l.get_ref()).collect();
+        let servers: Vec<SocketAddr> = resolv_conf_nameservers(&text)
+            .into_iter()
+            .filter(|s| !own.contains(s))
+            .collect();
+        if servers.is_empty() {
+            return Err(ConfigError::Invalid(vec![Diagnostic {
+                location: self.origin.locate(0),
+                message: "no upstream: /etc/resolv.conf names no usable nameserver; set \
+                          [upstream] servers = [\"ip:port\", ...]"
+                    .into(),
+            }]));
+        }
+        Ok(servers)
+    }
+
+    fn validate(&self) -> Vec<Diagnostic> {
+        let o = &self.origin;
+        let mut errors = Vec::new();
+        if self.server.listen.is_empty() {
+            errors.push(o.error(0..0, "server.listen is empty: give at least one address"));
+        }
+        for listen in &self.server.listen {
+            if listen.get_ref().port() == 0 {
+                errors.push(o.error(listen.span(), "listen port 0: choose a fixed port"));
+            }
+        }
+        if let Some(threads) = self.server.threads
+            && !(1..=256).contains(&threads)
+        {
+            errors.push(o.error(0..0, "server.threads must be between 1 and 256"));
+        }
+        if let Some(servers) = &self.upstream.servers
+            && servers.get_ref().is_empty()
+        {
+            errors.push(o.error(
+                servers.span(),
+                "upstream.servers is empty: name at least one resolver, or remove the key to use /etc/resolv.conf",
+            ));
+        }
+        if !(10..=60_000).contains(&self.upstream.timeout_ms) {
+            errors.push(o.error(0..0, "upstream.timeout_ms must be between 10 and 60000"));
+        }
+        if self.cache.servfail_ttl > 30 {
+            errors.push(o.error(0..0, "cache.servfail_ttl is at most 30 seconds"));
+        }
+        if self.cache.min_ttl > self.cache.max_ttl {
+            errors.push(o.error(0..0, "cache.min_ttl is above cache.max_ttl"));
+        }
+        for (name, list) in &self.lists {
+            for builtin in &list.builtin {
+                if crate::lists::builtin(builtin.get_ref()).is_none() {
+                    errors.push(o.error(
+                        builtin.span(),
+                        format!(
+                            "no builtin list {:?} (lists {name}): builtin lists are {}",
+                            builtin.get_ref(),
+                            crate::lists::builtin_names().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for policy in &self.policies {
+            let name = policy.name.get_ref();
+            if name.is_empty() || name.len() > 64 || name.contains(|c: char| c.is_control()) {
+                errors.push(o.error(
+                    policy.name.span(),
+                    "policy name must be 1 to 64 printable characters",
+                ));
+            }
+            if names.contains(&name.as_str()) {
+                errors.push(o.error(
+                    policy.name.span(),
+                    format!("a policy {name:?} is defined twice"),
+                ));
+            }
+            names.push(name);
+            if policy.clients.get_ref().is_empty() {
+                errors.push(o.error(
+                    policy.clients.span(),
+                    format!("policy {name:?} has no clients: it would apply to no one"),
+                ));
+            }
+            for list in policy.block.iter().chain(&policy.allow) {
+                if !self.lists.contains_key(list.get_ref()) {
+                    errors.push(o.error(
+                        list.span(),
+                        format!(
+                            "policy {name:?} names list {:?}, which no [lists.{}] defines",
+                            list.get_ref(),
+                            list.get_ref()
+                        ),
+                    ));
+                }
+            }
+            for bound in [&policy.active_from, &policy.active_until]
+                .into_iter()
+                .flatten()
+            {
+                if let Err(message) = timestamp(bound.get_ref()) {
+                    errors.push(o.error(bound.span(), message));
+                }
+            }
+            let window = self.window(policy);
+            if let (Some(from), Some(until)) = (window.from, window.until)
+                && from >= until
+            {
+                errors.push(o.error(
+                    policy.name.span(),
+                    format!("policy {name:?}: active_until is not after active_from"),
+                ));
+            }
+        }
+        if self.log.client_ip == ClientIpMode::Hashed {
+            match &self.log.salt {
+                Some(salt) if salt.get_ref().len() >= 16 => {}
+                Some(salt) => errors.push(o.error(salt.span(), "log.salt must be at least 16 characters")),
+                None => errors.push(o.error(
+                    0..0,
+                    "log.client_ip = \"hashed\" needs log.salt (a secret of at least 16 characters)",
+                )),
+            }
+        }
+        if self.log.queue == 0 {
+            errors.push(o.error(0..0, "log.queue must be at least 1"));
+        }
+        errors
+    }
+
+    /// Problems worth telling the operator that do not stop the config: two policies claiming the
+    /// same prefix, windows already over.
+    pub fn warnings(&self, now: i64) -> Vec<Diagnostic> {
+        let mut warnings = Vec::new();
+        let mut seen: BTreeMap<IpNet, &str> = BTreeMap::new();
+        for policy in &self.policies {
+            let name = policy.name.get_ref();
+            for prefix in policy.clients.get_ref() {
+                let net = prefix.get_ref().trunc();
+                if let Some(first) = seen.insert(net, name) {
+                    warnings.push(self.origin.error(
+                        prefix.span(),
+                        format!(
+                            "{net} is claimed by policy {first:?} and policy {name:?}: {first:?} (the first) applies"
+                        ),
+                    ));
+                    seen.insert(net, first);
+                }
+            }
+            if let Some(until) = self.window(policy).until
+                && until <= now
+            {
+                warnings.push(self.origin.error(
+                    policy.name.span(),
+                    format!("policy {name:?}: its window ended already (active_until is past); it blocks nothing"),
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+/// Unix seconds of an `active_from`/`active_until` value: an RFC 3339 string or a TOML
+/// offset date-time, with an explicit offset (a ban starts at midnight somewhere in particular).
+fn timestamp(value: &toml::Value) -> Result<i64, String> {
+    let text = match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) => d.to_string(),
+        other => {
+            return Err(format!(
+                "expected a date-time like \"2023-03-17T00:00:00+01:00\", found a {}",
+                other.type_str()
+            ));
+        }
+    };
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| {
+            format!(
+                "{text:?} is not an RFC 3339 date-time with offset, like \"2023-03-17T00:00:00+01:00\" ({e})"
+            )
+        })
+}
+
+/// The `nameserver` addresses of a resolv.conf text, on port 53.
+pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            // A scoped link-local address ("fe80::1%eth0") needs an interface that a plain
+            // socket address cannot carry: skip it rather than forward into the void.
+            words
+                .next()?
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Origin {
+            name: "test.toml".into(),
+            dir: PathBuf::from("/etc/sinkhole"),
+            text: text.into(),
+        })
+    }
+
+    fn errors(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("config should not load:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const ISSUE_EXAMPLE: &str = r#"
+[server]
+listen = ["127.0.0.1:5353"]
+metrics = "127.0.0.1:9153"
+allow = ["127.0.0.0/8", "10.0.0.0/8"]
+
+[upstream]
+servers = ["127.0.0.1:5300"]
+timeout_ms = 1500
+
+[cache]
+entries = 100000
+
+[lists.tiktok]
+files = ["blocklists/tiktok.txt"]
+
+[lists.exceptions]
+files = ["blocklists/allow-example.txt"]
+
+[[policy]]
+name = "staff"
+clients = ["10.0.0.0/8", "127.10.0.0/16"]
+block = ["tiktok"]
+allow = ["exceptions"]
+answer = "nxdomain"
+mode = "enforce"
+active_from = "2023-03-17T00:00:00+01:00"
+active_until = "2023-09-17T00:00:00+02:00"
+
+[[policy]]
+name = "comms-phones"
+clients = ["10.50.0.0/24"]
+block = []
+
+[log]
+hits = "stderr"
+client_ip = "full"
+"#;
+
+    #[test]
+    fn the_issue_example_loads_as_written() {
+        let config = parse(ISSUE_EXAMPLE).expect("loads");
+        assert_eq!(config.policies.len(), 2);
+        assert_eq!(
+            config.upstream_servers().expect("servers"),
+            vec!["127.0.0.1:5300".parse().expect("addr")]
+        );
+        let window = config.window(&config.policies[0]);
+        assert_eq!(window.from, Some(1_679_007_600));
+        assert_eq!(window.until, Some(1_694_901_600));
+        assert!(window.contains(1_680_000_000));
+        assert!(!window.contains(1_694_901_600));
+        assert_eq!(
+            config.resolve(Path::new("blocklists/tiktok.txt")),
+            PathBuf::from("/etc/sinkhole/blocklists/tiktok.txt")
+        );
+        assert!(config.warnings(1_680_000_000).is_empty());
+        assert_eq!(config.warnings(1_700_000_000).len(), 1, "window over");
+    }
+
+    #[test]
+    fn embedded_default_loads() {
+        let config = Config::embedded().expect("the embedded default must load");
+        assert_eq!(config.policies[0].name.get_ref(), "internal");
+        assert_eq!(config.server.metrics, default_metrics());
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let e = errors("[server]\nlisten = [\"127.0.0.1:53\"]\nlistne = []\n");
+        assert!(e.starts_with("test.toml:3:1: "), "{e}");
+        assert!(e.contains("unknown field `listne`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let e = errors("[[policy]]\nname = \"x\"\nclients = [\"10.0.0.0/33\"]\n");
+        assert!(e.starts_with("test.toml:3:"), "{e}");
+        let e =
+            errors("[[policy]]\nname = \"x\"\nclients = [\"10.0.0.0/8\"]\nanswer = \"nxdomian\"\n");
+        assert!(e.starts_with("test.toml:4:10: "), "{e}");
+        assert!(e.contains("expected nxdomain"), "{e}");
+        let e = errors("[upstream]\nservers = [\"dns.example\"]\n");
+        assert!(e.contains("is not an upstream address"), "{e}");
+    }
+
+    #[test]
+    fn references_and_windows_are_checked() {
+        let e = errors(
+            "[[policy]]\nname = \"x\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"tikotk\"]\nactive_from = \"2023-03-17\"\n",
+        );
+        assert!(
+            e.contains("test.toml:4:10: policy \"x\" names list \"tikotk\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("test.toml:5:15: \"2023-03-17\" is not an RFC 3339"),
+            "{e}"
+        );
+        let e = errors(
+            "[[policy]]\nname = \"x\"\nclients = [\"10.0.0.0/8\"]\nactive_from = 2023-09-01T00:00:00Z\nactive_until = 2023-03-01T00:00:00Z\n",
+        );
+        assert!(e.contains("active_until is not after active_from"), "{e}");
+    }
+
+    #[test]
+    fn native_toml_datetimes_work() {
+        let config = parse(
+            "[[policy]]\nname = \"x\"\nclients = [\"10.0.0.0/8\"]\nactive_from = 2023-03-17T00:00:00+01:00\n",
+        )
+        .expect("loads");
+        assert_eq!(config.window(&config.policies[0]).from, Some(1_679_007_600));
+    }
+
+    #[test]
+    fn duplicate_prefixes_warn() {
+        let config = parse(
+            "[[policy]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[policy]]\nname = \"b\"\nclients = [\"10.1.2.3/8\"]\n",
+        )
+        .expect("loads");
+        let warnings = config.warnings(0);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].to_string().starts_with(
+                "test.toml:6:13: 10.0.0.0/8 is claimed by policy \"a\" and policy \"b\""
+            )
+        );
+    }
+
+    #[test]
+    fn hashed_needs_a_salt() {
+        assert!(errors("[log]\nclient_ip = \"hashed\"\n").contains("needs log.salt"));
+        assert!(
+            errors("[log]\nclient_ip = \"hashed\"\nsalt = \"short\"\n").contains("at least 16")
+        );
+        parse("[log]\nclient_ip = \"hashed\"\nsalt = \"0123456789abcdef\"\n").expect("loads");
+    }
+
+    #[test]
+    fn resolv_conf() {
+        let servers = resolv_conf_nameservers(
+            "# comment\nnameserver 192.0.2.1\nsearch example\nnameserver fe80::1%eth0\nnameserver bogus\n",
+        );
+        assert_eq!(servers, vec!["192.0.2.1:53".parse().expect("a")]);
+    }
+}

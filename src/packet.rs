@@ -72,10 +72,11 @@ impl QName {
         String::from_utf8_lossy(self.as_bytes())
     }
 
-    /// Builds a name from dotted text, as `explain` and tests give it; lowercased, trailing dot
-    /// removed. None if it is longer than a DNS name can be.
-    pub fn from_dotted(text: &str) -> Option<QName> {
-        let text = text.strip_suffix('.').unwrap_or(text);
+    /// Builds a name from dotted text (as `explain` gives it, or a CNAME target from the cache);
+    /// lowercased, trailing dot removed. None if it is longer than a DNS name can be.
+    pub fn from_dotted(text: impl AsRef<[u8]>) -> Option<QName> {
+        let text = text.as_ref();
+        let text = text.strip_suffix(b".").unwrap_or(text);
         if text.len() > MAX_WIRE_NAME - 2 {
             return None;
         }
@@ -83,7 +84,7 @@ impl QName {
             buf: [0; MAX_WIRE_NAME],
             len: 0,
         };
-        for (slot, b) in name.buf.iter_mut().zip(text.bytes()) {
+        for (slot, b) in name.buf.iter_mut().zip(text) {
             *slot = b.to_ascii_lowercase();
         }
         name.len = u8::try_from(text.len()).ok()?;

@@ -1,1 +1,306 @@
-//! state (to be written)
+//! The live state: one immutable [`Snapshot`] of config, lists and policies behind an `ArcSwap`.
+//!
+//! Every packet loads the snapshot once (a few atomic operations, no lock) and reads only that.
+//! A reload builds a whole new snapshot off the packet path, and swaps it in only if it built:
+//! a broken config or an unreadable list is logged and counted and the old snapshot keeps
+//! serving. The packet cache and the hit log are not part of the snapshot: they outlive reloads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::cache::TtlLimits;
+use crate::config::{Config, ConfigError, Diagnostic, HitsTarget};
+use crate::engine;
+use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
+use crate::policy::{PolicyTable, PrefixTable};
+use crate::upstream::UpstreamPool;
+
+/// One compiled list.
+pub struct NamedList {
+    /// Its `[lists.NAME]` name.
+    pub name: Arc<str>,
+    /// The compiled rules.
+    pub set: DomainSet,
+    /// Lines that were skipped, with file and line number (for `check` and the logs).
+    pub bad_lines: Vec<BadLine>,
+    /// Where the rules came from, for reports: file paths, `builtin:NAME`, `inline`.
+    pub sources: Vec<String>,
+}
+
+/// Everything a query reads, immutable once built.
+pub struct Snapshot {
+    /// The config it was built from (for reports and the settings read at start).
+    pub config: Config,
+    /// Who may query at all.
+    pub acl: PrefixTable<()>,
+    /// Compiled lists, indexed by `policy::ListId`.
+    pub lists: Vec<NamedList>,
+    /// Client prefix → policy.
+    pub policies: PolicyTable,
+    /// Where to forward. Kept across reloads when its settings did not change, so that server
+    /// health survives.
+    pub upstream: Arc<UpstreamPool>,
+    /// Cache lifetime limits.
+    pub ttl_limits: TtlLimits,
+    /// Non-fatal problems (duplicate prefixes, windows over, bad list lines), for the logs.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Snapshot {
+    /// Index of a list by name.
+    pub fn list_id(&self, name: &str) -> Option<usize> {
+        self.lists.iter().position(|l| &*l.name == name)
+    }
+
+    /// Total rules over all lists.
+    pub fn rule_count(&self) -> usize {
+        self.lists.iter().map(|l| l.set.len()).sum()
+    }
+
+    /// The verdict for a query; see `engine::decide`.
+    pub fn decide(&self, client: std::net::IpAddr, name: &[u8], now: i64) -> engine::Verdict {
+        engine::decide(self, client, name, now)
+    }
+}
+
+/// Builds a snapshot from a loaded config: reads and compiles every list, builds the policy
+/// table. A list file that cannot be read is an error located at its entry in the config.
+pub fn build(config: Config) -> Result<Snapshot, ConfigError> {
+    build_reusing(config, None)
+}
+
+fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
+    let mut errors = Vec::new();
+    let mut warnings = config.warnings(now_unix());
+    let mut lists = Vec::with_capacity(config.lists.len());
+    for (name, list) in &config.lists {
+        let mut builder = DomainSetBuilder::new();
+        let mut bad_lines = Vec::new();
+        let mut sources = Vec::new();
+        for builtin in &list.builtin {
+            let source = format!("builtin:{}", builtin.get_ref());
+            // Names were validated by config.
+            if let Some(text) = lists::builtin(builtin.get_ref()) {
+                bad_lines.extend(builder.add_text(&source, text));
+            }
+            sources.push(source);
+        }
+        for file in &list.files {
+            let path = config.resolve(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => bad_lines.extend(builder.add_text(&path.display().to_string(), &text)),
+                Err(e) => errors.push(config.origin.error(
+                    file.span(),
+                    format!("list {name}: cannot read {}: {e}", path.display()),
+                )),
+            }
+            sources.push(path.display().to_string());
+        }
+        for (line, rule) in list.domains.iter().enumerate() {
+            if let Err(e) = builder.add_rule(rule.get_ref()) {
+                errors.push(
+                    config
+                        .origin
+                        .error(rule.span(), format!("list {name}: {e}")),
+                );
+            }
+            if line == 0 {
+                sources.push("inline".into());
+            }
+        }
+        warnings.extend(bad_lines.iter().map(|b| Diagnostic {
+            location: format!("{}:{}", b.source, b.line),
+            message: format!("list {name}: skipped line: {}: {}", b.reason, b.text),
+        }));
+        lists.push(NamedList {
+            name: Arc::from(name.as_str()),
+            set: builder.build(),
+            bad_lines,
+            sources,
+        });
+    }
+    let servers = match config.upstream_servers() {
+        Ok(servers) => servers,
+        Err(ConfigError::Invalid(mut e)) => {
+            errors.append(&mut e);
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+
+    let mut acl = PrefixTable::default();
+    for net in &config.server.allow {
+        acl.insert_new(*net, ());
+    }
+    let windows: Vec<_> = config.policies.iter().map(|p| config.window(p)).collect();
+    let policies = PolicyTable::build(&config.policies, &windows, |name| {
+        lists.iter().position(|l| &*l.name == name)
+    });
+    let timeout = Duration::from_millis(config.upstream.timeout_ms);
+    let upstream = match previous {
+        Some(p)
+            if p.upstream.servers() == servers.as_slice()
+                && p.config.upstream.timeout_ms == config.upstream.timeout_ms =>
+        {
+            Arc::clone(&p.upstream)
+        }
+        _ => Arc::new(UpstreamPool::new(&servers, timeout)),
+    };
+    let ttl_limits = TtlLimits {
+        min: config.cache.min_ttl,
+        max: config.cache.max_ttl,
+        negative_max: config.cache.negative_max_ttl,
+        servfail: config.cache.servfail_ttl,
+    };
+    Ok(Snapshot {
+        acl,
+        lists,
+        policies,
+        upstream,
+        ttl_limits,
+        warnings,
+        config,
+    })
+}
+
+/// Where the config comes from, so that a reload reads it again.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// The config compiled into the binary.
+    Embedded,
+    /// A file.
+    File(PathBuf),
+}
+
+impl ConfigSource {
+    /// Reads and validates the config.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::Embedded => Config::embedded(),
+            ConfigSource::File(path) => Config::load(path),
+        }
+    }
+}
+
+/// The owner of the live snapshot.
+pub struct State {
+    source: ConfigSource,
+    current: ArcSwap<Snapshot>,
+}
+
+impl State {
+    /// Loads the config and builds the first snapshot.
+    pub fn new(source: ConfigSource) -> Result<State, ConfigError> {
+        let snapshot = build(source.load()?)?;
+        publish(&snapshot);
+        Ok(State {
+            source,
+            current: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
+    /// The snapshot to read for one query: cheap, lock-free.
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The snapshot as an owned `Arc`, for work that outlives one packet (a forwarded query).
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Reads the config again and swaps in the new snapshot if it builds; otherwise keeps the
+    /// current one. Either way the outcome is counted and logged. Settings that only take effect
+    /// at start (listeners, threads, cache size, hit log target) are reported if they changed.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let old = self.load_full();
+        let built = self
+            .source
+            .load()
+            .and_then(|c| build_reusing(c, Some(&old)));
+        match built {
+            Ok(snapshot) => {
+                for change in restart_only_changes(&old.config, &snapshot.config) {
+                    tracing::warn!(
+                        setting = change,
+                        "changed in the config, takes effect at the next restart"
+                    );
+                }
+                publish(&snapshot);
+                tracing::info!(
+                    lists = snapshot.lists.len(),
+                    rules = snapshot.rule_count(),
+                    policies = snapshot.policies.len(),
+                    "reloaded"
+                );
+                self.current.store(Arc::new(snapshot));
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!(crate::metrics::RELOADS, "result" => "failed").increment(1);
+                metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(0.0);
+                tracing::error!(error = %e, "reload failed, the previous config keeps serving");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Exports a newly built snapshot's figures and warnings.
+fn publish(snapshot: &Snapshot) {
+    for list in &snapshot.lists {
+        let name = list.name.to_string();
+        metrics::gauge!(crate::metrics::LIST_RULES, "list" => name.clone())
+            .set(list.set.len() as f64);
+        metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name)
+            .set(list.bad_lines.len() as f64);
+    }
+    for warning in &snapshot.warnings {
+        tracing::warn!(at = %warning.location, "{}", warning.message);
+    }
+    metrics::counter!(crate::metrics::RELOADS, "result" => "ok").increment(1);
+    metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(1.0);
+    metrics::gauge!(crate::metrics::LAST_RELOAD).set(now_unix() as f64);
+}
+
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let listen =
+        |c: &Config| -> Vec<SocketAddr> { c.server.listen.iter().map(|l| *l.get_ref()).collect() };
+    let hits = |c: &Config| -> HitsTarget {
+        match &c.log.hits {
+            HitsTarget::File(p) => HitsTarget::File(c.resolve(p)),
+            other => other.clone(),
+        }
+    };
+    let mut changes = Vec::new();
+    if listen(old) != listen(new) {
+        changes.push("server.listen");
+    }
+    if old.server.metrics != new.server.metrics {
+        changes.push("server.metrics");
+    }
+    if old.server.threads != new.server.threads {
+        changes.push("server.threads");
+    }
+    if old.cache.entries != new.cache.entries {
+        changes.push("cache.entries");
+    }
+    if hits(old) != hits(new) || old.log.queue != new.log.queue {
+        changes.push("log.hits");
+    }
+    changes
+}
+
+/// Seconds since the Unix epoch, as policy windows count them.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

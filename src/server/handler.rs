@@ -1,0 +1,335 @@
+//! The query pipeline every transport shares: a query's bytes in, the answer's bytes out.
+//!
+//! [`Handler::answer_fast`] does everything that needs no waiting (parse, ACL, policy, block
+//! answer, cache hit) synchronously into the caller's buffer, so the UDP loop answers those
+//! without a task or an allocation. Only a cache miss comes back as [`Step::Forward`], which the
+//! transport runs with [`Handler::answer_forward`] where it can wait.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::answer::{self, ede, rcode};
+use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, KeyFlags, PacketCache};
+use crate::config::Mode;
+use crate::engine::{self, Hit, Verdict};
+use crate::hitlog::{HitLog, HitRecord};
+use crate::metrics::{self as names, Outcome};
+use crate::packet::{self, ParseError, QName, Query, rtype};
+use crate::policy::PolicyId;
+use crate::state::{Snapshot, State};
+
+/// The transport a query came over: it sets the answer size limit and the metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Datagrams: answers above the client's limit are truncated (TC).
+    Udp,
+    /// Streams: answers up to 64 KiB.
+    Tcp,
+}
+
+impl Protocol {
+    /// The `protocol` label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Protocol::Udp => 0,
+            Protocol::Tcp => 1,
+        }
+    }
+}
+
+/// What the transport must do after [`Handler::answer_fast`].
+pub enum Step {
+    /// Send the buffer: it holds the answer.
+    Reply,
+    /// Send nothing (not a query: too short, or a response).
+    Drop,
+    /// A cache miss: run [`Handler::answer_forward`] with this, then send the buffer.
+    Forward(Box<Pending>),
+}
+
+/// A query that must go upstream, with all it was decided with.
+pub struct Pending {
+    snapshot: Arc<Snapshot>,
+    packet: Vec<u8>,
+    query: Query,
+    client: IpAddr,
+    protocol: Protocol,
+    key: CacheKey,
+    /// The client's policy, when the answer's CNAME chain must be checked against it.
+    inspect: Option<PolicyId>,
+    /// Set when an audit-mode policy matched the name itself (already logged).
+    audited: bool,
+}
+
+/// One query and what it is read against, as the steps after the decision need it.
+struct QueryCtx<'a> {
+    snapshot: &'a Arc<Snapshot>,
+    packet: &'a [u8],
+    query: &'a Query,
+    client: IpAddr,
+    protocol: Protocol,
+}
+
+/// The pipeline, shared by all workers of all transports.
+pub struct Handler {
+    state: Arc<State>,
+    cache: Arc<PacketCache>,
+    hitlog: HitLog,
+    /// `sinkhole_queries_total` handles, by protocol then outcome.
+    queries: [[metrics::Counter; Outcome::ALL.len()]; 2],
+    /// `sinkhole_dropped_packets_total` handles for packets that get no answer, by protocol.
+    dropped: [metrics::Counter; 2],
+}
+
+impl Handler {
+    /// A pipeline reading `state`, caching in `cache`, logging hits to `hitlog`.
+    pub fn new(state: Arc<State>, cache: Arc<PacketCache>, hitlog: HitLog) -> Handler {
+        let per_protocol = |p: Protocol| {
+            Outcome::ALL.map(|o| {
+                metrics::counter!(names::QUERIES, "protocol" => p.as_str(), "outcome" => o.as_str())
+            })
+        };
+        let dropped = |p: Protocol| metrics::counter!(names::DROPPED, "protocol" => p.as_str(), "reason" => "unanswerable");
+        Handler {
+            state,
+            cache,
+            hitlog,
+            queries: [per_protocol(Protocol::Udp), per_protocol(Protocol::Tcp)],
+            dropped: [dropped(Protocol::Udp), dropped(Protocol::Tcp)],
+        }
+    }
+
+    /// The live state (for reloads).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The packet cache.
+    pub fn cache(&self) -> &Arc<PacketCache> {
+        &self.cache
+    }
+
+    /// The hit log.
+    pub fn hitlog(&self) -> &HitLog {
+        &self.hitlog
+    }
+
+    /// Answers what can be answered without waiting; see [`Step`].
+    pub fn answer_fast(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        protocol: Protocol,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let query = match packet::parse(packet) {
+            Ok(query) => query,
+            Err(e) if !e.answerable() => {
+                self.dropped[protocol.index()].increment(1);
+                return Step::Drop;
+            }
+            Err(e) => {
+                let (code, outcome) = match e {
+                    ParseError::Opcode(_) => (rcode::NOTIMP, Outcome::Notimp),
+                    _ => (rcode::FORMERR, Outcome::Formerr),
+                };
+                answer::write_error(packet, None, code, None, out);
+                self.count(protocol, outcome);
+                return Step::Reply;
+            }
+        };
+        let snapshot = self.state.load();
+        let q = QueryCtx {
+            snapshot: &snapshot,
+            packet,
+            query: &query,
+            client,
+            protocol,
+        };
+        let verdict = engine::decide(&snapshot, client, query.name.as_bytes(), unix_now());
+        let (inspect, audited) = match verdict {
+            Verdict::Refused => {
+                let ede = Some((ede::PROHIBITED, "client not allowed"));
+                answer::write_error(packet, Some(&query), rcode::REFUSED, ede, out);
+                self.count(protocol, Outcome::Refused);
+                return Step::Reply;
+            }
+            Verdict::Blocked(hit) if hit.mode == Mode::Enforce => {
+                self.log_hit(&q, hit, None);
+                let policy = snapshot.policies.get(hit.policy);
+                policy.template.write(packet, &query, hit.apex_len, out);
+                self.count(protocol, Outcome::Blocked);
+                return Step::Reply;
+            }
+            Verdict::Blocked(hit) => {
+                self.log_hit(&q, hit, None);
+                (None, true)
+            }
+            Verdict::Allowed { inspect } => (inspect, false),
+        };
+        if query.qtype == rtype::AXFR || query.qtype == rtype::IXFR {
+            let ede = Some((ede::NOT_SUPPORTED, "zone transfers are not served"));
+            answer::write_error(packet, Some(&query), rcode::REFUSED, ede, out);
+            self.count(protocol, Outcome::Refused);
+            return Step::Reply;
+        }
+        let key = CacheKeyRef {
+            name: query.name.as_bytes(),
+            qtype: query.qtype,
+            qclass: query.qclass,
+            flags: KeyFlags {
+                edns: query.edns.is_some(),
+                dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
+                checking_disabled: query.cd(),
+            },
+        };
+        if let Some(cached) = self.cache.get(&key, Instant::now()) {
+            let outcome = self.finish(&q, inspect, &cached, Outcome::Cached, out);
+            let outcome = if audited { Outcome::Audited } else { outcome };
+            self.count(protocol, outcome);
+            return Step::Reply;
+        }
+        Step::Forward(Box::new(Pending {
+            snapshot: arc_swap::Guard::into_inner(snapshot),
+            packet: packet.to_vec(),
+            key: key.to_owned(),
+            query,
+            client,
+            protocol,
+            inspect,
+            audited,
+        }))
+    }
+
+    /// Forwards a cache miss, caches the answer, checks its CNAME chain and writes the answer
+    /// (or SERVFAIL when no upstream answered in time) into `out`.
+    pub async fn answer_forward(&self, pending: Box<Pending>, out: &mut Vec<u8>) {
+        let Pending {
+            snapshot,
+            packet,
+            query,
+            client,
+            protocol,
+            key,
+            inspect,
+            audited,
+        } = *pending;
+        let response = snapshot
+            .upstream
+            .forward(&packet)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits)
+                    .map_err(|e| e.to_string())
+            });
+        let outcome = match response {
+            Ok(response) => {
+                let response = Arc::new(response);
+                self.cache.insert(key, Arc::clone(&response));
+                let q = QueryCtx {
+                    snapshot: &snapshot,
+                    packet: &packet,
+                    query: &query,
+                    client,
+                    protocol,
+                };
+                self.finish(&q, inspect, &response, Outcome::Forwarded, out)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "forwarding failed");
+                let ede = Some((ede::NO_REACHABLE_AUTHORITY, "no upstream answered"));
+                answer::write_error(&packet, Some(&query), rcode::SERVFAIL, ede, out);
+                Outcome::Servfail
+            }
+        };
+        self.count(protocol, if audited { Outcome::Audited } else { outcome });
+    }
+
+    /// Sends a resolved answer (`served`: from the cache or an upstream), unless its CNAME chain
+    /// leads into a name the client's policy blocks: then the block answer (enforce) or the
+    /// answer and a log line (audit).
+    fn finish(
+        &self,
+        q: &QueryCtx<'_>,
+        inspect: Option<PolicyId>,
+        response: &CachedResponse,
+        served: Outcome,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let chain_hit = inspect.and_then(|policy| {
+            let mut matched = None;
+            let hit = engine::check_chain(
+                q.snapshot,
+                policy,
+                response.chain().inspect(|name| matched = Some(*name)),
+            );
+            hit.map(|hit| (hit, matched.and_then(QName::from_dotted)))
+        });
+        if let Some((hit, cname)) = chain_hit {
+            self.log_hit(q, hit, cname);
+            if hit.mode == Mode::Enforce {
+                q.snapshot
+                    .policies
+                    .get(hit.policy)
+                    .template
+                    .write(q.packet, q.query, None, out);
+                return Outcome::Blocked;
+            }
+        }
+        let question = q.packet.get(q.query.question.clone()).unwrap_or_default();
+        let max_len = match q.protocol {
+            Protocol::Udp => q.query.max_udp_len(),
+            Protocol::Tcp => usize::from(u16::MAX),
+        };
+        response.write_to(
+            q.query.id,
+            q.query.rd(),
+            question,
+            Instant::now(),
+            max_len,
+            out,
+        );
+        if chain_hit.is_some() {
+            Outcome::Audited
+        } else {
+            served
+        }
+    }
+
+    fn log_hit(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>) {
+        let policy = q.snapshot.policies.get(hit.policy);
+        if let Some((_, counter)) = policy.block.iter().find(|(list, _)| *list == hit.list) {
+            counter.increment(1);
+        }
+        self.hitlog.record(HitRecord {
+            time: SystemTime::now(),
+            client: q.client,
+            snapshot: Arc::clone(q.snapshot),
+            hit,
+            qname: q.query.name.clone(),
+            qtype: q.query.qtype,
+            cname,
+            protocol: q.protocol.as_str(),
+        });
+    }
+
+    fn count(&self, protocol: Protocol, outcome: Outcome) {
+        if let Some(counter) = self.queries[protocol.index()].get(outcome as usize) {
+            counter.increment(1);
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for policy windows.
+fn unix_now() -> i64 {
+    crate::state::now_unix()
+}
