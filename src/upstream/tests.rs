@@ -31,9 +31,11 @@ enum Mode {
 
 /// A fake upstream; its tasks end when it is dropped.
 struct Fake {
+    /// Where it listens, UDP and TCP.
     addr: SocketAddr,
     /// Every query it received (UDP and TCP), as bytes.
     seen: mpsc::Receiver<Vec<u8>>,
+    /// The UDP and TCP responders, aborted on drop.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -70,18 +72,20 @@ async fn serve_udp(socket: UdpSocket, mode: Mode, tag: u8, seen: mpsc::Sender<Ve
         let _ = seen.try_send(query.clone());
         let right = answer(&query, mode, tag, false);
         if mode == Mode::Noisy {
+            // Noise carries 192.0.2.200, so taking any of it shows in the answer.
+            let noise = answer(&query, Mode::Answer, 200, false);
             let _ = socket.send_to(b"\x00garbage", peer).await;
-            let mut wrong_id = right.clone();
+            let mut wrong_id = noise.clone();
             wrong_id[1] ^= 0xFF;
             let _ = socket.send_to(&wrong_id, peer).await;
-            let mut other = Message::from_vec(&right).unwrap();
+            let mut not_qr = noise.clone();
+            not_qr[2] &= 0x7F;
+            let _ = socket.send_to(&not_qr, peer).await;
+            let mut other = Message::from_vec(&noise).unwrap();
+            let asked = other.queries[0].name().clone();
             other.queries[0] = Query::query(name("other.example."), RecordType::A);
             let _ = socket.send_to(&other.to_vec().unwrap(), peer).await;
-            // A response with the wrong type but the same name.
-            other.queries[0] = Query::query(
-                Message::from_vec(&query).unwrap().queries[0].name().clone(),
-                RecordType::AAAA,
-            );
+            other.queries[0] = Query::query(asked, RecordType::AAAA);
             let _ = socket.send_to(&other.to_vec().unwrap(), peer).await;
         }
         let _ = socket.send_to(&right, peer).await;
