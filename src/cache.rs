@@ -1,1 +1,0 @@
-//! cache (to be written)

@@ -1,0 +1,201 @@
+//! The packet cache: upstream responses kept as wire bytes, keyed by the question and the
+//! query properties that change a response's shape, served again by copying the bytes and
+//! patching id, RD, question case and TTLs (dnsdist's packet cache is the model).
+//!
+//! It owns the entries, their expiry and the cache metrics. It must not decide anything
+//! (blocking is the engine's; whether to cache is the response's own [`CachedResponse::cache_for`]),
+//! must not do I/O, and holds no config but its size, because it is built once and survives
+//! reloads: lifetime limits are applied when a response is analysed.
+
+mod response;
+pub(crate) mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics::{Counter, Gauge};
+use quick_cache::Equivalent;
+use quick_cache::sync::Cache;
+
+pub use response::{CachedResponse, MAX_CHAIN, ResponseError, TtlLimits};
+pub use wire::WireError;
+
+use crate::metrics::{CACHE_ENTRIES, CACHE_HITS, CACHE_MISSES};
+
+/// Query properties that change the response's shape, so that answers to queries that differ
+/// in them are kept apart: an EDNS query gets an OPT back, a DO query gets RRSIGs, a CD query
+/// may get data that failed validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct KeyFlags {
+    /// The query carried an OPT record.
+    pub edns: bool,
+    /// The DO bit (DNSSEC OK) in the query's OPT.
+    pub dnssec_ok: bool,
+    /// The CD bit (checking disabled) in the query's header.
+    pub checking_disabled: bool,
+}
+
+/// The cache key of a query, owned (stored in the cache). Built from a [`CacheKeyRef`] with
+/// [`CacheKeyRef::to_owned`], so that both always agree.
+///
+/// The field order is the hash order [`CacheKeyRef`]'s `Hash` follows; keep them in step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Query name, lowercase dotted, no trailing dot.
+    name: Box<[u8]>,
+    /// QTYPE.
+    qtype: u16,
+    /// QCLASS.
+    qclass: u16,
+    /// Shape-changing query properties.
+    flags: KeyFlags,
+}
+
+impl CacheKey {
+    /// The query name (lowercase dotted, no trailing dot).
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    /// The key borrowed, as lookups take it.
+    pub fn borrowed(&self) -> CacheKeyRef<'_> {
+        CacheKeyRef {
+            name: &self.name,
+            qtype: self.qtype,
+            qclass: self.qclass,
+            flags: self.flags,
+        }
+    }
+}
+
+/// The same key borrowed from a packet buffer, so that a lookup does not allocate. It hashes
+/// identically to [`CacheKey`] and is compared to it through quick_cache's `Equivalent`.
+///
+/// `name` must already be lowercase dotted ASCII without trailing dot (`b"www.example.com"`):
+/// the cache compares bytes and does no case folding of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheKeyRef<'a> {
+    /// Query name, lowercase dotted, no trailing dot.
+    pub name: &'a [u8],
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+    /// Shape-changing query properties.
+    pub flags: KeyFlags,
+}
+
+impl CacheKeyRef<'_> {
+    /// The owned key, for inserting (the one allocation, on a miss).
+    pub fn to_owned(&self) -> CacheKey {
+        CacheKey {
+            name: self.name.into(),
+            qtype: self.qtype,
+            qclass: self.qclass,
+            flags: self.flags,
+        }
+    }
+}
+
+impl Hash for CacheKeyRef<'_> {
+    /// Same fields, same order, same types as the derived `Hash` of [`CacheKey`] (a
+    /// `Box<[u8]>` hashes as its slice).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.qtype.hash(state);
+        self.qclass.hash(state);
+        self.flags.hash(state);
+    }
+}
+
+impl Equivalent<CacheKey> for CacheKeyRef<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        self.name == &*key.name
+            && self.qtype == key.qtype
+            && self.qclass == key.qclass
+            && self.flags == key.flags
+    }
+}
+
+/// The packet cache, shared by all worker threads (`Send + Sync`, no lock of its own).
+///
+/// Entries are `Arc`s so a hit costs a reference count, not a copy; the bytes are copied once,
+/// into the caller's send buffer, by [`CachedResponse::write_to`]. quick_cache shards the table
+/// (4 shards per core by default) and evicts by its CLOCK-Pro policy when full; expired entries
+/// are dropped when a lookup finds them.
+pub struct PacketCache {
+    /// The entries; None when the configured size is 0 (cache off).
+    entries: Option<Cache<CacheKey, Arc<CachedResponse>>>,
+    /// Lookups that found a live entry.
+    hits: Counter,
+    /// Lookups that found none or an expired one.
+    misses: Counter,
+    /// Entries now; set after each insert and expiry removal.
+    size: Gauge,
+}
+
+impl PacketCache {
+    /// A cache of at most `entries` responses (approximately: quick_cache bounds each shard).
+    /// 0 turns caching off: every lookup misses and inserts are dropped.
+    pub fn new(entries: usize) -> Self {
+        PacketCache {
+            entries: (entries > 0).then(|| Cache::new(entries)),
+            hits: metrics::counter!(CACHE_HITS),
+            misses: metrics::counter!(CACHE_MISSES),
+            size: metrics::gauge!(CACHE_ENTRIES),
+        }
+    }
+
+    /// A live entry, or None. An expired entry counts as a miss and is removed. Counts hits
+    /// and misses. Does not allocate.
+    pub fn get(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<Arc<CachedResponse>> {
+        let Some(entries) = &self.entries else {
+            self.misses.increment(1);
+            return None;
+        };
+        match entries.get(key) {
+            Some(response) if !response.is_expired(now) => {
+                self.hits.increment(1);
+                Some(response)
+            }
+            Some(expired) => {
+                // Only this entry: another worker may have stored a fresh one meanwhile.
+                entries.remove_if(key, |current| Arc::ptr_eq(current, &expired));
+                self.size.set(entries.len() as f64);
+                self.misses.increment(1);
+                None
+            }
+            None => {
+                self.misses.increment(1);
+                None
+            }
+        }
+    }
+
+    /// Stores the response if it is cacheable ([`CachedResponse::cache_for`] is Some), else
+    /// does nothing. Replaces an entry under the same key.
+    pub fn insert(&self, key: CacheKey, response: Arc<CachedResponse>) {
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        if response.cache_for().is_none() {
+            return;
+        }
+        entries.insert(key, response);
+        self.size.set(entries.len() as f64);
+    }
+
+    /// Entries now (including expired ones not yet looked up).
+    pub fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, Cache::len)
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

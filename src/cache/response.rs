@@ -1,0 +1,313 @@
+//! One upstream response as the cache keeps it: the wire bytes plus what was learned from them
+//! once (TTL positions, the CNAME/DNAME chain, the cache lifetime), so that serving it again is a
+//! copy and a few patches.
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, Record};
+use hickory_proto::serialize::binary::DecodeError;
+
+use super::wire::{self, HEADER_LEN, MAX_MESSAGE, TYPE_CNAME, TYPE_DNAME, TYPE_OPT, WireError};
+
+/// RFC 2308 section 7.1: a SERVFAIL must not be cached for longer than five minutes, whatever
+/// the config says.
+const SERVFAIL_CAP: u32 = 300;
+/// The most CNAME/DNAME records one answer may carry. Real chains are a handful long; a longer
+/// one would make the chain (kept expanded for list matching) many times the packet's size.
+pub const MAX_CHAIN: usize = 32;
+/// The smallest UDP limit a client can have (RFC 1035 4.2.1).
+const MIN_UDP: usize = 512;
+/// Header flag bits in byte 2.
+const FLAG_QR: u8 = 0x80;
+const FLAG_TC: u8 = 0x02;
+const FLAG_RD: u8 = 0x01;
+
+/// Cache lifetime limits from the config. They are applied when a response is analysed, so the
+/// cache itself holds no config and survives reloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtlLimits {
+    /// Positive answers are kept at least this long (seconds), even if their TTL is lower.
+    pub min: u32,
+    /// Positive answers are kept at most this long (seconds).
+    pub max: u32,
+    /// Negative answers (NXDOMAIN, NODATA) are kept at most this long (seconds).
+    pub negative_max: u32,
+    /// SERVFAIL answers are kept this long (seconds); 0 = not cached. Capped at 300 (RFC 2308).
+    pub servfail: u32,
+}
+
+impl Default for TtlLimits {
+    fn default() -> Self {
+        TtlLimits {
+            min: 0,
+            max: 86400,
+            negative_max: 3600,
+            servfail: 0,
+        }
+    }
+}
+
+/// Why an upstream response cannot be cached or inspected. The caller may still relay the bytes
+/// as they are; it just cannot serve them from the cache or check their CNAME chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// Shorter than a DNS header.
+    #[error("upstream response is {0} bytes, shorter than a DNS header")]
+    TooShort(usize),
+    /// Longer than any DNS message can be.
+    #[error("upstream response is {0} bytes, longer than a DNS message can be (65535)")]
+    TooLong(usize),
+    /// The QR bit is clear: this is a query, not an answer.
+    #[error("upstream sent a query, not a response")]
+    NotAResponse,
+    /// Not exactly one question; the cache is keyed by the question.
+    #[error("upstream response has {0} questions, expected exactly 1")]
+    QuestionCount(u16),
+    /// hickory-proto could not decode the message.
+    #[error("upstream response does not decode: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The position walk failed where hickory-proto did not (should not happen).
+    #[error("upstream response cannot be walked: {0}")]
+    Wire(#[from] WireError),
+    /// More CNAME/DNAME records than [`MAX_CHAIN`].
+    #[error("upstream response has more than {MAX_CHAIN} CNAME/DNAME records")]
+    ChainTooLong,
+}
+
+/// One upstream response, analysed once: its bytes, where each RR's TTL sits, the CNAME/DNAME
+/// chain names, how long it may be cached.
+#[derive(Debug)]
+pub struct CachedResponse {
+    /// The response as the upstream sent it (id and all); at most 65535 bytes, so every offset
+    /// fits a u16.
+    bytes: Box<[u8]>,
+    /// End of the question section: the client's question replaces `bytes[12..question_end]`.
+    question_end: u16,
+    /// Offsets of the TTL field of every RR except OPT, lowered on the way out.
+    ttl_offsets: Box<[u16]>,
+    /// The chain names, concatenated (lowercase dotted, no trailing dot).
+    chain: Box<[u8]>,
+    /// End offset in `chain` of each name.
+    chain_ends: Box<[u16]>,
+    /// When the response was analysed: the TTLs in `bytes` are as of this instant.
+    analyzed_at: Instant,
+    /// How long it may be cached; None = not at all.
+    cache_for: Option<Duration>,
+}
+
+impl CachedResponse {
+    /// Parses (hickory-proto for validation and records; a small walk of the wire for TTL
+    /// offsets and chain names, since hickory does not give positions) and analyses an upstream
+    /// response. `now` is when it arrived; TTLs served later are lowered by the time since.
+    pub fn analyze(
+        bytes: Vec<u8>,
+        now: Instant,
+        limits: &TtlLimits,
+    ) -> Result<Self, ResponseError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(ResponseError::TooShort(bytes.len()));
+        }
+        if bytes.len() > MAX_MESSAGE {
+            return Err(ResponseError::TooLong(bytes.len()));
+        }
+        if bytes[2] & FLAG_QR == 0 {
+            return Err(ResponseError::NotAResponse);
+        }
+        let [qd, an, ns, ar] = wire::counts(&bytes);
+        if qd != 1 {
+            return Err(ResponseError::QuestionCount(qd));
+        }
+        let message = Message::from_vec(&bytes)?;
+
+        let question_end = wire::skip_question(&bytes, HEADER_LEN)?;
+        let mut pos = question_end;
+        let mut ttl_offsets =
+            Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
+        let mut chain = Vec::new();
+        let mut chain_ends = Vec::new();
+        for (section, count) in [an, ns, ar].into_iter().enumerate() {
+            for _ in 0..count {
+                let (record, next) = wire::read_record(&bytes, pos)?;
+                if record.rtype != TYPE_OPT {
+                    ttl_offsets.push(offset(record.ttl_at));
+                }
+                let is_alias = record.rtype == TYPE_CNAME || record.rtype == TYPE_DNAME;
+                if section == 0 && is_alias {
+                    if chain_ends.len() == MAX_CHAIN {
+                        return Err(ResponseError::ChainTooLong);
+                    }
+                    wire::read_name_dotted(&bytes, record.rdata.start, &mut chain)?;
+                    chain_ends.push(offset(chain.len()));
+                }
+                pos = next;
+            }
+        }
+
+        Ok(CachedResponse {
+            cache_for: lifetime(&message, limits).map(|secs| Duration::from_secs(secs.into())),
+            bytes: bytes.into_boxed_slice(),
+            question_end: offset(question_end),
+            ttl_offsets: ttl_offsets.into_boxed_slice(),
+            chain: chain.into_boxed_slice(),
+            chain_ends: chain_ends.into_boxed_slice(),
+            analyzed_at: now,
+        })
+    }
+
+    /// How long it may be cached (None = not cacheable: TC set, rcode other than NOERROR or
+    /// NXDOMAIN (SERVFAIL per `TtlLimits::servfail`), a zero TTL, a negative answer without SOA).
+    pub fn cache_for(&self) -> Option<Duration> {
+        self.cache_for
+    }
+
+    /// Whether the response has outlived its cache lifetime at `now` (always true for one that
+    /// is not cacheable).
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match self.cache_for {
+            Some(life) => now.saturating_duration_since(self.analyzed_at) >= life,
+            None => true,
+        }
+    }
+
+    /// Writes the response for one client into `out` (cleared first): id set to `id`, RD copied
+    /// from `rd`, the question section replaced by the client's own `question` bytes (name,
+    /// type, class as the client sent them: same name modulo case, so the client's 0x20 case
+    /// survives), every TTL (never the OPT pseudo-RR's) lowered by the whole seconds elapsed
+    /// since `analyze`, saturating at 0.
+    ///
+    /// If the result is longer than `max_len` (the client's UDP limit; values under 512 are
+    /// taken as 512), writes instead a truncated reply: the header with TC=1 and the question
+    /// only, so the client retries over TCP. A `question` of another length than the stored one
+    /// cannot be the same name and is ignored (the stored question is written) rather than
+    /// breaking the compression pointers behind it.
+    ///
+    /// Does not allocate when `out` has capacity 65535.
+    pub fn write_to(
+        &self,
+        id: u16,
+        rd: bool,
+        question: &[u8],
+        now: Instant,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        let question_end = usize::from(self.question_end);
+        let stored_question = &self.bytes[HEADER_LEN..question_end];
+        let question = if question.len() == stored_question.len() {
+            question
+        } else {
+            stored_question
+        };
+
+        out.extend_from_slice(&self.bytes[..HEADER_LEN]);
+        out[..2].copy_from_slice(&id.to_be_bytes());
+        out[2] = (out[2] & !FLAG_RD) | if rd { FLAG_RD } else { 0 };
+        out.extend_from_slice(question);
+
+        if self.bytes.len() > max_len.max(MIN_UDP) {
+            out[2] |= FLAG_TC;
+            // QDCOUNT stays 1; the other sections are dropped.
+            out[6..HEADER_LEN].fill(0);
+            return;
+        }
+
+        out.extend_from_slice(&self.bytes[question_end..]);
+        let elapsed = now.saturating_duration_since(self.analyzed_at).as_secs();
+        let elapsed = u32::try_from(elapsed).unwrap_or(u32::MAX);
+        if elapsed == 0 {
+            return;
+        }
+        for &at in &self.ttl_offsets {
+            let at = usize::from(at);
+            if let Some(field) = out.get_mut(at..at + 4) {
+                let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+                field.copy_from_slice(&ttl.saturating_sub(elapsed).to_be_bytes());
+            }
+        }
+    }
+
+    /// The names the answer section's CNAME and DNAME records lead to (their targets), in
+    /// answer order, lowercase dotted without trailing dot, for CNAME inspection against
+    /// blocklists. Usually 0-3 names, never more than [`MAX_CHAIN`].
+    pub fn chain(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.chain_ends.iter().copied());
+        starts
+            .zip(self.chain_ends.iter().copied())
+            .map(|(start, end)| &self.chain[usize::from(start)..usize::from(end)])
+    }
+
+    /// The response code in the header (4 bits; the EDNS extension is not included).
+    pub fn rcode(&self) -> u8 {
+        self.bytes[3] & 0x0F
+    }
+
+    /// The response's length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a response has at least a header. Here because `len` is.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The response as the upstream sent it.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// An offset into a message of at most 65535 bytes (checked in `analyze`) or into the chain
+/// (at most 32 names of 254 bytes).
+fn offset(pos: usize) -> u16 {
+    u16::try_from(pos).unwrap_or(u16::MAX)
+}
+
+/// A TTL as RFC 2181 section 8 reads it: values with the top bit set mean zero.
+fn ttl(record: &Record) -> u32 {
+    if record.ttl > i32::MAX as u32 {
+        0
+    } else {
+        record.ttl
+    }
+}
+
+/// How many seconds a response may be cached, or None.
+///
+/// Positive answers: the lowest answer TTL (and the negative TTL if an SOA rides along, as in a
+/// CNAME leading to NODATA), raised to `min` and capped at `max`. Negative answers (NXDOMAIN,
+/// or NOERROR without answers) per RFC 2308 section 5: min(SOA TTL, SOA MINIMUM) from the
+/// authority section (and no more than any CNAME in the answer), capped at `negative_max`;
+/// without an SOA they are not cached. A zero TTL from the upstream means "do not cache" and
+/// is not raised by `min`.
+fn lifetime(message: &Message, limits: &TtlLimits) -> Option<u32> {
+    if message.metadata.truncation {
+        return None;
+    }
+    let negative = message
+        .authorities
+        .iter()
+        .find_map(|record| match &record.data {
+            RData::SOA(soa) => Some(ttl(record).min(soa.minimum)),
+            _ => None,
+        });
+    let answers = message.answers.iter().map(ttl).min();
+    let secs = match message.metadata.response_code {
+        ResponseCode::NoError if answers.is_some() => {
+            let lowest = answers.into_iter().chain(negative).min().unwrap_or(0);
+            if lowest == 0 {
+                return None;
+            }
+            lowest.max(limits.min).min(limits.max)
+        }
+        ResponseCode::NoError | ResponseCode::NXDomain => {
+            let lowest = negative?.min(answers.unwrap_or(u32::MAX));
+            lowest.min(limits.negative_max)
+        }
+        ResponseCode::ServFail => limits.servfail.min(SERVFAIL_CAP),
+        _ => return None,
+    };
+    (secs > 0).then_some(secs)
+}

@@ -1,0 +1,514 @@
+//! Tests of the packet cache: responses built with hickory-proto, analysed, served and looked up.
+
+use std::hash::BuildHasher;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::*;
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn response(qname: &str, qtype: RecordType) -> Message {
+    let mut m = Message::response(0x1234, OpCode::Query);
+    m.add_query(Query::query(name(qname), qtype));
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    m
+}
+
+fn a(owner: &str, ttl: u32, last: u8) -> Record {
+    Record::from_rdata(
+        name(owner),
+        ttl,
+        RData::A(A::from(Ipv4Addr::new(192, 0, 2, last))),
+    )
+}
+
+fn cname(owner: &str, ttl: u32, target: &str) -> Record {
+    Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
+}
+
+fn soa(owner: &str, ttl: u32, minimum: u32) -> Record {
+    let data = SOA::new(
+        name("ns1.example.com."),
+        name("hostmaster.example.com."),
+        1,
+        7200,
+        900,
+        86400,
+        minimum,
+    );
+    Record::from_rdata(name(owner), ttl, RData::SOA(data))
+}
+
+fn analyze_with(m: &Message, now: Instant, limits: &TtlLimits) -> CachedResponse {
+    CachedResponse::analyze(m.to_vec().unwrap(), now, limits).unwrap()
+}
+
+fn analyze(m: &Message) -> CachedResponse {
+    analyze_with(m, Instant::now(), &TtlLimits::default())
+}
+
+fn secs(s: u64) -> Option<Duration> {
+    Some(Duration::from_secs(s))
+}
+
+/// The question section of a client query for `qname` (as cased), type A, class IN.
+fn client_question(qname: &str) -> Vec<u8> {
+    let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(name(qname), RecordType::A));
+    q.to_vec().unwrap()[12..].to_vec()
+}
+
+fn www_a() -> Message {
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(cname("www.example.com.", 300, "web.example.net."));
+    m.add_answer(a("web.example.net.", 60, 1));
+    m
+}
+
+#[test]
+fn positive_lifetime_is_lowest_answer_ttl_within_limits() {
+    assert_eq!(analyze(&www_a()).cache_for(), secs(60));
+    let now = Instant::now();
+    let raised = TtlLimits {
+        min: 120,
+        ..TtlLimits::default()
+    };
+    assert_eq!(analyze_with(&www_a(), now, &raised).cache_for(), secs(120));
+    let capped = TtlLimits {
+        max: 30,
+        ..TtlLimits::default()
+    };
+    assert_eq!(analyze_with(&www_a(), now, &capped).cache_for(), secs(30));
+    // min above max: max wins, no panic.
+    let odd = TtlLimits {
+        min: 500,
+        max: 100,
+        ..TtlLimits::default()
+    };
+    assert_eq!(analyze_with(&www_a(), now, &odd).cache_for(), secs(100));
+}
+
+#[test]
+fn zero_ttl_is_not_cached_even_with_a_minimum() {
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(a("www.example.com.", 0, 1));
+    let limits = TtlLimits {
+        min: 60,
+        ..TtlLimits::default()
+    };
+    assert_eq!(analyze_with(&m, Instant::now(), &limits).cache_for(), None);
+    // RFC 2181: a TTL with the top bit set reads as zero.
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(a("www.example.com.", 0x8000_0000, 1));
+    assert_eq!(analyze(&m).cache_for(), None);
+}
+
+#[test]
+fn nxdomain_lives_min_of_soa_ttl_and_minimum_capped() {
+    let mut m = response("nope.example.com.", RecordType::A);
+    m.metadata.response_code = ResponseCode::NXDomain;
+    m.add_authority(soa("example.com.", 900, 600));
+    assert_eq!(analyze(&m).cache_for(), secs(600));
+    m.authorities = vec![soa("example.com.", 450, 600)];
+    assert_eq!(analyze(&m).cache_for(), secs(450));
+    let capped = TtlLimits {
+        negative_max: 300,
+        ..TtlLimits::default()
+    };
+    assert_eq!(
+        analyze_with(&m, Instant::now(), &capped).cache_for(),
+        secs(300)
+    );
+    // The min limit is for positive answers only.
+    let raised = TtlLimits {
+        min: 1000,
+        ..TtlLimits::default()
+    };
+    assert_eq!(
+        analyze_with(&m, Instant::now(), &raised).cache_for(),
+        secs(450)
+    );
+    // Without SOA: not cached.
+    m.authorities.clear();
+    assert_eq!(analyze(&m).cache_for(), None);
+}
+
+#[test]
+fn nodata_needs_an_soa() {
+    let mut m = response("www.example.com.", RecordType::AAAA);
+    assert_eq!(analyze(&m).cache_for(), None);
+    m.add_authority(soa("example.com.", 3600, 120));
+    let r = analyze(&m);
+    assert_eq!(r.cache_for(), secs(120));
+    assert_eq!(r.rcode(), 0);
+}
+
+#[test]
+fn cname_to_nodata_is_bounded_by_the_soa() {
+    let mut m = response("www.example.com.", RecordType::AAAA);
+    m.add_answer(cname("www.example.com.", 300, "web.example.net."));
+    m.add_authority(soa("example.net.", 3600, 30));
+    assert_eq!(analyze(&m).cache_for(), secs(30));
+}
+
+#[test]
+fn servfail_is_cached_only_as_configured_and_at_most_five_minutes() {
+    let mut m = response("www.example.com.", RecordType::A);
+    m.metadata.response_code = ResponseCode::ServFail;
+    let r = analyze(&m);
+    assert_eq!(r.cache_for(), None);
+    assert_eq!(r.rcode(), 2);
+    let now = Instant::now();
+    let five = TtlLimits {
+        servfail: 5,
+        ..TtlLimits::default()
+    };
+    assert_eq!(analyze_with(&m, now, &five).cache_for(), secs(5));
+    let long = TtlLimits {
+        servfail: 1000,
+        ..TtlLimits::default()
+    };
+    assert_eq!(analyze_with(&m, now, &long).cache_for(), secs(300));
+}
+
+#[test]
+fn truncated_and_other_rcodes_are_not_cached() {
+    let mut m = www_a();
+    m.metadata.truncation = true;
+    assert_eq!(analyze(&m).cache_for(), None);
+    let mut m = www_a();
+    m.metadata.response_code = ResponseCode::Refused;
+    assert_eq!(analyze(&m).cache_for(), None);
+    assert_eq!(analyze(&m).rcode(), 5);
+}
+
+#[test]
+fn analyze_rejects_what_is_not_one_answer() {
+    let limits = TtlLimits::default();
+    let now = Instant::now();
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, now, &limits).unwrap_err();
+    assert!(matches!(check(vec![0; 5]), ResponseError::TooShort(5)));
+    assert!(matches!(
+        check(vec![0; 70000]),
+        ResponseError::TooLong(70000)
+    ));
+    let mut query = www_a();
+    query.metadata.message_type = MessageType::Query;
+    assert!(matches!(
+        check(query.to_vec().unwrap()),
+        ResponseError::NotAResponse
+    ));
+    let none = Message::response(1, OpCode::Query);
+    assert!(matches!(
+        check(none.to_vec().unwrap()),
+        ResponseError::QuestionCount(0)
+    ));
+    let mut cut = www_a().to_vec().unwrap();
+    cut.truncate(cut.len() - 3);
+    assert!(matches!(check(cut), ResponseError::Malformed(_)));
+}
+
+#[test]
+fn write_to_patches_id_rd_question_case_and_ttls() {
+    let t0 = Instant::now();
+    let mut m = www_a();
+    m.add_authority(soa("example.net.", 100, 100));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(true);
+    m.edns = Some(edns);
+    let r = analyze_with(&m, t0, &TtlLimits::default());
+    let question = client_question("wWw.ExAmple.COM.");
+    let mut out = Vec::with_capacity(65535);
+
+    r.write_to(
+        0xBEEF,
+        false,
+        &question,
+        t0 + Duration::from_millis(10_900),
+        4096,
+        &mut out,
+    );
+    assert_eq!(out.len(), r.len());
+    assert_eq!(
+        &out[12..12 + question.len()],
+        &question[..],
+        "client's case kept"
+    );
+    let got = Message::from_vec(&out).unwrap();
+    assert_eq!(got.metadata.id, 0xBEEF);
+    assert!(!got.metadata.recursion_desired);
+    assert!(got.metadata.recursion_available);
+    let ttls: Vec<u32> = got.answers.iter().map(|r| r.ttl).collect();
+    assert_eq!(ttls, [290, 50]);
+    assert_eq!(got.authorities[0].ttl, 90);
+    let edns = got.edns.unwrap();
+    assert!(edns.flags().dnssec_ok, "OPT flags are not a TTL");
+    assert_eq!(edns.max_payload(), 1232);
+
+    r.write_to(
+        1,
+        true,
+        &question,
+        t0 + Duration::from_secs(200),
+        4096,
+        &mut out,
+    );
+    let got = Message::from_vec(&out).unwrap();
+    assert!(got.metadata.recursion_desired);
+    let ttls: Vec<u32> = got.answers.iter().map(|r| r.ttl).collect();
+    assert_eq!(ttls, [100, 0], "saturates at 0");
+
+    // Before analysis time (clock quirks) nothing is lowered.
+    r.write_to(
+        1,
+        true,
+        &question,
+        t0 - Duration::from_secs(5),
+        4096,
+        &mut out,
+    );
+    let got = Message::from_vec(&out).unwrap();
+    let ttls: Vec<u32> = got.answers.iter().map(|r| r.ttl).collect();
+    assert_eq!(ttls, [300, 60]);
+}
+
+#[test]
+fn write_to_ignores_a_question_of_another_length() {
+    let r = analyze(&www_a());
+    let mut out = Vec::new();
+    r.write_to(
+        9,
+        true,
+        &client_question("other.example.com."),
+        Instant::now(),
+        4096,
+        &mut out,
+    );
+    let got = Message::from_vec(&out).unwrap();
+    assert_eq!(got.metadata.id, 9);
+    assert_eq!(got.queries[0].name().to_ascii(), "www.example.com.");
+}
+
+#[test]
+fn write_to_truncates_past_the_client_limit() {
+    let mut m = response("many.example.com.", RecordType::A);
+    for i in 0..40 {
+        m.add_answer(a("many.example.com.", 60, i));
+    }
+    let r = analyze(&m);
+    assert!(r.len() > 512);
+    let question = client_question("MANY.example.com.");
+    let mut out = Vec::new();
+
+    r.write_to(5, true, &question, Instant::now(), 512, &mut out);
+    assert_eq!(out.len(), 12 + question.len());
+    let got = Message::from_vec(&out).unwrap();
+    assert!(got.metadata.truncation);
+    assert_eq!(got.metadata.id, 5);
+    assert_eq!(got.queries.len(), 1);
+    assert!(got.answers.is_empty() && got.authorities.is_empty() && got.additionals.is_empty());
+    assert_eq!(&out[12..], &question[..]);
+
+    // A limit under 512 is taken as 512.
+    r.write_to(5, true, &question, Instant::now(), 100, &mut out);
+    assert_eq!(out.len(), 12 + question.len());
+
+    r.write_to(5, true, &question, Instant::now(), r.len(), &mut out);
+    assert_eq!(out.len(), r.len());
+    assert!(!Message::from_vec(&out).unwrap().metadata.truncation);
+}
+
+#[test]
+fn write_to_does_not_allocate_with_full_capacity() {
+    let mut m = response("many.example.com.", RecordType::A);
+    for i in 0..200 {
+        m.add_answer(a("many.example.com.", 60, i));
+    }
+    let r = analyze(&m);
+    let question = client_question("many.example.com.");
+    let mut out = Vec::with_capacity(65535);
+    let (ptr, cap) = (out.as_ptr(), out.capacity());
+    r.write_to(
+        5,
+        true,
+        &question,
+        Instant::now() + Duration::from_secs(3),
+        65535,
+        &mut out,
+    );
+    assert_eq!(out.len(), r.len());
+    assert_eq!((out.as_ptr(), out.capacity()), (ptr, cap));
+}
+
+#[test]
+fn chain_lists_cname_and_dname_targets_lowercased() {
+    let mut m = response("www.TikTok.com.", RecordType::A);
+    m.add_answer(cname(
+        "www.TikTok.com.",
+        300,
+        "www.TikTok.com.EdgeSuite.net.",
+    ));
+    m.add_answer(cname(
+        "www.tiktok.com.edgesuite.net.",
+        300,
+        "a1.w10.AKAMAI.net.",
+    ));
+    // DNAME (hickory has no type for it): target `v.Example.org.`, uncompressed per RFC 6672.
+    let dname = RData::Unknown {
+        code: RecordType::DNAME,
+        rdata: NULL::with(b"\x01v\x07Example\x03org\x00".to_vec()),
+    };
+    m.add_answer(Record::from_rdata(name("w10.akamai.net."), 300, dname));
+    m.add_answer(a("a1.w10.akamai.net.", 20, 1));
+    // An SOA in authority is not part of the chain.
+    m.add_authority(soa("akamai.net.", 300, 300));
+    let r = analyze(&m);
+    let chain: Vec<&[u8]> = r.chain().collect();
+    assert_eq!(
+        chain,
+        [
+            &b"www.tiktok.com.edgesuite.net"[..],
+            b"a1.w10.akamai.net",
+            b"v.example.org"
+        ]
+    );
+    assert_eq!(analyze(&response("x.", RecordType::A)).chain().count(), 0);
+}
+
+#[test]
+fn chain_follows_compression_pointers() {
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(cname("www.example.com.", 300, "CDN.www.example.com."));
+    let bytes = m.to_vec().unwrap();
+    assert!(
+        bytes.windows(6).any(|w| w == b"\x03CDN\xC0\x0C"),
+        "target is compressed"
+    );
+    let r = CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default()).unwrap();
+    assert_eq!(r.chain().collect::<Vec<_>>(), [b"cdn.www.example.com"]);
+}
+
+#[test]
+fn chain_longer_than_the_limit_is_refused() {
+    let mut m = response("c0.example.com.", RecordType::A);
+    for i in 0..=MAX_CHAIN {
+        m.add_answer(cname(
+            &format!("c{i}.example.com."),
+            60,
+            &format!("c{}.example.com.", i + 1),
+        ));
+    }
+    let err = CachedResponse::analyze(m.to_vec().unwrap(), Instant::now(), &TtlLimits::default());
+    assert!(matches!(err, Err(ResponseError::ChainTooLong)));
+}
+
+fn key(name: &[u8], flags: KeyFlags) -> CacheKeyRef<'_> {
+    CacheKeyRef {
+        name,
+        qtype: 1,
+        qclass: 1,
+        flags,
+    }
+}
+
+#[test]
+fn borrowed_key_hashes_like_the_owned_one() {
+    let flags = KeyFlags {
+        edns: true,
+        dnssec_ok: false,
+        checking_disabled: true,
+    };
+    let borrowed = key(b"www.example.com", flags);
+    let owned = borrowed.to_owned();
+    let state = foldhash::fast::FixedState::with_seed(42);
+    assert_eq!(state.hash_one(borrowed), state.hash_one(&owned));
+    assert_eq!(state.hash_one(owned.borrowed()), state.hash_one(&owned));
+    let std_state = std::hash::RandomState::new();
+    assert_eq!(std_state.hash_one(borrowed), std_state.hash_one(&owned));
+    assert!(borrowed.equivalent(&owned));
+    assert!(!key(b"www.example.org", flags).equivalent(&owned));
+}
+
+#[test]
+fn get_finds_by_borrowed_key_and_expires() {
+    let cache = PacketCache::new(100);
+    let t0 = Instant::now();
+    let r = Arc::new(analyze_with(&www_a(), t0, &TtlLimits::default()));
+    let flags = KeyFlags {
+        edns: true,
+        ..KeyFlags::default()
+    };
+    // The caller lowercases "WWW.Example.COM" from the packet before building the key.
+    let packet_name = b"WWW.Example.COM".to_ascii_lowercase();
+    cache.insert(key(b"www.example.com", flags).to_owned(), r.clone());
+    assert_eq!(cache.len(), 1);
+
+    let hit = cache
+        .get(&key(&packet_name, flags), t0 + Duration::from_secs(59))
+        .unwrap();
+    assert!(Arc::ptr_eq(&hit, &r));
+    assert!(
+        cache
+            .get(&key(&packet_name, KeyFlags::default()), t0)
+            .is_none(),
+        "flags are part of the key"
+    );
+    let mut other = key(&packet_name, flags);
+    other.qtype = 28;
+    assert!(cache.get(&other, t0).is_none(), "type is part of the key");
+
+    assert!(
+        cache
+            .get(&key(&packet_name, flags), t0 + Duration::from_secs(60))
+            .is_none()
+    );
+    assert!(cache.is_empty(), "expired entry removed");
+}
+
+#[test]
+fn uncacheable_responses_and_a_zero_size_cache_store_nothing() {
+    let cache = PacketCache::new(100);
+    let mut m = www_a();
+    m.metadata.truncation = true;
+    cache.insert(
+        key(b"www.example.com", KeyFlags::default()).to_owned(),
+        Arc::new(analyze(&m)),
+    );
+    assert!(cache.is_empty());
+
+    let off = PacketCache::new(0);
+    let k = key(b"www.example.com", KeyFlags::default());
+    off.insert(k.to_owned(), Arc::new(analyze(&www_a())));
+    assert!(off.is_empty());
+    assert!(off.get(&k, Instant::now()).is_none());
+}
+
+#[test]
+fn insert_replaces_the_entry_under_the_same_key() {
+    let cache = PacketCache::new(100);
+    let k = key(b"www.example.com", KeyFlags::default());
+    let t0 = Instant::now();
+    cache.insert(
+        k.to_owned(),
+        Arc::new(analyze_with(&www_a(), t0, &TtlLimits::default())),
+    );
+    let newer = Arc::new(analyze_with(
+        &www_a(),
+        t0 + Duration::from_secs(50),
+        &TtlLimits::default(),
+    ));
+    cache.insert(k.to_owned(), newer.clone());
+    assert_eq!(cache.len(), 1);
+    let hit = cache.get(&k, t0 + Duration::from_secs(70)).unwrap();
+    assert!(Arc::ptr_eq(&hit, &newer));
+}

@@ -1,0 +1,260 @@
+//! Just enough of the DNS wire format (RFC 1035 4.1) to find positions in a message: where a
+//! question ends, where each resource record's TTL sits, what a CNAME/DNAME points to, what
+//! payload size a query's OPT advertises.
+//!
+//! hickory-proto decodes whole messages but does not say where anything was in the buffer, and
+//! the packet cache patches bytes in place, so this walk exists beside it. It never decodes
+//! RDATA beyond a name, never allocates except into a buffer the caller gives it, and every
+//! loop is bounded by the message length, the 255-byte name limit or a pointer-hop limit.
+
+use std::ops::Range;
+
+/// Length of the fixed message header.
+pub(crate) const HEADER_LEN: usize = 12;
+/// The largest DNS message (its length must fit the TCP 2-byte length prefix).
+pub(crate) const MAX_MESSAGE: usize = 65535;
+/// RR type of the EDNS OPT pseudo-record (RFC 6891), whose "TTL" is flags, not a lifetime.
+pub(crate) const TYPE_OPT: u16 = 41;
+/// RR type CNAME (RFC 1035).
+pub(crate) const TYPE_CNAME: u16 = 5;
+/// RR type DNAME (RFC 6672).
+pub(crate) const TYPE_DNAME: u16 = 39;
+/// A name on the wire is at most 255 bytes (RFC 1035 3.1).
+const MAX_NAME_WIRE: usize = 255;
+/// Compression pointers followed in one name before giving up: a legal name has at most 127
+/// labels, so more hops than that can only be a loop.
+const MAX_POINTERS: usize = 127;
+
+/// Why a message could not be walked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The message ends in the middle of something.
+    #[error("message ends inside a {0}")]
+    Truncated(&'static str),
+    /// A label length byte uses the reserved 0b01/0b10 prefixes.
+    #[error("name has a label of unknown type")]
+    BadLabel,
+    /// A name is longer than 255 bytes (or pointers loop until it is).
+    #[error("name is longer than 255 bytes")]
+    NameTooLong,
+    /// A compression pointer points forward or the chain of pointers does not end.
+    #[error("name has a bad compression pointer")]
+    BadPointer,
+}
+
+/// The big-endian u16 at `pos`, if the message is long enough.
+pub(crate) fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
+    let b = msg.get(pos..pos.checked_add(2)?)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// The four section counts of the header (QD, AN, NS, AR); zeros if the header is short.
+pub(crate) fn counts(msg: &[u8]) -> [u16; 4] {
+    [4, 6, 8, 10].map(|pos| u16_at(msg, pos).unwrap_or(0))
+}
+
+/// The position just after the name that starts at `pos`. A compression pointer ends the name
+/// in place, so it is not followed.
+pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> {
+    let mut wire_len = 1;
+    loop {
+        let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
+        match len & 0xC0 {
+            0x00 if len == 0 => return Ok(pos + 1),
+            0x00 => {
+                wire_len += len + 1;
+                if wire_len > MAX_NAME_WIRE {
+                    return Err(WireError::NameTooLong);
+                }
+                pos += 1 + len;
+            }
+            0xC0 if pos + 2 <= msg.len() => return Ok(pos + 2),
+            0xC0 => return Err(WireError::Truncated("name")),
+            _ => return Err(WireError::BadLabel),
+        }
+    }
+}
+
+/// Appends the name at `pos` to `out` as lowercase dotted ASCII without the trailing dot
+/// (`b"www.example.com"`; the root is empty), following compression pointers.
+pub(crate) fn read_name_dotted(
+    msg: &[u8],
+    mut pos: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    let start = out.len();
+    let mut wire_len = 1;
+    let mut hops = 0;
+    loop {
+        let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
+        match len & 0xC0 {
+            0x00 if len == 0 => return Ok(()),
+            0x00 => {
+                wire_len += len + 1;
+                if wire_len > MAX_NAME_WIRE {
+                    return Err(WireError::NameTooLong);
+                }
+                let label = msg
+                    .get(pos + 1..pos + 1 + len)
+                    .ok_or(WireError::Truncated("name"))?;
+                if out.len() > start {
+                    out.push(b'.');
+                }
+                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                pos += 1 + len;
+            }
+            0xC0 => {
+                let low = *msg.get(pos + 1).ok_or(WireError::Truncated("name"))?;
+                let target = ((len & 0x3F) << 8) | usize::from(low);
+                hops += 1;
+                // A pointer must point back (RFC 1035 4.1.4 "a prior occurrence"); with the
+                // hop limit that rules out loops.
+                if target >= pos || hops > MAX_POINTERS {
+                    return Err(WireError::BadPointer);
+                }
+                pos = target;
+            }
+            _ => return Err(WireError::BadLabel),
+        }
+    }
+}
+
+/// The position just after the question (name, type, class) that starts at `pos`.
+pub(crate) fn skip_question(msg: &[u8], pos: usize) -> Result<usize, WireError> {
+    let end = skip_name(msg, pos)? + 4;
+    if end > msg.len() {
+        return Err(WireError::Truncated("question"));
+    }
+    Ok(end)
+}
+
+/// The fixed fields of one resource record and where its parts are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RecordPos {
+    /// TYPE.
+    pub rtype: u16,
+    /// CLASS (for OPT: the requester's UDP payload size).
+    pub rclass: u16,
+    /// Offset of the 4-byte TTL.
+    pub ttl_at: usize,
+    /// The RDATA bytes' range.
+    pub rdata: Range<usize>,
+}
+
+/// Reads the resource record that starts at `pos`; returns it and the position after it.
+pub(crate) fn read_record(msg: &[u8], pos: usize) -> Result<(RecordPos, usize), WireError> {
+    let fixed = skip_name(msg, pos)?;
+    let truncated = WireError::Truncated("resource record");
+    let rtype = u16_at(msg, fixed).ok_or(truncated)?;
+    let rclass = u16_at(msg, fixed + 2).ok_or(truncated)?;
+    let rdlen = usize::from(u16_at(msg, fixed + 8).ok_or(truncated)?);
+    let rdata = fixed + 10..fixed + 10 + rdlen;
+    if rdata.end > msg.len() {
+        return Err(truncated);
+    }
+    let next = rdata.end;
+    let record = RecordPos {
+        rtype,
+        rclass,
+        ttl_at: fixed + 4,
+        rdata,
+    };
+    Ok((record, next))
+}
+
+/// The UDP payload size a query advertises in its OPT record, or None without EDNS (or if the
+/// message cannot be walked).
+pub(crate) fn edns_payload(msg: &[u8]) -> Option<u16> {
+    let [qd, an, ns, ar] = counts(msg);
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        pos = skip_question(msg, pos).ok()?;
+    }
+    let records = u32::from(an) + u32::from(ns);
+    for _ in 0..records {
+        pos = read_record(msg, pos).ok()?.1;
+    }
+    for _ in 0..ar {
+        let (record, next) = read_record(msg, pos).ok()?;
+        if record.rtype == TYPE_OPT {
+            return Some(record.rclass);
+        }
+        pos = next;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `www.Example.com` at 0, then a pointer to `Example.com` at offset 4.
+    const NAMES: &[u8] = b"\x03www\x07Example\x03com\x00\xC0\x04";
+
+    #[test]
+    fn skip_name_stops_at_root_and_pointer() {
+        assert_eq!(skip_name(NAMES, 0), Ok(17));
+        assert_eq!(skip_name(NAMES, 17), Ok(19));
+        assert_eq!(
+            skip_name(&NAMES[..10], 0),
+            Err(WireError::Truncated("name"))
+        );
+        assert_eq!(skip_name(b"\x40abc", 0), Err(WireError::BadLabel));
+    }
+
+    #[test]
+    fn read_name_lowercases_and_follows_pointers() {
+        let mut out = Vec::new();
+        read_name_dotted(NAMES, 0, &mut out).unwrap();
+        assert_eq!(out, b"www.example.com");
+        out.clear();
+        read_name_dotted(NAMES, 17, &mut out).unwrap();
+        assert_eq!(out, b"example.com");
+        out.clear();
+        read_name_dotted(b"\x00", 0, &mut out).unwrap();
+        assert_eq!(out, b"");
+    }
+
+    #[test]
+    fn read_name_rejects_loops_and_forward_pointers() {
+        let mut out = Vec::new();
+        // A pointer to itself.
+        assert_eq!(
+            read_name_dotted(b"\xC0\x00", 0, &mut out),
+            Err(WireError::BadPointer)
+        );
+        // A forward pointer.
+        assert_eq!(
+            read_name_dotted(b"\xC0\x02\x00", 0, &mut out),
+            Err(WireError::BadPointer)
+        );
+        // A label followed by a pointer back to it: grows until the length limit stops it.
+        out.clear();
+        assert_eq!(
+            read_name_dotted(b"\x01a\xC0\x00", 0, &mut out),
+            Err(WireError::NameTooLong)
+        );
+        // Too long without pointers.
+        let mut long = Vec::new();
+        for _ in 0..5 {
+            long.push(63);
+            long.extend_from_slice(&[b'a'; 63]);
+        }
+        long.push(0);
+        assert_eq!(skip_name(&long, 0), Err(WireError::NameTooLong));
+        assert_eq!(
+            read_name_dotted(&long, 0, &mut out),
+            Err(WireError::NameTooLong)
+        );
+    }
+
+    #[test]
+    fn edns_payload_finds_opt() {
+        let mut msg = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        msg.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(edns_payload(&msg), Some(1232));
+        msg[11] = 0;
+        assert_eq!(edns_payload(&msg), None);
+    }
+}

@@ -1,1 +1,0 @@
-//! upstream (to be written)

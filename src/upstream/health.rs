@@ -1,0 +1,197 @@
+//! One upstream server as the pool sees it: its address, whether it is down and for how long,
+//! and its metric handles.
+//!
+//! Health is two atomics, shared by every worker without a lock. A failure marks the server
+//! down for a backoff (1 s, doubling to 30 s); while down it is tried only after the healthy
+//! ones. Failures of queries that were already in flight when it went down do not lengthen the
+//! backoff: only a failure seen while the server counted as up (or after its backoff ran out)
+//! does. Any answer marks it up again.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use metrics::{Counter, Histogram};
+use tracing::{info, warn};
+
+use crate::metrics::{UPSTREAM_DURATION, UPSTREAM_ERRORS, UPSTREAM_TCP_RETRIES};
+
+/// The first backoff after a server fails.
+const BACKOFF_MIN_MS: u64 = 1_000;
+/// The longest backoff: a dead server is probed again at least this often.
+const BACKOFF_MAX_MS: u64 = 30_000;
+
+/// What went wrong in one attempt; the `kind` label of [`UPSTREAM_ERRORS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// No (matching) answer before the attempt's deadline.
+    Timeout,
+    /// The socket failed (unreachable, refused, reset).
+    Network,
+    /// A datagram that is not the answer to our query, or a bad TCP answer.
+    Malformed,
+    /// The server answered SERVFAIL.
+    Servfail,
+    /// The server answered REFUSED.
+    Refused,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order of [`Server::errors`].
+    const ALL: [ErrorKind; 5] = [
+        ErrorKind::Timeout,
+        ErrorKind::Network,
+        ErrorKind::Malformed,
+        ErrorKind::Servfail,
+        ErrorKind::Refused,
+    ];
+
+    /// The label value.
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Network => "network",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Servfail => "servfail",
+            ErrorKind::Refused => "refused",
+        }
+    }
+}
+
+/// Up/down state of one server, lock-free. Times are milliseconds since the pool's epoch.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Until when the server counts as down; 0 = up.
+    down_until_ms: AtomicU64,
+    /// Failures in a row (each one that set a new backoff): sets the backoff length.
+    failures: AtomicU32,
+}
+
+impl Health {
+    /// Whether the server counts as down at `now_ms`.
+    pub(crate) fn is_down(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Ordering::Acquire) > now_ms
+    }
+
+    /// Records a failure at `now_ms`. Returns the new backoff if this failure started one
+    /// (the server was up, or its backoff had run out), None if it was already down.
+    pub(crate) fn fail(&self, now_ms: u64) -> Option<Duration> {
+        let observed = self.down_until_ms.load(Ordering::Acquire);
+        if observed > now_ms {
+            return None;
+        }
+        let failures = self.failures.load(Ordering::Relaxed).saturating_add(1);
+        let doublings = failures.saturating_sub(1).min(5);
+        let backoff = (BACKOFF_MIN_MS << doublings).min(BACKOFF_MAX_MS);
+        // Only one of the workers that saw the same failure moves the state on.
+        self.down_until_ms
+            .compare_exchange(
+                observed,
+                now_ms + backoff,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        self.failures.store(failures, Ordering::Relaxed);
+        Some(Duration::from_millis(backoff))
+    }
+
+    /// Records an answer. Returns true if the server was down (or failing) before.
+    pub(crate) fn succeed(&self) -> bool {
+        if self.failures.swap(0, Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.down_until_ms.store(0, Ordering::Release);
+        true
+    }
+}
+
+/// One configured upstream: address, health and the metric handles taken once at start.
+#[derive(Debug)]
+pub(crate) struct Server {
+    /// Where queries go (UDP, and TCP for truncated answers).
+    pub(crate) addr: SocketAddr,
+    /// Up/down state shared by all workers.
+    pub(crate) health: Health,
+    /// Time from sending to a valid answer.
+    pub(crate) duration: Histogram,
+    /// Failed attempts by kind, in [`ErrorKind::ALL`] order.
+    errors: [Counter; 5],
+    /// Truncated answers asked again over TCP.
+    pub(crate) tcp_retries: Counter,
+}
+
+impl Server {
+    /// The server at `addr`, up, with its metric handles registered.
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        let label = addr.to_string();
+        Server {
+            addr,
+            health: Health::default(),
+            duration: metrics::histogram!(UPSTREAM_DURATION, "upstream" => label.clone()),
+            errors: ErrorKind::ALL.map(|kind| {
+                metrics::counter!(UPSTREAM_ERRORS, "upstream" => label.clone(), "kind" => kind.as_str())
+            }),
+            tcp_retries: metrics::counter!(UPSTREAM_TCP_RETRIES, "upstream" => label),
+        }
+    }
+
+    /// Counts one error of `kind`.
+    pub(crate) fn count(&self, kind: ErrorKind) {
+        let index = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.errors[index].increment(1);
+    }
+
+    /// Records a failed attempt: counts it and marks the server down (logged on the change).
+    pub(crate) fn failed(&self, now_ms: u64, kind: ErrorKind, error: &dyn std::fmt::Display) {
+        self.count(kind);
+        if let Some(backoff) = self.health.fail(now_ms) {
+            warn!(upstream = %self.addr, error = %error, retry_in = ?backoff, "upstream down");
+        }
+    }
+
+    /// Records an answer (of any rcode): the server is up (logged on the change).
+    pub(crate) fn answered(&self) {
+        if self.health.succeed() {
+            info!(upstream = %self.addr, "upstream up");
+        }
+    }
+}
+
+/// Milliseconds since `epoch`, for [`Health`].
+pub(crate) fn millis_since(epoch: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds_and_in_flight_failures_do_not_count() {
+        let h = Health::default();
+        assert!(!h.is_down(0));
+        assert_eq!(h.fail(10), Some(Duration::from_secs(1)));
+        assert!(h.is_down(1009));
+        // Queries that were in flight fail too: no longer backoff.
+        assert_eq!(h.fail(500), None);
+        assert!(!h.is_down(1010));
+        assert_eq!(h.fail(1010), Some(Duration::from_secs(2)));
+        assert_eq!(h.fail(3010), Some(Duration::from_secs(4)));
+        let mut t = 7010;
+        for expected in [8, 16, 30, 30] {
+            assert_eq!(h.fail(t), Some(Duration::from_secs(expected)));
+            t += expected * 1000;
+        }
+        assert!(h.succeed());
+        assert!(!h.is_down(t - 1));
+        assert!(!h.succeed(), "already up");
+        assert_eq!(
+            h.fail(t),
+            Some(Duration::from_secs(1)),
+            "backoff starts over"
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! Tests of forwarding against fake upstreams on loopback: small tokio UDP/TCP responders that
+//! answer, stay silent, send noise, truncate, or fail on purpose.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::*;
+
+/// How a fake upstream behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Answers with one A record 192.0.2.<tag> (over TCP: 192.0.2.<tag + 100>).
+    Answer,
+    /// Sends garbage, a wrong id and a wrong question before the right answer.
+    Noisy,
+    /// Answers over UDP with TC set and no records; over TCP in full.
+    Truncated,
+    /// Answers SERVFAIL.
+    ServFail,
+    /// Answers with the question name lowercased (ignores the client's 0x20 case).
+    Lowercase,
+}
+
+/// A fake upstream; its tasks end when it is dropped.
+struct Fake {
+    /// Where it listens, UDP and TCP.
+    addr: SocketAddr,
+    /// Every query it received (UDP and TCP), as bytes.
+    seen: mpsc::Receiver<Vec<u8>>,
+    /// The UDP and TCP responders, aborted on drop.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts a fake upstream on 127.0.0.1: UDP, and TCP on the same port.
+async fn fake(mode: Mode, tag: u8) -> Fake {
+    let (tx, seen) = mpsc::channel(64);
+    for _ in 0..20 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let Ok(tcp) = TcpListener::bind(addr).await else {
+            continue;
+        };
+        let tasks = vec![
+            tokio::spawn(serve_udp(udp, mode, tag, tx.clone())),
+            tokio::spawn(serve_tcp(tcp, mode, tag, tx)),
+        ];
+        return Fake { addr, seen, tasks };
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
+async fn serve_udp(socket: UdpSocket, mode: Mode, tag: u8, seen: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0; 65535];
+    while let Ok((len, peer)) = socket.recv_from(&mut buf).await {
+        let query = buf[..len].to_vec();
+        let _ = seen.try_send(query.clone());
+        let right = answer(&query, mode, tag, false);
+        if mode == Mode::Noisy {
+            // Noise carries 192.0.2.200, so taking any of it shows in the answer.
+            let noise = answer(&query, Mode::Answer, 200, false);
+            let _ = socket.send_to(b"\x00garbage", peer).await;
+            let mut wrong_id = noise.clone();
+            wrong_id[1] ^= 0xFF;
+            let _ = socket.send_to(&wrong_id, peer).await;
+            let mut not_qr = noise.clone();
+            not_qr[2] &= 0x7F;
+            let _ = socket.send_to(&not_qr, peer).await;
+            let mut other = Message::from_vec(&noise).unwrap();
+            let asked = other.queries[0].name().clone();
+            other.queries[0] = Query::query(name("other.example."), RecordType::A);
+            let _ = socket.send_to(&other.to_vec().unwrap(), peer).await;
+            other.queries[0] = Query::query(asked, RecordType::AAAA);
+            let _ = socket.send_to(&other.to_vec().unwrap(), peer).await;
+        }
+        let _ = socket.send_to(&right, peer).await;
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, mode: Mode, tag: u8, seen: mpsc::Sender<Vec<u8>>) {
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let mut len = [0; 2];
+        if stream.read_exact(&mut len).await.is_err() {
+            continue;
+        }
+        let mut query = vec![0; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut query).await.is_err() {
+            continue;
+        }
+        let _ = seen.try_send(query.clone());
+        let right = answer(&query, mode, tag, true);
+        let mut framed = (right.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&right);
+        let _ = stream.write_all(&framed).await;
+    }
+}
+
+/// The fake's answer to `query`.
+fn answer(query: &[u8], mode: Mode, tag: u8, tcp: bool) -> Vec<u8> {
+    let q = Message::from_vec(query).unwrap();
+    let mut r = Message::response(q.metadata.id, OpCode::Query);
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    let mut question = q.queries[0].clone();
+    if mode == Mode::Lowercase {
+        question.name = question.name.to_lowercase();
+    }
+    r.add_query(question.clone());
+    r.edns = q.edns.clone();
+    match mode {
+        Mode::ServFail => r.metadata.response_code = ResponseCode::ServFail,
+        Mode::Truncated if !tcp => r.metadata.truncation = true,
+        _ => {
+            let last = if tcp { tag + 100 } else { tag };
+            let a = RData::A(A::from(Ipv4Addr::new(192, 0, 2, last)));
+            r.add_answer(Record::from_rdata(question.name, 60, a));
+        }
+    }
+    r.to_vec().unwrap()
+}
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+/// A client query for `qname` type A with RD, and with EDNS (payload 1232, DO) if `edns`.
+fn query(id: u16, qname: &str, edns: bool) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(name(qname), RecordType::A));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(true);
+        m.edns = Some(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// The last octet of the answer's first A record.
+fn a_tag(answer: &Message) -> u8 {
+    match &answer.answers[0].data {
+        RData::A(a) => a.0.octets()[3],
+        other => panic!("not an A record: {other:?}"),
+    }
+}
+
+/// A socket that is bound but never answers.
+async fn silent() -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// An address where nothing listens (UDP answers port unreachable).
+async fn closed() -> SocketAddr {
+    silent().await.1
+}
+
+#[tokio::test]
+async fn answer_comes_back_with_the_client_id_and_the_query_untouched() {
+    let mut up = fake(Mode::Answer, 1).await;
+    let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
+    let q = query(0x4242, "www.example.com.", true);
+    let bytes = pool.forward(&q).await.unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!(got.metadata.id, 0x4242);
+    assert_eq!(a_tag(&got), 1);
+    let edns = got.edns.unwrap();
+    assert_eq!((edns.max_payload(), edns.flags().dnssec_ok), (1232, true));
+    // Upstream saw the client's query byte for byte, but for the id.
+    let sent = up.seen.recv().await.unwrap();
+    assert_eq!(sent[2..], q[2..]);
+    assert_eq!(pool.servers(), [up.addr]);
+}
+
+#[tokio::test]
+async fn stray_datagrams_are_ignored_and_the_answer_taken() {
+    let up = fake(Mode::Noisy, 3).await;
+    let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
+    let started = Instant::now();
+    let bytes = pool
+        .forward(&query(7, "www.example.com.", false))
+        .await
+        .unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!((got.metadata.id, a_tag(&got)), (7, 3));
+    assert_eq!(got.queries[0].query_type(), RecordType::A);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn truncated_answer_is_asked_again_over_tcp() {
+    let mut up = fake(Mode::Truncated, 4).await;
+    let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
+    let q = query(9, "big.example.com.", true);
+    let bytes = pool.forward(&q).await.unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!(got.metadata.id, 9);
+    assert!(!got.metadata.truncation);
+    assert_eq!(a_tag(&got), 104, "the TCP answer");
+    // Both the UDP and the TCP query carried the client's query unchanged but for the id.
+    for _ in 0..2 {
+        assert_eq!(up.seen.recv().await.unwrap()[2..], q[2..]);
+    }
+}
+
+#[tokio::test]
+async fn forward_tcp_asks_over_tcp_only() {
+    let mut up = fake(Mode::Answer, 5).await;
+    let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
+    let bytes = pool
+        .forward_tcp(&query(10, "www.example.com.", false))
+        .await
+        .unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!((got.metadata.id, a_tag(&got)), (10, 105));
+    up.seen.recv().await.unwrap();
+    assert!(up.seen.try_recv().is_err(), "one query only");
+}
+
+#[tokio::test]
+async fn dead_first_server_fails_over_within_the_budget_and_goes_last() {
+    let (_dead, dead) = silent().await;
+    let up = fake(Mode::Answer, 2).await;
+    let pool = UpstreamPool::new(&[dead, up.addr], Duration::from_millis(600));
+    let started = Instant::now();
+    let bytes = pool
+        .forward(&query(11, "www.example.com.", false))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(a_tag(&Message::from_vec(&bytes).unwrap()), 2);
+    // The dead one had half the budget.
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(600), "{took:?}");
+
+    // Now it is marked down: the live one is asked first.
+    let started = Instant::now();
+    pool.forward(&query(12, "www.example.com.", false))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn all_dead_is_a_timeout_within_the_timeout() {
+    let (_a, dead_a) = silent().await;
+    let (_b, dead_b) = silent().await;
+    let pool = UpstreamPool::new(&[dead_a, dead_b], Duration::from_millis(300));
+    let started = Instant::now();
+    let error = pool
+        .forward(&query(13, "www.example.com.", false))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(error, ForwardError::Timeout(t) if t == Duration::from_millis(300)),
+        "{error}"
+    );
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(450), "{took:?}");
+}
+
+#[tokio::test]
+async fn closed_port_fails_over_at_once() {
+    let down = closed().await;
+    let up = fake(Mode::Answer, 6).await;
+    let pool = UpstreamPool::new(&[down, up.addr], Duration::from_secs(2));
+    let started = Instant::now();
+    let bytes = pool
+        .forward(&query(14, "www.example.com.", false))
+        .await
+        .unwrap();
+    assert_eq!(a_tag(&Message::from_vec(&bytes).unwrap()), 6);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let alone = UpstreamPool::new(&[closed().await], Duration::from_secs(2));
+    let error = alone
+        .forward(&query(15, "www.example.com.", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ForwardError::AllFailed {
+                tried: 1,
+                last: AttemptError::Network(_),
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn servfail_moves_on_to_the_next_server_or_is_returned() {
+    let bad = fake(Mode::ServFail, 1).await;
+    let good = fake(Mode::Answer, 2).await;
+    let pool = UpstreamPool::new(&[bad.addr, good.addr], Duration::from_secs(2));
+    let bytes = pool
+        .forward(&query(16, "www.example.com.", false))
+        .await
+        .unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!(
+        (got.metadata.response_code, a_tag(&got)),
+        (ResponseCode::NoError, 2)
+    );
+
+    let only_bad = UpstreamPool::new(&[bad.addr], Duration::from_secs(2));
+    let bytes = only_bad
+        .forward(&query(17, "www.example.com.", false))
+        .await
+        .unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!(
+        (got.metadata.id, got.metadata.response_code),
+        (17, ResponseCode::ServFail)
+    );
+}
+
+#[tokio::test]
+async fn mixed_case_question_matches_a_lowercased_answer() {
+    let up = fake(Mode::Lowercase, 8).await;
+    let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(1));
+    let bytes = pool
+        .forward(&query(18, "wWw.ExAmPlE.cOm.", false))
+        .await
+        .unwrap();
+    let got = Message::from_vec(&bytes).unwrap();
+    assert_eq!((got.metadata.id, a_tag(&got)), (18, 8));
+}
+
+#[tokio::test]
+async fn bad_queries_and_an_empty_pool_are_refused() {
+    let pool = UpstreamPool::new(&[], Duration::from_secs(1));
+    assert!(matches!(
+        pool.forward(&query(1, "a.", false)).await,
+        Err(ForwardError::NoServers)
+    ));
+    assert!(matches!(
+        pool.forward(&[0; 5]).await,
+        Err(ForwardError::BadQuery(_))
+    ));
+    let mut response = query(1, "a.", false);
+    response[2] |= 0x80;
+    assert!(matches!(
+        pool.forward(&response).await,
+        Err(ForwardError::BadQuery(_))
+    ));
+    let mut two = query(1, "a.", false);
+    two[5] = 2;
+    assert!(matches!(
+        pool.forward(&two).await,
+        Err(ForwardError::BadQuery(_))
+    ));
+}
