@@ -274,6 +274,7 @@ impl Handler {
             );
             hit.map(|hit| (hit, matched.and_then(QName::from_dotted)))
         });
+        let audited = chain_hit.is_some();
         if let Some((hit, cname)) = chain_hit {
             self.log_hit(q, hit, cname);
             if hit.mode == Mode::Enforce {
@@ -298,7 +299,7 @@ impl Handler {
             max_len,
             out,
         );
-        if chain_hit.is_some() {
+        if audited {
             Outcome::Audited
         } else {
             served

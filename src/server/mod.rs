@@ -52,8 +52,7 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
         &listen,
         Duration::from_secs(config.server.tcp_idle_timeout),
         Arc::clone(&handler),
-    )
-    .await?;
+    )?;
     let listening = listen
         .iter()
         .map(ToString::to_string)

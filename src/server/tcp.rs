@@ -16,10 +16,13 @@ use hickory_server::proto::op::{
 };
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::TcpListener;
 
 use super::handler::{Handler, Protocol, Step};
 
+/// Connections the kernel queues before we accept them.
+const LISTEN_BACKLOG: i32 = 1024;
 /// Answers queued per connection before hickory-server stops reading more from it.
 const RESPONSE_QUEUE: usize = 64;
 
@@ -37,9 +40,7 @@ impl TcpServer {
     ) -> io::Result<TcpServer> {
         let mut server = hickory_server::Server::new(TcpHandler(handler));
         for addr in addrs {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
+            let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
             server.register_listener(listener, idle, RESPONSE_QUEUE);
         }
         Ok(TcpServer { server })
@@ -51,6 +52,19 @@ impl TcpServer {
             tracing::warn!(error = %e, "TCP server shutdown");
         }
     }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(SockProtocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // As for UDP: [::] is IPv6 only, so that 0.0.0.0 can be listened on beside it.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Adapts the shared pipeline to hickory-server's request handler.

@@ -1,0 +1,189 @@
+//! Forwarding, caching and transports as clients see them: TCP, truncation, timeouts, failover,
+//! the cache's TTLs, and packets that are not proper queries.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const STAFF: &str = "127.10.0.5";
+const NOBODY: &str = "127.20.0.5";
+
+fn config(upstreams: &[SocketAddr], timeout_ms: u64) -> String {
+    let servers: Vec<String> = upstreams.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+allow = ["127.0.0.0/8"]
+threads = 1
+metrics = "off"
+[upstream]
+servers = [{}]
+timeout_ms = {timeout_ms}
+[lists.tiktok]
+domains = ["tiktok.com", "tiktokcdn.com"]
+[[policy]]
+name = "staff"
+clients = ["127.10.0.0/16"]
+block = ["tiktok"]
+[log]
+hits = "off"
+"#,
+        servers.join(", ")
+    )
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+#[test]
+fn tcp_answers_blocks_forwards_and_pipelines() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    let blocked = query_tcp(d.addr(), ip(STAFF), "www.tiktok.com", RecordType::A, true).expect("tcp answer");
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(ede(&blocked).map(|e| e.0), Some(15));
+    let open = query_tcp(d.addr(), ip(NOBODY), "www.example.org", RecordType::AAAA, false).expect("tcp answer");
+    assert_eq!(addresses(&open), vec!["2001:db8::1"]);
+    let answers = query_tcp_pipelined(
+        d.addr(),
+        ip(STAFF),
+        &[("a.example", RecordType::A), ("tiktok.com", RecordType::A), ("b.example", RecordType::A)],
+    )
+    .expect("pipelined answers");
+    assert_eq!(answers.len(), 3);
+    let by_name = |n: &str| {
+        answers
+            .iter()
+            .find(|m| m.queries[0].name().to_ascii() == n)
+            .unwrap_or_else(|| panic!("no answer for {n}"))
+    };
+    assert_eq!(addresses(by_name("a.example.")), vec!["192.0.2.1"]);
+    assert_eq!(by_name("tiktok.com.").metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(addresses(by_name("b.example.")), vec!["192.0.2.1"]);
+}
+
+#[test]
+fn truncated_upstream_answers_are_fetched_over_tcp_and_truncated_for_small_clients() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    let big = query_udp(d.addr(), ip(NOBODY), "tc.example", RecordType::A, true).expect("answer");
+    assert!(!big.metadata.truncated, "fits the client's 1232 bytes");
+    assert!(addresses(&big).len() > 20, "the whole TCP answer: {}", addresses(&big).len());
+    assert!(up.received().iter().any(|(name, _, transport)| name == "tc.example" && *transport == "tcp"), "retried over TCP");
+
+    let small = query_udp(d.addr(), ip(NOBODY), "big.example", RecordType::A, false).expect("answer");
+    assert!(small.metadata.truncated, "over 512 bytes without EDNS: TC");
+    assert!(small.answers.is_empty());
+    let full = query_tcp(d.addr(), ip(NOBODY), "big.example", RecordType::A, false).expect("tcp answer");
+    assert_eq!(addresses(&full).len(), 40);
+}
+
+#[test]
+fn upstream_timeout_gives_servfail_in_time() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 500));
+    let start = Instant::now();
+    let msg = query_udp(d.addr(), ip(NOBODY), "slow.example", RecordType::A, true).expect("an answer, not silence");
+    assert_eq!(msg.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&msg).map(|e| e.0), Some(22));
+    assert!(start.elapsed() < Duration::from_millis(1500), "took {:?}", start.elapsed());
+}
+
+#[test]
+fn fails_over_to_the_second_upstream() {
+    let dead = FakeUpstream::start_dead();
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[dead.addr(), up.addr()], 1000));
+    for name in ["one.example", "two.example"] {
+        let msg = query_udp(d.addr(), ip(NOBODY), name, RecordType::A, false).expect("answer");
+        assert_eq!(addresses(&msg), vec!["192.0.2.1"], "{name}");
+    }
+}
+
+#[test]
+fn cache_hits_count_ttls_down_and_servfail_is_not_cached() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    let first = query_udp(d.addr(), ip(NOBODY), "www.example.net", RecordType::A, false).expect("answer");
+    assert_eq!(answer_ttls(&first), vec![300]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let second = query_udp(d.addr(), ip(NOBODY), "WWW.Example.NET", RecordType::A, false).expect("answer");
+    assert_eq!(second.queries[0].name().to_ascii(), "WWW.Example.NET.", "the client's case is echoed");
+    let ttl = answer_ttls(&second)[0];
+    assert!((297..=298).contains(&ttl), "TTL counted down by the 2 s in cache: {ttl}");
+    assert_eq!(up.count("www.example.net"), 1, "the second answer came from the cache");
+
+    let nx = query_udp(d.addr(), ip(NOBODY), "nx.example", RecordType::A, false).expect("answer");
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    query_udp(d.addr(), ip(NOBODY), "nx.example", RecordType::A, false).expect("answer");
+    assert_eq!(up.count("nx.example"), 1, "negative answers are cached (RFC 2308)");
+
+    for _ in 0..2 {
+        let sf = query_udp(d.addr(), ip(NOBODY), "servfail.example", RecordType::A, false).expect("answer");
+        assert_eq!(sf.metadata.response_code, ResponseCode::ServFail);
+    }
+    assert_eq!(up.count("servfail.example"), 2, "SERVFAIL is not cached");
+}
+
+#[test]
+fn answers_with_a_wrong_id_are_ignored() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    let msg = query_udp(d.addr(), ip(NOBODY), "wrongid.example", RecordType::A, false).expect("answer");
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&msg), vec!["192.0.2.1"]);
+}
+
+#[test]
+fn malformed_packets_get_formerr_notimp_or_nothing_and_the_daemon_keeps_serving() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    let src = ip(NOBODY);
+    let wait = Duration::from_millis(300);
+    let good = new_query("ok.example", RecordType::A, false, false).to_vec().expect("encode");
+
+    assert_eq!(send_raw_udp(d.addr(), src, &good[..5], wait), None, "shorter than a header: dropped");
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    assert_eq!(send_raw_udp(d.addr(), src, &response, wait), None, "responses are never answered");
+
+    let mut two_questions = good.clone();
+    two_questions[5] = 2;
+    let reply = send_raw_udp(d.addr(), src, &two_questions, wait).expect("FORMERR");
+    assert_eq!(reply[3] & 0x0f, 1, "FORMERR");
+    assert_eq!(&reply[..2], &good[..2], "id echoed");
+
+    let mut notify = good.clone();
+    notify[2] = (notify[2] & 0x87) | (4 << 3);
+    let reply = send_raw_udp(d.addr(), src, &notify, wait).expect("NOTIMP");
+    assert_eq!(reply[3] & 0x0f, 4, "NOTIMP");
+
+    let truncated_question = &good[..good.len() - 3];
+    let reply = send_raw_udp(d.addr(), src, truncated_question, wait).expect("FORMERR");
+    assert_eq!(reply[3] & 0x0f, 1);
+
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..300 {
+        let mut junk = good.clone();
+        for _ in 0..4 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let i = (state as usize) % junk.len();
+            junk[i] = (state >> 40) as u8;
+        }
+        junk.truncate(12 + (state as usize) % (junk.len() - 11));
+        let _ = send_raw_udp(d.addr(), src, &junk, Duration::from_millis(5));
+    }
+    let after = query_udp(d.addr(), src, "still.example", RecordType::A, false).expect("still serving");
+    assert_eq!(addresses(&after), vec!["192.0.2.1"]);
+    let axfr = query_tcp(d.addr(), src, "example.com", RecordType::AXFR, false).expect("answer");
+    assert_eq!(axfr.metadata.response_code, ResponseCode::Refused);
+}

@@ -1,0 +1,281 @@
+//! Operating the daemon: reloads (good, bad, under load), the metrics page, and the `check` and
+//! `explain` commands, as an admin would use them.
+
+mod common;
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const STAFF_IP: &str = "127.10.0.5";
+const NOBODY_IP: &str = "127.20.0.5";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+fn config(upstream: &FakeUpstream) -> String {
+    format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+metrics = "{{metrics}}"
+allow = ["127.0.0.0/8"]
+threads = 2
+[upstream]
+servers = ["{}"]
+timeout_ms = 1000
+[lists.tiktok]
+files = ["{{dir}}/tiktok.txt"]
+[[policy]]
+name = "staff"
+clients = ["127.10.0.0/16"]
+block = ["tiktok"]
+[log]
+hits = "{{dir}}/hits.jsonl"
+"#,
+        upstream.addr()
+    )
+}
+
+fn start(list: &str) -> (FakeUpstream, Daemon) {
+    let up = FakeUpstream::start();
+    let dir = TestDir::new();
+    dir.write_file("tiktok.txt", list);
+    let d = Daemon::start_in(dir, &config(&up));
+    (up, d)
+}
+
+fn rcode(d: &Daemon, name: &str) -> ResponseCode {
+    query_udp(d.addr(), ip(STAFF_IP), name, RecordType::A, false)
+        .expect("answer")
+        .metadata
+        .response_code
+}
+
+/// Polls until `name` gets `want` (a reload is asynchronous), or fails after 5 s.
+fn wait_for_rcode(d: &Daemon, name: &str, want: ResponseCode) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rcode(d, name) != want {
+        assert!(Instant::now() < deadline, "{name} never became {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
+    let (_up, d) = start("tiktok.com\n");
+    assert_eq!(rcode(&d, "facebook.com"), ResponseCode::NoError);
+
+    d.write_file("tiktok.txt", "tiktok.com\nfacebook.com\n");
+    d.reload();
+    wait_for_rcode(&d, "facebook.com", ResponseCode::NXDomain);
+
+    let good_config = std::fs::read_to_string(d.dir().join("sinkhole.toml")).expect("config");
+    d.write_file("sinkhole.toml", &good_config.replace("[[policy]]", "[[policy]]\nnmae = \"typo\""));
+    d.reload();
+    d.wait_for_stderr("reload failed", Duration::from_secs(5));
+    assert!(d.stderr().contains("unknown field `nmae`"), "the error names the problem:\n{}", d.stderr());
+    assert_eq!(rcode(&d, "tiktok.com"), ResponseCode::NXDomain, "old state keeps serving");
+    assert_eq!(rcode(&d, "facebook.com"), ResponseCode::NXDomain);
+
+    d.write_file("sinkhole.toml", &good_config);
+    std::fs::remove_file(d.dir().join("tiktok.txt")).expect("remove list");
+    d.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !d.stderr().contains("cannot read") {
+        assert!(Instant::now() < deadline, "a missing list fails the reload:\n{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rcode(&d, "tiktok.com"), ResponseCode::NXDomain, "old lists keep serving");
+
+    let page = d.scrape_metrics();
+    assert_eq!(metric(&page, "sinkhole_reloads_total", &[("result", "failed")]), Some(2.0));
+    assert_eq!(metric(&page, "sinkhole_reloads_total", &[("result", "ok")]), Some(2.0), "start + 1 reload");
+    assert_eq!(metric(&page, "sinkhole_last_reload_success", &[]), Some(0.0));
+}
+
+#[test]
+fn no_query_is_lost_during_reloads() {
+    let (_up, d) = start("tiktok.com\n");
+    let addr = d.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (asked, lost) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..2)
+        .map(|i| {
+            let (stop, asked, lost) = (Arc::clone(&stop), Arc::clone(&asked), Arc::clone(&lost));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 5000 {
+                    let name = if n % 2 == 0 { "www.tiktok.com".to_string() } else { format!("n{i}-{}.example", n % 50) };
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    match query_udp(addr, ip(STAFF_IP), &name, RecordType::A, false) {
+                        Ok(msg) if msg.metadata.response_code != ResponseCode::ServFail => {}
+                        _ => {
+                            lost.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(150));
+        d.write_file("tiktok.txt", &format!("tiktok.com\nextra{i}.example\n"));
+        d.reload();
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let asked = asked.load(Ordering::Relaxed);
+    assert!(asked > 100, "the clients ran ({asked} queries)");
+    assert_eq!(lost.load(Ordering::Relaxed), 0, "every one of {asked} queries answered across 5 reloads");
+}
+
+#[test]
+fn metrics_count_outcomes_blocks_cache_and_upstreams() {
+    let (up, d) = start("tiktok.com\n");
+    query_udp(d.addr(), ip(STAFF_IP), "www.tiktok.com", RecordType::A, false).expect("answer");
+    query_udp(d.addr(), ip(NOBODY_IP), "a.example", RecordType::A, false).expect("answer");
+    query_udp(d.addr(), ip(NOBODY_IP), "a.example", RecordType::A, false).expect("answer");
+    query_tcp(d.addr(), ip(NOBODY_IP), "b.example", RecordType::A, false).expect("answer");
+    let page = d.scrape_metrics();
+    let get = |name: &str, labels: &[(&str, &str)]| metric(&page, name, labels).unwrap_or(0.0);
+    assert_eq!(get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "blocked")]), 1.0, "{page}");
+    assert_eq!(get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "forwarded")]), 1.0);
+    assert_eq!(get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "cached")]), 1.0);
+    assert_eq!(get("sinkhole_queries_total", &[("protocol", "tcp"), ("outcome", "forwarded")]), 1.0);
+    assert_eq!(get("sinkhole_blocks_total", &[("policy", "staff"), ("list", "tiktok"), ("mode", "enforce")]), 1.0);
+    assert_eq!(get("sinkhole_list_rules", &[("list", "tiktok")]), 1.0);
+    assert!(get("sinkhole_cache_hits_total", &[]) >= 1.0);
+    let upstream = up.addr().to_string();
+    assert_eq!(get("sinkhole_upstream_duration_seconds_count", &[("upstream", &upstream)]), 2.0);
+    assert!(page.contains("# HELP sinkhole_queries_total"), "described metrics");
+    assert!(page.contains("sinkhole_build_info{version="));
+    for forbidden in ["tiktok.com", "a.example", STAFF_IP, NOBODY_IP] {
+        assert!(!page.contains(forbidden), "metrics must not carry names or clients: {forbidden}");
+    }
+    // The Prometheus tool's own linter, where it is installed (CI installs it).
+    if let Ok(out) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(page.as_bytes())?;
+            child.wait_with_output()
+        })
+    {
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
+    } else {
+        eprintln!("promtool not installed: Prometheus lint skipped (CI runs it)");
+    }
+}
+
+#[test]
+fn check_summarises_a_good_config_and_locates_errors() {
+    let dir = TestDir::new();
+    dir.write_file("tiktok.txt", "tiktok.com\n||tiktokv.com^\nnot a domain!\n");
+    let config = r#"
+[upstream]
+servers = ["127.0.0.1:5300"]
+[lists.tiktok]
+files = ["tiktok.txt"]
+[[policy]]
+name = "staff"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+[[policy]]
+name = "byod"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+[[policy]]
+name = "ban-2023"
+clients = ["10.70.0.0/16"]
+block = ["tiktok"]
+active_until = "2023-09-17T00:00:00+02:00"
+"#;
+    let path = dir.write_file("sinkhole.toml", config);
+    let path = path.to_str().expect("utf-8 path");
+    let out = run_sinkhole(&["check", "-c", path]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check passes with warnings:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("tiktok") && text.contains("2 rules, 1 bad lines"), "{text}");
+    assert!(text.contains("claimed by policy \"staff\" and policy \"byod\""), "{text}");
+    assert!(text.contains("its window ended already"), "{text}");
+    assert!(text.contains("tiktok.txt:3: list tiktok: skipped line"), "{text}");
+
+    dir.write_file("sinkhole.toml", &config.replace("block = [\"tiktok\"]\n[[policy]]\nname = \"byod\"", "block = [\"tiktk\"]\n[[policy]]\nname = \"byod\""));
+    let out = run_sinkhole(&["check", "-c", path]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sinkhole.toml:9:10: policy \"staff\" names list \"tiktk\""), "{err}");
+
+    dir.write_file("sinkhole.toml", "[server]\nlisten = [\"127.0.0.1:53\"]\nthreds = 2\n");
+    let out = run_sinkhole(&["check", "-c", path]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sinkhole.toml:3:1: unknown field `threds`"), "{err}");
+}
+
+#[test]
+fn explain_names_policy_prefix_list_rule_and_answer() {
+    let dir = TestDir::new();
+    let path = dir.write_file(
+        "sinkhole.toml",
+        r#"
+[upstream]
+servers = ["127.0.0.1:5300"]
+[lists.tiktok]
+builtin = ["tiktok"]
+[[policy]]
+name = "staff"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+[[policy]]
+name = "comms"
+clients = ["10.50.0.0/24"]
+block = []
+"#,
+    );
+    let path = path.to_str().expect("utf-8 path");
+    let out = run_sinkhole(&["explain", "-c", path, "--client", "10.1.2.3", "www.tiktok.com", "AAAA"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("policy    staff (through 10.0.0.0/8"), "{text}");
+    assert!(text.contains("match     list tiktok rule \"tiktok.com\""), "{text}");
+    assert!(text.contains("answer    NXDOMAIN") || text.contains("answer    Non-Existent Domain"), "{text}");
+    assert!(text.contains("SOA"), "{text}");
+
+    let out = run_sinkhole(&["explain", "-c", path, "--client", "10.50.0.9", "www.tiktok.com"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("policy    comms (through 10.50.0.0/24"), "{text}");
+    assert!(text.contains("answer    forwarded"), "{text}");
+
+    let out = run_sinkhole(&["explain", "-c", path, "--client", "8.8.8.8", "www.tiktok.com"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("REFUSED"), "{text}");
+}
+
+#[test]
+fn help_documents_the_commands() {
+    let out = run_sinkhole(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["run", "check", "explain"] {
+        assert!(text.contains(word), "{text}");
+    }
+    let out = run_sinkhole(&["explain", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--client"));
+}
