@@ -1,1 +1,0 @@
-//! lists (to be written)

@@ -1,0 +1,908 @@
+//! Block and allow lists: reading list text in the formats operators have, and compiling it into a
+//! [`DomainSet`] that answers "does a rule cover this query name?" on the packet path.
+//!
+//! Owns the line formats (see `parse`), the rule store and the name lookup, and the lists compiled into the
+//! binary ([`builtin`]). It must not do I/O (callers fetch files and URLs and hand over text), must not decide
+//! verdicts (that is `engine`, which combines block and allow sets with policies), and nothing on the lookup path
+//! may allocate, lock or panic, whatever bytes the name holds.
+//!
+//! # Layout and cost
+//! A built set is four flat allocations:
+//! - `arena`: the normalised text of every rule, back to back (`tiktok.com`, `|x.net^`, `||p16-*.ibyteimg.com^`).
+//!   One `String` instead of one per rule saves the 24-byte `String` header and the allocator's overhead per rule.
+//! - `spans`: per rule, where its text sits in the arena (u32 offset, u16 length, kind): 8 bytes. A [`RuleId`] is
+//!   an index into it.
+//! - `names`: a `hashbrown::HashTable<u32>` of rule ids for domain (suffix) and exact rules, keyed by the hash of
+//!   the rule's domain: 4 bytes per bucket plus 1 control byte, at a load factor between 7/16 and 7/8.
+//! - wildcard rules, grouped by the fixed domain after their last `*` (`ibyteimg.com`), in a small second table.
+//!
+//! So a domain costs its length, plus 8, plus 6 to 12 bytes of table: about 40 bytes for a typical 20-byte name,
+//! no pointer per rule (the unit test `hundred_thousand_domains` measures it). Loading is one pass: each line is
+//! parsed in place, lowercased straight into the arena, hashed, and deduplicated against the table.
+//!
+//! # Lookup
+//! The hash of a name is built label by label from the right (foldhash, randomly seeded per set), so hashing
+//! `www.tiktok.com` yields on the way the hashes of `com` and `tiktok.com`: every label-boundary suffix is probed
+//! for the cost of hashing the name once. Probing stops once a suffix is longer than the longest rule. Work is one
+//! table probe per label, with no allocation; the most specific (longest) matching rule wins. Only when no domain
+//! or exact rule matches are the wildcard groups probed, the same way, and their patterns tried on the name.
+
+mod glob;
+mod parse;
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+pub use parse::RuleError;
+use parse::{ParsedRule, RuleKind};
+
+/// Index of a rule inside one [`DomainSet`] (for logs and `explain`). Only meaningful with the set it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleId(u32);
+
+impl RuleId {
+    /// The rule's position among the set's distinct rules, in the order they were first added: stable for one
+    /// built set, so logs can name a rule without copying its text.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A match: which rule, and how much of the name it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// The rule that matched; [`DomainSet::rule`] gives its text.
+    pub rule: RuleId,
+    /// For a suffix (domain) or exact rule: the length in bytes of the suffix of the queried name that equals the
+    /// rule's domain (name `a.b.tiktok.com`, rule `tiktok.com` -> 10). `None` for wildcard rules. The block answer
+    /// uses it to point its SOA owner at the matched apex.
+    pub apex_len: Option<u8>,
+}
+
+/// A list line that was skipped: reported by `sinkhole check` as `source:line: reason: text`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// Where the line came from, as the operator named it: a file path, a URL, `builtin:tiktok`, `config`.
+    pub source: String,
+    /// 1-based line number, so editors can jump to it.
+    pub line: usize,
+    /// The line as written (trimmed), so the operator recognises it.
+    pub text: String,
+    /// Why it was skipped: the [`RuleError`]'s message.
+    pub reason: String,
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.source, self.line, self.reason, self.text
+        )
+    }
+}
+
+/// Where one rule's normalised text sits in the arena. Kept to 8 bytes: there is one per rule.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: u32,
+    len: u16,
+    kind: RuleKind,
+}
+
+const _: () = assert!(std::mem::size_of::<Span>() == 8);
+
+impl Span {
+    /// The rule as the operator wrote it, normalised.
+    fn text<'a>(&self, arena: &'a str) -> &'a str {
+        let start = self.start as usize;
+        arena
+            .get(start..start + usize::from(self.len))
+            .unwrap_or_default()
+    }
+
+    /// The domain (suffix and exact rules) or pattern (wildcard rules) inside the text, without `||`, `|`, `^`.
+    fn body<'a>(&self, arena: &'a str) -> &'a [u8] {
+        let (head, foot) = match self.kind {
+            RuleKind::Suffix => (0, 0),
+            RuleKind::Exact | RuleKind::GlobExact => (1, 1),
+            RuleKind::GlobOnLabel => (2, 1),
+        };
+        let start = self.start as usize;
+        let end = (start + usize::from(self.len)).saturating_sub(foot);
+        arena.as_bytes().get(start + head..end).unwrap_or_default()
+    }
+}
+
+/// The wildcard rules that share one anchor domain: `glob_ids[first..first + count]`.
+#[derive(Clone, Copy, Debug)]
+struct GlobGroup {
+    first: u32,
+    count: u32,
+}
+
+impl GlobGroup {
+    fn range(self) -> std::ops::Range<usize> {
+        let first = self.first as usize;
+        first..first + self.count as usize
+    }
+}
+
+/// Calls `each(start, hash)` for every label-boundary suffix of `name`, shortest first (`com`, `tiktok.com`,
+/// `www.tiktok.com`), where `hash` is that suffix's hash and `start` its offset in `name`. Stops when `each`
+/// returns false. Build and lookup both hash through here, so a rule's hash is the one a query computes.
+fn for_each_suffix(state: &RandomState, name: &[u8], mut each: impl FnMut(usize, u64) -> bool) {
+    let mut hasher = state.build_hasher();
+    let mut end = name.len();
+    loop {
+        let head = name.get(..end).unwrap_or_default();
+        let start = head
+            .iter()
+            .rposition(|&b| b == b'.')
+            .map_or(0, |dot| dot + 1);
+        hasher.write(head.get(start..).unwrap_or_default());
+        if !each(start, hasher.finish()) || start == 0 {
+            return;
+        }
+        end = start - 1;
+    }
+}
+
+/// The hash of a whole name, as [`for_each_suffix`] computes it for its last suffix.
+fn name_hash(state: &RandomState, name: &[u8]) -> u64 {
+    let mut hash = 0;
+    for_each_suffix(state, name, |_, h| {
+        hash = h;
+        true
+    });
+    hash
+}
+
+/// Collects rules from list text and inline config, then [`build`](Self::build)s the immutable [`DomainSet`].
+///
+/// Reload builds a fresh one off the hot path; nothing is shared with the set being served.
+pub struct DomainSetBuilder {
+    /// Normalised rule text, as in [`DomainSet`].
+    arena: String,
+    /// One per distinct rule, as in [`DomainSet`].
+    spans: Vec<Span>,
+    /// Domain and exact rules by domain hash; doubles as the duplicate check while loading.
+    names: HashTable<u32>,
+    /// Ids of wildcard rules, grouped by anchor only at `build`.
+    globs: Vec<u32>,
+    /// Wildcard rules by the hash of their text: the duplicate check for `globs`, dropped at `build`.
+    seen_globs: HashTable<u32>,
+    /// Length of the longest domain or exact rule: lookups skip suffixes longer than this.
+    max_name_len: usize,
+    /// The seed of every hash in the set; random, so query names cannot be chosen to collide.
+    hash_state: RandomState,
+}
+
+impl Default for DomainSetBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DomainSetBuilder {
+    /// An empty builder with a fresh random hash seed.
+    pub fn new() -> Self {
+        Self {
+            arena: String::new(),
+            spans: Vec::new(),
+            names: HashTable::new(),
+            globs: Vec::new(),
+            seen_globs: HashTable::new(),
+            max_name_len: 0,
+            hash_state: RandomState::default(),
+        }
+    }
+
+    /// Parses a whole list text (any accepted format, mixed), adds the good rules, returns the bad lines.
+    ///
+    /// `source` is what errors name (a file path, `builtin:tiktok`, `config`). A bad line is skipped, never fatal:
+    /// one typo must not leave a network unprotected. A byte-order mark at the start is ignored.
+    pub fn add_text(&mut self, source: &str, text: &str) -> Vec<BadLine> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut bad = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            if let Err(error) = parse::parse_line(line, &mut |rule| self.insert(rule)) {
+                bad.push(BadLine {
+                    source: source.to_owned(),
+                    line: index + 1,
+                    text: line.trim().to_owned(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+        bad
+    }
+
+    /// Adds one rule written in any accepted line format (for inline `domains = [...]` in the config).
+    ///
+    /// A blank string, a comment or hosts boilerplate is [`RuleError::NoRule`]: in a config array it is a mistake.
+    /// A hosts line with several names adds them all.
+    pub fn add_rule(&mut self, rule: &str) -> Result<(), RuleError> {
+        let mut added = false;
+        parse::parse_line(rule, &mut |parsed| {
+            added = true;
+            self.insert(parsed)
+        })?;
+        if added {
+            Ok(())
+        } else {
+            Err(RuleError::NoRule)
+        }
+    }
+
+    /// Stores one parsed rule, lowercased, unless the same rule is already there.
+    fn insert(&mut self, rule: ParsedRule<'_>) -> Result<(), RuleError> {
+        let start = self.arena.len();
+        let (head, foot) = match rule.kind {
+            RuleKind::Suffix => ("", ""),
+            RuleKind::Exact | RuleKind::GlobExact => ("|", "^"),
+            RuleKind::GlobOnLabel => ("||", "^"),
+        };
+        self.arena.push_str(head);
+        self.arena
+            .extend(rule.body.chars().map(|c| c.to_ascii_lowercase()));
+        self.arena.push_str(foot);
+        let fits = (
+            u32::try_from(start),
+            u16::try_from(self.arena.len() - start),
+            u32::try_from(self.arena.len()),
+            u32::try_from(self.spans.len()),
+        );
+        let (Ok(offset), Ok(len), Ok(_), Ok(id)) = fits else {
+            self.arena.truncate(start);
+            return Err(RuleError::TooLarge);
+        };
+        let span = Span {
+            start: offset,
+            len,
+            kind: rule.kind,
+        };
+        if self.index(span, id) {
+            self.spans.push(span);
+        } else {
+            self.arena.truncate(start);
+        }
+        Ok(())
+    }
+
+    /// Enters a rule whose text is already in the arena into the lookup (or duplicate) table, as `id`. False if
+    /// the same rule is already there, and then nothing changed.
+    fn index(&mut self, span: Span, id: u32) -> bool {
+        let Self {
+            arena,
+            spans,
+            names,
+            globs,
+            seen_globs,
+            max_name_len,
+            hash_state,
+        } = self;
+        let arena: &str = arena;
+        let spans: &[Span] = spans;
+        let hash_state: &RandomState = hash_state;
+        match span.kind {
+            RuleKind::Suffix | RuleKind::Exact => {
+                let body = span.body(arena);
+                let hash = name_hash(hash_state, body);
+                let same = |other: &u32| {
+                    spans
+                        .get(*other as usize)
+                        .is_some_and(|o| o.kind == span.kind && o.body(arena) == body)
+                };
+                if names.find(hash, same).is_some() {
+                    return false;
+                }
+                *max_name_len = (*max_name_len).max(body.len());
+                names.insert_unique(hash, id, |other| {
+                    spans
+                        .get(*other as usize)
+                        .map_or(0, |o| name_hash(hash_state, o.body(arena)))
+                });
+            }
+            RuleKind::GlobOnLabel | RuleKind::GlobExact => {
+                let text = span.text(arena);
+                let hash = hash_state.hash_one(text);
+                let same = |other: &u32| {
+                    spans
+                        .get(*other as usize)
+                        .is_some_and(|o| o.text(arena) == text)
+                };
+                if seen_globs.find(hash, same).is_some() {
+                    return false;
+                }
+                seen_globs.insert_unique(hash, id, |other| {
+                    spans
+                        .get(*other as usize)
+                        .map_or(0, |o| hash_state.hash_one(o.text(arena)))
+                });
+                globs.push(id);
+            }
+        }
+        true
+    }
+
+    /// Freezes the rules into a [`DomainSet`]: wildcard rules are grouped by anchor, spare capacity is released.
+    pub fn build(self) -> DomainSet {
+        let Self {
+            mut arena,
+            mut spans,
+            names,
+            mut globs,
+            seen_globs: _,
+            max_name_len,
+            hash_state,
+        } = self;
+        arena.shrink_to_fit();
+        spans.shrink_to_fit();
+        let anchor_of = |id: u32| {
+            spans
+                .get(id as usize)
+                .and_then(|s| glob::anchor(s.body(&arena)))
+                .unwrap_or_default()
+        };
+        // Stable, so rules sharing an anchor are tried in the order they were added.
+        globs.sort_by(|&a, &b| anchor_of(a).cmp(anchor_of(b)));
+        let mut glob_groups = HashTable::new();
+        let mut max_anchor_len = 0;
+        let mut first = 0;
+        for group in globs.chunk_by(|&a, &b| anchor_of(a) == anchor_of(b)) {
+            let anchor = group.first().map_or(&[][..], |&id| anchor_of(id));
+            max_anchor_len = max_anchor_len.max(anchor.len());
+            // Both fit: there are fewer wildcard rules than rules, and rule ids are u32.
+            let entry = GlobGroup {
+                first: u32::try_from(first).unwrap_or(u32::MAX),
+                count: u32::try_from(group.len()).unwrap_or(0),
+            };
+            glob_groups.insert_unique(name_hash(&hash_state, anchor), entry, |g: &GlobGroup| {
+                globs
+                    .get(g.first as usize)
+                    .map_or(0, |&id| name_hash(&hash_state, anchor_of(id)))
+            });
+            first += group.len();
+        }
+        DomainSet {
+            arena,
+            spans,
+            names,
+            glob_groups,
+            glob_ids: globs.into_boxed_slice(),
+            max_name_len,
+            max_anchor_len,
+            hash_state,
+        }
+    }
+}
+
+/// A compiled list: the rules of one or more list texts, matched against query names. Immutable once built,
+/// `Send + Sync`, shared by every packet loop through the snapshot.
+pub struct DomainSet {
+    /// Normalised text of every rule, back to back; rules point into it by offset.
+    arena: String,
+    /// Per rule (indexed by [`RuleId`]): where its text is and how it matches.
+    spans: Vec<Span>,
+    /// Domain and exact rules, by the hash of their domain.
+    names: HashTable<u32>,
+    /// Wildcard rule groups, by the hash of their anchor domain.
+    glob_groups: HashTable<GlobGroup>,
+    /// Wildcard rule ids, grouped by anchor; `glob_groups` holds ranges into it.
+    glob_ids: Box<[u32]>,
+    /// Length of the longest domain or exact rule: longer suffixes cannot match and are not probed.
+    max_name_len: usize,
+    /// Length of the longest wildcard anchor, for the same reason.
+    max_anchor_len: usize,
+    /// The seed every hash in the set was built with; lookups must hash with it too.
+    hash_state: RandomState,
+}
+
+impl Default for DomainSet {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for DomainSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainSet")
+            .field("rules", &self.len())
+            .field("wildcard_rules", &self.glob_ids.len())
+            .field("heap_bytes", &self.heap_bytes())
+            .finish()
+    }
+}
+
+impl DomainSet {
+    /// A set with no rules: what a policy without lists holds.
+    pub fn empty() -> Self {
+        DomainSetBuilder::new().build()
+    }
+
+    /// The most specific rule covering `name`, if any.
+    ///
+    /// `name`: the query name as lowercase ASCII bytes, dotted, no trailing dot (`www.tiktok.com`; the root is
+    /// `b""`, which nothing matches). Does not allocate and does not panic on any input; work is one table probe
+    /// per label, plus the wildcard patterns anchored on the name's suffixes when no domain rule matches. Names
+    /// over 255 bytes cannot be on the wire and match nothing.
+    pub fn lookup(&self, name: &[u8]) -> Option<Match> {
+        if name.is_empty() || name.len() > usize::from(u8::MAX) {
+            return None;
+        }
+        let mut found = None;
+        if !self.names.is_empty() {
+            let arena = self.arena.as_str();
+            for_each_suffix(&self.hash_state, name, |start, hash| {
+                let suffix_len = name.len() - start;
+                if suffix_len > self.max_name_len {
+                    return false;
+                }
+                let suffix = name.get(start..).unwrap_or_default();
+                let whole = start == 0;
+                let hit = self.names.find(hash, |&id| {
+                    self.spans.get(id as usize).is_some_and(|span| {
+                        (whole || span.kind == RuleKind::Suffix) && span.body(arena) == suffix
+                    })
+                });
+                if let Some(&id) = hit {
+                    // Suffixes come shortest first, so a later hit is more specific and replaces this one.
+                    found = Some(Match {
+                        rule: RuleId(id),
+                        apex_len: u8::try_from(suffix_len).ok(),
+                    });
+                }
+                true
+            });
+        }
+        if found.is_some() || self.glob_ids.is_empty() {
+            return found;
+        }
+        self.lookup_wildcard(name)
+    }
+
+    /// The wildcard half of [`lookup`](Self::lookup): for each suffix of `name` that is some pattern's anchor, try
+    /// the patterns anchored there. The longest anchor with a matching pattern wins.
+    fn lookup_wildcard(&self, name: &[u8]) -> Option<Match> {
+        let arena = self.arena.as_str();
+        let mut found = None;
+        for_each_suffix(&self.hash_state, name, |start, hash| {
+            if name.len() - start > self.max_anchor_len {
+                return false;
+            }
+            let suffix = name.get(start..).unwrap_or_default();
+            let group = self.glob_groups.find(hash, |g| {
+                self.glob_ids
+                    .get(g.first as usize)
+                    .and_then(|&id| self.spans.get(id as usize))
+                    .and_then(|s| glob::anchor(s.body(arena)))
+                    == Some(suffix)
+            });
+            let ids = group.and_then(|g| self.glob_ids.get(g.range()));
+            for &id in ids.unwrap_or_default() {
+                let Some(span) = self.spans.get(id as usize) else {
+                    continue;
+                };
+                let pattern = span.body(arena);
+                let hit = name.ends_with(glob::tail(pattern))
+                    && match span.kind {
+                        RuleKind::GlobExact => glob::matches_exact(pattern, name),
+                        _ => glob::matches_on_label(pattern, name),
+                    };
+                if hit {
+                    found = Some(Match {
+                        rule: RuleId(id),
+                        apex_len: None,
+                    });
+                    break;
+                }
+            }
+            true
+        });
+        found
+    }
+
+    /// The rule as the operator wrote it in normalised form (`tiktok.com`, `||p16-tiktok-*.ibyteimg.com^`,
+    /// `|x.net^`): lowercase, no trailing dot, `||domain^`, `*.domain` and hosts entries all written `domain`.
+    /// An id from another set may name another rule, or none: then the text is empty.
+    pub fn rule(&self, id: RuleId) -> &str {
+        self.spans
+            .get(id.index())
+            .map_or("", |span| span.text(&self.arena))
+    }
+
+    /// Number of distinct rules (a rule covered by a broader one still counts: it costs nothing to keep).
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether the set has no rules at all.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Heap memory the set holds, in bytes: for the list-size gauge, and to keep the per-domain cost honest.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.spans.capacity() * std::mem::size_of::<Span>()
+            + self.names.allocation_size()
+            + self.glob_groups.allocation_size()
+            + self.glob_ids.len() * std::mem::size_of::<u32>()
+    }
+}
+
+/// Names of the lists compiled into the binary, for `builtin:NAME` list sources and `sinkhole check`.
+const BUILTIN_NAMES: &[&str] = &["tiktok"];
+
+/// The lists compiled into the binary, by name: `builtin("tiktok")` is `blocklists/tiktok.txt`, so a fresh
+/// install blocks TikTok without fetching anything.
+pub fn builtin(name: &str) -> Option<&'static str> {
+    match name {
+        "tiktok" => Some(include_str!("../../blocklists/tiktok.txt")),
+        _ => None,
+    }
+}
+
+/// The names [`builtin`] knows, for help texts and config validation.
+pub fn builtin_names() -> &'static [&'static str] {
+    BUILTIN_NAMES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(text: &str) -> DomainSet {
+        let mut builder = DomainSetBuilder::new();
+        let bad = builder.add_text("test", text);
+        assert!(bad.is_empty(), "{bad:?}");
+        builder.build()
+    }
+
+    /// A match as the rule's text and the apex length, for table assertions.
+    type Hit<'a> = Option<(&'a str, Option<u8>)>;
+
+    /// The matched rule's text and apex length, for table assertions.
+    fn hit<'a>(set: &'a DomainSet, name: &str) -> Hit<'a> {
+        set.lookup(name.as_bytes())
+            .map(|m| (set.rule(m.rule), m.apex_len))
+    }
+
+    const MIXED: &str = "\
+# TikTok core
+tiktok.com
+0.0.0.0 TIKTOKV.COM. musical.ly
+*.tiktokcdn.com
+||byteoversea.com^
+|x.net^
+||p16-tiktok-*.ibyteimg.com^
+||v*.tiktokcdn-eu.com^
+|exact*.glob.example^
+deep.example
+www.deep.example
+";
+
+    #[test]
+    fn lookup_table() {
+        let set = set(MIXED);
+        let cases: &[(&str, Hit<'_>)] = &[
+            ("tiktok.com", Some(("tiktok.com", Some(10)))),
+            ("www.tiktok.com", Some(("tiktok.com", Some(10)))),
+            ("a.b.tiktok.com", Some(("tiktok.com", Some(10)))),
+            ("nottiktok.com", None),
+            ("tiktok.com.evil.net", None),
+            ("com", None),
+            (
+                "api16-normal-c-useast1a.tiktokv.com",
+                Some(("tiktokv.com", Some(11))),
+            ),
+            ("musical.ly", Some(("musical.ly", Some(10)))),
+            ("tiktokcdn.com", Some(("tiktokcdn.com", Some(13)))),
+            ("v16m.tiktokcdn.com", Some(("tiktokcdn.com", Some(13)))),
+            ("log.byteoversea.com", Some(("byteoversea.com", Some(15)))),
+            ("x.net", Some(("|x.net^", Some(5)))),
+            ("www.x.net", None),
+            (
+                "p16-tiktok-va.ibyteimg.com",
+                Some(("||p16-tiktok-*.ibyteimg.com^", None)),
+            ),
+            (
+                "cdn.p16-tiktok-va.ibyteimg.com",
+                Some(("||p16-tiktok-*.ibyteimg.com^", None)),
+            ),
+            ("p16-sign-va.ibyteimg.com", None),
+            ("ibyteimg.com", None),
+            (
+                "v16m.tiktokcdn-eu.com",
+                Some(("||v*.tiktokcdn-eu.com^", None)),
+            ),
+            ("p16.tiktokcdn-eu.com", None),
+            ("exact1.glob.example", Some(("|exact*.glob.example^", None))),
+            ("a.exact1.glob.example", None),
+            ("deep.example", Some(("deep.example", Some(12)))),
+            ("a.deep.example", Some(("deep.example", Some(12)))),
+            ("a.www.deep.example", Some(("www.deep.example", Some(16)))),
+            ("", None),
+            ("tiktok.com.", None),
+            (".", None),
+        ];
+        for &(name, want) in cases {
+            assert_eq!(hit(&set, name), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn rules_are_normalised_and_deduplicated() {
+        let set = set(
+            "tiktok.com\n||TikTok.com^\n*.tiktok.com\n0.0.0.0 tiktok.com.\n|tiktok.com^\n\
+                       ||a*.b.example^\n||A*.B.example^\n|a*.b.example^\n",
+        );
+        let mut rules: Vec<&str> = (0..set.len())
+            .map(|i| set.rule(RuleId(u32::try_from(i).unwrap())))
+            .collect();
+        rules.sort_unstable();
+        assert_eq!(
+            rules,
+            [
+                "tiktok.com",
+                "|a*.b.example^",
+                "|tiktok.com^",
+                "||a*.b.example^"
+            ]
+        );
+        assert_eq!(set.len(), 4);
+        // Both the suffix rule and the exact rule cover the apex; the name below only the suffix rule.
+        assert_eq!(hit(&set, "tiktok.com").map(|h| h.1), Some(Some(10)));
+        assert_eq!(hit(&set, "www.tiktok.com"), Some(("tiktok.com", Some(10))));
+        assert_eq!(set.rule(RuleId(999)), "");
+    }
+
+    #[test]
+    fn bad_lines_are_reported_and_skipped() {
+        let mut builder = DomainSetBuilder::new();
+        let text = "\u{feff}tiktok.com\n@@||partner.example^\nbücher.de\n||x.com^$important\n\ntiktokv.com\r\n";
+        let bad = builder.add_text("lists/tiktok.txt", text);
+        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 3, 4]);
+        assert_eq!(
+            bad[0].to_string(),
+            format!(
+                "lists/tiktok.txt:2: {}: @@||partner.example^",
+                RuleError::Exception
+            )
+        );
+        assert_eq!(
+            bad[1].reason,
+            RuleError::NonAscii("bücher.de".into()).to_string()
+        );
+        let set = builder.build();
+        assert_eq!(set.len(), 2);
+        assert!(set.lookup(b"www.tiktokv.com").is_some());
+    }
+
+    #[test]
+    fn add_rule_takes_one_inline_rule() {
+        let mut builder = DomainSetBuilder::new();
+        assert_eq!(builder.add_rule("||Intranet-Blocked.example^"), Ok(()));
+        assert_eq!(builder.add_rule("0.0.0.0 a.example b.example"), Ok(()));
+        assert_eq!(builder.add_rule("# nothing"), Err(RuleError::NoRule));
+        assert_eq!(
+            builder.add_rule("127.0.0.1 localhost"),
+            Err(RuleError::NoRule)
+        );
+        assert_eq!(
+            builder.add_rule("@@||x.example^"),
+            Err(RuleError::Exception)
+        );
+        let set = builder.build();
+        assert_eq!(set.len(), 3);
+        assert!(set.lookup(b"x.intranet-blocked.example").is_some());
+        assert!(set.lookup(b"b.example").is_some());
+    }
+
+    #[test]
+    fn empty_set_matches_nothing() {
+        let set = DomainSet::empty();
+        assert!(set.is_empty());
+        assert_eq!(set.len(), 0);
+        assert_eq!(set.lookup(b"tiktok.com"), None);
+        assert_eq!(set.lookup(b""), None);
+    }
+
+    /// Deterministic pseudo-random bytes (no extra crate): a 64-bit LCG.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 33
+        }
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[(self.next() as usize) % from.len()]
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let set = set(MIXED);
+        let mut rng = Lcg(7);
+        let alphabet = [
+            b'a', b'.', b'*', b'-', 0, 0xff, b'k', b't', b'i', b'o', b'c', b'm',
+        ];
+        for _ in 0..20_000 {
+            let len = (rng.next() % 300) as usize;
+            let name: Vec<u8> = (0..len).map(|_| rng.pick(&alphabet)).collect();
+            let _ = set.lookup(&name);
+        }
+        for name in [
+            vec![b'.'; 255],
+            vec![b'a'; 255],
+            b"a.".repeat(128),
+            vec![0xff; 256],
+        ] {
+            assert_eq!(set.lookup(&name), None);
+        }
+    }
+
+    #[test]
+    fn lookup_agrees_with_a_naive_suffix_scan() {
+        // Small alphabet so that random names often hit random rules.
+        let mut rng = Lcg(42);
+        let random_name = |rng: &mut Lcg| {
+            let labels = 1 + rng.next() % 4;
+            let parts: Vec<String> = (0..labels)
+                .map(|_| {
+                    (0..1 + rng.next() % 2)
+                        .map(|_| rng.pick(&['a', 'b']))
+                        .collect()
+                })
+                .collect();
+            parts.join(".")
+        };
+        let mut text = String::new();
+        let mut suffix_rules = std::collections::HashSet::new();
+        let mut exact_rules = std::collections::HashSet::new();
+        for i in 0..40 {
+            let name = random_name(&mut rng);
+            if i % 3 == 0 {
+                text.push_str(&format!("|{name}^\n"));
+                exact_rules.insert(name);
+            } else {
+                text.push_str(&format!("{name}\n"));
+                suffix_rules.insert(name);
+            }
+        }
+        let set = set(&text);
+        for _ in 0..2_000 {
+            let name = random_name(&mut rng);
+            // Most specific first: the whole name, then each suffix after a dot.
+            let starts = std::iter::once(0).chain(name.match_indices('.').map(|(i, _)| i + 1));
+            let want = starts
+                .filter_map(|start| {
+                    let suffix = &name[start..];
+                    let covered = suffix_rules.contains(suffix)
+                        || (start == 0 && exact_rules.contains(suffix));
+                    covered.then_some(u8::try_from(suffix.len()).unwrap())
+                })
+                .next();
+            let got = set.lookup(name.as_bytes()).and_then(|m| m.apex_len);
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn hundred_thousand_domains() {
+        const N: usize = 100_000;
+        let mut text = String::with_capacity(N * 32);
+        for i in 0..N {
+            // Typical list names: 20 to 28 bytes.
+            text.push_str(&format!("host{i}.zone{}.example{}.com\n", i % 997, i % 13));
+        }
+        let mut builder = DomainSetBuilder::new();
+        assert!(builder.add_text("synthetic", &text).is_empty());
+        let set = builder.build();
+        assert_eq!(set.len(), N);
+        assert_eq!(
+            hit(&set, "host4242.zone254.example4.com"),
+            Some(("host4242.zone254.example4.com", Some(29)))
+        );
+        assert!(set.lookup(b"www.host99999.zone299.example3.com").is_some());
+        assert_eq!(set.lookup(b"host100000.zone301.example4.com"), None);
+        assert_eq!(set.lookup(b"zone254.example4.com"), None);
+        let text_bytes = text.len() - N; // without the newlines
+        let per_domain = set.heap_bytes() as f64 / N as f64;
+        eprintln!(
+            "{N} domains, {:.1} bytes of name each: {} heap bytes, {per_domain:.1} per domain",
+            text_bytes as f64 / N as f64,
+            set.heap_bytes()
+        );
+        assert!(per_domain < 64.0, "{per_domain} bytes per domain");
+    }
+
+    #[test]
+    fn builtin_names_and_lists_agree() {
+        for name in builtin_names() {
+            assert!(builtin(name).is_some(), "{name}");
+        }
+        assert_eq!(builtin("nope"), None);
+    }
+
+    #[test]
+    fn builtin_tiktok_parses_cleanly_and_blocks_the_app() {
+        let mut builder = DomainSetBuilder::new();
+        let bad = builder.add_text("builtin:tiktok", builtin("tiktok").unwrap_or_default());
+        assert!(bad.is_empty(), "{:#?}", bad);
+        let set = builder.build();
+        assert!(set.len() > 50, "{} rules", set.len());
+        let blocked = [
+            "tiktok.com",
+            "www.tiktok.com",
+            "m.tiktok.com",
+            "api16-normal-c-useast1a.tiktokv.com",
+            "log16-normal-c-useast1a.tiktokv.com",
+            "v16m.tiktokcdn.com",
+            "p16-sign-va.tiktokcdn.com",
+            "p16-tiktok-va.ibyteimg.com",
+            "p16-va-tiktok.ibyteimg.com",
+            "lf16-tiktok-common.ibytedtos.com",
+            // European data residency (Project Clover) and the US programme.
+            "api16-normal-no1a.tiktokv.eu",
+            "api16-normal-useastred.tiktokv.eu",
+            "tnc16-normal-ie.tiktokv.eu",
+            "mcs-ie.tiktokw.eu",
+            "v16m.tiktokcdn-eu.com",
+            "sf16-website-login.neutral.tiktokcdn-eu.com",
+            "api16-normal-useast5.tiktokv.us",
+            "mssdk.tiktokw.us",
+            "p16-sign.tiktokcdn-us.com",
+            "sf16-website-login.neutral.ttwstatic.com",
+            "api2.musical.ly",
+            "v24.muscdn.com",
+            // TikTok-only names on shared infrastructure (CNAME targets).
+            "p16-tiktokcdn-com.akamaized.net",
+            "api.tiktokv.com.edgekey.net",
+            "analytics.tiktok.com.ttdns2.com",
+        ];
+        for name in blocked {
+            assert!(
+                set.lookup(name.as_bytes()).is_some(),
+                "{name} should be blocked"
+            );
+        }
+        let allowed = [
+            "example.com",
+            "akamaized.net",
+            "a248.e.akamaized.net",
+            "edgekey.net",
+            "edgesuite.net",
+            "fastly.net",
+            "cloudflare.net",
+            "cdn.cloudflare.net",
+            "googleapis.com",
+            "app-measurement.com",
+            "apps.googleusercontent.com",
+            "appsflyersdk.com",
+            "ibyteimg.com",
+            "ibytedtos.com",
+            "sf16-muse-va.ibytedtos.com",
+            "larksuite.com.ttdns2.com",
+            "capcut.com",
+            "lemon8-app.com",
+            "nottiktok.com",
+            "tiktok.com.example.org",
+        ];
+        for name in allowed {
+            assert_eq!(
+                set.lookup(name.as_bytes()).map(|m| set.rule(m.rule)),
+                None,
+                "{name} must not be blocked"
+            );
+        }
+    }
+}
