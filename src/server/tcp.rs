@@ -33,7 +33,7 @@ pub struct TcpServer {
 
 impl TcpServer {
     /// Binds every address and starts serving; connections idle for `idle` are closed.
-    pub async fn start(
+    pub fn start(
         addrs: &[SocketAddr],
         idle: Duration,
         handler: Arc<Handler>,
