@@ -5,19 +5,18 @@
 //! Every wait here is bounded in time and fails loudly with the daemon's stderr: a test that cannot reach the daemon
 //! must say why, not hang or pass.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::RecordType;
 
 use super::client::new_query;
+use super::ports::free_port;
 
 /// The binary under test, built by Cargo for integration tests.
 pub const SINKHOLE: &str = env!("CARGO_BIN_EXE_sinkhole");
@@ -31,33 +30,6 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
 /// Bound on attempts to start a daemon whose port was taken between [`free_port`] and its bind.
 const START_ATTEMPTS: usize = 3;
-
-/// Ports handed out by [`free_port`] in this process, never handed out twice: parallel tests of one binary must not
-/// get the same port because one released it before the other's daemon bound it.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-
-/// A free loopback port for UDP and TCP both: binds 127.0.0.1:0 (UDP), checks TCP can bind it too, releases both.
-/// Another process may still take it before the daemon binds it; [`Daemon::start`] retries that case.
-pub fn free_port() -> u16 {
-    const ATTEMPTS: usize = 100;
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
-    for _ in 0..ATTEMPTS {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("free_port: bind UDP on 127.0.0.1");
-        let port = udp
-            .local_addr()
-            .expect("free_port: local_addr of a bound socket")
-            .port();
-        if handed_out.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            handed_out.insert(port);
-            return port;
-        }
-    }
-    panic!("free_port: no port free for both UDP and TCP on 127.0.0.1 after {ATTEMPTS} attempts");
-}
 
 /// A fresh directory under the system temp dir, unique per process and call; removed on Drop unless the test is
 /// failing, so that its files (config, logs, stderr) can be read after a failure.

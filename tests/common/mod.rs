@@ -7,19 +7,27 @@
 //!   for EDE, addresses and TTLs of a reply.
 //! - [`Daemon`] (`daemon.rs`): the built binary started from a TOML string with `{listen}`, `{metrics}` and `{dir}`
 //!   placeholders, killed on Drop; plus the hit log, the metrics page and one-shot CLI runs.
+//! - Ports (`ports.rs`): free loopback ports, never the same one twice in a test binary.
 //!
 //! Use it as `mod common; use common::*;`. Only loopback addresses are ever used.
 
 // Every integration test binary compiles this module and uses only part of it; without this each of them would
-// warn about the helpers it does not call (dead_code) and about re-exports it never names (unused_imports).
-#![allow(dead_code, unused_imports)]
+// warn about the helpers it does not call.
+#![allow(dead_code)]
 
 pub mod client;
 pub mod daemon;
+pub mod ports;
 pub mod upstream;
 
+// The same reason for the re-exports: a test binary that names nothing of one module would warn about its glob.
+#[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
 pub use daemon::*;
+#[allow(unused_imports)]
+pub use ports::*;
+#[allow(unused_imports)]
 pub use upstream::*;
 
 /// Source address for a client in the "staff" policy of the usual test config (`clients = ["127.10.0.0/16"]`).

@@ -6,8 +6,7 @@
 //! test's runtime is busy. It must never panic on what arrives from the network: whatever it cannot read as a query
 //! is ignored, as a real resolver would do.
 
-use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,6 +17,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+
+use super::ports::bind_udp_tcp;
 
 /// The address every plain A answer carries (`anything.else` A).
 pub const DEFAULT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -117,7 +118,11 @@ impl FakeUpstream {
     /// Binds both sockets here, on the caller's thread, so that a bind failure panics in the test that asked for
     /// the upstream rather than in a thread nobody joins.
     fn spawn(behaviour: Behaviour) -> FakeUpstream {
-        let (udp, tcp) = bind_pair();
+        let (udp, tcp) = bind_udp_tcp();
+        udp.set_nonblocking(true)
+            .expect("fake upstream: set UDP socket non-blocking");
+        tcp.set_nonblocking(true)
+            .expect("fake upstream: set TCP listener non-blocking");
         let addr = udp.local_addr().expect("fake upstream: local_addr of a bound socket");
         let received = Arc::new(Mutex::new(Vec::new()));
         let (shutdown, stop) = oneshot::channel();
@@ -511,30 +516,4 @@ fn normalize(name: &str) -> String {
 /// Locks the query log; a poisoned lock only means a test thread panicked while reading, the data is still whole.
 fn lock(received: &Mutex<Vec<ReceivedQuery>>) -> std::sync::MutexGuard<'_, Vec<ReceivedQuery>> {
     received.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Binds UDP and TCP to the same free port on 127.0.0.1. The kernel picks the UDP port; TCP may find it taken, so
-/// this tries a bounded number of times.
-fn bind_pair() -> (StdUdpSocket, StdTcpListener) {
-    const ATTEMPTS: usize = 50;
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut tried = HashSet::new();
-    for _ in 0..ATTEMPTS {
-        let udp = StdUdpSocket::bind((loopback, 0)).expect("fake upstream: bind UDP on 127.0.0.1");
-        let port = udp
-            .local_addr()
-            .expect("fake upstream: local_addr of a bound socket")
-            .port();
-        if !tried.insert(port) {
-            continue;
-        }
-        if let Ok(tcp) = StdTcpListener::bind((loopback, port)) {
-            udp.set_nonblocking(true)
-                .expect("fake upstream: set UDP socket non-blocking");
-            tcp.set_nonblocking(true)
-                .expect("fake upstream: set TCP listener non-blocking");
-            return (udp, tcp);
-        }
-    }
-    panic!("fake upstream: no port free for both UDP and TCP on 127.0.0.1 after {ATTEMPTS} attempts");
 }
