@@ -101,9 +101,7 @@ impl FromStr for BlockAnswer {
             "null" => Ok(BlockAnswer::Null),
             "refused" => Ok(BlockAnswer::Refused),
             other => other.parse::<IpAddr>().map(BlockAnswer::Address).map_err(|_| {
-                format!(
-                    "unknown answer {other:?}: expected nxdomain, nodata, null, refused or an IP address"
-                )
+                format!("unknown answer {other:?}: expected nxdomain, nodata, null, refused or an IP address")
             }),
         }
     }
@@ -213,13 +211,7 @@ impl BlockTemplate {
 /// Writes an error answer (`rcode`) to a query into `out`, cleared first. With the query read,
 /// the question is echoed and, for EDNS clients, an OPT with the optional Extended DNS Error. With
 /// only a header (FORMERR for a question we cannot read), the answer is that header alone.
-pub fn write_error(
-    packet: &[u8],
-    query: Option<&Query>,
-    rcode: u8,
-    ede: Option<(u16, &str)>,
-    out: &mut Vec<u8>,
-) {
+pub fn write_error(packet: &[u8], query: Option<&Query>, rcode: u8, ede: Option<(u16, &str)>, out: &mut Vec<u8>) {
     match query {
         Some(query) => {
             let counts = [1, 0, 0, u16::from(query.edns.is_some())];
@@ -246,8 +238,7 @@ pub fn write_error(
 fn write_header(packet: &[u8], query: &Query, rcode: u8, counts: [u16; 4], out: &mut Vec<u8>) {
     out.clear();
     push_u16(out, query.id);
-    let flags =
-        flag::QR | (query.flags & (flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0xf);
+    let flags = flag::QR | (query.flags & (flag::RD | flag::CD)) | flag::RA | u16::from(rcode & 0xf);
     push_u16(out, flags);
     for count in counts {
         push_u16(out, count);
@@ -345,27 +336,18 @@ mod tests {
 
     fn ede_of(msg: &Message) -> Option<(u16, String)> {
         let edns = msg.edns.as_ref()?;
-        edns.options()
-            .as_ref()
-            .iter()
-            .find_map(|(_, opt)| match opt {
-                hickory_proto::rr::rdata::opt::EdnsOption::Unknown(OPTION_EDE, bytes) => Some((
-                    u16::from_be_bytes([bytes[0], bytes[1]]),
-                    String::from_utf8_lossy(&bytes[2..]).into_owned(),
-                )),
-                _ => None,
-            })
+        edns.options().as_ref().iter().find_map(|(_, opt)| match opt {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(OPTION_EDE, bytes) => Some((
+                u16::from_be_bytes([bytes[0], bytes[1]]),
+                String::from_utf8_lossy(&bytes[2..]).into_owned(),
+            )),
+            _ => None,
+        })
     }
 
     #[test]
     fn nxdomain_has_soa_at_matched_apex_and_ede() {
-        let msg = block(
-            BlockAnswer::Nxdomain,
-            "WWW.TikTok.com",
-            rtype::A,
-            true,
-            Some(10),
-        );
+        let msg = block(BlockAnswer::Nxdomain, "WWW.TikTok.com", rtype::A, true, Some(10));
         assert_eq!(msg.metadata.id, 0x1234);
         assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
         assert!(!msg.metadata.authoritative);
@@ -383,10 +365,7 @@ mod tests {
         }
         let edns = msg.edns.as_ref().expect("OPT echoed");
         assert!(edns.flags().dnssec_ok);
-        assert_eq!(
-            ede_of(&msg),
-            Some((15, "blocked by policy staff".to_string()))
-        );
+        assert_eq!(ede_of(&msg), Some((15, "blocked by policy staff".to_string())));
     }
 
     #[test]
@@ -400,27 +379,12 @@ mod tests {
 
     #[test]
     fn null_gives_unspecified_addresses_and_nodata_otherwise() {
-        let a = block(
-            BlockAnswer::Null,
-            "v16m.tiktokcdn.com",
-            rtype::A,
-            true,
-            Some(13),
-        );
+        let a = block(BlockAnswer::Null, "v16m.tiktokcdn.com", rtype::A, true, Some(13));
         assert_eq!(a.answers[0].data, RData::A(Ipv4Addr::UNSPECIFIED.into()));
         assert_eq!(a.answers[0].ttl, 10);
         assert!(a.authorities.is_empty());
-        let aaaa = block(
-            BlockAnswer::Null,
-            "v16m.tiktokcdn.com",
-            rtype::AAAA,
-            false,
-            None,
-        );
-        assert_eq!(
-            aaaa.answers[0].data,
-            RData::AAAA(Ipv6Addr::UNSPECIFIED.into())
-        );
+        let aaaa = block(BlockAnswer::Null, "v16m.tiktokcdn.com", rtype::AAAA, false, None);
+        assert_eq!(aaaa.answers[0].data, RData::AAAA(Ipv6Addr::UNSPECIFIED.into()));
         let mx = block(BlockAnswer::Null, "tiktok.com", 15, false, None);
         assert!(mx.answers.is_empty());
         assert_eq!(mx.authorities[0].record_type(), RecordType::SOA);
@@ -429,24 +393,12 @@ mod tests {
     #[test]
     fn custom_address_only_for_its_family() {
         let page: IpAddr = "192.0.2.53".parse().expect("address");
-        let a = block(
-            BlockAnswer::Address(page),
-            "tiktok.com",
-            rtype::A,
-            false,
-            None,
-        );
+        let a = block(BlockAnswer::Address(page), "tiktok.com", rtype::A, false, None);
         assert_eq!(
             a.answers[0].data,
             RData::A("192.0.2.53".parse::<Ipv4Addr>().expect("v4").into())
         );
-        let aaaa = block(
-            BlockAnswer::Address(page),
-            "tiktok.com",
-            rtype::AAAA,
-            false,
-            None,
-        );
+        let aaaa = block(BlockAnswer::Address(page), "tiktok.com", rtype::AAAA, false, None);
         assert!(aaaa.answers.is_empty());
         assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
     }

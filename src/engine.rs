@@ -52,10 +52,7 @@ pub fn decide(snapshot: &Snapshot, client: IpAddr, name: &[u8], now: i64) -> Ver
         return Verdict::Allowed { inspect: None };
     };
     let policy = snapshot.policies.get(id);
-    if policy.block.is_empty()
-        || !policy.window.contains(now)
-        || is_exception(snapshot, policy, name)
-    {
+    if policy.block.is_empty() || !policy.window.contains(now) || is_exception(snapshot, policy, name) {
         return Verdict::Allowed { inspect: None };
     }
     match first_block(snapshot, id, policy, name) {
@@ -76,10 +73,7 @@ pub fn check_chain<'a>(
         .into_iter()
         .filter(|name| !is_exception(snapshot, p, name))
         .find_map(|name| first_block(snapshot, policy, p, name))
-        .map(|hit| Hit {
-            apex_len: None,
-            ..hit
-        })
+        .map(|hit| Hit { apex_len: None, ..hit })
 }
 
 fn is_exception(snapshot: &Snapshot, policy: &Policy, name: &[u8]) -> bool {
@@ -184,18 +178,8 @@ active_until = "2023-09-17T00:00:00+02:00"
                 during_ban,
                 "enforce staff tiktok tiktok.com",
             ),
-            (
-                "10.1.2.3",
-                "tiktok.com",
-                during_ban,
-                "enforce staff tiktok tiktok.com",
-            ),
-            (
-                "10.1.2.3",
-                "nottiktok.com",
-                during_ban,
-                "allowed inspect=staff",
-            ),
+            ("10.1.2.3", "tiktok.com", during_ban, "enforce staff tiktok tiktok.com"),
+            ("10.1.2.3", "nottiktok.com", during_ban, "allowed inspect=staff"),
             (
                 "10.1.2.3",
                 "m.facebook.com",
@@ -215,12 +199,7 @@ active_until = "2023-09-17T00:00:00+02:00"
                 "allowed inspect=staff",
             ),
             ("10.1.2.3", "developers.tiktok.com", during_ban, "allowed"),
-            (
-                "10.1.2.3",
-                "api.developers.tiktok.com",
-                during_ban,
-                "allowed",
-            ),
+            ("10.1.2.3", "api.developers.tiktok.com", during_ban, "allowed"),
             (
                 "127.10.0.5",
                 "www.tiktok.com",
@@ -280,21 +259,10 @@ active_until = "2023-09-17T00:00:00+02:00"
             Verdict::Allowed { inspect: Some(p) } => p,
             other => panic!("expected inspection, got {other:?}"),
         };
-        let hit = check_chain(
-            &s,
-            staff,
-            [b"edge.example".as_slice(), b"v16m.tiktokcdn.com"],
-        )
-        .expect("blocked");
+        let hit = check_chain(&s, staff, [b"edge.example".as_slice(), b"v16m.tiktokcdn.com"]).expect("blocked");
         assert_eq!(s.lists[hit.list].set.rule(hit.rule), "tiktokcdn.com");
         assert_eq!(hit.apex_len, None);
-        assert_eq!(
-            check_chain(&s, staff, [b"cdn.akamaized.net".as_slice()]),
-            None
-        );
-        assert_eq!(
-            check_chain(&s, staff, [b"developers.tiktok.com".as_slice()]),
-            None
-        );
+        assert_eq!(check_chain(&s, staff, [b"cdn.akamaized.net".as_slice()]), None);
+        assert_eq!(check_chain(&s, staff, [b"developers.tiktok.com".as_slice()]), None);
     }
 }

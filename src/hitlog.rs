@@ -87,13 +87,7 @@ impl HitLog {
         let dropped = metrics::counter!(crate::metrics::HITLOG_DROPPED);
         let sink = match target {
             HitsTarget::Off => {
-                return Ok((
-                    HitLog {
-                        queue: None,
-                        dropped,
-                    },
-                    HitLogWriter { thread: None },
-                ));
+                return Ok((HitLog { queue: None, dropped }, HitLogWriter { thread: None }));
             }
             target => Sink::open(target)?,
         };
@@ -106,9 +100,7 @@ impl HitLog {
                 queue: Some(tx),
                 dropped,
             },
-            HitLogWriter {
-                thread: Some(thread),
-            },
+            HitLogWriter { thread: Some(thread) },
         ))
     }
 
@@ -157,15 +149,9 @@ impl Sink {
         Ok(match target {
             HitsTarget::Stdout => Sink::Stdout,
             HitsTarget::File(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("cannot open hit log {}: {e}", path.display()),
-                        )
+                let file =
+                    OpenOptions::new().create(true).append(true).open(&path).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot open hit log {}: {e}", path.display()))
                     })?;
                 Sink::File(path, BufWriter::new(file))
             }
@@ -287,12 +273,7 @@ fn render<'a>(r: &'a HitRecord, hasher: &mut ClientHasher) -> Line<'a> {
 }
 
 /// The `client` field per the privacy mode.
-fn client_field(
-    ip: IpAddr,
-    mode: ClientIpMode,
-    salt: Option<&str>,
-    hasher: &mut ClientHasher,
-) -> Option<String> {
+fn client_field(ip: IpAddr, mode: ClientIpMode, salt: Option<&str>, hasher: &mut ClientHasher) -> Option<String> {
     let ip = ip.to_canonical();
     match mode {
         ClientIpMode::Full => Some(ip.to_string()),
@@ -325,10 +306,7 @@ impl ClientHasher {
             IpAddr::V6(v6) => v6.octets().to_vec(),
         };
         let hash = blake3::keyed_hash(&self.key, &octets);
-        hash.as_bytes()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hash.as_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -369,12 +347,9 @@ mod tests {
             Some("2001:db8:aa:bb00::/56")
         );
         assert_eq!(client_field(ip, ClientIpMode::None, None, &mut h), None);
-        let a =
-            client_field(ip, ClientIpMode::Hashed, Some("0123456789abcdef"), &mut h).expect("hash");
-        let b =
-            client_field(ip, ClientIpMode::Hashed, Some("0123456789abcdef"), &mut h).expect("hash");
-        let c = client_field(ip, ClientIpMode::Hashed, Some("another salt 12345"), &mut h)
-            .expect("hash");
+        let a = client_field(ip, ClientIpMode::Hashed, Some("0123456789abcdef"), &mut h).expect("hash");
+        let b = client_field(ip, ClientIpMode::Hashed, Some("0123456789abcdef"), &mut h).expect("hash");
+        let c = client_field(ip, ClientIpMode::Hashed, Some("another salt 12345"), &mut h).expect("hash");
         assert_eq!(a, b, "stable for one salt");
         assert_ne!(a, c, "depends on the salt");
         assert_eq!(a.len(), 16);

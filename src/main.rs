@@ -99,9 +99,7 @@ fn run(source: ConfigSource) -> anyhow::Result<ExitCode> {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
                 .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(
-                        sinkhole::metrics::UPSTREAM_DURATION.into(),
-                    ),
+                    metrics_exporter_prometheus::Matcher::Full(sinkhole::metrics::UPSTREAM_DURATION.into()),
                     &sinkhole::metrics::UPSTREAM_BUCKETS,
                 )
                 .context("metrics buckets")?
@@ -109,8 +107,7 @@ fn run(source: ConfigSource) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot serve metrics on {addr}"))?;
         }
         sinkhole::metrics::describe();
-        metrics::gauge!(sinkhole::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"))
-            .set(1.0);
+        metrics::gauge!(sinkhole::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let hits = match &first.log.hits {
             HitsTarget::File(path) => HitsTarget::File(first.resolve(path)),
             other => other.clone(),
@@ -137,19 +134,10 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn explain(
-    source: ConfigSource,
-    client: IpAddr,
-    name: &str,
-    qtype: &str,
-) -> anyhow::Result<ExitCode> {
+fn explain(source: ConfigSource, client: IpAddr, name: &str, qtype: &str) -> anyhow::Result<ExitCode> {
     let qtype = parse_type(qtype)?;
-    let snapshot = source
-        .load()
-        .and_then(sinkhole::state::build)
-        .map_err(config_failed)?;
-    let text =
-        sinkhole::report::explain(&snapshot, client, name, qtype).map_err(anyhow::Error::msg)?;
+    let snapshot = source.load().and_then(sinkhole::state::build).map_err(config_failed)?;
+    let text = sinkhole::report::explain(&snapshot, client, name, qtype).map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
@@ -163,9 +151,7 @@ fn parse_type(text: &str) -> anyhow::Result<u16> {
     }
     hickory_proto::rr::RecordType::from_str(&upper)
         .map(u16::from)
-        .map_err(|_| {
-            anyhow::anyhow!("unknown query type {text:?} (use A, AAAA, MX, ... or TYPEnnn)")
-        })
+        .map_err(|_| anyhow::anyhow!("unknown query type {text:?} (use A, AAAA, MX, ... or TYPEnnn)"))
 }
 
 fn config_failed(e: ConfigError) -> anyhow::Error {

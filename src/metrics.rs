@@ -102,16 +102,8 @@ pub const UPSTREAM_BUCKETS: [f64; 14] = [
 /// Registers help texts and units for every metric, so that the exporter prints `# HELP` and
 /// `# TYPE` lines even for series that have not been touched yet.
 pub fn describe() {
-    describe_counter!(
-        QUERIES,
-        Unit::Count,
-        "Queries answered, by protocol and outcome."
-    );
-    describe_counter!(
-        BLOCKS,
-        Unit::Count,
-        "Block decisions, by policy, list and mode."
-    );
+    describe_counter!(QUERIES, Unit::Count, "Queries answered, by protocol and outcome.");
+    describe_counter!(BLOCKS, Unit::Count, "Block decisions, by policy, list and mode.");
     describe_histogram!(
         UPSTREAM_DURATION,
         Unit::Seconds,
@@ -127,28 +119,12 @@ pub fn describe() {
         Unit::Count,
         "Truncated upstream answers asked again over TCP."
     );
-    describe_counter!(
-        CACHE_HITS,
-        Unit::Count,
-        "Packet cache lookups that found a live entry."
-    );
-    describe_counter!(
-        CACHE_MISSES,
-        Unit::Count,
-        "Packet cache lookups that found none."
-    );
+    describe_counter!(CACHE_HITS, Unit::Count, "Packet cache lookups that found a live entry.");
+    describe_counter!(CACHE_MISSES, Unit::Count, "Packet cache lookups that found none.");
     describe_gauge!(CACHE_ENTRIES, Unit::Count, "Entries in the packet cache.");
     describe_gauge!(LIST_RULES, Unit::Count, "Rules compiled into each list.");
-    describe_gauge!(
-        LIST_BAD_LINES,
-        Unit::Count,
-        "Lines of each list skipped as unreadable."
-    );
-    describe_counter!(
-        RELOADS,
-        Unit::Count,
-        "Loads of config and lists, by result."
-    );
+    describe_gauge!(LIST_BAD_LINES, Unit::Count, "Lines of each list skipped as unreadable.");
+    describe_counter!(RELOADS, Unit::Count, "Loads of config and lists, by result.");
     describe_gauge!(
         LAST_RELOAD,
         Unit::Seconds,

@@ -139,9 +139,8 @@ impl Query {
 
     /// The largest answer this client takes over UDP.
     pub fn max_udp_len(&self) -> usize {
-        self.edns.map_or(MIN_UDP_PAYLOAD, |e| {
-            usize::from(e.udp_size).max(MIN_UDP_PAYLOAD)
-        })
+        self.edns
+            .map_or(MIN_UDP_PAYLOAD, |e| usize::from(e.udp_size).max(MIN_UDP_PAYLOAD))
     }
 }
 
@@ -192,8 +191,7 @@ pub fn header(packet: &[u8]) -> Option<(u16, u16, [u16; 4])> {
 
 /// Reads a query packet.
 pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
-    let (id, flags, [qdcount, ancount, nscount, arcount]) =
-        header(packet).ok_or(ParseError::Short)?;
+    let (id, flags, [qdcount, ancount, nscount, arcount]) = header(packet).ok_or(ParseError::Short)?;
     if flags & flag::QR != 0 {
         return Err(ParseError::Response);
     }
@@ -303,12 +301,7 @@ mod tests {
     use super::*;
 
     /// A query packet as clients send it: header, one question, optional OPT.
-    pub(crate) fn query_bytes(
-        id: u16,
-        name: &str,
-        qtype: u16,
-        edns: Option<(u16, bool)>,
-    ) -> Vec<u8> {
+    pub(crate) fn query_bytes(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
         let mut p = Vec::new();
         p.extend_from_slice(&id.to_be_bytes());
         p.extend_from_slice(&flag::RD.to_be_bytes());
@@ -337,11 +330,7 @@ mod tests {
         assert_eq!(q.name.as_bytes(), b"www.tiktok.com");
         assert_eq!(q.qtype, rtype::AAAA);
         assert_eq!(q.qclass, CLASS_IN);
-        assert_eq!(
-            &p[q.question.clone()][1..4],
-            b"WWW",
-            "question keeps the client's case"
-        );
+        assert_eq!(&p[q.question.clone()][1..4], b"WWW", "question keeps the client's case");
         assert_eq!(
             q.edns,
             Some(Edns {
@@ -380,10 +369,7 @@ mod tests {
         let mut two = good.clone();
         two[5] = 2;
         assert_eq!(parse(&two).unwrap_err(), ParseError::Question);
-        assert_eq!(
-            parse(&good[..good.len() - 1]).unwrap_err(),
-            ParseError::Question
-        );
+        assert_eq!(parse(&good[..good.len() - 1]).unwrap_err(), ParseError::Question);
         let mut pointer = good.clone();
         pointer[12] = 0xc0;
         assert_eq!(parse(&pointer).unwrap_err(), ParseError::Question);
@@ -399,13 +385,7 @@ mod tests {
             parse(&query_bytes(1, &long, 1, None)).unwrap_err(),
             ParseError::Question
         );
-        let fits = vec![
-            "a".repeat(63),
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(61),
-        ]
-        .join(".");
+        let fits = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
         let q = parse(&query_bytes(1, &fits, 1, None)).expect("253 bytes fit");
         assert_eq!(q.name.as_bytes().len(), 253);
     }

@@ -59,14 +59,8 @@ impl<T> PrefixTable<T> {
     /// The most specific prefix holding `ip`, with its value.
     pub fn longest_match(&self, ip: IpAddr) -> Option<(IpNet, &T)> {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => self
-                .v4
-                .get_lpm(&Ipv4Net::from(v4))
-                .map(|(n, v)| (IpNet::V4(n), v)),
-            IpAddr::V6(v6) => self
-                .v6
-                .get_lpm(&Ipv6Net::from(v6))
-                .map(|(n, v)| (IpNet::V6(n), v)),
+            IpAddr::V4(v4) => self.v4.get_lpm(&Ipv4Net::from(v4)).map(|(n, v)| (IpNet::V4(n), v)),
+            IpAddr::V6(v6) => self.v6.get_lpm(&Ipv6Net::from(v6)).map(|(n, v)| (IpNet::V6(n), v)),
         }
     }
 
@@ -132,17 +126,8 @@ impl PolicyTable {
                     Some((list_id(list.get_ref())?, counter))
                 })
                 .collect();
-            let allow = config
-                .allow
-                .iter()
-                .filter_map(|l| list_id(l.get_ref()))
-                .collect();
-            let clients: Vec<IpNet> = config
-                .clients
-                .get_ref()
-                .iter()
-                .map(|c| c.get_ref().trunc())
-                .collect();
+            let allow = config.allow.iter().filter_map(|l| list_id(l.get_ref())).collect();
+            let clients: Vec<IpNet> = config.clients.get_ref().iter().map(|c| c.get_ref().trunc()).collect();
             for net in &clients {
                 table.by_prefix.insert_new(*net, id);
             }
@@ -202,26 +187,11 @@ mod tests {
         assert!(t.insert_new(net("10.0.0.0/8"), "staff"));
         assert!(t.insert_new(net("10.50.0.0/24"), "comms"));
         assert!(t.insert_new(net("fd00::/8"), "ula"));
-        assert!(
-            !t.insert_new(net("10.0.0.1/8"), "dup"),
-            "same prefix after truncation"
-        );
-        assert_eq!(
-            t.longest_match(ip("10.50.0.9")).map(|m| *m.1),
-            Some("comms")
-        );
-        assert_eq!(
-            t.longest_match(ip("10.51.0.9")).map(|m| *m.1),
-            Some("staff")
-        );
-        assert_eq!(
-            t.longest_match(ip("10.51.0.9")).map(|m| m.0),
-            Some(net("10.0.0.0/8"))
-        );
-        assert_eq!(
-            t.longest_match(ip("::ffff:10.50.0.9")).map(|m| *m.1),
-            Some("comms")
-        );
+        assert!(!t.insert_new(net("10.0.0.1/8"), "dup"), "same prefix after truncation");
+        assert_eq!(t.longest_match(ip("10.50.0.9")).map(|m| *m.1), Some("comms"));
+        assert_eq!(t.longest_match(ip("10.51.0.9")).map(|m| *m.1), Some("staff"));
+        assert_eq!(t.longest_match(ip("10.51.0.9")).map(|m| m.0), Some(net("10.0.0.0/8")));
+        assert_eq!(t.longest_match(ip("::ffff:10.50.0.9")).map(|m| *m.1), Some("comms"));
         assert_eq!(t.longest_match(ip("fd12::1")).map(|m| *m.1), Some("ula"));
         assert!(!t.contains(ip("192.0.2.1")));
         assert!(!t.contains(ip("2001:db8::1")));

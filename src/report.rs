@@ -14,12 +14,7 @@ pub fn check(snapshot: &Snapshot) -> String {
     let c = &snapshot.config;
     let mut out = String::new();
     let _ = writeln!(out, "config {}: ok", c.origin.name);
-    let listen: Vec<String> = c
-        .server
-        .listen
-        .iter()
-        .map(|l| l.get_ref().to_string())
-        .collect();
+    let listen: Vec<String> = c.server.listen.iter().map(|l| l.get_ref().to_string()).collect();
     let _ = writeln!(out, "listen    {} (UDP and TCP)", listen.join(", "));
     let metrics = c
         .server
@@ -28,12 +23,7 @@ pub fn check(snapshot: &Snapshot) -> String {
     let _ = writeln!(out, "metrics   {metrics}");
     let allow: Vec<String> = c.server.allow.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "allow     {}", allow.join(", "));
-    let upstream: Vec<String> = snapshot
-        .upstream
-        .servers()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let upstream: Vec<String> = snapshot.upstream.servers().iter().map(ToString::to_string).collect();
     let _ = writeln!(
         out,
         "upstream  {} (timeout {} ms{})",
@@ -57,19 +47,12 @@ pub fn check(snapshot: &Snapshot) -> String {
             list.sources.join(", ")
         );
     }
-    let _ = writeln!(
-        out,
-        "policies (a client gets the policy of its most specific prefix)"
-    );
+    let _ = writeln!(out, "policies (a client gets the policy of its most specific prefix)");
     for policy in snapshot.policies.iter() {
         let clients: Vec<String> = policy.clients.iter().map(ToString::to_string).collect();
         let names = |ids: &mut dyn Iterator<Item = usize>| -> String {
             let v: Vec<&str> = ids.map(|id| &*snapshot.lists[id].name).collect();
-            if v.is_empty() {
-                "nothing".into()
-            } else {
-                v.join(", ")
-            }
+            if v.is_empty() { "nothing".into() } else { v.join(", ") }
         };
         let _ = writeln!(out, "  {}: clients {}", policy.name, clients.join(", "));
         let _ = writeln!(
@@ -114,14 +97,8 @@ fn window_text(window: crate::config::Window) -> String {
 /// The `explain` report: which policy a client falls in and through which prefix, which list and
 /// rule match the name, and the answer that would be sent (for a block, decoded from the very
 /// bytes the daemon would send).
-pub fn explain(
-    snapshot: &Snapshot,
-    client: IpAddr,
-    name: &str,
-    qtype: u16,
-) -> Result<String, String> {
-    let qname = QName::from_dotted(name)
-        .ok_or_else(|| format!("{name:?} is longer than a DNS name can be"))?;
+pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> Result<String, String> {
+    let qname = QName::from_dotted(name).ok_or_else(|| format!("{name:?} is longer than a DNS name can be"))?;
     let mut out = String::new();
     let qtype_name = crate::hitlog::type_name(qtype);
     let _ = writeln!(
@@ -138,10 +115,7 @@ pub fn explain(
     }
     match snapshot.policies.for_client(client) {
         None => {
-            let _ = writeln!(
-                out,
-                "policy    none: no policy covers {client}, so nothing is blocked"
-            );
+            let _ = writeln!(out, "policy    none: no policy covers {client}, so nothing is blocked");
         }
         Some((id, prefix)) => {
             let p = snapshot.policies.get(id);
@@ -195,12 +169,7 @@ pub fn explain(
         }
         Verdict::Blocked(hit) => {
             let list = &snapshot.lists[hit.list];
-            let _ = writeln!(
-                out,
-                "match     list {} rule {:?}",
-                list.name,
-                list.set.rule(hit.rule)
-            );
+            let _ = writeln!(out, "match     list {} rule {:?}", list.name, list.set.rule(hit.rule));
             if hit.mode == Mode::Audit {
                 let _ = writeln!(
                     out,
@@ -222,9 +191,7 @@ fn block_answer_text(snapshot: &Snapshot, hit: engine::Hit, qname: &QName, qtype
     };
     let mut bytes = Vec::new();
     let policy = snapshot.policies.get(hit.policy);
-    policy
-        .template
-        .write(&packet, &query, hit.apex_len, &mut bytes);
+    policy.template.write(&packet, &query, hit.apex_len, &mut bytes);
     let Ok(message) = hickory_proto::op::Message::from_vec(&bytes) else {
         return "answer    (undecodable)\n".into();
     };

@@ -93,20 +93,17 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
             let path = config.resolve(file.get_ref());
             match std::fs::read_to_string(&path) {
                 Ok(text) => bad_lines.extend(builder.add_text(&path.display().to_string(), &text)),
-                Err(e) => errors.push(config.origin.error(
-                    file.span(),
-                    format!("list {name}: cannot read {}: {e}", path.display()),
-                )),
+                Err(e) => errors.push(
+                    config
+                        .origin
+                        .error(file.span(), format!("list {name}: cannot read {}: {e}", path.display())),
+                ),
             }
             sources.push(path.display().to_string());
         }
         for (line, rule) in list.domains.iter().enumerate() {
             if let Err(e) = builder.add_rule(rule.get_ref()) {
-                errors.push(
-                    config
-                        .origin
-                        .error(rule.span(), format!("list {name}: {e}")),
-                );
+                errors.push(config.origin.error(rule.span(), format!("list {name}: {e}")));
             }
             if line == 0 {
                 sources.push("inline".into());
@@ -221,10 +218,7 @@ impl State {
     /// at start (listeners, threads, cache size, hit log target) are reported if they changed.
     pub fn reload(&self) -> Result<(), ConfigError> {
         let old = self.load_full();
-        let built = self
-            .source
-            .load()
-            .and_then(|c| build_reusing(c, Some(&old)));
+        let built = self.source.load().and_then(|c| build_reusing(c, Some(&old)));
         match built {
             Ok(snapshot) => {
                 for change in restart_only_changes(&old.config, &snapshot.config) {
@@ -257,10 +251,8 @@ impl State {
 fn publish(snapshot: &Snapshot) {
     for list in &snapshot.lists {
         let name = list.name.to_string();
-        metrics::gauge!(crate::metrics::LIST_RULES, "list" => name.clone())
-            .set(list.set.len() as f64);
-        metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name)
-            .set(list.bad_lines.len() as f64);
+        metrics::gauge!(crate::metrics::LIST_RULES, "list" => name.clone()).set(list.set.len() as f64);
+        metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name).set(list.bad_lines.len() as f64);
     }
     for warning in &snapshot.warnings {
         tracing::warn!(at = %warning.location, "{}", warning.message);
@@ -271,8 +263,7 @@ fn publish(snapshot: &Snapshot) {
 }
 
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let listen =
-        |c: &Config| -> Vec<SocketAddr> { c.server.listen.iter().map(|l| *l.get_ref()).collect() };
+    let listen = |c: &Config| -> Vec<SocketAddr> { c.server.listen.iter().map(|l| *l.get_ref()).collect() };
     let hits = |c: &Config| -> HitsTarget {
         match &c.log.hits {
             HitsTarget::File(p) => HitsTarget::File(c.resolve(p)),

@@ -22,7 +22,8 @@ const AUDIT: &str = "127.15.0.5";
 const PAST: &str = "127.16.0.5";
 const FUTURE: &str = "127.17.0.5";
 
-const LIST: &str = "# TikTok, as a test list\ntiktok.com\n0.0.0.0 tiktokcdn.com\n||p16-tiktok-*.ibyteimg.com^\nnot a domain!\n";
+const LIST: &str =
+    "# TikTok, as a test list\ntiktok.com\n0.0.0.0 tiktokcdn.com\n||p16-tiktok-*.ibyteimg.com^\nnot a domain!\n";
 
 const CONFIG: &str = r#"
 [server]
@@ -132,7 +133,11 @@ fn staff_get_nxdomain_with_soa_and_extended_error() {
     assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
     assert!(!msg.metadata.authoritative, "AA off");
     assert!(msg.metadata.recursion_available, "RA on");
-    assert_eq!(msg.queries[0].name().to_ascii(), "www.TikTok.com.", "question echoed as asked");
+    assert_eq!(
+        msg.queries[0].name().to_ascii(),
+        "www.TikTok.com.",
+        "question echoed as asked"
+    );
     assert!(msg.answers.is_empty());
     let soa = &msg.authorities[0];
     assert_eq!(soa.record_type(), RecordType::SOA);
@@ -149,7 +154,12 @@ fn staff_get_nxdomain_with_soa_and_extended_error() {
 #[test]
 fn subdomains_and_apex_match_but_lookalikes_do_not() {
     let s = start();
-    for name in ["tiktok.com", "a.b.c.tiktok.com", "v16m.tiktokcdn.com", "p16-tiktok-va.ibyteimg.com"] {
+    for name in [
+        "tiktok.com",
+        "a.b.c.tiktok.com",
+        "v16m.tiktokcdn.com",
+        "p16-tiktok-va.ibyteimg.com",
+    ] {
         let msg = s.udp(STAFF, name, RecordType::A, false);
         assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain, "{name}");
     }
@@ -169,7 +179,11 @@ fn clients_outside_policies_and_exempt_prefixes_resolve_normally() {
         assert_eq!(addresses(&msg), vec!["192.0.2.1"], "{src}");
     }
     let refused = s.udp("127.200.0.1", "example.com", RecordType::A, true);
-    assert_eq!(refused.metadata.response_code, ResponseCode::Refused, "outside server.allow");
+    assert_eq!(
+        refused.metadata.response_code,
+        ResponseCode::Refused,
+        "outside server.allow"
+    );
     assert_eq!(ede(&refused).map(|e| e.0), Some(18));
 }
 
@@ -185,11 +199,17 @@ fn exceptions_are_never_blocked() {
 fn each_answer_kind() {
     let s = start();
     let a = s.udp(NULL, "www.tiktok.com", RecordType::A, false);
-    assert_eq!((a.metadata.response_code, addresses(&a)), (ResponseCode::NoError, vec!["0.0.0.0".to_string()]));
+    assert_eq!(
+        (a.metadata.response_code, addresses(&a)),
+        (ResponseCode::NoError, vec!["0.0.0.0".to_string()])
+    );
     let aaaa = s.udp(NULL, "www.tiktok.com", RecordType::AAAA, false);
     assert_eq!(addresses(&aaaa), vec!["::"]);
     let mx = s.udp(NULL, "tiktok.com", RecordType::MX, false);
-    assert!(mx.answers.is_empty() && mx.authorities.len() == 1, "null is NODATA for other types");
+    assert!(
+        mx.answers.is_empty() && mx.authorities.len() == 1,
+        "null is NODATA for other types"
+    );
 
     let nodata = s.udp(NODATA, "www.tiktok.com", RecordType::A, false);
     assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
@@ -240,7 +260,11 @@ fn cname_chains_into_blocked_names_are_blocked_also_from_the_cache() {
         assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(ede(&blocked), Some((15, "blocked by policy staff".to_string())));
     }
-    assert_eq!(s.upstream.count("cname.example"), 1, "later answers came from the cache");
+    assert_eq!(
+        s.upstream.count("cname.example"),
+        1,
+        "later answers came from the cache"
+    );
     let hits = s.hits(2);
     assert_eq!(hits[0]["cname"], "edge.tiktokcdn.com");
     assert_eq!(hits[0]["qname"], "cname.example");

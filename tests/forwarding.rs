@@ -54,7 +54,11 @@ fn tcp_answers_blocks_forwards_and_pipelines() {
     let answers = query_tcp_pipelined(
         d.addr(),
         ip(STAFF),
-        &[("a.example", RecordType::A), ("tiktok.com", RecordType::A), ("b.example", RecordType::A)],
+        &[
+            ("a.example", RecordType::A),
+            ("tiktok.com", RecordType::A),
+            ("b.example", RecordType::A),
+        ],
     )
     .expect("pipelined answers");
     assert_eq!(answers.len(), 3);
@@ -74,12 +78,24 @@ fn truncated_upstream_answers_are_fetched_over_tcp_and_truncated_for_small_clien
     let up = FakeUpstream::start();
     let d = Daemon::start(&config(&[up.addr()], 1000));
     let big = query_udp(d.addr(), ip(NOBODY), "tc.example", RecordType::A, true).expect("answer");
-    assert!(!big.metadata.truncated, "fits the client's 1232 bytes");
-    assert!(addresses(&big).len() > 20, "the whole TCP answer: {}", addresses(&big).len());
-    assert!(up.received().iter().any(|(name, _, transport)| name == "tc.example" && *transport == "tcp"), "retried over TCP");
+    assert!(!big.metadata.truncation, "fits the client's 1232 bytes");
+    assert!(
+        addresses(&big).len() > 20,
+        "the whole TCP answer: {}",
+        addresses(&big).len()
+    );
+    assert!(
+        up.received()
+            .iter()
+            .any(|(name, _, transport)| name == "tc.example" && *transport == "tcp"),
+        "retried over TCP"
+    );
 
     let small = query_udp(d.addr(), ip(NOBODY), "big.example", RecordType::A, false).expect("answer");
-    assert!(small.metadata.truncated, "over 512 bytes without EDNS: TC");
+    assert!(
+        small.metadata.truncation,
+        "over 512 bytes without EDNS: TC; got {small:?}"
+    );
     assert!(small.answers.is_empty());
     let full = query_tcp(d.addr(), ip(NOBODY), "big.example", RecordType::A, false).expect("tcp answer");
     assert_eq!(addresses(&full).len(), 40);
@@ -93,7 +109,11 @@ fn upstream_timeout_gives_servfail_in_time() {
     let msg = query_udp(d.addr(), ip(NOBODY), "slow.example", RecordType::A, true).expect("an answer, not silence");
     assert_eq!(msg.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(ede(&msg).map(|e| e.0), Some(22));
-    assert!(start.elapsed() < Duration::from_millis(1500), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -115,9 +135,16 @@ fn cache_hits_count_ttls_down_and_servfail_is_not_cached() {
     assert_eq!(answer_ttls(&first), vec![300]);
     std::thread::sleep(Duration::from_millis(2100));
     let second = query_udp(d.addr(), ip(NOBODY), "WWW.Example.NET", RecordType::A, false).expect("answer");
-    assert_eq!(second.queries[0].name().to_ascii(), "WWW.Example.NET.", "the client's case is echoed");
+    assert_eq!(
+        second.queries[0].name().to_ascii(),
+        "WWW.Example.NET.",
+        "the client's case is echoed"
+    );
     let ttl = answer_ttls(&second)[0];
-    assert!((297..=298).contains(&ttl), "TTL counted down by the 2 s in cache: {ttl}");
+    assert!(
+        (297..=298).contains(&ttl),
+        "TTL counted down by the 2 s in cache: {ttl}"
+    );
     assert_eq!(up.count("www.example.net"), 1, "the second answer came from the cache");
 
     let nx = query_udp(d.addr(), ip(NOBODY), "nx.example", RecordType::A, false).expect("answer");
@@ -147,12 +174,22 @@ fn malformed_packets_get_formerr_notimp_or_nothing_and_the_daemon_keeps_serving(
     let d = Daemon::start(&config(&[up.addr()], 1000));
     let src = ip(NOBODY);
     let wait = Duration::from_millis(300);
-    let good = new_query("ok.example", RecordType::A, false, false).to_vec().expect("encode");
+    let good = new_query("ok.example", RecordType::A, false, false)
+        .to_vec()
+        .expect("encode");
 
-    assert_eq!(send_raw_udp(d.addr(), src, &good[..5], wait), None, "shorter than a header: dropped");
+    assert_eq!(
+        send_raw_udp(d.addr(), src, &good[..5], wait),
+        None,
+        "shorter than a header: dropped"
+    );
     let mut response = good.clone();
     response[2] |= 0x80;
-    assert_eq!(send_raw_udp(d.addr(), src, &response, wait), None, "responses are never answered");
+    assert_eq!(
+        send_raw_udp(d.addr(), src, &response, wait),
+        None,
+        "responses are never answered"
+    );
 
     let mut two_questions = good.clone();
     two_questions[5] = 2;

@@ -78,11 +78,22 @@ fn reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     wait_for_rcode(&d, "facebook.com", ResponseCode::NXDomain);
 
     let good_config = std::fs::read_to_string(d.dir().join("sinkhole.toml")).expect("config");
-    d.write_file("sinkhole.toml", &good_config.replace("[[policy]]", "[[policy]]\nnmae = \"typo\""));
+    d.write_file(
+        "sinkhole.toml",
+        &good_config.replace("[[policy]]", "[[policy]]\nnmae = \"typo\""),
+    );
     d.reload();
     d.wait_for_stderr("reload failed", Duration::from_secs(5));
-    assert!(d.stderr().contains("unknown field `nmae`"), "the error names the problem:\n{}", d.stderr());
-    assert_eq!(rcode(&d, "tiktok.com"), ResponseCode::NXDomain, "old state keeps serving");
+    assert!(
+        d.stderr().contains("unknown field `nmae`"),
+        "the error names the problem:\n{}",
+        d.stderr()
+    );
+    assert_eq!(
+        rcode(&d, "tiktok.com"),
+        ResponseCode::NXDomain,
+        "old state keeps serving"
+    );
     assert_eq!(rcode(&d, "facebook.com"), ResponseCode::NXDomain);
 
     d.write_file("sinkhole.toml", &good_config);
@@ -90,14 +101,29 @@ fn reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     d.reload();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !d.stderr().contains("cannot read") {
-        assert!(Instant::now() < deadline, "a missing list fails the reload:\n{}", d.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "a missing list fails the reload:\n{}",
+            d.stderr()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(rcode(&d, "tiktok.com"), ResponseCode::NXDomain, "old lists keep serving");
+    assert_eq!(
+        rcode(&d, "tiktok.com"),
+        ResponseCode::NXDomain,
+        "old lists keep serving"
+    );
 
     let page = d.scrape_metrics();
-    assert_eq!(metric(&page, "sinkhole_reloads_total", &[("result", "failed")]), Some(2.0));
-    assert_eq!(metric(&page, "sinkhole_reloads_total", &[("result", "ok")]), Some(2.0), "start + 1 reload");
+    assert_eq!(
+        metric(&page, "sinkhole_reloads_total", &[("result", "failed")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&page, "sinkhole_reloads_total", &[("result", "ok")]),
+        Some(2.0),
+        "start + 1 reload"
+    );
     assert_eq!(metric(&page, "sinkhole_last_reload_success", &[]), Some(0.0));
 }
 
@@ -113,7 +139,11 @@ fn no_query_is_lost_during_reloads() {
             std::thread::spawn(move || {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) && n < 5000 {
-                    let name = if n % 2 == 0 { "www.tiktok.com".to_string() } else { format!("n{i}-{}.example", n % 50) };
+                    let name = if n % 2 == 0 {
+                        "www.tiktok.com".to_string()
+                    } else {
+                        format!("n{i}-{}.example", n % 50)
+                    };
                     asked.fetch_add(1, Ordering::Relaxed);
                     match query_udp(addr, ip(STAFF_IP), &name, RecordType::A, false) {
                         Ok(msg) if msg.metadata.response_code != ResponseCode::ServFail => {}
@@ -138,7 +168,11 @@ fn no_query_is_lost_during_reloads() {
     }
     let asked = asked.load(Ordering::Relaxed);
     assert!(asked > 100, "the clients ran ({asked} queries)");
-    assert_eq!(lost.load(Ordering::Relaxed), 0, "every one of {asked} queries answered across 5 reloads");
+    assert_eq!(
+        lost.load(Ordering::Relaxed),
+        0,
+        "every one of {asked} queries answered across 5 reloads"
+    );
 }
 
 #[test]
@@ -150,19 +184,50 @@ fn metrics_count_outcomes_blocks_cache_and_upstreams() {
     query_tcp(d.addr(), ip(NOBODY_IP), "b.example", RecordType::A, false).expect("answer");
     let page = d.scrape_metrics();
     let get = |name: &str, labels: &[(&str, &str)]| metric(&page, name, labels).unwrap_or(0.0);
-    assert_eq!(get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "blocked")]), 1.0, "{page}");
-    assert_eq!(get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "forwarded")]), 1.0);
-    assert_eq!(get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "cached")]), 1.0);
-    assert_eq!(get("sinkhole_queries_total", &[("protocol", "tcp"), ("outcome", "forwarded")]), 1.0);
-    assert_eq!(get("sinkhole_blocks_total", &[("policy", "staff"), ("list", "tiktok"), ("mode", "enforce")]), 1.0);
+    assert_eq!(
+        get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "blocked")]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        get(
+            "sinkhole_queries_total",
+            &[("protocol", "udp"), ("outcome", "forwarded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get("sinkhole_queries_total", &[("protocol", "udp"), ("outcome", "cached")]),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "sinkhole_queries_total",
+            &[("protocol", "tcp"), ("outcome", "forwarded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "sinkhole_blocks_total",
+            &[("policy", "staff"), ("list", "tiktok"), ("mode", "enforce")]
+        ),
+        1.0
+    );
     assert_eq!(get("sinkhole_list_rules", &[("list", "tiktok")]), 1.0);
     assert!(get("sinkhole_cache_hits_total", &[]) >= 1.0);
     let upstream = up.addr().to_string();
-    assert_eq!(get("sinkhole_upstream_duration_seconds_count", &[("upstream", &upstream)]), 2.0);
+    assert_eq!(
+        get("sinkhole_upstream_duration_seconds_count", &[("upstream", &upstream)]),
+        2.0
+    );
     assert!(page.contains("# HELP sinkhole_queries_total"), "described metrics");
     assert!(page.contains("sinkhole_build_info{version="));
     for forbidden in ["tiktok.com", "a.example", STAFF_IP, NOBODY_IP] {
-        assert!(!page.contains(forbidden), "metrics must not carry names or clients: {forbidden}");
+        assert!(
+            !page.contains(forbidden),
+            "metrics must not carry names or clients: {forbidden}"
+        );
     }
     // The Prometheus tool's own linter, where it is installed (CI installs it).
     if let Ok(out) = Command::new("promtool")
@@ -177,8 +242,15 @@ fn metrics_count_outcomes_blocks_cache_and_upstreams() {
             child.wait_with_output()
         })
     {
-        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "promtool check metrics:\n{report}"
+        );
     } else {
         eprintln!("promtool not installed: Prometheus lint skipped (CI runs it)");
     }
@@ -211,17 +283,36 @@ active_until = "2023-09-17T00:00:00+02:00"
     let path = path.to_str().expect("utf-8 path");
     let out = run_sinkhole(&["check", "-c", path]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check passes with warnings:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("tiktok") && text.contains("2 rules, 1 bad lines"), "{text}");
-    assert!(text.contains("claimed by policy \"staff\" and policy \"byod\""), "{text}");
+    assert!(
+        out.status.success(),
+        "check passes with warnings:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("tiktok") && text.contains("2 rules, 1 bad lines"),
+        "{text}"
+    );
+    assert!(
+        text.contains("claimed by policy \"staff\" and policy \"byod\""),
+        "{text}"
+    );
     assert!(text.contains("its window ended already"), "{text}");
     assert!(text.contains("tiktok.txt:3: list tiktok: skipped line"), "{text}");
 
-    dir.write_file("sinkhole.toml", &config.replace("block = [\"tiktok\"]\n[[policy]]\nname = \"byod\"", "block = [\"tiktk\"]\n[[policy]]\nname = \"byod\""));
+    dir.write_file(
+        "sinkhole.toml",
+        &config.replace(
+            "block = [\"tiktok\"]\n[[policy]]\nname = \"byod\"",
+            "block = [\"tiktk\"]\n[[policy]]\nname = \"byod\"",
+        ),
+    );
     let out = run_sinkhole(&["check", "-c", path]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sinkhole.toml:9:10: policy \"staff\" names list \"tiktk\""), "{err}");
+    assert!(
+        err.contains("sinkhole.toml:9:10: policy \"staff\" names list \"tiktk\""),
+        "{err}"
+    );
 
     dir.write_file("sinkhole.toml", "[server]\nlisten = [\"127.0.0.1:53\"]\nthreds = 2\n");
     let out = run_sinkhole(&["check", "-c", path]);
@@ -256,7 +347,10 @@ block = []
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("policy    staff (through 10.0.0.0/8"), "{text}");
     assert!(text.contains("match     list tiktok rule \"tiktok.com\""), "{text}");
-    assert!(text.contains("answer    NXDOMAIN") || text.contains("answer    Non-Existent Domain"), "{text}");
+    assert!(
+        text.contains("answer    NXDOMAIN") || text.contains("answer    Non-Existent Domain"),
+        "{text}"
+    );
     assert!(text.contains("SOA"), "{text}");
 
     let out = run_sinkhole(&["explain", "-c", path, "--client", "10.50.0.9", "www.tiktok.com"]);

@@ -114,10 +114,7 @@ impl Hash for CacheKeyRef<'_> {
 
 impl Equivalent<CacheKey> for CacheKeyRef<'_> {
     fn equivalent(&self, key: &CacheKey) -> bool {
-        self.name == &*key.name
-            && self.qtype == key.qtype
-            && self.qclass == key.qclass
-            && self.flags == key.flags
+        self.name == &*key.name && self.qtype == key.qtype && self.qclass == key.qclass && self.flags == key.flags
     }
 }
 

@@ -100,11 +100,7 @@ impl CachedResponse {
     /// Parses (hickory-proto for validation and records; a small walk of the wire for TTL
     /// offsets and chain names, since hickory does not give positions) and analyses an upstream
     /// response. `now` is when it arrived; TTLs served later are lowered by the time since.
-    pub fn analyze(
-        bytes: Vec<u8>,
-        now: Instant,
-        limits: &TtlLimits,
-    ) -> Result<Self, ResponseError> {
+    pub fn analyze(bytes: Vec<u8>, now: Instant, limits: &TtlLimits) -> Result<Self, ResponseError> {
         if bytes.len() < HEADER_LEN {
             return Err(ResponseError::TooShort(bytes.len()));
         }
@@ -122,8 +118,7 @@ impl CachedResponse {
 
         let question_end = wire::skip_question(&bytes, HEADER_LEN)?;
         let mut pos = question_end;
-        let mut ttl_offsets =
-            Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
+        let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
         let mut chain = Vec::new();
         let mut chain_ends = Vec::new();
         for (section, count) in [an, ns, ar].into_iter().enumerate() {
@@ -183,15 +178,7 @@ impl CachedResponse {
     /// breaking the compression pointers behind it.
     ///
     /// Does not allocate when `out` has capacity 65535.
-    pub fn write_to(
-        &self,
-        id: u16,
-        rd: bool,
-        question: &[u8],
-        now: Instant,
-        max_len: usize,
-        out: &mut Vec<u8>,
-    ) {
+    pub fn write_to(&self, id: u16, rd: bool, question: &[u8], now: Instant, max_len: usize, out: &mut Vec<u8>) {
         out.clear();
         let question_end = usize::from(self.question_end);
         let stored_question = &self.bytes[HEADER_LEN..question_end];
@@ -267,11 +254,7 @@ fn offset(pos: usize) -> u16 {
 
 /// A TTL as RFC 2181 section 8 reads it: values with the top bit set mean zero.
 fn ttl(record: &Record) -> u32 {
-    if record.ttl > i32::MAX as u32 {
-        0
-    } else {
-        record.ttl
-    }
+    if record.ttl > i32::MAX as u32 { 0 } else { record.ttl }
 }
 
 /// How many seconds a response may be cached, or None.
@@ -286,13 +269,10 @@ fn lifetime(message: &Message, limits: &TtlLimits) -> Option<u32> {
     if message.metadata.truncation {
         return None;
     }
-    let negative = message
-        .authorities
-        .iter()
-        .find_map(|record| match &record.data {
-            RData::SOA(soa) => Some(ttl(record).min(soa.minimum)),
-            _ => None,
-        });
+    let negative = message.authorities.iter().find_map(|record| match &record.data {
+        RData::SOA(soa) => Some(ttl(record).min(soa.minimum)),
+        _ => None,
+    });
     let answers = message.answers.iter().map(ttl).min();
     let secs = match message.metadata.response_code {
         ResponseCode::NoError if answers.is_some() => {

@@ -24,11 +24,7 @@ fn response(qname: &str, qtype: RecordType) -> Message {
 }
 
 fn a(owner: &str, ttl: u32, last: u8) -> Record {
-    Record::from_rdata(
-        name(owner),
-        ttl,
-        RData::A(A::from(Ipv4Addr::new(192, 0, 2, last))),
-    )
+    Record::from_rdata(name(owner), ttl, RData::A(A::from(Ipv4Addr::new(192, 0, 2, last))))
 }
 
 fn cname(owner: &str, ttl: u32, target: &str) -> Record {
@@ -124,19 +120,13 @@ fn nxdomain_lives_min_of_soa_ttl_and_minimum_capped() {
         negative_max: 300,
         ..TtlLimits::default()
     };
-    assert_eq!(
-        analyze_with(&m, Instant::now(), &capped).cache_for(),
-        secs(300)
-    );
+    assert_eq!(analyze_with(&m, Instant::now(), &capped).cache_for(), secs(300));
     // The min limit is for positive answers only.
     let raised = TtlLimits {
         min: 1000,
         ..TtlLimits::default()
     };
-    assert_eq!(
-        analyze_with(&m, Instant::now(), &raised).cache_for(),
-        secs(450)
-    );
+    assert_eq!(analyze_with(&m, Instant::now(), &raised).cache_for(), secs(450));
     // Without SOA: not cached.
     m.authorities.clear();
     assert_eq!(analyze(&m).cache_for(), None);
@@ -197,21 +187,12 @@ fn analyze_rejects_what_is_not_one_answer() {
     let now = Instant::now();
     let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, now, &limits).unwrap_err();
     assert!(matches!(check(vec![0; 5]), ResponseError::TooShort(5)));
-    assert!(matches!(
-        check(vec![0; 70000]),
-        ResponseError::TooLong(70000)
-    ));
+    assert!(matches!(check(vec![0; 70000]), ResponseError::TooLong(70000)));
     let mut query = www_a();
     query.metadata.message_type = MessageType::Query;
-    assert!(matches!(
-        check(query.to_vec().unwrap()),
-        ResponseError::NotAResponse
-    ));
+    assert!(matches!(check(query.to_vec().unwrap()), ResponseError::NotAResponse));
     let none = Message::response(1, OpCode::Query);
-    assert!(matches!(
-        check(none.to_vec().unwrap()),
-        ResponseError::QuestionCount(0)
-    ));
+    assert!(matches!(check(none.to_vec().unwrap()), ResponseError::QuestionCount(0)));
     let mut cut = www_a().to_vec().unwrap();
     cut.truncate(cut.len() - 3);
     assert!(matches!(check(cut), ResponseError::Malformed(_)));
@@ -239,11 +220,7 @@ fn write_to_patches_id_rd_question_case_and_ttls() {
         &mut out,
     );
     assert_eq!(out.len(), r.len());
-    assert_eq!(
-        &out[12..12 + question.len()],
-        &question[..],
-        "client's case kept"
-    );
+    assert_eq!(&out[12..12 + question.len()], &question[..], "client's case kept");
     let got = Message::from_vec(&out).unwrap();
     assert_eq!(got.metadata.id, 0xBEEF);
     assert!(!got.metadata.recursion_desired);
@@ -255,28 +232,14 @@ fn write_to_patches_id_rd_question_case_and_ttls() {
     assert!(edns.flags().dnssec_ok, "OPT flags are not a TTL");
     assert_eq!(edns.max_payload(), 1232);
 
-    r.write_to(
-        1,
-        true,
-        &question,
-        t0 + Duration::from_secs(200),
-        4096,
-        &mut out,
-    );
+    r.write_to(1, true, &question, t0 + Duration::from_secs(200), 4096, &mut out);
     let got = Message::from_vec(&out).unwrap();
     assert!(got.metadata.recursion_desired);
     let ttls: Vec<u32> = got.answers.iter().map(|r| r.ttl).collect();
     assert_eq!(ttls, [100, 0], "saturates at 0");
 
     // Before analysis time (clock quirks) nothing is lowered.
-    r.write_to(
-        1,
-        true,
-        &question,
-        t0 - Duration::from_secs(5),
-        4096,
-        &mut out,
-    );
+    r.write_to(1, true, &question, t0 - Duration::from_secs(5), 4096, &mut out);
     let got = Message::from_vec(&out).unwrap();
     let ttls: Vec<u32> = got.answers.iter().map(|r| r.ttl).collect();
     assert_eq!(ttls, [300, 60]);
@@ -353,16 +316,8 @@ fn write_to_does_not_allocate_with_full_capacity() {
 #[test]
 fn chain_lists_cname_and_dname_targets_lowercased() {
     let mut m = response("www.TikTok.com.", RecordType::A);
-    m.add_answer(cname(
-        "www.TikTok.com.",
-        300,
-        "www.TikTok.com.EdgeSuite.net.",
-    ));
-    m.add_answer(cname(
-        "www.tiktok.com.edgesuite.net.",
-        300,
-        "a1.w10.AKAMAI.net.",
-    ));
+    m.add_answer(cname("www.TikTok.com.", 300, "www.TikTok.com.EdgeSuite.net."));
+    m.add_answer(cname("www.tiktok.com.edgesuite.net.", 300, "a1.w10.AKAMAI.net."));
     // DNAME (hickory has no type for it): target `v.Example.org.`, uncompressed per RFC 6672.
     let dname = RData::Unknown {
         code: RecordType::DNAME,
@@ -458,9 +413,7 @@ fn get_finds_by_borrowed_key_and_expires() {
         .unwrap();
     assert!(Arc::ptr_eq(&hit, &r));
     assert!(
-        cache
-            .get(&key(&packet_name, KeyFlags::default()), t0)
-            .is_none(),
+        cache.get(&key(&packet_name, KeyFlags::default()), t0).is_none(),
         "flags are part of the key"
     );
     let mut other = key(&packet_name, flags);

@@ -77,11 +77,7 @@ pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> 
 
 /// Appends the name at `pos` to `out` as lowercase dotted ASCII without the trailing dot
 /// (`b"www.example.com"`; the root is empty), following compression pointers.
-pub(crate) fn read_name_dotted(
-    msg: &[u8],
-    mut pos: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), WireError> {
+pub(crate) fn read_name_dotted(msg: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
     let mut wire_len = 1;
     let mut hops = 0;
@@ -94,9 +90,7 @@ pub(crate) fn read_name_dotted(
                 if wire_len > MAX_NAME_WIRE {
                     return Err(WireError::NameTooLong);
                 }
-                let label = msg
-                    .get(pos + 1..pos + 1 + len)
-                    .ok_or(WireError::Truncated("name"))?;
+                let label = msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Truncated("name"))?;
                 if out.len() > start {
                     out.push(b'.');
                 }
@@ -162,28 +156,6 @@ pub(crate) fn read_record(msg: &[u8], pos: usize) -> Result<(RecordPos, usize), 
     Ok((record, next))
 }
 
-/// The UDP payload size a query advertises in its OPT record, or None without EDNS (or if the
-/// message cannot be walked).
-pub(crate) fn edns_payload(msg: &[u8]) -> Option<u16> {
-    let [qd, an, ns, ar] = counts(msg);
-    let mut pos = HEADER_LEN;
-    for _ in 0..qd {
-        pos = skip_question(msg, pos).ok()?;
-    }
-    let records = u32::from(an) + u32::from(ns);
-    for _ in 0..records {
-        pos = read_record(msg, pos).ok()?.1;
-    }
-    for _ in 0..ar {
-        let (record, next) = read_record(msg, pos).ok()?;
-        if record.rtype == TYPE_OPT {
-            return Some(record.rclass);
-        }
-        pos = next;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +167,7 @@ mod tests {
     fn skip_name_stops_at_root_and_pointer() {
         assert_eq!(skip_name(NAMES, 0), Ok(17));
         assert_eq!(skip_name(NAMES, 17), Ok(19));
-        assert_eq!(
-            skip_name(&NAMES[..10], 0),
-            Err(WireError::Truncated("name"))
-        );
+        assert_eq!(skip_name(&NAMES[..10], 0), Err(WireError::Truncated("name")));
         assert_eq!(skip_name(b"\x40abc", 0), Err(WireError::BadLabel));
     }
 
@@ -219,10 +188,7 @@ mod tests {
     fn read_name_rejects_loops_and_forward_pointers() {
         let mut out = Vec::new();
         // A pointer to itself.
-        assert_eq!(
-            read_name_dotted(b"\xC0\x00", 0, &mut out),
-            Err(WireError::BadPointer)
-        );
+        assert_eq!(read_name_dotted(b"\xC0\x00", 0, &mut out), Err(WireError::BadPointer));
         // A forward pointer.
         assert_eq!(
             read_name_dotted(b"\xC0\x02\x00", 0, &mut out),
@@ -242,19 +208,6 @@ mod tests {
         }
         long.push(0);
         assert_eq!(skip_name(&long, 0), Err(WireError::NameTooLong));
-        assert_eq!(
-            read_name_dotted(&long, 0, &mut out),
-            Err(WireError::NameTooLong)
-        );
-    }
-
-    #[test]
-    fn edns_payload_finds_opt() {
-        let mut msg = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
-        msg.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
-        msg.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(edns_payload(&msg), Some(1232));
-        msg[11] = 0;
-        assert_eq!(edns_payload(&msg), None);
+        assert_eq!(read_name_dotted(&long, 0, &mut out), Err(WireError::NameTooLong));
     }
 }

@@ -101,11 +101,7 @@ mod tests {
             ("x*.", None),
         ];
         for &(pattern, want) in cases {
-            assert_eq!(
-                anchor(pattern.as_bytes()),
-                want.map(str::as_bytes),
-                "{pattern}"
-            );
+            assert_eq!(anchor(pattern.as_bytes()), want.map(str::as_bytes), "{pattern}");
         }
     }
 
@@ -120,56 +116,26 @@ mod tests {
     fn exact_and_label_matching_follow_adguard() {
         // (pattern, name, matches_exact, matches_on_label)
         let cases: &[(&str, &str, bool, bool)] = &[
-            (
-                "p16-tiktok-*.ibyteimg.com",
-                "p16-tiktok-va.ibyteimg.com",
-                true,
-                true,
-            ),
+            ("p16-tiktok-*.ibyteimg.com", "p16-tiktok-va.ibyteimg.com", true, true),
             (
                 "p16-tiktok-*.ibyteimg.com",
                 "p16-tiktok-sign-va-h2.ibyteimg.com",
                 true,
                 true,
             ),
-            (
-                "p16-tiktok-*.ibyteimg.com",
-                "x.p16-tiktok-va.ibyteimg.com",
-                false,
-                true,
-            ),
-            (
-                "p16-tiktok-*.ibyteimg.com",
-                "xp16-tiktok-va.ibyteimg.com",
-                false,
-                false,
-            ),
-            (
-                "p16-tiktok-*.ibyteimg.com",
-                "p16-sign-va.ibyteimg.com",
-                false,
-                false,
-            ),
+            ("p16-tiktok-*.ibyteimg.com", "x.p16-tiktok-va.ibyteimg.com", false, true),
+            ("p16-tiktok-*.ibyteimg.com", "xp16-tiktok-va.ibyteimg.com", false, false),
+            ("p16-tiktok-*.ibyteimg.com", "p16-sign-va.ibyteimg.com", false, false),
             ("p16-tiktok-*.ibyteimg.com", "ibyteimg.com", false, false),
             // `*` crosses dots, as in AdGuard.
-            (
-                "p16-tiktok-*.ibyteimg.com",
-                "p16-tiktok-a.b.ibyteimg.com",
-                true,
-                true,
-            ),
+            ("p16-tiktok-*.ibyteimg.com", "p16-tiktok-a.b.ibyteimg.com", true, true),
             ("v*.tiktokcdn-eu.com", "v16m.tiktokcdn-eu.com", true, true),
             ("v*.tiktokcdn-eu.com", "v.tiktokcdn-eu.com", true, true),
             ("v*.tiktokcdn-eu.com", "p16.tiktokcdn-eu.com", false, false),
             ("*.tiktok.com", "tiktok.com", false, false),
             ("*.tiktok.com", "www.tiktok.com", true, true),
             ("*tiktok*.ttdns2.com", "tiktokv.com.ttdns2.com", true, true),
-            (
-                "*tiktok*.ttdns2.com",
-                "larksuite.com.ttdns2.com",
-                false,
-                false,
-            ),
+            ("*tiktok*.ttdns2.com", "larksuite.com.ttdns2.com", false, false),
             ("a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", true, true),
             ("a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false, false),
             ("a**b", "ab", true, true),

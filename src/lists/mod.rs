@@ -77,11 +77,7 @@ pub struct BadLine {
 
 impl fmt::Display for BadLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.source, self.line, self.reason, self.text
-        )
+        write!(f, "{}:{}: {}: {}", self.source, self.line, self.reason, self.text)
     }
 }
 
@@ -99,9 +95,7 @@ impl Span {
     /// The rule as the operator wrote it, normalised.
     fn text<'a>(&self, arena: &'a str) -> &'a str {
         let start = self.start as usize;
-        arena
-            .get(start..start + usize::from(self.len))
-            .unwrap_or_default()
+        arena.get(start..start + usize::from(self.len)).unwrap_or_default()
     }
 
     /// The domain (suffix and exact rules) or pattern (wildcard rules) inside the text, without `||`, `|`, `^`.
@@ -139,10 +133,7 @@ fn for_each_suffix(state: &RandomState, name: &[u8], mut each: impl FnMut(usize,
     let mut end = name.len();
     loop {
         let head = name.get(..end).unwrap_or_default();
-        let start = head
-            .iter()
-            .rposition(|&b| b == b'.')
-            .map_or(0, |dot| dot + 1);
+        let start = head.iter().rposition(|&b| b == b'.').map_or(0, |dot| dot + 1);
         hasher.write(head.get(start..).unwrap_or_default());
         if !each(start, hasher.finish()) || start == 0 {
             return;
@@ -231,11 +222,7 @@ impl DomainSetBuilder {
             added = true;
             self.insert(parsed)
         })?;
-        if added {
-            Ok(())
-        } else {
-            Err(RuleError::NoRule)
-        }
+        if added { Ok(()) } else { Err(RuleError::NoRule) }
     }
 
     /// Stores one parsed rule, lowercased, unless the same rule is already there.
@@ -247,8 +234,7 @@ impl DomainSetBuilder {
             RuleKind::GlobOnLabel => ("||", "^"),
         };
         self.arena.push_str(head);
-        self.arena
-            .extend(rule.body.chars().map(|c| c.to_ascii_lowercase()));
+        self.arena.extend(rule.body.chars().map(|c| c.to_ascii_lowercase()));
         self.arena.push_str(foot);
         let fits = (
             u32::try_from(start),
@@ -310,11 +296,7 @@ impl DomainSetBuilder {
             RuleKind::GlobOnLabel | RuleKind::GlobExact => {
                 let text = span.text(arena);
                 let hash = hash_state.hash_one(text);
-                let same = |other: &u32| {
-                    spans
-                        .get(*other as usize)
-                        .is_some_and(|o| o.text(arena) == text)
-                };
+                let same = |other: &u32| spans.get(*other as usize).is_some_and(|o| o.text(arena) == text);
                 if seen_globs.find(hash, same).is_some() {
                     return false;
                 }
@@ -445,9 +427,9 @@ impl DomainSet {
                 let suffix = name.get(start..).unwrap_or_default();
                 let whole = start == 0;
                 let hit = self.names.find(hash, |&id| {
-                    self.spans.get(id as usize).is_some_and(|span| {
-                        (whole || span.kind == RuleKind::Suffix) && span.body(arena) == suffix
-                    })
+                    self.spans
+                        .get(id as usize)
+                        .is_some_and(|span| (whole || span.kind == RuleKind::Suffix) && span.body(arena) == suffix)
                 });
                 if let Some(&id) = hit {
                     // Suffixes come shortest first, so a later hit is more specific and replaces this one.
@@ -510,9 +492,7 @@ impl DomainSet {
     /// `|x.net^`): lowercase, no trailing dot, `||domain^`, `*.domain` and hosts entries all written `domain`.
     /// An id from another set may name another rule, or none: then the text is empty.
     pub fn rule(&self, id: RuleId) -> &str {
-        self.spans
-            .get(id.index())
-            .map_or("", |span| span.text(&self.arena))
+        self.spans.get(id.index()).map_or("", |span| span.text(&self.arena))
     }
 
     /// Number of distinct rules (a rule covered by a broader one still counts: it costs nothing to keep).
@@ -568,8 +548,7 @@ mod tests {
 
     /// The matched rule's text and apex length, for table assertions.
     fn hit<'a>(set: &'a DomainSet, name: &str) -> Hit<'a> {
-        set.lookup(name.as_bytes())
-            .map(|m| (set.rule(m.rule), m.apex_len))
+        set.lookup(name.as_bytes()).map(|m| (set.rule(m.rule), m.apex_len))
     }
 
     const MIXED: &str = "\
@@ -596,10 +575,7 @@ www.deep.example
             ("nottiktok.com", None),
             ("tiktok.com.evil.net", None),
             ("com", None),
-            (
-                "api16-normal-c-useast1a.tiktokv.com",
-                Some(("tiktokv.com", Some(11))),
-            ),
+            ("api16-normal-c-useast1a.tiktokv.com", Some(("tiktokv.com", Some(11)))),
             ("musical.ly", Some(("musical.ly", Some(10)))),
             ("tiktokcdn.com", Some(("tiktokcdn.com", Some(13)))),
             ("v16m.tiktokcdn.com", Some(("tiktokcdn.com", Some(13)))),
@@ -616,10 +592,7 @@ www.deep.example
             ),
             ("p16-sign-va.ibyteimg.com", None),
             ("ibyteimg.com", None),
-            (
-                "v16m.tiktokcdn-eu.com",
-                Some(("||v*.tiktokcdn-eu.com^", None)),
-            ),
+            ("v16m.tiktokcdn-eu.com", Some(("||v*.tiktokcdn-eu.com^", None))),
             ("p16.tiktokcdn-eu.com", None),
             ("exact1.glob.example", Some(("|exact*.glob.example^", None))),
             ("a.exact1.glob.example", None),
@@ -647,12 +620,7 @@ www.deep.example
         rules.sort_unstable();
         assert_eq!(
             rules,
-            [
-                "tiktok.com",
-                "|a*.b.example^",
-                "|tiktok.com^",
-                "||a*.b.example^"
-            ]
+            ["tiktok.com", "|a*.b.example^", "|tiktok.com^", "||a*.b.example^"]
         );
         assert_eq!(set.len(), 4);
         // Both the suffix rule and the exact rule cover the apex; the name below only the suffix rule.
@@ -670,15 +638,9 @@ www.deep.example
         assert_eq!(lines, [2, 3, 4]);
         assert_eq!(
             bad[0].to_string(),
-            format!(
-                "lists/tiktok.txt:2: {}: @@||partner.example^",
-                RuleError::Exception
-            )
+            format!("lists/tiktok.txt:2: {}: @@||partner.example^", RuleError::Exception)
         );
-        assert_eq!(
-            bad[1].reason,
-            RuleError::NonAscii("bücher.de".into()).to_string()
-        );
+        assert_eq!(bad[1].reason, RuleError::NonAscii("bücher.de".into()).to_string());
         let set = builder.build();
         assert_eq!(set.len(), 2);
         assert!(set.lookup(b"www.tiktokv.com").is_some());
@@ -690,14 +652,8 @@ www.deep.example
         assert_eq!(builder.add_rule("||Intranet-Blocked.example^"), Ok(()));
         assert_eq!(builder.add_rule("0.0.0.0 a.example b.example"), Ok(()));
         assert_eq!(builder.add_rule("# nothing"), Err(RuleError::NoRule));
-        assert_eq!(
-            builder.add_rule("127.0.0.1 localhost"),
-            Err(RuleError::NoRule)
-        );
-        assert_eq!(
-            builder.add_rule("@@||x.example^"),
-            Err(RuleError::Exception)
-        );
+        assert_eq!(builder.add_rule("127.0.0.1 localhost"), Err(RuleError::NoRule));
+        assert_eq!(builder.add_rule("@@||x.example^"), Err(RuleError::Exception));
         let set = builder.build();
         assert_eq!(set.len(), 3);
         assert!(set.lookup(b"x.intranet-blocked.example").is_some());
@@ -732,20 +688,13 @@ www.deep.example
     fn arbitrary_bytes_never_panic() {
         let set = set(MIXED);
         let mut rng = Lcg(7);
-        let alphabet = [
-            b'a', b'.', b'*', b'-', 0, 0xff, b'k', b't', b'i', b'o', b'c', b'm',
-        ];
+        let alphabet = [b'a', b'.', b'*', b'-', 0, 0xff, b'k', b't', b'i', b'o', b'c', b'm'];
         for _ in 0..20_000 {
             let len = (rng.next() % 300) as usize;
             let name: Vec<u8> = (0..len).map(|_| rng.pick(&alphabet)).collect();
             let _ = set.lookup(&name);
         }
-        for name in [
-            vec![b'.'; 255],
-            vec![b'a'; 255],
-            b"a.".repeat(128),
-            vec![0xff; 256],
-        ] {
+        for name in [vec![b'.'; 255], vec![b'a'; 255], b"a.".repeat(128), vec![0xff; 256]] {
             assert_eq!(set.lookup(&name), None);
         }
     }
@@ -757,11 +706,7 @@ www.deep.example
         let random_name = |rng: &mut Lcg| {
             let labels = 1 + rng.next() % 4;
             let parts: Vec<String> = (0..labels)
-                .map(|_| {
-                    (0..1 + rng.next() % 2)
-                        .map(|_| rng.pick(&['a', 'b']))
-                        .collect()
-                })
+                .map(|_| (0..1 + rng.next() % 2).map(|_| rng.pick(&['a', 'b'])).collect())
                 .collect();
             parts.join(".")
         };
@@ -786,8 +731,7 @@ www.deep.example
             let want = starts
                 .filter_map(|start| {
                     let suffix = &name[start..];
-                    let covered = suffix_rules.contains(suffix)
-                        || (start == 0 && exact_rules.contains(suffix));
+                    let covered = suffix_rules.contains(suffix) || (start == 0 && exact_rules.contains(suffix));
                     covered.then_some(u8::try_from(suffix.len()).unwrap())
                 })
                 .next();
@@ -870,10 +814,7 @@ www.deep.example
             "analytics.tiktok.com.ttdns2.com",
         ];
         for name in blocked {
-            assert!(
-                set.lookup(name.as_bytes()).is_some(),
-                "{name} should be blocked"
-            );
+            assert!(set.lookup(name.as_bytes()).is_some(), "{name} should be blocked");
         }
         let allowed = [
             "example.com",

@@ -57,14 +57,10 @@ pub enum RuleError {
     #[error("character `{0}` is not valid in a host name (letters, digits, `-` and `_` are)")]
     InvalidCharacter(char),
     /// Adblock `$` modifiers (`$important`, `$client=...`) change how a rule applies; we cannot honour them.
-    #[error(
-        "adblock modifiers (`$...`) are not supported; remove the modifier, or scope the rule with a policy"
-    )]
+    #[error("adblock modifiers (`$...`) are not supported; remove the modifier, or scope the rule with a policy")]
     Modifier,
     /// Adblock `@@` exceptions: unblocking is the allow list's job, kept apart so it can be audited.
-    #[error(
-        "adblock exceptions (`@@...`) are not supported in a block list; put exceptions in an allow list"
-    )]
+    #[error("adblock exceptions (`@@...`) are not supported in a block list; put exceptions in an allow list")]
     Exception,
     /// `/regex/` rules: unbounded cost per query, so not supported.
     #[error(
@@ -78,22 +74,16 @@ pub enum RuleError {
     #[error("URLs and paths cannot be blocked by DNS; write only the host name")]
     Url,
     /// An address with no name: there is nothing to match a query against.
-    #[error(
-        "an IP address alone is not a rule; write a domain name, or `0.0.0.0 name` in hosts format"
-    )]
+    #[error("an IP address alone is not a rule; write a domain name, or `0.0.0.0 name` in hosts format")]
     BareIp,
     /// A hosts line that maps names to a real address is a redirect, not a block; we only block.
-    #[error(
-        "hosts line maps names to {0}; only block entries (0.0.0.0, 127.x.x.x, ::, ::1) are accepted"
-    )]
+    #[error("hosts line maps names to {0}; only block entries (0.0.0.0, 127.x.x.x, ::, ::1) are accepted")]
     NotSinkholeAddress(IpAddr),
     /// `ads*` or `*tiktok*`: the set finds wildcard rules by the domain they end in, so they need one.
     #[error("a wildcard rule needs a fixed domain after its last `*`, like ||cdn-*.example.com^")]
     WildcardWithoutDomain,
     /// `example.com^`: without `||` or `|` the adblock meaning is a substring match, which DNS cannot honour.
-    #[error(
-        "adblock rule needs a `||` (name and subdomains) or `|` (exact name) anchor, like ||example.com^"
-    )]
+    #[error("adblock rule needs a `||` (name and subdomains) or `|` (exact name) anchor, like ||example.com^")]
     MissingAnchor,
     /// `example.com other.com` without an address in front: not a format we know.
     #[error("unexpected text after the name: `{0}`")]
@@ -296,9 +286,9 @@ fn check_name(name: &str, wildcard: bool) -> Result<(), RuleError> {
         if label.len() > MAX_LABEL_LEN {
             return Err(RuleError::LabelTooLong(label.to_owned()));
         }
-        let bad = label.chars().find(|&c| {
-            !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || (wildcard && c == '*'))
-        });
+        let bad = label
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || (wildcard && c == '*')));
         if let Some(c) = bad {
             return Err(RuleError::InvalidCharacter(c));
         }
@@ -344,14 +334,8 @@ mod tests {
                 "||p16-tiktok-*.ibyteimg.com^",
                 &[(GlobOnLabel, "p16-tiktok-*.ibyteimg.com")],
             ),
-            (
-                "||v*.tiktokcdn-eu.com^",
-                &[(GlobOnLabel, "v*.tiktokcdn-eu.com")],
-            ),
-            (
-                "|v*.tiktokcdn-eu.com^",
-                &[(GlobExact, "v*.tiktokcdn-eu.com")],
-            ),
+            ("||v*.tiktokcdn-eu.com^", &[(GlobOnLabel, "v*.tiktokcdn-eu.com")]),
+            ("|v*.tiktokcdn-eu.com^", &[(GlobExact, "v*.tiktokcdn-eu.com")]),
             ("p16-*.ibyteimg.com", &[(GlobOnLabel, "p16-*.ibyteimg.com")]),
             ("||*.tiktok.com^", &[(GlobOnLabel, "*.tiktok.com")]),
             ("_dmarc.example.com", &[(Suffix, "_dmarc.example.com")]),
@@ -396,10 +380,7 @@ mod tests {
         let cases: &[(&str, RuleError)] = &[
             ("münchen.de", NonAscii("münchen.de".into())),
             ("||bücher.de^", NonAscii("bücher.de".into())),
-            (
-                &format!("{}.com", "a".repeat(64)),
-                LabelTooLong("a".repeat(64)),
-            ),
+            (&format!("{}.com", "a".repeat(64)), LabelTooLong("a".repeat(64))),
             (&format!("{}bc", "a.".repeat(127)), NameTooLong(256)),
             ("a..b", EmptyLabel),
             (".tiktok.com", EmptyLabel),
@@ -446,11 +427,7 @@ mod tests {
 
     #[test]
     fn messages_tell_the_operator_what_to_do() {
-        assert!(
-            RuleError::NonAscii("bücher.de".into())
-                .to_string()
-                .contains("xn--")
-        );
+        assert!(RuleError::NonAscii("bücher.de".into()).to_string().contains("xn--"));
         assert!(RuleError::Exception.to_string().contains("allow list"));
         assert!(RuleError::Url.to_string().contains("host name"));
     }

@@ -93,11 +93,10 @@ impl Handler {
     /// A pipeline reading `state`, caching in `cache`, logging hits to `hitlog`.
     pub fn new(state: Arc<State>, cache: Arc<PacketCache>, hitlog: HitLog) -> Handler {
         let per_protocol = |p: Protocol| {
-            Outcome::ALL.map(|o| {
-                metrics::counter!(names::QUERIES, "protocol" => p.as_str(), "outcome" => o.as_str())
-            })
+            Outcome::ALL.map(|o| metrics::counter!(names::QUERIES, "protocol" => p.as_str(), "outcome" => o.as_str()))
         };
-        let dropped = |p: Protocol| metrics::counter!(names::DROPPED, "protocol" => p.as_str(), "reason" => "unanswerable");
+        let dropped =
+            |p: Protocol| metrics::counter!(names::DROPPED, "protocol" => p.as_str(), "reason" => "unanswerable");
         Handler {
             state,
             cache,
@@ -123,13 +122,7 @@ impl Handler {
     }
 
     /// Answers what can be answered without waiting; see [`Step`].
-    pub fn answer_fast(
-        &self,
-        packet: &[u8],
-        client: IpAddr,
-        protocol: Protocol,
-        out: &mut Vec<u8>,
-    ) -> Step {
+    pub fn answer_fast(&self, packet: &[u8], client: IpAddr, protocol: Protocol, out: &mut Vec<u8>) -> Step {
         let query = match packet::parse(packet) {
             Ok(query) => query,
             Err(e) if !e.answerable() => {
@@ -228,8 +221,7 @@ impl Handler {
             .await
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
-                CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits)
-                    .map_err(|e| e.to_string())
+                CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits).map_err(|e| e.to_string())
             });
         let outcome = match response {
             Ok(response) => {
@@ -291,19 +283,8 @@ impl Handler {
             Protocol::Udp => q.query.max_udp_len(),
             Protocol::Tcp => usize::from(u16::MAX),
         };
-        response.write_to(
-            q.query.id,
-            q.query.rd(),
-            question,
-            Instant::now(),
-            max_len,
-            out,
-        );
-        if audited {
-            Outcome::Audited
-        } else {
-            served
-        }
+        response.write_to(q.query.id, q.query.rd(), question, Instant::now(), max_len, out);
+        if audited { Outcome::Audited } else { served }
     }
 
     fn log_hit(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>) {

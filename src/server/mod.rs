@@ -34,11 +34,7 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cache = Arc::new(PacketCache::new(config.cache.entries));
-    let handler = Arc::new(Handler::new(
-        Arc::clone(&state),
-        Arc::clone(&cache),
-        hitlog.clone(),
-    ));
+    let handler = Arc::new(Handler::new(Arc::clone(&state), Arc::clone(&cache), hitlog.clone()));
     let (stop, stopped) = watch::channel(false);
 
     let udp = UdpWorkers::start(
@@ -53,11 +49,7 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
         Duration::from_secs(config.server.tcp_idle_timeout),
         Arc::clone(&handler),
     )?;
-    let listening = listen
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listening = listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     tracing::info!(
         listen = %listening,
         udp_threads = threads,

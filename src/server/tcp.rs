@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{
-    Header, HeaderCounts, Message, MessageType, Metadata, ResponseCode,
-};
+use hickory_server::proto::op::{Header, HeaderCounts, Message, MessageType, Metadata, ResponseCode};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
@@ -33,11 +31,7 @@ pub struct TcpServer {
 
 impl TcpServer {
     /// Binds every address and starts serving; connections idle for `idle` are closed.
-    pub fn start(
-        addrs: &[SocketAddr],
-        idle: Duration,
-        handler: Arc<Handler>,
-    ) -> io::Result<TcpServer> {
+    pub fn start(addrs: &[SocketAddr], idle: Duration, handler: Arc<Handler>) -> io::Result<TcpServer> {
         let mut server = hickory_server::Server::new(TcpHandler(handler));
         for addr in addrs {
             let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
@@ -78,12 +72,10 @@ impl RequestHandler for TcpHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let mut out = Vec::with_capacity(512);
-        match self.0.answer_fast(
-            request.as_slice(),
-            request.src().ip(),
-            Protocol::Tcp,
-            &mut out,
-        ) {
+        match self
+            .0
+            .answer_fast(request.as_slice(), request.src().ip(), Protocol::Tcp, &mut out)
+        {
             Step::Reply => {}
             Step::Drop => return servfail_info(request),
             Step::Forward(pending) => self.0.answer_forward(pending, &mut out).await,
@@ -119,11 +111,7 @@ impl RequestHandler for TcpHandler {
 }
 
 fn servfail_info(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
+    let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
     metadata.response_code = ResponseCode::ServFail;
     ResponseInfo::from(Header {
         metadata,

@@ -48,19 +48,15 @@ impl UdpWorkers {
                 sockets.push((*addr, bind(*addr)?));
             }
         }
-        let mut workers = UdpWorkers {
-            threads: Vec::new(),
-        };
+        let mut workers = UdpWorkers { threads: Vec::new() };
         for (i, (addr, socket)) in sockets.into_iter().enumerate() {
             let handler = Arc::clone(&handler);
             let shutdown = shutdown.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("udp-{i}"))
-                .spawn(move || {
-                    if let Err(e) = run(socket, handler, shutdown, max_inflight) {
-                        tracing::error!(%addr, error = %e, "UDP worker stopped");
-                    }
-                })?;
+            let thread = std::thread::Builder::new().name(format!("udp-{i}")).spawn(move || {
+                if let Err(e) = run(socket, handler, shutdown, max_inflight) {
+                    tracing::error!(%addr, error = %e, "UDP worker stopped");
+                }
+            })?;
             workers.threads.push(thread);
         }
         Ok(workers)
@@ -77,11 +73,7 @@ impl UdpWorkers {
 }
 
 fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::DGRAM,
-        Some(SockProtocol::UDP),
-    )?;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProtocol::UDP))?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         // [::] listens to IPv6 only, so that a separate 0.0.0.0 listener can coexist.
@@ -102,15 +94,12 @@ fn run(
     mut shutdown: watch::Receiver<bool>,
     max_inflight: usize,
 ) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let socket = Rc::new(UdpSocket::from_std(socket)?);
         let inflight = Rc::new(Cell::new(0usize));
-        let overload =
-            metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
+        let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut out = Vec::with_capacity(RECV_BUFFER);
         loop {
@@ -142,11 +131,7 @@ fn run(
                         continue;
                     }
                     inflight.set(inflight.get() + 1);
-                    let (socket, handler, inflight) = (
-                        Rc::clone(&socket),
-                        Arc::clone(&handler),
-                        Rc::clone(&inflight),
-                    );
+                    let (socket, handler, inflight) = (Rc::clone(&socket), Arc::clone(&handler), Rc::clone(&inflight));
                     tokio::task::spawn_local(async move {
                         let mut out = Vec::with_capacity(512);
                         handler.answer_forward(pending, &mut out).await;

@@ -16,8 +16,6 @@ use crate::cache::wire::{self, HEADER_LEN, MAX_MESSAGE};
 const FLAG_QR: u8 = 0x80;
 /// TC bit (byte 2).
 const FLAG_TC: u8 = 0x02;
-/// The UDP limit of a query without EDNS (RFC 1035 4.2.1).
-const MIN_UDP: usize = 512;
 
 /// What the pool needs to know about a client query, read once from its bytes.
 #[derive(Debug)]
@@ -26,8 +24,6 @@ pub(crate) struct QueryInfo<'a> {
     pub(crate) id: u16,
     /// The question section (name, type, class) an answer must repeat.
     pub(crate) question: &'a [u8],
-    /// The largest UDP answer the client accepts: its EDNS payload size, at least 512.
-    pub(crate) udp_limit: usize,
 }
 
 impl<'a> QueryInfo<'a> {
@@ -45,14 +41,10 @@ impl<'a> QueryInfo<'a> {
         if wire::counts(query)[0] != 1 {
             return Err("it does not have exactly one question");
         }
-        let end =
-            wire::skip_question(query, HEADER_LEN).map_err(|_| "its question is malformed")?;
-        let udp_limit =
-            wire::edns_payload(query).map_or(MIN_UDP, |size| usize::from(size).max(MIN_UDP));
+        let end = wire::skip_question(query, HEADER_LEN).map_err(|_| "its question is malformed")?;
         Ok(QueryInfo {
             id: u16::from_be_bytes([query[0], query[1]]),
             question: &query[HEADER_LEN..end],
-            udp_limit,
         })
     }
 
@@ -62,9 +54,7 @@ impl<'a> QueryInfo<'a> {
         let Some(header) = answer.get(..HEADER_LEN) else {
             return false;
         };
-        if u16::from_be_bytes([header[0], header[1]]) != id
-            || header[2] & FLAG_QR == 0
-            || wire::counts(answer)[0] != 1
+        if u16::from_be_bytes([header[0], header[1]]) != id || header[2] & FLAG_QR == 0 || wire::counts(answer)[0] != 1
         {
             return false;
         }
@@ -96,6 +86,9 @@ pub(crate) fn set_id(message: &mut [u8], id: u16) {
     }
 }
 
+/// The largest UDP payload there is.
+const MAX_DATAGRAM: usize = 65_535;
+
 /// Sends `query` (its id already set to `id`) over UDP from a fresh socket on a random port and
 /// waits until `deadline` for a datagram that answers it. Datagrams that do not are counted
 /// through `on_stray` and ignored.
@@ -117,12 +110,14 @@ pub(crate) async fn udp(
         // errors (port unreachable) to us, so a closed port fails fast.
         socket.connect(server).await?;
         socket.send(query).await?;
-        // One byte more than the client accepts: a datagram that fills it is too big.
-        let mut buffer = vec![0; info.udp_limit + 1];
+        // Room for any datagram (an upstream may answer past the size the client advertised:
+        // the server truncates for the client itself), filled without zeroing it first.
+        let mut buffer = Vec::with_capacity(MAX_DATAGRAM);
         loop {
-            let len = socket.recv(&mut buffer).await?;
-            if len <= info.udp_limit && info.is_answered_by(&buffer[..len], id) {
-                buffer.truncate(len);
+            buffer.clear();
+            let len = socket.recv_buf(&mut buffer).await?;
+            if info.is_answered_by(&buffer[..len], id) {
+                buffer.shrink_to_fit();
                 return Ok::<_, io::Error>(buffer);
             }
             on_stray();

@@ -87,12 +87,7 @@ impl Health {
         let backoff = (BACKOFF_MIN_MS << doublings).min(BACKOFF_MAX_MS);
         // Only one of the workers that saw the same failure moves the state on.
         self.down_until_ms
-            .compare_exchange(
-                observed,
-                now_ms + backoff,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(observed, now_ms + backoff, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
         self.failures.store(failures, Ordering::Relaxed);
         Some(Duration::from_millis(backoff))
@@ -131,9 +126,8 @@ impl Server {
             addr,
             health: Health::default(),
             duration: metrics::histogram!(UPSTREAM_DURATION, "upstream" => label.clone()),
-            errors: ErrorKind::ALL.map(|kind| {
-                metrics::counter!(UPSTREAM_ERRORS, "upstream" => label.clone(), "kind" => kind.as_str())
-            }),
+            errors: ErrorKind::ALL
+                .map(|kind| metrics::counter!(UPSTREAM_ERRORS, "upstream" => label.clone(), "kind" => kind.as_str())),
             tcp_retries: metrics::counter!(UPSTREAM_TCP_RETRIES, "upstream" => label),
         }
     }
@@ -188,10 +182,6 @@ mod tests {
         assert!(h.succeed());
         assert!(!h.is_down(t - 1));
         assert!(!h.succeed(), "already up");
-        assert_eq!(
-            h.fail(t),
-            Some(Duration::from_secs(1)),
-            "backoff starts over"
-        );
+        assert_eq!(h.fail(t), Some(Duration::from_secs(1)), "backoff starts over");
     }
 }

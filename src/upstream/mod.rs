@@ -69,9 +69,7 @@ pub enum ForwardError {
     #[error("query not forwarded: {0}")]
     BadQuery(&'static str),
     /// The time budget ran out before any upstream answered.
-    #[error(
-        "no upstream answered within {0:?}; check that the upstream servers are reachable from this host"
-    )]
+    #[error("no upstream answered within {0:?}; check that the upstream servers are reachable from this host")]
     Timeout(Duration),
     /// Every upstream was tried and failed before the budget ran out (refused, unreachable).
     #[error("all {tried} upstream servers failed; the last one, {upstream}, with: {last}")]
@@ -144,11 +142,7 @@ impl UpstreamPool {
         self.forward_over(query, Transport::Tcp).await
     }
 
-    async fn forward_over(
-        &self,
-        query: &[u8],
-        transport: Transport,
-    ) -> Result<Vec<u8>, ForwardError> {
+    async fn forward_over(&self, query: &[u8], transport: Transport) -> Result<Vec<u8>, ForwardError> {
         let info = QueryInfo::parse(query).map_err(ForwardError::BadQuery)?;
         if self.servers.is_empty() {
             return Err(ForwardError::NoServers);
@@ -173,23 +167,12 @@ impl UpstreamPool {
             tried += 1;
 
             let result = self
-                .attempt(
-                    server,
-                    &info,
-                    &mut outgoing,
-                    transport,
-                    now + share,
-                    deadline,
-                )
+                .attempt(server, &info, &mut outgoing, transport, now + share, deadline)
                 .await;
             let mut answer = match result {
                 Ok(answer) => answer,
                 Err(error) => {
-                    server.failed(
-                        millis_since(self.epoch, Instant::now()),
-                        error.kind(),
-                        &error,
-                    );
+                    server.failed(millis_since(self.epoch, Instant::now()), error.kind(), &error);
                     last_error = Some((server.addr, error));
                     continue;
                 }
@@ -211,11 +194,9 @@ impl UpstreamPool {
             return Ok(answer);
         }
         match last_error {
-            Some((upstream, last)) if Instant::now() < deadline => Err(ForwardError::AllFailed {
-                tried,
-                upstream,
-                last,
-            }),
+            Some((upstream, last)) if Instant::now() < deadline => {
+                Err(ForwardError::AllFailed { tried, upstream, last })
+            }
             _ => Err(ForwardError::Timeout(self.timeout)),
         }
     }
@@ -247,8 +228,7 @@ impl UpstreamPool {
             return exchange::tcp(server.addr, outgoing, info, id, attempt_deadline).await;
         }
         let stray = || server.count(ErrorKind::Malformed);
-        let answer =
-            exchange::udp(server.addr, outgoing, info, id, attempt_deadline, stray).await?;
+        let answer = exchange::udp(server.addr, outgoing, info, id, attempt_deadline, stray).await?;
         if !exchange::is_truncated(&answer) {
             return Ok(answer);
         }

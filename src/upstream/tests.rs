@@ -194,10 +194,7 @@ async fn stray_datagrams_are_ignored_and_the_answer_taken() {
     let up = fake(Mode::Noisy, 3).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
     let started = Instant::now();
-    let bytes = pool
-        .forward(&query(7, "www.example.com.", false))
-        .await
-        .unwrap();
+    let bytes = pool.forward(&query(7, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.id, a_tag(&got)), (7, 3));
     assert_eq!(got.queries[0].query_type(), RecordType::A);
@@ -224,10 +221,7 @@ async fn truncated_answer_is_asked_again_over_tcp() {
 async fn forward_tcp_asks_over_tcp_only() {
     let mut up = fake(Mode::Answer, 5).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
-    let bytes = pool
-        .forward_tcp(&query(10, "www.example.com.", false))
-        .await
-        .unwrap();
+    let bytes = pool.forward_tcp(&query(10, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.id, a_tag(&got)), (10, 105));
     up.seen.recv().await.unwrap();
@@ -240,10 +234,7 @@ async fn dead_first_server_fails_over_within_the_budget_and_goes_last() {
     let up = fake(Mode::Answer, 2).await;
     let pool = UpstreamPool::new(&[dead, up.addr], Duration::from_millis(600));
     let started = Instant::now();
-    let bytes = pool
-        .forward(&query(11, "www.example.com.", false))
-        .await
-        .unwrap();
+    let bytes = pool.forward(&query(11, "www.example.com.", false)).await.unwrap();
     let took = started.elapsed();
     assert_eq!(a_tag(&Message::from_vec(&bytes).unwrap()), 2);
     // The dead one had half the budget.
@@ -252,9 +243,7 @@ async fn dead_first_server_fails_over_within_the_budget_and_goes_last() {
 
     // Now it is marked down: the live one is asked first.
     let started = Instant::now();
-    pool.forward(&query(12, "www.example.com.", false))
-        .await
-        .unwrap();
+    pool.forward(&query(12, "www.example.com.", false)).await.unwrap();
     assert!(
         started.elapsed() < Duration::from_millis(200),
         "{:?}",
@@ -268,10 +257,7 @@ async fn all_dead_is_a_timeout_within_the_timeout() {
     let (_b, dead_b) = silent().await;
     let pool = UpstreamPool::new(&[dead_a, dead_b], Duration::from_millis(300));
     let started = Instant::now();
-    let error = pool
-        .forward(&query(13, "www.example.com.", false))
-        .await
-        .unwrap_err();
+    let error = pool.forward(&query(13, "www.example.com.", false)).await.unwrap_err();
     let took = started.elapsed();
     assert!(
         matches!(error, ForwardError::Timeout(t) if t == Duration::from_millis(300)),
@@ -287,10 +273,7 @@ async fn closed_port_fails_over_at_once() {
     let up = fake(Mode::Answer, 6).await;
     let pool = UpstreamPool::new(&[down, up.addr], Duration::from_secs(2));
     let started = Instant::now();
-    let bytes = pool
-        .forward(&query(14, "www.example.com.", false))
-        .await
-        .unwrap();
+    let bytes = pool.forward(&query(14, "www.example.com.", false)).await.unwrap();
     assert_eq!(a_tag(&Message::from_vec(&bytes).unwrap()), 6);
     assert!(
         started.elapsed() < Duration::from_millis(500),
@@ -299,10 +282,7 @@ async fn closed_port_fails_over_at_once() {
     );
 
     let alone = UpstreamPool::new(&[closed().await], Duration::from_secs(2));
-    let error = alone
-        .forward(&query(15, "www.example.com.", false))
-        .await
-        .unwrap_err();
+    let error = alone.forward(&query(15, "www.example.com.", false)).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -321,21 +301,12 @@ async fn servfail_moves_on_to_the_next_server_or_is_returned() {
     let bad = fake(Mode::ServFail, 1).await;
     let good = fake(Mode::Answer, 2).await;
     let pool = UpstreamPool::new(&[bad.addr, good.addr], Duration::from_secs(2));
-    let bytes = pool
-        .forward(&query(16, "www.example.com.", false))
-        .await
-        .unwrap();
+    let bytes = pool.forward(&query(16, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
-    assert_eq!(
-        (got.metadata.response_code, a_tag(&got)),
-        (ResponseCode::NoError, 2)
-    );
+    assert_eq!((got.metadata.response_code, a_tag(&got)), (ResponseCode::NoError, 2));
 
     let only_bad = UpstreamPool::new(&[bad.addr], Duration::from_secs(2));
-    let bytes = only_bad
-        .forward(&query(17, "www.example.com.", false))
-        .await
-        .unwrap();
+    let bytes = only_bad.forward(&query(17, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!(
         (got.metadata.id, got.metadata.response_code),
@@ -347,10 +318,7 @@ async fn servfail_moves_on_to_the_next_server_or_is_returned() {
 async fn mixed_case_question_matches_a_lowercased_answer() {
     let up = fake(Mode::Lowercase, 8).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(1));
-    let bytes = pool
-        .forward(&query(18, "wWw.ExAmPlE.cOm.", false))
-        .await
-        .unwrap();
+    let bytes = pool.forward(&query(18, "wWw.ExAmPlE.cOm.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.id, a_tag(&got)), (18, 8));
 }
@@ -362,20 +330,11 @@ async fn bad_queries_and_an_empty_pool_are_refused() {
         pool.forward(&query(1, "a.", false)).await,
         Err(ForwardError::NoServers)
     ));
-    assert!(matches!(
-        pool.forward(&[0; 5]).await,
-        Err(ForwardError::BadQuery(_))
-    ));
+    assert!(matches!(pool.forward(&[0; 5]).await, Err(ForwardError::BadQuery(_))));
     let mut response = query(1, "a.", false);
     response[2] |= 0x80;
-    assert!(matches!(
-        pool.forward(&response).await,
-        Err(ForwardError::BadQuery(_))
-    ));
+    assert!(matches!(pool.forward(&response).await, Err(ForwardError::BadQuery(_))));
     let mut two = query(1, "a.", false);
     two[5] = 2;
-    assert!(matches!(
-        pool.forward(&two).await,
-        Err(ForwardError::BadQuery(_))
-    ));
+    assert!(matches!(pool.forward(&two).await, Err(ForwardError::BadQuery(_))));
 }
