@@ -75,6 +75,48 @@ pub enum ResponseError {
     ChainTooLong,
 }
 
+/// EDNS options that belong to one hop, between the upstream and us: a cached answer must not
+/// hand them to other clients. A COOKIE (RFC 7873) echoes the client cookie of whoever asked
+/// first, and a later client would see a mismatch; TCP keepalive (RFC 7828) and padding
+/// (RFC 7830) describe a connection that is not theirs.
+const HOP_BY_HOP_OPTIONS: [u16; 3] = [10, 11, 12];
+
+/// Removes [`HOP_BY_HOP_OPTIONS`] from the OPT record, if any is there (the bytes are returned
+/// untouched otherwise).
+fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError> {
+    let [qd, an, ns, ar] = wire::counts(&bytes);
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        pos = wire::skip_question(&bytes, pos)?;
+    }
+    for _ in 0..u32::from(an) + u32::from(ns) {
+        pos = wire::read_record(&bytes, pos)?.1;
+    }
+    for _ in 0..ar {
+        let (record, next) = wire::read_record(&bytes, pos)?;
+        if record.rtype == TYPE_OPT {
+            let rdata = &bytes[record.rdata.clone()];
+            let mut kept = Vec::with_capacity(rdata.len());
+            let mut at = 0;
+            while let (Some(code), Some(len)) = (wire::u16_at(rdata, at), wire::u16_at(rdata, at + 2)) {
+                let end = (at + 4 + usize::from(len)).min(rdata.len());
+                if !HOP_BY_HOP_OPTIONS.contains(&code) {
+                    kept.extend_from_slice(&rdata[at..end]);
+                }
+                at = end;
+            }
+            if kept.len() != rdata.len() {
+                let length_at = record.rdata.start - 2;
+                bytes[length_at..length_at + 2].copy_from_slice(&(kept.len() as u16).to_be_bytes());
+                bytes.splice(record.rdata, kept);
+            }
+            break;
+        }
+        pos = next;
+    }
+    Ok(bytes)
+}
+
 /// One upstream response, analysed once: its bytes, where each RR's TTL sits, the CNAME/DNAME
 /// chain names, how long it may be cached.
 #[derive(Debug)]
@@ -114,6 +156,7 @@ impl CachedResponse {
         if qd != 1 {
             return Err(ResponseError::QuestionCount(qd));
         }
+        let bytes = strip_hop_by_hop_options(bytes)?;
         let message = Message::from_vec(&bytes)?;
 
         let question_end = wire::skip_question(&bytes, HEADER_LEN)?;

@@ -465,3 +465,29 @@ fn insert_replaces_the_entry_under_the_same_key() {
     let hit = cache.get(&k, t0 + Duration::from_secs(70)).unwrap();
     assert!(Arc::ptr_eq(&hit, &newer));
 }
+
+#[test]
+fn hop_by_hop_edns_options_are_not_cached() {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let mut m = www_a();
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    let nsid = EdnsOption::Unknown(u16::from(EdnsCode::NSID), b"ns1".to_vec());
+    edns.options_mut().insert(nsid);
+    edns.options_mut().insert(EdnsOption::Unknown(10, vec![7; 24])); // client + server cookie
+    edns.options_mut().insert(EdnsOption::Unknown(12, vec![0; 40])); // padding
+    m.edns = Some(edns);
+    let cached = analyze(&m);
+    let served = Message::from_vec(cached.as_bytes()).unwrap();
+    let options: Vec<u16> = served
+        .edns
+        .as_ref()
+        .unwrap()
+        .options()
+        .as_ref()
+        .iter()
+        .map(|(code, _)| u16::from(*code))
+        .collect();
+    assert_eq!(options, vec![u16::from(EdnsCode::NSID)], "only NSID is kept");
+    assert_eq!(served.answers.len(), 2, "records intact");
+}
