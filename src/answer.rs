@@ -12,7 +12,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use crate::packet::{self, CLASS_IN, HEADER_LEN, Query, TYPE_OPT, flag, rtype};
+use crate::packet::{self, Query};
+use crate::wire::{CLASS_IN, HEADER_LEN, flag, rtype};
 
 /// Response codes we send (RFC 1035 4.1.1, RFC 6895).
 pub mod rcode {
@@ -253,7 +254,7 @@ fn write_header(packet: &[u8], query: &Query, rcode: u8, counts: [u16; 4], out: 
 fn opt_record(ede: Option<(u16, &str)>) -> Vec<u8> {
     let mut opt = Vec::with_capacity(32);
     opt.push(0);
-    push_u16(&mut opt, TYPE_OPT);
+    push_u16(&mut opt, rtype::OPT);
     push_u16(&mut opt, OUR_UDP_PAYLOAD);
     opt.extend_from_slice(&[0, 0, 0, 0]);
     match ede {
@@ -319,7 +320,7 @@ mod tests {
         push_u16(&mut p, CLASS_IN);
         if let Some((size, dok)) = edns {
             p.push(0);
-            push_u16(&mut p, TYPE_OPT);
+            push_u16(&mut p, rtype::OPT);
             push_u16(&mut p, size);
             p.extend_from_slice(&[0, 0, if dok { 0x80 } else { 0 }, 0, 0, 0]);
         }

@@ -16,3 +16,4 @@ pub mod report;
 pub mod server;
 pub mod state;
 pub mod upstream;
+pub mod wire;

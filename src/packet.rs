@@ -8,50 +8,12 @@
 use std::fmt;
 use std::ops::Range;
 
-/// Length of the fixed DNS header (RFC 1035 4.1.1).
-pub const HEADER_LEN: usize = 12;
+use crate::wire::{self, HEADER_LEN, flag, rtype, u16_at};
+
 /// Longest name in wire form (RFC 1035 2.3.4), so the longest dotted form is 253 bytes.
 const MAX_WIRE_NAME: usize = 255;
-/// Record type of the EDNS pseudo-record (RFC 6891).
-pub const TYPE_OPT: u16 = 41;
-/// Class IN.
-pub const CLASS_IN: u16 = 1;
 /// Smallest UDP payload any client must accept (RFC 1035), and what we assume without EDNS.
 pub const MIN_UDP_PAYLOAD: usize = 512;
-
-/// Record types the policy answer cares about.
-pub mod rtype {
-    /// IPv4 address.
-    pub const A: u16 = 1;
-    /// Start of authority.
-    pub const SOA: u16 = 6;
-    /// Alias.
-    pub const CNAME: u16 = 5;
-    /// IPv6 address.
-    pub const AAAA: u16 = 28;
-    /// Incremental zone transfer: we are no authoritative server.
-    pub const IXFR: u16 = 251;
-    /// Full zone transfer: likewise.
-    pub const AXFR: u16 = 252;
-}
-
-/// Header flag bits in the second 16-bit word (RFC 1035 4.1.1).
-pub mod flag {
-    /// Response.
-    pub const QR: u16 = 0x8000;
-    /// Authoritative answer.
-    pub const AA: u16 = 0x0400;
-    /// Truncated.
-    pub const TC: u16 = 0x0200;
-    /// Recursion desired.
-    pub const RD: u16 = 0x0100;
-    /// Recursion available.
-    pub const RA: u16 = 0x0080;
-    /// Authentic data (RFC 4035).
-    pub const AD: u16 = 0x0020;
-    /// Checking disabled (RFC 4035).
-    pub const CD: u16 = 0x0010;
-}
 
 /// A query name as lowercase dotted ASCII without the trailing dot ("www.tiktok.com"; the root is
 /// empty), held inline so that reading it costs no allocation.
@@ -171,11 +133,6 @@ impl ParseError {
     }
 }
 
-fn u16_at(packet: &[u8], at: usize) -> Option<u16> {
-    let bytes = packet.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([bytes[0], bytes[1]]))
-}
-
 /// The header fields of any packet at least 12 bytes long: id, flags and the four counts.
 pub fn header(packet: &[u8]) -> Option<(u16, u16, [u16; 4])> {
     let id = u16_at(packet, 0)?;
@@ -213,20 +170,19 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
 
     let mut at = question_end;
     for _ in 0..u32::from(ancount) + u32::from(nscount) {
-        at = skip_record(packet, at).ok_or(ParseError::Additional)?.1;
+        at = wire::read_record(packet, at).map_err(|_| ParseError::Additional)?.1;
     }
     let mut edns = None;
     for _ in 0..arcount {
-        let (rtype, next) = skip_record(packet, at).ok_or(ParseError::Additional)?;
-        if rtype == TYPE_OPT {
+        let (record, next) = wire::read_record(packet, at).map_err(|_| ParseError::Additional)?;
+        if record.rtype == rtype::OPT {
             // RFC 6891 6.1.1: one OPT at most, owned by the root.
             if edns.is_some() || packet.get(at) != Some(&0) {
                 return Err(ParseError::Additional);
             }
-            let class = u16_at(packet, at + 3).ok_or(ParseError::Additional)?;
-            let ttl_flags = u16_at(packet, at + 7).ok_or(ParseError::Additional)?;
+            let ttl_flags = u16_at(packet, record.ttl_at + 2).ok_or(ParseError::Additional)?;
             edns = Some(Edns {
-                udp_size: class.max(MIN_UDP_PAYLOAD as u16),
+                udp_size: record.rclass.max(MIN_UDP_PAYLOAD as u16),
                 dnssec_ok: ttl_flags & 0x8000 != 0,
             });
         }
@@ -272,33 +228,10 @@ fn read_question_name(packet: &[u8], name: &mut QName) -> Option<usize> {
     Some(at)
 }
 
-/// Skips one resource record at `at` (owner name possibly compressed); returns its type and the
-/// offset after it.
-fn skip_record(packet: &[u8], mut at: usize) -> Option<(u16, usize)> {
-    loop {
-        let len = *packet.get(at)?;
-        match len {
-            0 => {
-                at += 1;
-                break;
-            }
-            l if l & 0xc0 == 0xc0 => {
-                at += 2;
-                break;
-            }
-            l if l & 0xc0 == 0 => at += 1 + usize::from(l),
-            _ => return None,
-        }
-    }
-    let rtype = u16_at(packet, at)?;
-    let rdlength = usize::from(u16_at(packet, at + 8)?);
-    let end = at + 10 + rdlength;
-    (end <= packet.len()).then_some((rtype, end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{CLASS_IN, rtype};
 
     /// A query packet as clients send it: header, one question, optional OPT.
     pub(crate) fn query_bytes(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
@@ -315,7 +248,7 @@ mod tests {
         p.extend_from_slice(&CLASS_IN.to_be_bytes());
         if let Some((size, dok)) = edns {
             p.push(0);
-            p.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            p.extend_from_slice(&rtype::OPT.to_be_bytes());
             p.extend_from_slice(&size.to_be_bytes());
             p.extend_from_slice(&[0, 0, if dok { 0x80 } else { 0 }, 0, 0, 0]);
         }

@@ -222,6 +222,6 @@ fn query_packet(name: &str, qtype: u16) -> Vec<u8> {
     }
     p.push(0);
     p.extend_from_slice(&qtype.to_be_bytes());
-    p.extend_from_slice(&packet::CLASS_IN.to_be_bytes());
+    p.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
     p
 }

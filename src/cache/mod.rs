@@ -8,7 +8,6 @@
 //! reloads: lifetime limits are applied when a response is analysed.
 
 mod response;
-pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -21,8 +20,8 @@ use metrics::{Counter, Gauge};
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
+pub use crate::wire::WireError;
 pub use response::{CachedResponse, MAX_CHAIN, ResponseError, TtlLimits};
-pub use wire::WireError;
 
 use crate::metrics::{CACHE_ENTRIES, CACHE_HITS, CACHE_MISSES};
 

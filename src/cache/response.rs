@@ -8,7 +8,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record};
 use hickory_proto::serialize::binary::DecodeError;
 
-use super::wire::{self, HEADER_LEN, MAX_MESSAGE, TYPE_CNAME, TYPE_DNAME, TYPE_OPT, WireError};
+use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, WireError, rtype};
 
 /// RFC 2308 section 7.1: a SERVFAIL must not be cached for longer than five minutes, whatever
 /// the config says.
@@ -94,7 +94,7 @@ fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError
     }
     for _ in 0..ar {
         let (record, next) = wire::read_record(&bytes, pos)?;
-        if record.rtype == TYPE_OPT {
+        if record.rtype == rtype::OPT {
             let rdata = &bytes[record.rdata.clone()];
             let mut kept = Vec::with_capacity(rdata.len());
             let mut at = 0;
@@ -156,8 +156,8 @@ impl CachedResponse {
         if qd != 1 {
             return Err(ResponseError::QuestionCount(qd));
         }
-        let bytes = strip_hop_by_hop_options(bytes)?;
         let message = Message::from_vec(&bytes)?;
+        let bytes = strip_hop_by_hop_options(bytes)?;
 
         let question_end = wire::skip_question(&bytes, HEADER_LEN)?;
         let mut pos = question_end;
@@ -167,10 +167,10 @@ impl CachedResponse {
         for (section, count) in [an, ns, ar].into_iter().enumerate() {
             for _ in 0..count {
                 let (record, next) = wire::read_record(&bytes, pos)?;
-                if record.rtype != TYPE_OPT {
+                if record.rtype != rtype::OPT {
                     ttl_offsets.push(offset(record.ttl_at));
                 }
-                let is_alias = record.rtype == TYPE_CNAME || record.rtype == TYPE_DNAME;
+                let is_alias = record.rtype == rtype::CNAME || record.rtype == rtype::DNAME;
                 if section == 0 && is_alias {
                     if chain_ends.len() == MAX_CHAIN {
                         return Err(ResponseError::ChainTooLong);

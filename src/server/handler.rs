@@ -15,9 +15,10 @@ use crate::config::Mode;
 use crate::engine::{self, Hit, Verdict};
 use crate::hitlog::{HitLog, HitRecord};
 use crate::metrics::{self as names, Outcome};
-use crate::packet::{self, ParseError, QName, Query, rtype};
+use crate::packet::{self, ParseError, QName, Query};
 use crate::policy::PolicyId;
 use crate::state::{Snapshot, State};
+use crate::wire::rtype;
 
 /// The transport a query came over: it sets the answer size limit and the metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

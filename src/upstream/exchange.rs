@@ -10,7 +10,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use super::AttemptError;
-use crate::cache::wire::{self, HEADER_LEN, MAX_MESSAGE};
+use crate::wire::{self, HEADER_LEN, MAX_MESSAGE};
 
 /// QR bit (byte 2).
 const FLAG_QR: u8 = 0x80;

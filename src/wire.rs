@@ -1,24 +1,58 @@
 //! Just enough of the DNS wire format (RFC 1035 4.1) to find positions in a message: where a
-//! question ends, where each resource record's TTL sits, what a CNAME/DNAME points to, what
-//! payload size a query's OPT advertises.
+//! question ends, where each resource record's TTL sits, what a CNAME/DNAME points to; and the
+//! constants (types, classes, header flags) that the packet path reads and writes.
 //!
 //! hickory-proto decodes whole messages but does not say where anything was in the buffer, and
-//! the packet cache patches bytes in place, so this walk exists beside it. It never decodes
+//! the packet path and the cache read and patch bytes in place, so this walk exists beside it. It never decodes
 //! RDATA beyond a name, never allocates except into a buffer the caller gives it, and every
 //! loop is bounded by the message length, the 255-byte name limit or a pointer-hop limit.
 
 use std::ops::Range;
 
 /// Length of the fixed message header.
-pub(crate) const HEADER_LEN: usize = 12;
+pub const HEADER_LEN: usize = 12;
 /// The largest DNS message (its length must fit the TCP 2-byte length prefix).
-pub(crate) const MAX_MESSAGE: usize = 65535;
-/// RR type of the EDNS OPT pseudo-record (RFC 6891), whose "TTL" is flags, not a lifetime.
-pub(crate) const TYPE_OPT: u16 = 41;
-/// RR type CNAME (RFC 1035).
-pub(crate) const TYPE_CNAME: u16 = 5;
-/// RR type DNAME (RFC 6672).
-pub(crate) const TYPE_DNAME: u16 = 39;
+pub const MAX_MESSAGE: usize = 65535;
+/// Class IN.
+pub const CLASS_IN: u16 = 1;
+
+/// Record types the daemon reads or writes itself.
+pub mod rtype {
+    /// IPv4 address.
+    pub const A: u16 = 1;
+    /// Alias (RFC 1035).
+    pub const CNAME: u16 = 5;
+    /// Start of authority.
+    pub const SOA: u16 = 6;
+    /// IPv6 address.
+    pub const AAAA: u16 = 28;
+    /// Subtree alias (RFC 6672).
+    pub const DNAME: u16 = 39;
+    /// The EDNS pseudo-record (RFC 6891), whose "TTL" is flags, not a lifetime.
+    pub const OPT: u16 = 41;
+    /// Incremental zone transfer: we are no authoritative server.
+    pub const IXFR: u16 = 251;
+    /// Full zone transfer: likewise.
+    pub const AXFR: u16 = 252;
+}
+
+/// Header flag bits in the second 16-bit word (RFC 1035 4.1.1).
+pub mod flag {
+    /// Response.
+    pub const QR: u16 = 0x8000;
+    /// Authoritative answer.
+    pub const AA: u16 = 0x0400;
+    /// Truncated.
+    pub const TC: u16 = 0x0200;
+    /// Recursion desired.
+    pub const RD: u16 = 0x0100;
+    /// Recursion available.
+    pub const RA: u16 = 0x0080;
+    /// Authentic data (RFC 4035).
+    pub const AD: u16 = 0x0020;
+    /// Checking disabled (RFC 4035).
+    pub const CD: u16 = 0x0010;
+}
 /// A name on the wire is at most 255 bytes (RFC 1035 3.1).
 const MAX_NAME_WIRE: usize = 255;
 /// Compression pointers followed in one name before giving up: a legal name has at most 127
