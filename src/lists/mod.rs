@@ -35,6 +35,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 pub use parse::RuleError;
 use parse::{ParsedRule, RuleKind};
@@ -177,6 +178,8 @@ pub struct DomainSetBuilder {
     seen_globs: HashTable<u32>,
     /// Length of the longest domain or exact rule: lookups skip suffixes longer than this.
     max_name_len: usize,
+    /// Length of the shortest domain or exact rule: lookups skip suffixes shorter than this (usually the TLD).
+    min_name_len: usize,
     /// The seed of every hash in the set; random, so query names cannot be chosen to collide.
     hash_state: RandomState,
 }
@@ -197,6 +200,7 @@ impl DomainSetBuilder {
             globs: Vec::new(),
             seen_globs: HashTable::new(),
             max_name_len: 0,
+            min_name_len: usize::MAX,
             hash_state: RandomState::default(),
         }
     }
@@ -207,6 +211,7 @@ impl DomainSetBuilder {
     /// one typo must not leave a network unprotected. A byte-order mark at the start is ignored.
     pub fn add_text(&mut self, source: &str, text: &str) -> Vec<BadLine> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        self.reserve(text);
         let mut bad = Vec::new();
         for (index, line) in text.lines().enumerate() {
             if let Err(error) = parse::parse_line(line, &mut |rule| self.insert(rule)) {
@@ -219,6 +224,27 @@ impl DomainSetBuilder {
             }
         }
         bad
+    }
+
+    /// Makes room for every line of `text` being a rule, so that a big list is not rehashed while it loads:
+    /// growing the table rehashes every rule in it, which would cost as much again as the load. What comment
+    /// lines leave unused is given back by `build`.
+    fn reserve(&mut self, text: &str) {
+        let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+        self.arena.reserve(text.len());
+        self.spans.reserve(lines);
+        let Self {
+            arena,
+            spans,
+            names,
+            hash_state,
+            ..
+        } = self;
+        names.reserve(lines, |&id| {
+            spans
+                .get(id as usize)
+                .map_or(0, |s| name_hash(hash_state, s.body(arena)))
+        });
     }
 
     /// Adds one rule written in any accepted line format (for inline `domains = [...]` in the config).
@@ -247,9 +273,11 @@ impl DomainSetBuilder {
             RuleKind::GlobOnLabel => ("||", "^"),
         };
         self.arena.push_str(head);
-        self.arena
-            .extend(rule.body.chars().map(|c| c.to_ascii_lowercase()));
+        self.arena.push_str(rule.body);
         self.arena.push_str(foot);
+        if let Some(text) = self.arena.get_mut(start..) {
+            text.make_ascii_lowercase();
+        }
         let fits = (
             u32::try_from(start),
             u16::try_from(self.arena.len() - start),
@@ -283,6 +311,7 @@ impl DomainSetBuilder {
             globs,
             seen_globs,
             max_name_len,
+            min_name_len,
             hash_state,
         } = self;
         let arena: &str = arena;
@@ -297,15 +326,19 @@ impl DomainSetBuilder {
                         .get(*other as usize)
                         .is_some_and(|o| o.kind == span.kind && o.body(arena) == body)
                 };
-                if names.find(hash, same).is_some() {
-                    return false;
-                }
-                *max_name_len = (*max_name_len).max(body.len());
-                names.insert_unique(hash, id, |other| {
+                let rehash = |other: &u32| {
                     spans
                         .get(*other as usize)
                         .map_or(0, |o| name_hash(hash_state, o.body(arena)))
-                });
+                };
+                match names.entry(hash, same, rehash) {
+                    Entry::Occupied(_) => return false,
+                    Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                }
+                *max_name_len = (*max_name_len).max(body.len());
+                *min_name_len = (*min_name_len).min(body.len());
             }
             RuleKind::GlobOnLabel | RuleKind::GlobExact => {
                 let text = span.text(arena);
@@ -315,14 +348,17 @@ impl DomainSetBuilder {
                         .get(*other as usize)
                         .is_some_and(|o| o.text(arena) == text)
                 };
-                if seen_globs.find(hash, same).is_some() {
-                    return false;
-                }
-                seen_globs.insert_unique(hash, id, |other| {
+                let rehash = |other: &u32| {
                     spans
                         .get(*other as usize)
                         .map_or(0, |o| hash_state.hash_one(o.text(arena)))
-                });
+                };
+                match seen_globs.entry(hash, same, rehash) {
+                    Entry::Occupied(_) => return false,
+                    Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                }
                 globs.push(id);
             }
         }
@@ -334,14 +370,21 @@ impl DomainSetBuilder {
         let Self {
             mut arena,
             mut spans,
-            names,
+            mut names,
             mut globs,
             seen_globs: _,
             max_name_len,
+            min_name_len,
             hash_state,
         } = self;
         arena.shrink_to_fit();
         spans.shrink_to_fit();
+        // `add_text` reserved a slot per line; comment lines and duplicates leave some unused.
+        names.shrink_to_fit(|&id| {
+            spans
+                .get(id as usize)
+                .map_or(0, |s| name_hash(&hash_state, s.body(&arena)))
+        });
         let anchor_of = |id: u32| {
             spans
                 .get(id as usize)
@@ -375,6 +418,7 @@ impl DomainSetBuilder {
             glob_groups,
             glob_ids: globs.into_boxed_slice(),
             max_name_len,
+            min_name_len,
             max_anchor_len,
             hash_state,
         }
@@ -396,6 +440,8 @@ pub struct DomainSet {
     glob_ids: Box<[u32]>,
     /// Length of the longest domain or exact rule: longer suffixes cannot match and are not probed.
     max_name_len: usize,
+    /// Length of the shortest domain or exact rule: shorter suffixes (the TLD, mostly) are not probed.
+    min_name_len: usize,
     /// Length of the longest wildcard anchor, for the same reason.
     max_anchor_len: usize,
     /// The seed every hash in the set was built with; lookups must hash with it too.
@@ -441,6 +487,9 @@ impl DomainSet {
                 let suffix_len = name.len() - start;
                 if suffix_len > self.max_name_len {
                     return false;
+                }
+                if suffix_len < self.min_name_len {
+                    return true;
                 }
                 let suffix = name.get(start..).unwrap_or_default();
                 let whole = start == 0;
