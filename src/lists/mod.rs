@@ -875,6 +875,19 @@ www.deep.example
     }
 
     #[test]
+    fn allow_example_parses_and_opens_only_its_names() {
+        let mut builder = DomainSetBuilder::new();
+        let text = include_str!("../../blocklists/allow-example.txt");
+        let bad = builder.add_text("blocklists/allow-example.txt", text);
+        assert!(bad.is_empty(), "{bad:#?}");
+        let allow = builder.build();
+        assert!(allow.lookup(b"ads.tiktok.com").is_some());
+        assert!(allow.lookup(b"developers.tiktok.com").is_some());
+        assert_eq!(allow.lookup(b"www.tiktok.com"), None);
+        assert_eq!(allow.lookup(b"x.ads.tiktok.com"), None);
+    }
+
+    #[test]
     fn builtin_names_and_lists_agree() {
         for name in builtin_names() {
             assert!(builtin(name).is_some(), "{name}");
