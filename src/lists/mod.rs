@@ -7,7 +7,7 @@
 //! may allocate, lock or panic, whatever bytes the name holds.
 //!
 //! # Layout and cost
-//! A built set is four flat allocations:
+//! A built set is a handful of flat allocations, none per rule:
 //! - `arena`: the normalised text of every rule, back to back (`tiktok.com`, `|x.net^`, `||p16-*.ibyteimg.com^`).
 //!   One `String` instead of one per rule saves the 24-byte `String` header and the allocator's overhead per rule.
 //! - `spans`: per rule, where its text sits in the arena (u32 offset, u16 length, kind): 8 bytes. A [`RuleId`] is
@@ -23,9 +23,12 @@
 //! # Lookup
 //! The hash of a name is built label by label from the right (foldhash, randomly seeded per set), so hashing
 //! `www.tiktok.com` yields on the way the hashes of `com` and `tiktok.com`: every label-boundary suffix is probed
-//! for the cost of hashing the name once. Probing stops once a suffix is longer than the longest rule. Work is one
-//! table probe per label, with no allocation; the most specific (longest) matching rule wins. Only when no domain
-//! or exact rule matches are the wildcard groups probed, the same way, and their patterns tried on the name.
+//! for the cost of hashing the name once. Suffixes shorter than the shortest rule (usually the TLD) are not probed,
+//! and probing stops once a suffix is longer than the longest rule. Work is at most one table probe per label,
+//! with no allocation; the most specific (longest) matching rule wins. Only when no domain or exact rule matches
+//! are the wildcard groups probed, the same way, and the patterns that share a matching anchor tried on the name
+//! (each at most `pattern x name` steps, so an anchor shared by thousands of wildcards would be slow; TikTok's list
+//! has a few per anchor).
 
 mod glob;
 mod parse;
@@ -95,6 +98,12 @@ struct Span {
 }
 
 const _: () = assert!(std::mem::size_of::<Span>() == 8);
+
+/// The snapshot shares one set between packet loops on several threads.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<DomainSet>();
+};
 
 impl Span {
     /// The rule as the operator wrote it, normalised.

@@ -238,14 +238,13 @@ fn hosts<'a>(
     let mut first_error = None;
     let mut any_name = false;
     for name in names {
+        any_name = true;
         if HOSTS_BOILERPLATE
             .iter()
             .any(|b| b.eq_ignore_ascii_case(name.trim_end_matches('.')))
         {
-            any_name = true;
             continue;
         }
-        any_name = true;
         let outcome = if is_sinkhole(address) {
             plain(name).and_then(&mut *emit)
         } else {
