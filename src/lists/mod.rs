@@ -7,7 +7,7 @@
 //! may allocate, lock or panic, whatever bytes the name holds.
 //!
 //! # Layout and cost
-//! A built set is four flat allocations:
+//! A built set is a handful of flat allocations, none per rule:
 //! - `arena`: the normalised text of every rule, back to back (`tiktok.com`, `|x.net^`, `||p16-*.ibyteimg.com^`).
 //!   One `String` instead of one per rule saves the 24-byte `String` header and the allocator's overhead per rule.
 //! - `spans`: per rule, where its text sits in the arena (u32 offset, u16 length, kind): 8 bytes. A [`RuleId`] is
@@ -23,9 +23,12 @@
 //! # Lookup
 //! The hash of a name is built label by label from the right (foldhash, randomly seeded per set), so hashing
 //! `www.tiktok.com` yields on the way the hashes of `com` and `tiktok.com`: every label-boundary suffix is probed
-//! for the cost of hashing the name once. Probing stops once a suffix is longer than the longest rule. Work is one
-//! table probe per label, with no allocation; the most specific (longest) matching rule wins. Only when no domain
-//! or exact rule matches are the wildcard groups probed, the same way, and their patterns tried on the name.
+//! for the cost of hashing the name once. Suffixes shorter than the shortest rule (usually the TLD) are not probed,
+//! and probing stops once a suffix is longer than the longest rule. Work is at most one table probe per label,
+//! with no allocation; the most specific (longest) matching rule wins. Only when no domain or exact rule matches
+//! are the wildcard groups probed, the same way, and the patterns that share a matching anchor tried on the name
+//! (each at most `pattern x name` steps, so an anchor shared by thousands of wildcards would be slow; TikTok's list
+//! has a few per anchor).
 
 mod glob;
 mod parse;
@@ -35,6 +38,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 pub use parse::RuleError;
 use parse::{ParsedRule, RuleKind};
@@ -90,6 +94,12 @@ struct Span {
 }
 
 const _: () = assert!(std::mem::size_of::<Span>() == 8);
+
+/// The snapshot shares one set between packet loops on several threads.
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<DomainSet>();
+};
 
 impl Span {
     /// The rule as the operator wrote it, normalised.
@@ -168,6 +178,8 @@ pub struct DomainSetBuilder {
     seen_globs: HashTable<u32>,
     /// Length of the longest domain or exact rule: lookups skip suffixes longer than this.
     max_name_len: usize,
+    /// Length of the shortest domain or exact rule: lookups skip suffixes shorter than this (usually the TLD).
+    min_name_len: usize,
     /// The seed of every hash in the set; random, so query names cannot be chosen to collide.
     hash_state: RandomState,
 }
@@ -188,6 +200,7 @@ impl DomainSetBuilder {
             globs: Vec::new(),
             seen_globs: HashTable::new(),
             max_name_len: 0,
+            min_name_len: usize::MAX,
             hash_state: RandomState::default(),
         }
     }
@@ -198,6 +211,7 @@ impl DomainSetBuilder {
     /// one typo must not leave a network unprotected. A byte-order mark at the start is ignored.
     pub fn add_text(&mut self, source: &str, text: &str) -> Vec<BadLine> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        self.reserve(text);
         let mut bad = Vec::new();
         for (index, line) in text.lines().enumerate() {
             if let Err(error) = parse::parse_line(line, &mut |rule| self.insert(rule)) {
@@ -210,6 +224,27 @@ impl DomainSetBuilder {
             }
         }
         bad
+    }
+
+    /// Makes room for every line of `text` being a rule, so that a big list is not rehashed while it loads:
+    /// growing the table rehashes every rule in it, which would cost as much again as the load. What comment
+    /// lines leave unused is given back by `build`.
+    fn reserve(&mut self, text: &str) {
+        let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+        self.arena.reserve(text.len());
+        self.spans.reserve(lines);
+        let Self {
+            arena,
+            spans,
+            names,
+            hash_state,
+            ..
+        } = self;
+        names.reserve(lines, |&id| {
+            spans
+                .get(id as usize)
+                .map_or(0, |s| name_hash(hash_state, s.body(arena)))
+        });
     }
 
     /// Adds one rule written in any accepted line format (for inline `domains = [...]` in the config).
@@ -234,8 +269,11 @@ impl DomainSetBuilder {
             RuleKind::GlobOnLabel => ("||", "^"),
         };
         self.arena.push_str(head);
-        self.arena.extend(rule.body.chars().map(|c| c.to_ascii_lowercase()));
+        self.arena.push_str(rule.body);
         self.arena.push_str(foot);
+        if let Some(text) = self.arena.get_mut(start..) {
+            text.make_ascii_lowercase();
+        }
         let fits = (
             u32::try_from(start),
             u16::try_from(self.arena.len() - start),
@@ -269,6 +307,7 @@ impl DomainSetBuilder {
             globs,
             seen_globs,
             max_name_len,
+            min_name_len,
             hash_state,
         } = self;
         let arena: &str = arena;
@@ -283,28 +322,35 @@ impl DomainSetBuilder {
                         .get(*other as usize)
                         .is_some_and(|o| o.kind == span.kind && o.body(arena) == body)
                 };
-                if names.find(hash, same).is_some() {
-                    return false;
-                }
-                *max_name_len = (*max_name_len).max(body.len());
-                names.insert_unique(hash, id, |other| {
+                let rehash = |other: &u32| {
                     spans
                         .get(*other as usize)
                         .map_or(0, |o| name_hash(hash_state, o.body(arena)))
-                });
+                };
+                match names.entry(hash, same, rehash) {
+                    Entry::Occupied(_) => return false,
+                    Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                }
+                *max_name_len = (*max_name_len).max(body.len());
+                *min_name_len = (*min_name_len).min(body.len());
             }
             RuleKind::GlobOnLabel | RuleKind::GlobExact => {
                 let text = span.text(arena);
                 let hash = hash_state.hash_one(text);
                 let same = |other: &u32| spans.get(*other as usize).is_some_and(|o| o.text(arena) == text);
-                if seen_globs.find(hash, same).is_some() {
-                    return false;
-                }
-                seen_globs.insert_unique(hash, id, |other| {
+                let rehash = |other: &u32| {
                     spans
                         .get(*other as usize)
                         .map_or(0, |o| hash_state.hash_one(o.text(arena)))
-                });
+                };
+                match seen_globs.entry(hash, same, rehash) {
+                    Entry::Occupied(_) => return false,
+                    Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                }
                 globs.push(id);
             }
         }
@@ -316,14 +362,21 @@ impl DomainSetBuilder {
         let Self {
             mut arena,
             mut spans,
-            names,
+            mut names,
             mut globs,
             seen_globs: _,
             max_name_len,
+            min_name_len,
             hash_state,
         } = self;
         arena.shrink_to_fit();
         spans.shrink_to_fit();
+        // `add_text` reserved a slot per line; comment lines and duplicates leave some unused.
+        names.shrink_to_fit(|&id| {
+            spans
+                .get(id as usize)
+                .map_or(0, |s| name_hash(&hash_state, s.body(&arena)))
+        });
         let anchor_of = |id: u32| {
             spans
                 .get(id as usize)
@@ -357,6 +410,7 @@ impl DomainSetBuilder {
             glob_groups,
             glob_ids: globs.into_boxed_slice(),
             max_name_len,
+            min_name_len,
             max_anchor_len,
             hash_state,
         }
@@ -378,6 +432,8 @@ pub struct DomainSet {
     glob_ids: Box<[u32]>,
     /// Length of the longest domain or exact rule: longer suffixes cannot match and are not probed.
     max_name_len: usize,
+    /// Length of the shortest domain or exact rule: shorter suffixes (the TLD, mostly) are not probed.
+    min_name_len: usize,
     /// Length of the longest wildcard anchor, for the same reason.
     max_anchor_len: usize,
     /// The seed every hash in the set was built with; lookups must hash with it too.
@@ -423,6 +479,9 @@ impl DomainSet {
                 let suffix_len = name.len() - start;
                 if suffix_len > self.max_name_len {
                     return false;
+                }
+                if suffix_len < self.min_name_len {
+                    return true;
                 }
                 let suffix = name.get(start..).unwrap_or_default();
                 let whole = start == 0;
@@ -767,6 +826,19 @@ www.deep.example
             set.heap_bytes()
         );
         assert!(per_domain < 64.0, "{per_domain} bytes per domain");
+    }
+
+    #[test]
+    fn allow_example_parses_and_opens_only_its_names() {
+        let mut builder = DomainSetBuilder::new();
+        let text = include_str!("../../blocklists/allow-example.txt");
+        let bad = builder.add_text("blocklists/allow-example.txt", text);
+        assert!(bad.is_empty(), "{bad:#?}");
+        let allow = builder.build();
+        assert!(allow.lookup(b"ads.tiktok.com").is_some());
+        assert!(allow.lookup(b"developers.tiktok.com").is_some());
+        assert_eq!(allow.lookup(b"www.tiktok.com"), None);
+        assert_eq!(allow.lookup(b"x.ads.tiktok.com"), None);
     }
 
     #[test]

@@ -123,20 +123,19 @@ pub(super) fn parse_line<'a>(
     line: &'a str,
     emit: &mut impl FnMut(ParsedRule<'a>) -> Result<(), RuleError>,
 ) -> Result<(), RuleError> {
+    // Byte searches (memchr) rather than char-by-char walks: this runs once per line of lists with a million lines.
     let line = strip_comment(line.trim())?;
-    if line.is_empty() || line.starts_with('!') || (line.starts_with('[') && line.ends_with(']')) {
-        return Ok(());
-    }
-    if line.starts_with("@@") {
-        return Err(RuleError::Exception);
-    }
-    if line.starts_with('/') {
-        return Err(RuleError::Regex);
+    match line.as_bytes().first() {
+        None | Some(b'!') => return Ok(()),
+        Some(b'[') if line.ends_with(']') => return Ok(()),
+        Some(b'@') if line.starts_with("@@") => return Err(RuleError::Exception),
+        Some(b'/') => return Err(RuleError::Regex),
+        Some(_) => {}
     }
     if line.contains('$') {
         return Err(RuleError::Modifier);
     }
-    if line.contains("://") {
+    if line.contains(':') && line.contains("://") {
         return Err(RuleError::Url);
     }
     if let Some(body) = line.strip_prefix("||") {
@@ -145,7 +144,13 @@ pub(super) fn parse_line<'a>(
     if let Some(body) = line.strip_prefix('|') {
         return emit(adblock(body, RuleKind::Exact, RuleKind::GlobExact)?);
     }
-    let mut tokens = line.split_whitespace();
+    if !line.bytes().any(|b| b.is_ascii_whitespace()) {
+        return match parse_ip(line) {
+            Some(_) => Err(RuleError::BareIp),
+            None => emit(plain(line)?),
+        };
+    }
+    let mut tokens = line.split_ascii_whitespace();
     let Some(first) = tokens.next() else {
         return Ok(());
     };
@@ -161,18 +166,18 @@ pub(super) fn parse_line<'a>(
 /// Cuts a `#` comment: one at the start of the line or after whitespace. A `#` glued to text is either an
 /// adblock cosmetic rule (rejected) or a stray character (left for the name check to reject).
 fn strip_comment(line: &str) -> Result<&str, RuleError> {
-    let mut previous_is_space = true;
-    for (i, c) in line.char_indices() {
-        if c == '#' {
-            if previous_is_space {
-                return Ok(line.get(..i).unwrap_or_default().trim_end());
-            }
-            let rest = line.get(i..).unwrap_or_default();
-            if COSMETIC_MARKERS.iter().any(|m| rest.starts_with(m)) {
-                return Err(RuleError::Cosmetic);
-            }
+    let mut from = 0;
+    while let Some(found) = line.get(from..).and_then(|rest| rest.find('#')) {
+        let at = from + found;
+        let after_space = at == 0 || line.as_bytes().get(at - 1).is_some_and(|b| b.is_ascii_whitespace());
+        if after_space {
+            return Ok(line.get(..at).unwrap_or_default().trim_end());
         }
-        previous_is_space = c.is_whitespace();
+        let rest = line.get(at..).unwrap_or_default();
+        if COSMETIC_MARKERS.iter().any(|m| rest.starts_with(m)) {
+            return Err(RuleError::Cosmetic);
+        }
+        from = at + 1;
     }
     Ok(line)
 }
@@ -187,7 +192,7 @@ fn adblock(body: &str, plain: RuleKind, wildcard: RuleKind) -> Result<ParsedRule
     if body.contains('/') {
         return Err(RuleError::Url);
     }
-    if let Some(extra) = body.split_whitespace().nth(1) {
+    if let Some(extra) = body.split_ascii_whitespace().nth(1) {
         return Err(RuleError::TrailingText(extra.to_owned()));
     }
     let kind = if body.contains('*') { wildcard } else { plain };
@@ -219,14 +224,13 @@ fn hosts<'a>(
     let mut first_error = None;
     let mut any_name = false;
     for name in names {
+        any_name = true;
         if HOSTS_BOILERPLATE
             .iter()
             .any(|b| b.eq_ignore_ascii_case(name.trim_end_matches('.')))
         {
-            any_name = true;
             continue;
         }
-        any_name = true;
         let outcome = if is_sinkhole(address) {
             plain(name).and_then(&mut *emit)
         } else {
@@ -245,6 +249,11 @@ fn hosts<'a>(
 
 /// An address at the start of a line, zone index (`fe80::1%lo0`) allowed, as hosts files write them.
 fn parse_ip(token: &str) -> Option<IpAddr> {
+    // Most tokens are names: skip the parser unless the token could be an address at all.
+    let could_be = token.contains(':') || token.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    if !could_be {
+        return None;
+    }
     let address = token.split_once('%').map_or(token, |(a, _zone)| a);
     address.parse().ok()
 }
@@ -265,7 +274,7 @@ fn rule(kind: RuleKind, body: &str) -> Result<ParsedRule<'_>, RuleError> {
     Ok(ParsedRule { kind, body })
 }
 
-/// The DNS rules a rule's name must follow. `*` is allowed only in wildcard patterns.
+/// The DNS rules a rule's name must follow. `*` is allowed only in wildcard patterns. One pass over the bytes.
 fn check_name(name: &str, wildcard: bool) -> Result<(), RuleError> {
     if name.is_empty() {
         return Err(RuleError::NoRule);
@@ -273,25 +282,40 @@ fn check_name(name: &str, wildcard: bool) -> Result<(), RuleError> {
     if !name.is_ascii() {
         return Err(RuleError::NonAscii(name.to_owned()));
     }
-    if name.parse::<IpAddr>().is_ok() {
-        return Err(RuleError::BareIp);
-    }
     if name.len() > MAX_NAME_LEN {
         return Err(RuleError::NameTooLong(name.len()));
     }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(RuleError::EmptyLabel);
+    let label_too_long =
+        |start: usize, end: usize| RuleError::LabelTooLong(name.get(start..end).unwrap_or_default().to_owned());
+    let mut label_start = 0;
+    // An all-digit name might be an IPv4 address; only then is the address parser worth running.
+    let mut digits_and_dots = true;
+    for (at, &byte) in name.as_bytes().iter().enumerate() {
+        match byte {
+            b'.' => {
+                if at == label_start {
+                    return Err(RuleError::EmptyLabel);
+                }
+                if at - label_start > MAX_LABEL_LEN {
+                    return Err(label_too_long(label_start, at));
+                }
+                label_start = at + 1;
+            }
+            b'0'..=b'9' => {}
+            b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => digits_and_dots = false,
+            b'*' if wildcard => digits_and_dots = false,
+            _ if byte == b':' && name.parse::<IpAddr>().is_ok() => return Err(RuleError::BareIp),
+            _ => return Err(RuleError::InvalidCharacter(char::from(byte))),
         }
-        if label.len() > MAX_LABEL_LEN {
-            return Err(RuleError::LabelTooLong(label.to_owned()));
-        }
-        let bad = label
-            .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || (wildcard && c == '*')));
-        if let Some(c) = bad {
-            return Err(RuleError::InvalidCharacter(c));
-        }
+    }
+    if label_start == name.len() {
+        return Err(RuleError::EmptyLabel);
+    }
+    if name.len() - label_start > MAX_LABEL_LEN {
+        return Err(label_too_long(label_start, name.len()));
+    }
+    if digits_and_dots && name.parse::<IpAddr>().is_ok() {
+        return Err(RuleError::BareIp);
     }
     Ok(())
 }
