@@ -196,12 +196,9 @@ fn block_answer_text(snapshot: &Snapshot, hit: engine::Hit, qname: &QName, qtype
         return "answer    (undecodable)\n".into();
     };
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "answer    {} ({})",
-        message.metadata.response_code,
-        policy.answer()
-    );
+    // The mnemonic operators know from dig (NXDOMAIN), not hickory's prose.
+    let rcode = format!("{:?}", message.metadata.response_code).to_ascii_uppercase();
+    let _ = writeln!(out, "answer    {rcode} ({})", policy.answer());
     for record in message.answers.iter().chain(&message.authorities) {
         let _ = writeln!(out, "          {record}");
     }

@@ -308,3 +308,44 @@ fn allowed_queries_are_not_logged() {
     assert_eq!(hits_later.len(), 1, "only the block: {hits_later:?}");
     assert_eq!(hits[0]["qname"], "tiktok.com");
 }
+
+#[test]
+fn ipv6_clients_are_matched_by_their_prefix() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this host: IPv6 client test skipped");
+        return;
+    }
+    let upstream = FakeUpstream::start();
+    let v6 = std::net::SocketAddr::new(ip("::1"), free_port());
+    let config = format!(
+        r#"
+[server]
+listen = ["{{listen}}", "{v6}"]
+metrics = "off"
+allow = ["127.0.0.0/8", "::1/128"]
+[upstream]
+servers = ["{}"]
+[lists.tiktok]
+domains = ["tiktok.com"]
+[[policy]]
+name = "v6-staff"
+clients = ["::1/128"]
+block = ["tiktok"]
+[log]
+hits = "off"
+"#,
+        upstream.addr()
+    );
+    let d = Daemon::start(&config);
+    let blocked = query_udp(v6, ip("::1"), "www.tiktok.com", RecordType::A, true).expect("answer over IPv6");
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(ede(&blocked), Some((15, "blocked by policy v6-staff".to_string())));
+    let tcp = query_tcp(v6, ip("::1"), "tiktok.com", RecordType::AAAA, false).expect("TCP answer over IPv6");
+    assert_eq!(tcp.metadata.response_code, ResponseCode::NXDomain);
+    let v4 = query_udp(d.addr(), ip(NOBODY), "www.tiktok.com", RecordType::A, false).expect("answer");
+    assert_eq!(
+        addresses(&v4),
+        vec!["192.0.2.1"],
+        "the IPv6 policy does not cover IPv4 clients"
+    );
+}
