@@ -2,7 +2,7 @@
 //! query properties that change a response's shape, served again by copying the bytes and
 //! patching id, RD, question case and TTLs (dnsdist's packet cache is the model).
 //!
-//! It owns the entries, their expiry and the cache metrics. It must not decide anything
+//! It owns the entries and their expiry; the server counts hits and misses. It must not decide anything
 //! (blocking is the engine's; whether to cache is the response's own [`CachedResponse::cache_for`]),
 //! must not do I/O, and holds no config but its size, because it is built once and survives
 //! reloads: lifetime limits are applied when a response is analysed.
@@ -16,14 +16,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::{Counter, Gauge};
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
 pub use crate::wire::WireError;
 pub use response::{CachedResponse, MAX_CHAIN, ResponseError, TtlLimits};
-
-use crate::metrics::{CACHE_ENTRIES, CACHE_HITS, CACHE_MISSES};
 
 /// Query properties that change the response's shape, so that answers to queries that differ
 /// in them are kept apart: an EDNS query gets an OPT back, a DO query gets RRSIGs, a CD query
@@ -126,12 +123,6 @@ impl Equivalent<CacheKey> for CacheKeyRef<'_> {
 pub struct PacketCache {
     /// The entries; None when the configured size is 0 (cache off).
     entries: Option<Cache<CacheKey, Arc<CachedResponse>>>,
-    /// Lookups that found a live entry.
-    hits: Counter,
-    /// Lookups that found none or an expired one.
-    misses: Counter,
-    /// Entries now; set after each insert and expiry removal.
-    size: Gauge,
 }
 
 impl PacketCache {
@@ -140,36 +131,20 @@ impl PacketCache {
     pub fn new(entries: usize) -> Self {
         PacketCache {
             entries: (entries > 0).then(|| Cache::new(entries)),
-            hits: metrics::counter!(CACHE_HITS),
-            misses: metrics::counter!(CACHE_MISSES),
-            size: metrics::gauge!(CACHE_ENTRIES),
         }
     }
 
-    /// A live entry, or None. An expired entry counts as a miss and is removed. Counts hits
-    /// and misses. Does not allocate.
+    /// A live entry, or None; an expired entry is removed. Does not allocate. The caller
+    /// counts hits and misses (per worker, so that no counter is shared per packet).
     pub fn get(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<Arc<CachedResponse>> {
-        let Some(entries) = &self.entries else {
-            self.misses.increment(1);
-            return None;
-        };
-        match entries.get(key) {
-            Some(response) if !response.is_expired(now) => {
-                self.hits.increment(1);
-                Some(response)
-            }
-            Some(expired) => {
-                // Only this entry: another worker may have stored a fresh one meanwhile.
-                entries.remove_if(key, |current| Arc::ptr_eq(current, &expired));
-                self.size.set(entries.len() as f64);
-                self.misses.increment(1);
-                None
-            }
-            None => {
-                self.misses.increment(1);
-                None
-            }
+        let entries = self.entries.as_ref()?;
+        let response = entries.get(key)?;
+        if !response.is_expired(now) {
+            return Some(response);
         }
+        // Only this entry: another worker may have stored a fresh one meanwhile.
+        entries.remove_if(key, |current| Arc::ptr_eq(current, &response));
+        None
     }
 
     /// Stores the response if it is cacheable ([`CachedResponse::cache_for`] is Some), else
@@ -182,7 +157,6 @@ impl PacketCache {
             return;
         }
         entries.insert(key, response);
-        self.size.set(entries.len() as f64);
     }
 
     /// Entries now (including expired ones not yet looked up).

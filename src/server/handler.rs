@@ -79,15 +79,40 @@ struct QueryCtx<'a> {
     protocol: Protocol,
 }
 
+/// Counts kept by one worker and added to the shared metrics now and then (after each receive
+/// batch), so that the packet path touches no counter shared across cores.
+#[derive(Default)]
+pub struct Tally {
+    queries: [[u64; Outcome::ALL.len()]; 2],
+    dropped: [u64; 2],
+    cache_hits: u64,
+    cache_misses: u64,
+}
+
+impl Tally {
+    fn query(&mut self, protocol: Protocol, outcome: Outcome) {
+        if let Some(n) = self.queries[protocol.index()].get_mut(outcome as usize) {
+            *n += 1;
+        }
+    }
+}
+
+/// The shared metric handles a [`Tally`] is flushed into.
+struct Counters {
+    /// `sinkhole_queries_total`, by protocol then outcome.
+    queries: [[metrics::Counter; Outcome::ALL.len()]; 2],
+    /// `sinkhole_dropped_packets_total{reason="unanswerable"}`, by protocol.
+    dropped: [metrics::Counter; 2],
+    cache_hits: metrics::Counter,
+    cache_misses: metrics::Counter,
+}
+
 /// The pipeline, shared by all workers of all transports.
 pub struct Handler {
     state: Arc<State>,
     cache: Arc<PacketCache>,
     hitlog: HitLog,
-    /// `sinkhole_queries_total` handles, by protocol then outcome.
-    queries: [[metrics::Counter; Outcome::ALL.len()]; 2],
-    /// `sinkhole_dropped_packets_total` handles for packets that get no answer, by protocol.
-    dropped: [metrics::Counter; 2],
+    counters: Counters,
 }
 
 impl Handler {
@@ -102,9 +127,37 @@ impl Handler {
             state,
             cache,
             hitlog,
-            queries: [per_protocol(Protocol::Udp), per_protocol(Protocol::Tcp)],
-            dropped: [dropped(Protocol::Udp), dropped(Protocol::Tcp)],
+            counters: Counters {
+                queries: [per_protocol(Protocol::Udp), per_protocol(Protocol::Tcp)],
+                dropped: [dropped(Protocol::Udp), dropped(Protocol::Tcp)],
+                cache_hits: metrics::counter!(names::CACHE_HITS),
+                cache_misses: metrics::counter!(names::CACHE_MISSES),
+            },
         }
+    }
+
+    /// Adds a worker's counts to the shared metrics and zeroes them.
+    pub fn flush(&self, tally: &mut Tally) {
+        let c = &self.counters;
+        for (counters, counts) in c.queries.iter().zip(&tally.queries) {
+            for (counter, &n) in counters.iter().zip(counts) {
+                if n > 0 {
+                    counter.increment(n);
+                }
+            }
+        }
+        for (counter, &n) in c.dropped.iter().zip(&tally.dropped) {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
+        if tally.cache_hits > 0 {
+            c.cache_hits.increment(tally.cache_hits);
+        }
+        if tally.cache_misses > 0 {
+            c.cache_misses.increment(tally.cache_misses);
+        }
+        *tally = Tally::default();
     }
 
     /// The live state (for reloads).
@@ -122,12 +175,19 @@ impl Handler {
         &self.hitlog
     }
 
-    /// Answers what can be answered without waiting; see [`Step`].
-    pub fn answer_fast(&self, packet: &[u8], client: IpAddr, protocol: Protocol, out: &mut Vec<u8>) -> Step {
+    /// Answers what can be answered without waiting; see [`Step`]. Counts go to `tally`.
+    pub fn answer_fast(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        protocol: Protocol,
+        out: &mut Vec<u8>,
+        tally: &mut Tally,
+    ) -> Step {
         let query = match packet::parse(packet) {
             Ok(query) => query,
             Err(e) if !e.answerable() => {
-                self.dropped[protocol.index()].increment(1);
+                tally.dropped[protocol.index()] += 1;
                 return Step::Drop;
             }
             Err(e) => {
@@ -136,7 +196,7 @@ impl Handler {
                     _ => (rcode::FORMERR, Outcome::Formerr),
                 };
                 answer::write_error(packet, None, code, None, out);
-                self.count(protocol, outcome);
+                tally.query(protocol, outcome);
                 return Step::Reply;
             }
         };
@@ -153,14 +213,14 @@ impl Handler {
             Verdict::Refused => {
                 let ede = Some((ede::PROHIBITED, "client not allowed"));
                 answer::write_error(packet, Some(&query), rcode::REFUSED, ede, out);
-                self.count(protocol, Outcome::Refused);
+                tally.query(protocol, Outcome::Refused);
                 return Step::Reply;
             }
             Verdict::Blocked(hit) if hit.mode == Mode::Enforce => {
                 self.log_hit(&q, hit, None);
                 let policy = snapshot.policies.get(hit.policy);
                 policy.template.write(packet, &query, hit.apex_len, out);
-                self.count(protocol, Outcome::Blocked);
+                tally.query(protocol, Outcome::Blocked);
                 return Step::Reply;
             }
             Verdict::Blocked(hit) => {
@@ -172,7 +232,7 @@ impl Handler {
         if query.qtype == rtype::AXFR || query.qtype == rtype::IXFR {
             let ede = Some((ede::NOT_SUPPORTED, "zone transfers are not served"));
             answer::write_error(packet, Some(&query), rcode::REFUSED, ede, out);
-            self.count(protocol, Outcome::Refused);
+            tally.query(protocol, Outcome::Refused);
             return Step::Reply;
         }
         let key = CacheKeyRef {
@@ -185,10 +245,13 @@ impl Handler {
                 checking_disabled: query.cd(),
             },
         };
-        if let Some(cached) = self.cache.get(&key, Instant::now()) {
+        let cached = self.cache.get(&key, Instant::now());
+        tally.cache_hits += u64::from(cached.is_some());
+        tally.cache_misses += u64::from(cached.is_none());
+        if let Some(cached) = cached {
             let outcome = self.finish(&q, inspect, &cached, Outcome::Cached, out);
             let outcome = if audited { Outcome::Audited } else { outcome };
-            self.count(protocol, outcome);
+            tally.query(protocol, outcome);
             return Step::Reply;
         }
         Step::Forward(Box::new(Pending {
@@ -244,7 +307,9 @@ impl Handler {
                 Outcome::Servfail
             }
         };
-        self.count(protocol, if audited { Outcome::Audited } else { outcome });
+        let mut tally = Tally::default();
+        tally.query(protocol, if audited { Outcome::Audited } else { outcome });
+        self.flush(&mut tally);
     }
 
     /// Sends a resolved answer (`served`: from the cache or an upstream), unless its CNAME chain
@@ -303,12 +368,6 @@ impl Handler {
             cname,
             protocol: q.protocol.as_str(),
         });
-    }
-
-    fn count(&self, protocol: Protocol, outcome: Outcome) {
-        if let Some(counter) = self.queries[protocol.index()].get(outcome as usize) {
-            counter.increment(1);
-        }
     }
 }
 

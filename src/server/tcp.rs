@@ -17,7 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::TcpListener;
 
-use super::handler::{Handler, Protocol, Step};
+use super::handler::{Handler, Protocol, Step, Tally};
 
 /// Connections the kernel queues before we accept them.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -72,10 +72,16 @@ impl RequestHandler for TcpHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let mut out = Vec::with_capacity(512);
-        match self
-            .0
-            .answer_fast(request.as_slice(), request.src().ip(), Protocol::Tcp, &mut out)
-        {
+        let mut tally = Tally::default();
+        let step = self.0.answer_fast(
+            request.as_slice(),
+            request.src().ip(),
+            Protocol::Tcp,
+            &mut out,
+            &mut tally,
+        );
+        self.0.flush(&mut tally);
+        match step {
             Step::Reply => {}
             Step::Drop => return servfail_info(request),
             Step::Forward(pending) => self.0.answer_forward(pending, &mut out).await,

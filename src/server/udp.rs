@@ -1,8 +1,11 @@
 //! The UDP hot path: per listen address, one socket per worker thread (SO_REUSEPORT lets the
 //! kernel spread clients over them), each drained by its own loop on a current-thread runtime.
 //!
-//! Blocks, refusals, malformed packets and cache hits are answered inline from the worker's
-//! buffers: no task, no allocation, nothing shared but the lock-free snapshot and the cache.
+//! Datagrams are received and answered in batches (`recvmmsg`/`sendmmsg`, see `mmsg`): one
+//! system call per batch when packets queue up, which is when capacity is decided. Blocks,
+//! refusals, malformed packets and cache hits are answered inline from the worker's buffers: no
+//! task, no allocation, nothing shared but the lock-free snapshot and the cache; counts are kept
+//! per worker and added to the shared metrics once per batch.
 //! A cache miss becomes a task on the same thread, bounded by `server.max_inflight`, that
 //! forwards and answers; past the bound misses are dropped and counted, so a flood cannot grow
 //! memory without end.
@@ -16,14 +19,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use std::os::fd::AsRawFd;
+
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::handler::{Handler, Protocol, Step};
+use super::handler::{Handler, Protocol, Step, Tally};
+use super::mmsg::Batch;
 
-/// Largest datagram we read: anything longer than a DNS message can be is cut and then
-/// rejected by the parser.
-const RECV_BUFFER: usize = 65_535;
 /// Kernel receive buffer we ask for, so bursts queue in the kernel rather than drop.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -98,16 +102,19 @@ fn run(
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let socket = Rc::new(UdpSocket::from_std(socket)?);
+        let fd = socket.as_raw_fd();
         let inflight = Rc::new(Cell::new(0usize));
         let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
-        let mut buf = vec![0u8; RECV_BUFFER];
-        let mut out = Vec::with_capacity(RECV_BUFFER);
+        let mut batch = Batch::new();
+        let mut tally = Tally::default();
         loop {
             if shutdown.has_changed().unwrap_or(true) {
                 break;
             }
-            let (len, peer) = match socket.try_recv_from(&mut buf) {
-                Ok(received) => received,
+            // try_io clears the socket's readiness on WouldBlock, so that readable() then
+            // sleeps until the kernel has more.
+            let received = match socket.try_io(Interest::READABLE, || batch.receive(fd)) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     tokio::select! {
                         ready = socket.readable() => ready?,
@@ -121,25 +128,30 @@ fn run(
                     continue;
                 }
             };
-            let packet = &buf[..len];
-            match handler.answer_fast(packet, peer.ip(), Protocol::Udp, &mut out) {
-                Step::Reply => send(&socket, &out, peer).await,
-                Step::Drop => {}
-                Step::Forward(pending) => {
-                    if inflight.get() >= max_inflight {
-                        overload.increment(1);
-                        continue;
+            for i in 0..received {
+                let d = batch.slot(i);
+                let Some(peer) = d.peer.filter(|_| !d.truncated) else {
+                    continue;
+                };
+                match handler.answer_fast(d.packet, peer.ip(), Protocol::Udp, d.answer, &mut tally) {
+                    Step::Reply => batch.queue_answer(i),
+                    Step::Drop => {}
+                    Step::Forward(_) if inflight.get() >= max_inflight => overload.increment(1),
+                    Step::Forward(pending) => {
+                        inflight.set(inflight.get() + 1);
+                        let (socket, handler, inflight) =
+                            (Rc::clone(&socket), Arc::clone(&handler), Rc::clone(&inflight));
+                        tokio::task::spawn_local(async move {
+                            let mut out = Vec::with_capacity(512);
+                            handler.answer_forward(pending, &mut out).await;
+                            send(&socket, &out, peer).await;
+                            inflight.set(inflight.get() - 1);
+                        });
                     }
-                    inflight.set(inflight.get() + 1);
-                    let (socket, handler, inflight) = (Rc::clone(&socket), Arc::clone(&handler), Rc::clone(&inflight));
-                    tokio::task::spawn_local(async move {
-                        let mut out = Vec::with_capacity(512);
-                        handler.answer_forward(pending, &mut out).await;
-                        send(&socket, &out, peer).await;
-                        inflight.set(inflight.get() - 1);
-                    });
                 }
             }
+            batch.send(fd);
+            handler.flush(&mut tally);
         }
         // Let forwarded queries in flight finish (each is bounded by the upstream timeout).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
