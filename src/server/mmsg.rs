@@ -20,6 +20,32 @@ pub const RECV_LEN: usize = 4096;
 /// reallocates.
 pub const SEND_LEN: usize = 65_535;
 
+/// Whether [`Batch::receive`] may sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Return at once when nothing is queued (for use under an event loop).
+    No,
+    /// Sleep until a datagram comes: one system call per wake-up, as a bare loop does.
+    ForOne,
+}
+
+/// Sends one datagram without blocking (an answer to a forwarded query, outside a batch).
+pub fn send_one(fd: RawFd, bytes: &[u8], peer: SocketAddr) -> io::Result<()> {
+    let addr = socket2::SockAddr::from(peer);
+    // SAFETY: the buffer and the address are live for the call and their lengths are theirs.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT,
+            addr.as_ptr().cast(),
+            addr.len(),
+        )
+    };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// One received datagram and the place for its answer.
 pub struct Datagram<'a> {
     /// The bytes received.
@@ -103,9 +129,10 @@ impl Batch {
         }
     }
 
-    /// Receives up to [`BATCH`] datagrams without blocking; returns how many (an error of kind
-    /// `WouldBlock` when none is waiting).
-    pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
+    /// Receives up to [`BATCH`] datagrams; returns how many. With [`Wait::No`], an error of
+    /// kind `WouldBlock` when none is waiting; with [`Wait::ForOne`], sleeps in the kernel until
+    /// one comes (or the socket's receive timeout passes), then takes what is queued.
+    pub fn receive(&mut self, fd: RawFd, wait: Wait) -> io::Result<usize> {
         for i in 0..BATCH {
             self.iovecs[i] = libc::iovec {
                 iov_base: self.recv[i].as_mut_ptr().cast(),
@@ -129,7 +156,10 @@ impl Batch {
                 fd,
                 self.headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                match wait {
+                    Wait::No => libc::MSG_DONTWAIT,
+                    Wait::ForOne => libc::MSG_WAITFORONE,
+                },
                 std::ptr::null_mut(),
             )
         };
@@ -228,7 +258,7 @@ mod tests {
         let mut batch = Batch::new();
         let mut got = 0;
         for _ in 0..100 {
-            match batch.receive(server.as_raw_fd()) {
+            match batch.receive(server.as_raw_fd(), Wait::No) {
                 Ok(n) => {
                     got = n;
                     break;

@@ -22,12 +22,14 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::os::fd::AsRawFd;
 
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::handler::{Handler, Protocol, Step, Tally};
-use super::mmsg::Batch;
+use super::mmsg::{Batch, Wait, send_one};
 
+/// How often an idle worker looks at the shutdown signal.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Kernel receive buffer we ask for, so bursts queue in the kernel rather than drop.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -85,7 +87,10 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     }
     // Best effort: the kernel caps it at net.core.rmem_max.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    socket.set_nonblocking(true)?;
+    // Blocking, with a timeout: a worker with nothing in flight sleeps inside recvmmsg (see
+    // `run`) and wakes at least this often to look at the shutdown signal. Every other call
+    // passes MSG_DONTWAIT itself.
+    socket.set_read_timeout(Some(SHUTDOWN_POLL))?;
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
@@ -101,8 +106,13 @@ fn run(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let socket = Rc::new(UdpSocket::from_std(socket)?);
         let fd = socket.as_raw_fd();
+        // Readiness only: every call on the socket is ours, with MSG_DONTWAIT where it must not
+        // block, so the blocking socket is safe under the event loop.
+        // SAFETY: the UdpSocket owns its descriptor and the AsyncFd owns the UdpSocket, so the
+        // descriptor stays open and the same for as long as it is registered.
+        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+            .map_err(|e| io::Error::other(format!("cannot register a UDP socket: {e}")))?;
         let inflight = Rc::new(Cell::new(0usize));
         let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
         let mut batch = Batch::new();
@@ -111,21 +121,34 @@ fn run(
             if shutdown.has_changed().unwrap_or(true) {
                 break;
             }
-            // try_io clears the socket's readiness on WouldBlock, so that readable() then
-            // sleeps until the kernel has more.
-            let received = match socket.try_io(Interest::READABLE, || batch.receive(fd)) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tokio::select! {
-                        ready = socket.readable() => ready?,
-                        _ = shutdown.changed() => break,
+            let received = if inflight.get() == 0 {
+                // Nothing else to run on this thread: sleep in the kernel until datagrams come,
+                // one system call per wake-up, as a bare loop does. The receive timeout brings
+                // it back to look at the shutdown signal.
+                match batch.receive(fd, Wait::ForOne) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                            tracing::debug!(error = %e, "UDP receive error");
+                        }
+                        continue;
                     }
-                    continue;
                 }
-                Err(e) => {
-                    // ICMP errors surfacing from earlier sends and the like: not fatal.
-                    tracing::debug!(error = %e, "UDP receive error");
-                    continue;
+            } else {
+                // Forwarded queries are in flight on this thread: wait under the event loop.
+                // try_io clears the readiness on WouldBlock, so readable() then sleeps until
+                // the kernel has more.
+                tokio::select! {
+                    ready = socket.readable() => match ready?.try_io(|_| batch.receive(fd, Wait::No)) {
+                        Ok(Ok(n)) => n,
+                        Ok(Err(e)) => {
+                            // ICMP errors surfacing from earlier sends and the like: not fatal.
+                            tracing::debug!(error = %e, "UDP receive error");
+                            continue;
+                        }
+                        Err(_would_block) => continue,
+                    },
+                    _ = shutdown.changed() => break,
                 }
             };
             for i in 0..received {
@@ -139,12 +162,13 @@ fn run(
                     Step::Forward(_) if inflight.get() >= max_inflight => overload.increment(1),
                     Step::Forward(pending) => {
                         inflight.set(inflight.get() + 1);
-                        let (socket, handler, inflight) =
-                            (Rc::clone(&socket), Arc::clone(&handler), Rc::clone(&inflight));
+                        let (handler, inflight) = (Arc::clone(&handler), Rc::clone(&inflight));
                         tokio::task::spawn_local(async move {
                             let mut out = Vec::with_capacity(512);
                             handler.answer_forward(pending, &mut out).await;
-                            send(&socket, &out, peer).await;
+                            if let Err(e) = send_one(fd, &out, peer) {
+                                tracing::debug!(%peer, error = %e, "UDP send failed");
+                            }
                             inflight.set(inflight.get() - 1);
                         });
                     }
@@ -152,6 +176,11 @@ fn run(
             }
             batch.send(fd);
             handler.flush(&mut tally);
+            if inflight.get() > 0 {
+                // Under a steady load the socket never runs dry: give the forwarding tasks
+                // their turn after every batch.
+                tokio::task::yield_now().await;
+            }
         }
         // Let forwarded queries in flight finish (each is bounded by the upstream timeout).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -160,14 +189,4 @@ fn run(
         }
         Ok(())
     })
-}
-
-async fn send(socket: &UdpSocket, answer: &[u8], peer: SocketAddr) {
-    let result = match socket.try_send_to(answer, peer) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.send_to(answer, peer).await,
-        other => other,
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "UDP send failed");
-    }
 }
