@@ -46,6 +46,30 @@ impl Protocol {
     }
 }
 
+/// The time, read once per batch of packets rather than once or twice per packet: policy
+/// windows need the wall clock, cache lifetimes a monotonic one.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    /// Both clocks, now.
+    pub fn now() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn unix(self) -> i64 {
+        self.wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
 /// What the transport must do after [`Handler::answer_fast`].
 pub enum Step {
     /// Send the buffer: it holds the answer.
@@ -72,6 +96,7 @@ pub struct Pending {
 
 /// One query and what it is read against, as the steps after the decision need it.
 struct QueryCtx<'a> {
+    now: Clock,
     snapshot: &'a Arc<Snapshot>,
     packet: &'a [u8],
     query: &'a Query,
@@ -175,12 +200,14 @@ impl Handler {
         &self.hitlog
     }
 
-    /// Answers what can be answered without waiting; see [`Step`]. Counts go to `tally`.
+    /// Answers what can be answered without waiting; see [`Step`]. Counts go to `tally`; `now`
+    /// is the time of the batch the packet came in.
     pub fn answer_fast(
         &self,
         packet: &[u8],
         client: IpAddr,
         protocol: Protocol,
+        now: Clock,
         out: &mut Vec<u8>,
         tally: &mut Tally,
     ) -> Step {
@@ -202,13 +229,14 @@ impl Handler {
         };
         let snapshot = self.state.load();
         let q = QueryCtx {
+            now,
             snapshot: &snapshot,
             packet,
             query: &query,
             client,
             protocol,
         };
-        let verdict = engine::decide(&snapshot, client, query.name.as_bytes(), unix_now());
+        let verdict = engine::decide(&snapshot, client, query.name.as_bytes(), now.unix());
         let (inspect, audited) = match verdict {
             Verdict::Refused => {
                 let ede = Some((ede::PROHIBITED, "client not allowed"));
@@ -245,7 +273,7 @@ impl Handler {
                 checking_disabled: query.cd(),
             },
         };
-        let cached = self.cache.get(&key, Instant::now());
+        let cached = self.cache.get(&key, now.instant);
         tally.cache_hits += u64::from(cached.is_some());
         tally.cache_misses += u64::from(cached.is_none());
         if let Some(cached) = cached {
@@ -292,6 +320,7 @@ impl Handler {
                 let response = Arc::new(response);
                 self.cache.insert(key, Arc::clone(&response));
                 let q = QueryCtx {
+                    now: Clock::now(),
                     snapshot: &snapshot,
                     packet: &packet,
                     query: &query,
@@ -349,7 +378,7 @@ impl Handler {
             Protocol::Udp => q.query.max_udp_len(),
             Protocol::Tcp => usize::from(u16::MAX),
         };
-        response.write_to(q.query.id, q.query.rd(), question, Instant::now(), max_len, out);
+        response.write_to(q.query.id, q.query.rd(), question, q.now.instant, max_len, out);
         if audited { Outcome::Audited } else { served }
     }
 
@@ -359,7 +388,7 @@ impl Handler {
             counter.increment(1);
         }
         self.hitlog.record(HitRecord {
-            time: SystemTime::now(),
+            time: q.now.wall,
             client: q.client,
             snapshot: Arc::clone(q.snapshot),
             hit,
@@ -369,9 +398,4 @@ impl Handler {
             protocol: q.protocol.as_str(),
         });
     }
-}
-
-/// Seconds since the Unix epoch, for policy windows.
-fn unix_now() -> i64 {
-    crate::state::now_unix()
 }

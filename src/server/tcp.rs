@@ -17,7 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::TcpListener;
 
-use super::handler::{Handler, Protocol, Step, Tally};
+use super::handler::{Clock, Handler, Protocol, Step, Tally};
 
 /// Connections the kernel queues before we accept them.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -77,6 +77,7 @@ impl RequestHandler for TcpHandler {
             request.as_slice(),
             request.src().ip(),
             Protocol::Tcp,
+            Clock::now(),
             &mut out,
             &mut tally,
         );

@@ -25,7 +25,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::handler::{Handler, Protocol, Step, Tally};
+use super::handler::{Clock, Handler, Protocol, Step, Tally};
 use super::mmsg::{Batch, Wait, send_one};
 
 /// How often an idle worker looks at the shutdown signal.
@@ -151,12 +151,13 @@ fn run(
                     _ = shutdown.changed() => break,
                 }
             };
+            let now = Clock::now();
             for i in 0..received {
                 let d = batch.slot(i);
                 let Some(peer) = d.peer.filter(|_| !d.truncated) else {
                     continue;
                 };
-                match handler.answer_fast(d.packet, peer.ip(), Protocol::Udp, d.answer, &mut tally) {
+                match handler.answer_fast(d.packet, peer.ip(), Protocol::Udp, now, d.answer, &mut tally) {
                     Step::Reply => batch.queue_answer(i),
                     Step::Drop => {}
                     Step::Forward(_) if inflight.get() >= max_inflight => overload.increment(1),
