@@ -307,14 +307,14 @@ impl Handler {
             inspect,
             audited,
         } = *pending;
-        let response = snapshot
-            .upstream
-            .forward(&packet)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits).map_err(|e| e.to_string())
-            });
+        // A query that came over TCP goes upstream over TCP: its answer may exceed any UDP size.
+        let forwarded = match protocol {
+            Protocol::Udp => snapshot.upstream.forward(&packet).await,
+            Protocol::Tcp => snapshot.upstream.forward_tcp(&packet).await,
+        };
+        let response = forwarded.map_err(|e| e.to_string()).and_then(|bytes| {
+            CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits).map_err(|e| e.to_string())
+        });
         let outcome = match response {
             Ok(response) => {
                 let response = Arc::new(response);
