@@ -128,6 +128,9 @@ pub struct CachedResponse {
     question_end: u16,
     /// Offsets of the TTL field of every RR except OPT, lowered on the way out.
     ttl_offsets: Box<[u16]>,
+    /// Where the OPT record sits, kept in a truncated answer too (RFC 6891 6.1.1: an EDNS
+    /// query gets an OPT back). Owned by the root, so it needs no name from elsewhere.
+    opt: Option<(u16, u16)>,
     /// The chain names, concatenated (lowercase dotted, no trailing dot).
     chain: Box<[u8]>,
     /// End offset in `chain` of each name.
@@ -164,11 +167,14 @@ impl CachedResponse {
         let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
         let mut chain = Vec::new();
         let mut chain_ends = Vec::new();
+        let mut opt = None;
         for (section, count) in [an, ns, ar].into_iter().enumerate() {
             for _ in 0..count {
                 let (record, next) = wire::read_record(&bytes, pos)?;
                 if record.rtype != rtype::OPT {
                     ttl_offsets.push(offset(record.ttl_at));
+                } else if section == 2 && bytes.get(pos) == Some(&0) {
+                    opt = Some((offset(pos), offset(next)));
                 }
                 let is_alias = record.rtype == rtype::CNAME || record.rtype == rtype::DNAME;
                 if section == 0 && is_alias {
@@ -187,6 +193,7 @@ impl CachedResponse {
             bytes: bytes.into_boxed_slice(),
             question_end: offset(question_end),
             ttl_offsets: ttl_offsets.into_boxed_slice(),
+            opt,
             chain: chain.into_boxed_slice(),
             chain_ends: chain_ends.into_boxed_slice(),
             analyzed_at: now,
@@ -238,8 +245,12 @@ impl CachedResponse {
 
         if self.bytes.len() > max_len.max(MIN_UDP) {
             out[2] |= FLAG_TC;
-            // QDCOUNT stays 1; the other sections are dropped.
+            // QDCOUNT stays 1; the other sections are dropped but for the OPT record.
             out[6..HEADER_LEN].fill(0);
+            if let Some((start, end)) = self.opt {
+                out.extend_from_slice(&self.bytes[usize::from(start)..usize::from(end)]);
+                out[11] = 1;
+            }
             return;
         }
 

@@ -491,3 +491,24 @@ fn hop_by_hop_edns_options_are_not_cached() {
     assert_eq!(options, vec![u16::from(EdnsCode::NSID)], "only NSID is kept");
     assert_eq!(served.answers.len(), 2, "records intact");
 }
+
+#[test]
+fn a_truncated_answer_keeps_the_opt_record() {
+    let mut m = response("many.example.com.", RecordType::A);
+    for i in 0..80 {
+        m.add_answer(a("many.example.com.", 60, i));
+    }
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(true);
+    m.edns = Some(edns);
+    let r = analyze(&m);
+    let question = client_question("many.example.com.");
+    let mut out = Vec::new();
+    r.write_to(5, true, &question, Instant::now(), 1232, &mut out);
+    let got = Message::from_vec(&out).unwrap();
+    assert!(got.metadata.truncation);
+    assert!(got.answers.is_empty());
+    let opt = got.edns.expect("the OPT record is kept");
+    assert_eq!((opt.max_payload(), opt.flags().dnssec_ok), (1232, true));
+}
