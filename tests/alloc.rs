@@ -1,0 +1,309 @@
+//! Proof that the UDP fast path does not allocate: a blocked query and a cache hit go through
+//! [`Handler::answer_fast`] with zero heap allocations per query once warm (issue 5, DESIGN.md "Speed").
+//!
+//! A counting allocator wraps the system one in this test binary only. It counts per thread, so tests running in
+//! parallel, and the hit log's writer thread (which formats and allocates later, off the packet path), do not
+//! disturb the count of the thread that answers. The metrics recorder is the daemon's own (Prometheus), so that
+//! counter increments are real, not no-ops. A cache miss must allocate (it boxes the query for the forwarder):
+//! that shows the counter sees what the fast path would do.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, Message, OpCode, Query};
+use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use sinkhole::cache::{CacheKeyRef, CachedResponse, KeyFlags, PacketCache, TtlLimits};
+use sinkhole::config::HitsTarget;
+use sinkhole::hitlog::{HitLog, HitLogWriter};
+use sinkhole::packet;
+use sinkhole::server::handler::{Handler, Protocol, Step};
+use sinkhole::state::{ConfigSource, State};
+
+/// Counts every allocation (and growing reallocation) made by the current thread.
+struct CountingAllocator;
+
+thread_local! {
+    /// Allocations by this thread so far. `const` and without a destructor, so the allocator may touch it at any
+    /// time, thread start and exit included.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: a thread being torn down has no slot left; its allocations are not ours to count.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only a thread-local Cell.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Allocations this thread makes while running `f`.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+/// Calls per measurement: enough that one lazy allocation per N calls would show.
+const CALLS: u64 = 1000;
+/// Calls before measuring: first calls may set up thread-locals (arc-swap's debt list) and grow `out`.
+const WARM_UP: u64 = 16;
+/// A client inside the `staff` policy, which blocks the built-in TikTok list.
+const CLIENT: &str = "10.1.2.3";
+
+/// The daemon's config, as an operator would write it, with an upstream nobody answers on (the fast path never
+/// forwards). The hit log is started by the tests themselves, as `main` does from `[log]`.
+const CONFIG: &str = r#"
+[server]
+listen = ["127.0.0.1:5399"]
+metrics = "off"
+allow = ["10.0.0.0/8", "fd00::/8"]
+
+[upstream]
+servers = ["127.0.0.1:9"]
+
+[cache]
+entries = 10000
+
+[lists.tiktok]
+builtin = ["tiktok"]
+
+[[policy]]
+name = "staff"
+clients = ["10.0.0.0/8", "fd00::/8"]
+block = ["tiktok"]
+answer = "nxdomain"
+
+[log]
+hits = "off"
+"#;
+
+/// A file in the temp dir that is removed when dropped; named per process and test so parallel runs do not meet.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(test: &str, ext: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("sinkhole-alloc-{}-{test}.{ext}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Installs the Prometheus recorder once per test binary, before any handle is taken, as `sinkhole run` does.
+fn install_metrics() {
+    static RECORDER: OnceLock<()> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map(drop)
+            .unwrap_or_else(|e| panic!("cannot install the metrics recorder: {e}"));
+    });
+}
+
+/// A handler over the config above, as `server::serve` builds it; the config file lives while the handler does.
+fn handler(test: &str, hitlog: HitLog) -> (Handler, TempFile) {
+    install_metrics();
+    let config = TempFile::new(test, "toml");
+    std::fs::write(&config.0, CONFIG).expect("write the test config to the temp dir");
+    let state = State::new(ConfigSource::File(config.0.clone())).unwrap_or_else(|e| panic!("test config: {e}"));
+    let cache = Arc::new(PacketCache::new(10_000));
+    (Handler::new(Arc::new(state), cache, hitlog), config)
+}
+
+/// A query as a stub resolver sends it: RD set, and with `edns` an OPT advertising 1232 bytes.
+fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
+    let mut message = Message::query();
+    message.metadata.id = 0x4242;
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).expect("test name"), qtype));
+    if edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(1232);
+        message.edns = Some(opt);
+    }
+    message.to_vec().expect("encode the test query")
+}
+
+/// Puts the upstream answer for `packet`'s question into the cache: a CNAME to a CDN and its A record, the usual
+/// shape of a popular name. Keyed exactly as `answer_fast` keys its lookup.
+fn warm_cache(handler: &Handler, packet: &[u8]) {
+    let parsed = packet::parse(packet).expect("the test query parses");
+    let qname = Name::from_ascii(parsed.name.to_string_lossy().as_ref()).expect("test name");
+    let cdn = Name::from_ascii("www.example.com.edgekey.net.").expect("test name");
+    let mut response = Message::response(parsed.id, OpCode::Query);
+    response.metadata.recursion_desired = true;
+    response.metadata.recursion_available = true;
+    response.add_query(Query::query(qname.clone(), RecordType::A));
+    response.add_answer(Record::from_rdata(qname, 300, RData::CNAME(CNAME(cdn.clone()))));
+    response.add_answer(Record::from_rdata(cdn, 60, RData::A(A::new(192, 0, 2, 80))));
+    if parsed.edns.is_some() {
+        response.edns = Some(Edns::new());
+    }
+    let bytes = response.to_vec().expect("encode the test response");
+    let cached = CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default()).expect("a cacheable answer");
+    let key = CacheKeyRef {
+        name: parsed.name.as_bytes(),
+        qtype: parsed.qtype,
+        qclass: parsed.qclass,
+        flags: KeyFlags {
+            edns: parsed.edns.is_some(),
+            dnssec_ok: parsed.edns.is_some_and(|e| e.dnssec_ok),
+            checking_disabled: parsed.cd(),
+        },
+    };
+    handler.cache().insert(key.to_owned(), Arc::new(cached));
+}
+
+/// What one answer says: the rcode, and whether the cache (or the policy) answered rather than the forwarder.
+fn answer(handler: &Handler, packet: &[u8], out: &mut Vec<u8>) -> Option<u8> {
+    let client: IpAddr = CLIENT.parse().expect("test address");
+    match handler.answer_fast(packet, client, Protocol::Udp, out) {
+        Step::Reply => out.get(3).map(|b| b & 0x0f),
+        Step::Drop | Step::Forward(_) => None,
+    }
+}
+
+/// Warms up, then counts this thread's allocations over [`CALLS`] answers to `packet`, checking each is `rcode`.
+fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8) -> u64 {
+    let mut out = Vec::with_capacity(512);
+    for _ in 0..WARM_UP {
+        assert_eq!(
+            answer(handler, packet, &mut out),
+            Some(rcode),
+            "answered on the fast path"
+        );
+    }
+    let mut wrong = 0;
+    let allocations = allocations_in(|| {
+        for _ in 0..CALLS {
+            if answer(handler, packet, &mut out) != Some(rcode) {
+                wrong += 1;
+            }
+        }
+    });
+    assert_eq!(
+        wrong, 0,
+        "every measured query answered on the fast path with rcode {rcode}"
+    );
+    allocations
+}
+
+const NXDOMAIN: u8 = 3;
+const NOERROR: u8 = 0;
+
+#[test]
+fn blocked_query_does_not_allocate() {
+    let (handler, _config) = handler("blocked", HitLog::disabled());
+    // EDNS, so the answer carries the EDE "Blocked" option; also the no-EDNS shape.
+    for edns in [true, false] {
+        let packet = query("www.tiktok.com.", RecordType::A, edns);
+        let n = allocations_per_answer(&handler, &packet, NXDOMAIN);
+        assert_eq!(n, 0, "{n} allocations in {CALLS} blocked queries (edns: {edns})");
+    }
+}
+
+#[test]
+fn wildcard_blocked_query_does_not_allocate() {
+    let (handler, _config) = handler("wildcard", HitLog::disabled());
+    let packet = query("p16-tiktok-va.ibyteimg.com.", RecordType::AAAA, true);
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN);
+    assert_eq!(n, 0, "{n} allocations in {CALLS} wildcard-blocked queries");
+}
+
+#[test]
+fn cache_hit_does_not_allocate() {
+    let (handler, _config) = handler("hit", HitLog::disabled());
+    for edns in [true, false] {
+        let packet = query("www.example.com.", RecordType::A, edns);
+        warm_cache(&handler, &packet);
+        let n = allocations_per_answer(&handler, &packet, NOERROR);
+        assert_eq!(n, 0, "{n} allocations in {CALLS} cache hits (edns: {edns})");
+    }
+}
+
+/// The counter's own check: a miss copies the packet and boxes it for the forwarder, so it must count.
+#[test]
+fn cache_miss_allocates() {
+    let (handler, _config) = handler("miss", HitLog::disabled());
+    let packet = query("www.example.org.", RecordType::A, true);
+    let client: IpAddr = CLIENT.parse().expect("test address");
+    let mut out = Vec::with_capacity(512);
+    let mut forwarded = 0;
+    let allocations = allocations_in(|| {
+        for _ in 0..CALLS {
+            if let Step::Forward(pending) = handler.answer_fast(&packet, client, Protocol::Udp, &mut out) {
+                forwarded += 1;
+                drop(pending);
+            }
+        }
+    });
+    assert_eq!(forwarded, CALLS, "an uncached name is forwarded");
+    assert!(
+        allocations >= CALLS,
+        "a miss allocates (Box<Pending>, packet copy, owned key), yet {allocations} were counted in {CALLS}"
+    );
+}
+
+/// With the hit log on, a blocked query only queues a fixed-size record: the writer thread formats and writes it
+/// later, and its allocations are its own thread's, not the packet path's.
+#[test]
+fn blocked_query_with_hit_log_does_not_allocate() {
+    install_metrics();
+    let log = TempFile::new("hitlog", "jsonl");
+    let (hitlog, writer): (HitLog, HitLogWriter) =
+        HitLog::start(HitsTarget::File(log.0.clone()), 8192).expect("open the hit log in the temp dir");
+    let (handler, _config) = handler("hitlog", hitlog.clone());
+    let packet = query("www.tiktok.com.", RecordType::A, true);
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN);
+
+    drop(handler);
+    hitlog.close();
+    writer.join();
+    let lines = std::fs::read_to_string(&log.0).expect("read the hit log back");
+    assert_eq!(n, 0, "{n} allocations in {CALLS} logged blocked queries");
+    let logged = lines
+        .lines()
+        .filter(|l| l.contains(r#""qname":"www.tiktok.com""#))
+        .count();
+    assert_eq!(
+        logged as u64,
+        WARM_UP + CALLS,
+        "every blocked query reached the hit log (the queue holds them all)"
+    );
+}
