@@ -25,7 +25,7 @@ use sinkhole::hitlog::HitLog;
 use sinkhole::lists::{DomainSet, DomainSetBuilder};
 use sinkhole::packet;
 use sinkhole::policy::PrefixTable;
-use sinkhole::server::handler::{Handler, Protocol, Step};
+use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Tally};
 use sinkhole::state::{ConfigSource, State};
 
 /// Rules in the synthetic list (issue 5, target 5).
@@ -377,14 +377,28 @@ fn handler(c: &mut Criterion) {
     let mut group = c.benchmark_group("handler/answer_fast");
     for (label, packet, rcode) in [("blocked", &blocked, 3), ("cache_hit", &cached, 0)] {
         let mut out = Vec::with_capacity(512);
-        let step = handler.answer_fast(packet, client, Protocol::Udp, &mut out);
+        let step = handler.answer_fast(
+            packet,
+            client,
+            Protocol::Udp,
+            Clock::now(),
+            &mut out,
+            &mut Tally::default(),
+        );
         assert!(
             matches!(step, Step::Reply) && out[3] & 0x0f == rcode,
             "{label} is answered on the fast path"
         );
         group.bench_function(label, |b| {
             b.iter(|| {
-                let step = handler.answer_fast(black_box(packet), client, Protocol::Udp, &mut out);
+                let step = handler.answer_fast(
+                    black_box(packet),
+                    client,
+                    Protocol::Udp,
+                    Clock::now(),
+                    &mut out,
+                    &mut Tally::default(),
+                );
                 matches!(step, Step::Reply)
             })
         });

@@ -113,6 +113,11 @@ impl HitLog {
         }
     }
 
+    /// Whether records go anywhere: the packet path builds none when they do not.
+    pub fn is_enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
     /// Queues a record; never blocks. Drops and counts it if the writer is behind.
     pub fn record(&self, record: HitRecord) {
         let Some(queue) = &self.queue else { return };

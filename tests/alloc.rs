@@ -21,7 +21,7 @@ use sinkhole::cache::{CacheKeyRef, CachedResponse, KeyFlags, PacketCache, TtlLim
 use sinkhole::config::HitsTarget;
 use sinkhole::hitlog::{HitLog, HitLogWriter};
 use sinkhole::packet;
-use sinkhole::server::handler::{Handler, Protocol, Step};
+use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Tally};
 use sinkhole::state::{ConfigSource, State};
 
 /// Counts every allocation (and growing reallocation) made by the current thread.
@@ -193,7 +193,7 @@ fn warm_cache(handler: &Handler, packet: &[u8]) {
 /// What one answer says: the rcode, and whether the cache (or the policy) answered rather than the forwarder.
 fn answer(handler: &Handler, packet: &[u8], out: &mut Vec<u8>) -> Option<u8> {
     let client: IpAddr = CLIENT.parse().expect("test address");
-    match handler.answer_fast(packet, client, Protocol::Udp, out) {
+    match handler.answer_fast(packet, client, Protocol::Udp, Clock::now(), out, &mut Tally::default()) {
         Step::Reply => out.get(3).map(|b| b & 0x0f),
         Step::Drop | Step::Forward(_) => None,
     }
@@ -267,7 +267,14 @@ fn cache_miss_allocates() {
     let mut forwarded = 0;
     let allocations = allocations_in(|| {
         for _ in 0..CALLS {
-            if let Step::Forward(pending) = handler.answer_fast(&packet, client, Protocol::Udp, &mut out) {
+            if let Step::Forward(pending) = handler.answer_fast(
+                &packet,
+                client,
+                Protocol::Udp,
+                Clock::now(),
+                &mut out,
+                &mut Tally::default(),
+            ) {
                 forwarded += 1;
                 drop(pending);
             }

@@ -387,6 +387,9 @@ impl Handler {
         if let Some((_, counter)) = policy.block.iter().find(|(list, _)| *list == hit.list) {
             counter.increment(1);
         }
+        if !self.hitlog.is_enabled() {
+            return;
+        }
         self.hitlog.record(HitRecord {
             time: q.now.wall,
             client: q.client,
