@@ -20,7 +20,7 @@ use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sinkhole::answer::{BlockAnswer, BlockTemplate};
-use sinkhole::cache::{CacheKeyRef, CachedResponse, KeyFlags, PacketCache, TtlLimits};
+use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
 use sinkhole::hitlog::HitLog;
 use sinkhole::lists::{DomainSet, DomainSetBuilder};
 use sinkhole::packet;
@@ -302,16 +302,7 @@ fn cached_answer(packet: &[u8]) -> (sinkhole::cache::CacheKey, Arc<CachedRespons
     }
     let bytes = response.to_vec().expect("encode the bench response");
     let cached = CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default()).expect("a cacheable answer");
-    let key = CacheKeyRef {
-        name: parsed.name.as_bytes(),
-        qtype: parsed.qtype,
-        qclass: parsed.qclass,
-        flags: KeyFlags {
-            edns: parsed.edns.is_some(),
-            dnssec_ok: parsed.edns.is_some_and(|e| e.dnssec_ok),
-            checking_disabled: parsed.cd(),
-        },
-    };
+    let key = CacheKeyRef::of(&parsed);
     (key.to_owned(), Arc::new(cached))
 }
 

@@ -17,7 +17,7 @@ use std::time::Instant;
 use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use sinkhole::cache::{CacheKeyRef, CachedResponse, KeyFlags, PacketCache, TtlLimits};
+use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
 use sinkhole::config::HitsTarget;
 use sinkhole::hitlog::{HitLog, HitLogWriter};
 use sinkhole::packet;
@@ -177,16 +177,7 @@ fn warm_cache(handler: &Handler, packet: &[u8]) {
     }
     let bytes = response.to_vec().expect("encode the test response");
     let cached = CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default()).expect("a cacheable answer");
-    let key = CacheKeyRef {
-        name: parsed.name.as_bytes(),
-        qtype: parsed.qtype,
-        qclass: parsed.qclass,
-        flags: KeyFlags {
-            edns: parsed.edns.is_some(),
-            dnssec_ok: parsed.edns.is_some_and(|e| e.dnssec_ok),
-            checking_disabled: parsed.cd(),
-        },
-    };
+    let key = CacheKeyRef::of(&parsed);
     handler.cache().insert(key.to_owned(), Arc::new(cached));
 }
 

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use quick_cache::Equivalent;
+
+use crate::packet::Query;
 use quick_cache::sync::Cache;
 
 pub use crate::wire::WireError;
@@ -83,6 +85,22 @@ pub struct CacheKeyRef<'a> {
     pub qclass: u16,
     /// Shape-changing query properties.
     pub flags: KeyFlags,
+}
+
+impl<'a> CacheKeyRef<'a> {
+    /// The key a query is cached under: its name, type, class and the flags that shape the answer.
+    pub fn of(query: &'a Query) -> CacheKeyRef<'a> {
+        CacheKeyRef {
+            name: query.name.as_bytes(),
+            qtype: query.qtype,
+            qclass: query.qclass,
+            flags: KeyFlags {
+                edns: query.edns.is_some(),
+                dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
+                checking_disabled: query.cd(),
+            },
+        }
+    }
 }
 
 impl CacheKeyRef<'_> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::answer::{self, ede, rcode};
-use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, KeyFlags, PacketCache};
+use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, PacketCache};
 use crate::config::Mode;
 use crate::engine::{self, Hit, Verdict};
 use crate::hitlog::{HitLog, HitRecord};
@@ -263,16 +263,7 @@ impl Handler {
             tally.query(protocol, Outcome::Refused);
             return Step::Reply;
         }
-        let key = CacheKeyRef {
-            name: query.name.as_bytes(),
-            qtype: query.qtype,
-            qclass: query.qclass,
-            flags: KeyFlags {
-                edns: query.edns.is_some(),
-                dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
-                checking_disabled: query.cd(),
-            },
-        };
+        let key = CacheKeyRef::of(&query);
         let cached = self.cache.get(&key, now.instant);
         tally.cache_hits += u64::from(cached.is_some());
         tally.cache_misses += u64::from(cached.is_none());
