@@ -150,250 +150,367 @@ struct Slot {
 
 /// Runs one thread's share of the load. `stop` ends sending early (Ctrl-C).
 pub fn run(table: &QueryTable, plan: &Plan, progress: &Progress, stop: &AtomicBool) -> Result<Outcome, LoadError> {
-    let single_source = match table.sources() {
-        [only] => Some(*only),
-        _ => None,
-    };
-    let sockets = plan.sockets.clamp(1, sys::MAX_POLL);
-    let window = plan.window.max(sockets);
-    let mut lanes = Vec::with_capacity(sockets);
-    for s in 0..sockets {
-        let slots = window / sockets + usize::from(s < window % sockets);
-        let socket = open_socket(plan.server, single_source).map_err(|source| LoadError::Socket {
-            server: plan.server,
-            source,
-        })?;
-        lanes.push(Lane {
-            socket,
-            slots: vec![Slot::default(); slots.min(1 << 16)],
-            free: (0..slots.min(1 << 16)).rev().map(|i| i as u16).collect(),
-        });
-    }
-    let fds: Vec<RawFd> = lanes.iter().map(|l| l.socket.as_raw_fd()).collect();
-    let mut ready = vec![false; lanes.len()];
-    let batch = plan.batch.clamp(1, 1024);
-    let mut out = Batch::new(batch, MAX_QUERY);
-    if single_source.is_none() {
-        // Connected sockets need no destination per message.
-        for i in 0..batch {
-            out.set_peer(i, plan.server);
+    Worker::new(table, plan)?.run(progress, stop)
+}
+
+/// One thread's sockets, slots, buffers and counts: everything the loop touches, allocated in
+/// [`Worker::new`].
+struct Worker<'a> {
+    /// The queries.
+    table: &'a QueryTable,
+    /// What to do.
+    plan: &'a Plan,
+    /// Whether each message names its source (IP_PKTINFO), i.e. sources vary.
+    per_message_source: bool,
+    /// The sockets with their slots.
+    lanes: Vec<Lane>,
+    /// The sockets' descriptors, for ppoll.
+    fds: Vec<RawFd>,
+    /// Which sockets the last wait found readable.
+    ready: Vec<bool>,
+    /// Messages per call.
+    batch: usize,
+    /// Send buffers.
+    out: Batch,
+    /// Receive buffers.
+    inbox: Batch,
+    /// What was seen.
+    tally: Tally,
+    /// Time zero of the slots' send times.
+    epoch: Instant,
+    /// Index in the table of the next query to send.
+    cursor: usize,
+    /// Queries sent and neither answered nor timed out.
+    inflight: usize,
+    /// The lane whose turn it is to send first, so that no socket is always last.
+    lane_turn: usize,
+    /// When the first query left.
+    first_send: Option<Instant>,
+    /// When a query last left or an answer last came.
+    last_event: Option<Instant>,
+    /// When an answer last came (the epoch before the first).
+    last_answer: Instant,
+}
+
+/// What one round of sending did.
+struct SendRound {
+    /// Queries sent.
+    sent: u64,
+    /// Whether the kernel took less than offered (full buffers): back off a little.
+    blocked: bool,
+}
+
+impl<'a> Worker<'a> {
+    fn new(table: &'a QueryTable, plan: &'a Plan) -> Result<Worker<'a>, LoadError> {
+        let single_source = match table.sources() {
+            [only] => Some(*only),
+            _ => None,
+        };
+        let sockets = plan.sockets.clamp(1, sys::MAX_POLL);
+        let window = plan.window.max(sockets);
+        let mut lanes = Vec::with_capacity(sockets);
+        for s in 0..sockets {
+            let slots = (window / sockets + usize::from(s < window % sockets)).min(1 << 16);
+            let socket = open_socket(plan.server, single_source).map_err(|source| LoadError::Socket {
+                server: plan.server,
+                source,
+            })?;
+            lanes.push(Lane {
+                socket,
+                slots: vec![Slot::default(); slots],
+                free: (0..slots).rev().map(|i| i as u16).collect(),
+            });
         }
+        let batch = plan.batch.clamp(1, 1024);
+        let mut out = Batch::new(batch, MAX_QUERY);
+        if single_source.is_none() {
+            // Connected sockets need no destination per message.
+            for i in 0..batch {
+                out.set_peer(i, plan.server);
+            }
+        }
+        let epoch = Instant::now();
+        Ok(Worker {
+            table,
+            plan,
+            per_message_source: single_source.is_none(),
+            fds: lanes.iter().map(|l| l.socket.as_raw_fd()).collect(),
+            ready: vec![false; lanes.len()],
+            lanes,
+            batch,
+            out,
+            inbox: Batch::new(batch, ANSWER_BUF),
+            tally: Tally::new(),
+            epoch,
+            cursor: plan.start_index % table.len().max(1),
+            inflight: 0,
+            lane_turn: 0,
+            first_send: None,
+            last_event: None,
+            last_answer: epoch,
+        })
     }
-    let mut inbox = Batch::new(batch, ANSWER_BUF);
-    let mut tally = Tally::new();
 
-    let epoch = Instant::now();
-    let ns = |t: Instant| t.saturating_duration_since(epoch).as_nanos() as u64;
-    let timeout_ns = plan.timeout.as_nanos() as u64;
-    let scan_every = (plan.timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(100));
-    let deadline = plan.duration.map(|d| epoch + d);
-    let count = plan.count.unwrap_or(u64::MAX);
-    let mut cursor = plan.start_index % table.len().max(1);
-    let mut inflight = 0usize;
-    let mut sending = !table.is_empty();
-    let mut next_scan = epoch + scan_every;
-    let mut first_send = None;
-    let mut last_event = None;
-    let mut last_answer = epoch;
-    let mut aborted = None;
-    let mut lane_turn = 0usize;
-    let mut last_activity = epoch;
-
-    loop {
-        let now = Instant::now();
-        if sending && (tally.sent >= count || deadline.is_some_and(|d| now >= d) || stop.load(Ordering::Relaxed)) {
-            sending = false;
-            if stop.load(Ordering::Relaxed) {
+    /// The loop: send what the window, rate and count allow; wait for answers no longer than the
+    /// next thing to do; take them; time out the old ones. Ends when sending is over and nothing
+    /// is in flight.
+    fn run(mut self, progress: &Progress, stop: &AtomicBool) -> Result<Outcome, LoadError> {
+        let plan = self.plan;
+        let scan_every = (plan.timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let deadline = plan.duration.map(|d| self.epoch + d);
+        let count = plan.count.unwrap_or(u64::MAX);
+        let mut sending = !self.table.is_empty();
+        let mut next_scan = self.epoch + scan_every;
+        let mut last_activity = self.epoch;
+        let mut aborted = None;
+        loop {
+            let now = Instant::now();
+            if sending && (self.tally.sent >= count || deadline.is_some_and(|d| now >= d)) {
+                sending = false;
+            }
+            if sending && stop.load(Ordering::Relaxed) {
+                sending = false;
                 aborted = Some("interrupted".to_string());
             }
-        }
 
-        // Send: one batch per socket with free slots, within the rate and the count.
-        let mut backoff = false;
-        let mut budget = 0u64;
-        if sending {
-            budget = count - tally.sent;
-            if let Some(rate) = plan.rate {
-                let due = (now.saturating_duration_since(epoch).as_secs_f64() * rate) as u64 + 1;
-                budget = budget.min(due.saturating_sub(tally.sent));
-            }
-            let lane_count = lanes.len();
-            for step in 0..lane_count {
-                if budget == 0 {
-                    break;
-                }
-                let lane = &mut lanes[(lane_turn + step) % lane_count];
-                let n = batch.min(lane.free.len()).min(budget.min(usize::MAX as u64) as usize);
-                if n == 0 {
-                    continue;
-                }
-                let bits = slot_bits(lane.slots.len());
-                for i in 0..n {
-                    let slot_index = lane.free[lane.free.len() - 1 - i];
-                    let slot = &mut lane.slots[usize::from(slot_index)];
-                    slot.generation = slot.generation.wrapping_add(1);
-                    slot.id = if bits >= 16 {
-                        slot_index
-                    } else {
-                        (slot.generation << bits) | slot_index
-                    };
-                    let q = (cursor + i) % table.len();
-                    slot.query = q as u32;
-                    let query = table.query(q);
-                    let buf = out.buf_mut(i);
-                    buf[..query.len()].copy_from_slice(query);
-                    buf[..2].copy_from_slice(&slot.id.to_be_bytes());
-                    out.set_len(i, query.len());
-                    if single_source.is_none() {
-                        out.set_source(i, Some(table.source(q)));
-                    }
-                }
-                let sent_at = Instant::now();
-                let sent = match out.send(lane.socket.as_raw_fd(), n) {
-                    Ok(k) => k,
-                    Err(e) if transient(&e) => {
-                        backoff = true;
-                        0
-                    }
-                    Err(source) => {
-                        return Err(LoadError::Send {
-                            from: table.source(cursor % table.len()),
-                            server: plan.server,
-                            source,
-                        });
-                    }
-                };
-                let sent_ns = ns(sent_at);
-                for _ in 0..sent {
-                    let slot_index = lane.free.pop().unwrap_or_default();
-                    let slot = &mut lane.slots[usize::from(slot_index)];
-                    slot.sent_ns = sent_ns;
-                    slot.busy = true;
-                }
-                if sent > 0 {
-                    first_send.get_or_insert(sent_at);
-                    last_event = Some(sent_at);
-                    last_activity = sent_at;
-                }
-                cursor = (cursor + sent) % table.len();
-                inflight += sent;
-                tally.sent += sent as u64;
-                budget -= sent as u64;
-                if sent < n {
-                    backoff = true;
-                    break;
-                }
-            }
-            lane_turn = (lane_turn + 1) % lanes.len();
-        }
-
-        // Wait (no longer than the next thing to do), then receive from every ready socket.
-        let can_send = sending && !backoff && budget > 0 && lanes.iter().any(|l| !l.free.is_empty());
-        let wait = if can_send {
-            Duration::ZERO
-        } else {
-            let mut until = next_scan;
+            let mut budget = 0;
+            let mut round = SendRound {
+                sent: 0,
+                blocked: false,
+            };
             if sending {
-                if let Some(d) = deadline {
-                    until = until.min(d);
-                }
+                budget = count - self.tally.sent;
                 if let Some(rate) = plan.rate {
-                    until = until.min(epoch + Duration::from_secs_f64((tally.sent + 1) as f64 / rate));
+                    let due = (now.saturating_duration_since(self.epoch).as_secs_f64() * rate) as u64 + 1;
+                    budget = budget.min(due.saturating_sub(self.tally.sent));
+                }
+                round = self.send(budget)?;
+                budget -= round.sent;
+                if round.sent > 0 {
+                    last_activity = Instant::now();
                 }
             }
-            let wait = until.saturating_duration_since(now).min(MAX_WAIT);
-            if backoff {
-                wait.min(SEND_BACKOFF)
-            } else if inflight > 0 && now.saturating_duration_since(last_activity) < SPIN {
+
+            let can_send = sending && !round.blocked && budget > 0 && self.lanes.iter().any(|l| !l.free.is_empty());
+            let wait = if can_send {
                 Duration::ZERO
             } else {
-                wait
-            }
-        };
-        let readable = if inflight == 0 && wait.is_zero() {
-            0
-        } else {
-            sys::wait_readable(&fds, &mut ready, wait).map_err(LoadError::Receive)?
-        };
-        if readable > 0 {
-            for (lane, _) in lanes.iter_mut().zip(&ready).filter(|(_, r)| **r) {
-                // Bounded: at most the lane's slots can be answered, plus one batch of strays.
-                for _ in 0..=lane.slots.len() / batch + 1 {
-                    let got = match inbox.recv(lane.socket.as_raw_fd(), batch, false) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock || transient(&e) => break,
-                        Err(e) => return Err(LoadError::Receive(e)),
-                    };
-                    let now = Instant::now();
-                    let now_ns = ns(now);
-                    let bits = slot_bits(lane.slots.len());
-                    for i in 0..got {
-                        let answer = inbox.received(i);
-                        match match_answer(lane, bits, table, answer) {
-                            Some(slot_index) => {
-                                let slot = &mut lane.slots[slot_index];
-                                slot.busy = false;
-                                lane.free.push(slot_index as u16);
-                                inflight -= 1;
-                                tally.answer(answer, Duration::from_nanos(now_ns.saturating_sub(slot.sent_ns)));
-                            }
-                            None => tally.unmatched += 1,
-                        }
+                let mut until = next_scan;
+                if sending {
+                    if let Some(d) = deadline {
+                        until = until.min(d);
                     }
-                    if got > 0 {
-                        last_answer = now;
-                        last_event = Some(now);
-                        last_activity = now;
-                    }
-                    if got < batch {
-                        break;
+                    if let Some(rate) = plan.rate {
+                        let next_due = Duration::from_secs_f64((self.tally.sent + 1) as f64 / rate);
+                        until = until.min(self.epoch + next_due);
                     }
                 }
+                let wait = until.saturating_duration_since(now).min(MAX_WAIT);
+                if round.blocked {
+                    wait.min(SEND_BACKOFF)
+                } else if self.inflight > 0 && now.saturating_duration_since(last_activity) < SPIN {
+                    Duration::ZERO
+                } else {
+                    wait
+                }
+            };
+            // Nothing in flight and no reason to wait: skip the syscall.
+            if (self.inflight > 0 || !wait.is_zero()) && self.receive(wait)? > 0 {
+                last_activity = self.last_answer;
             }
-        }
 
-        // Time out what has waited too long; give up on a server that stopped answering.
-        let now = Instant::now();
-        if now >= next_scan {
-            next_scan = now + scan_every;
-            let now_ns = ns(now);
-            for lane in &mut lanes {
-                for (i, slot) in lane.slots.iter_mut().enumerate() {
-                    if slot.busy && now_ns.saturating_sub(slot.sent_ns) > timeout_ns {
-                        slot.busy = false;
-                        lane.free.push(i as u16);
-                        inflight -= 1;
-                        tally.lost += 1;
-                    }
+            let now = Instant::now();
+            if now >= next_scan {
+                next_scan = now + scan_every;
+                self.expire(now);
+                let quiet_since = self.last_answer.max(self.first_send.unwrap_or(self.epoch));
+                if self.inflight > 0 && now.saturating_duration_since(quiet_since) > plan.silence {
+                    self.tally.lost += self.inflight as u64;
+                    self.inflight = 0;
+                    sending = false;
+                    aborted = Some(format!(
+                        "no answer from {} for {:.1} s; is it running and reachable?",
+                        plan.server,
+                        plan.silence.as_secs_f64()
+                    ));
                 }
             }
-            if inflight > 0
-                && now.saturating_duration_since(last_answer.max(first_send.unwrap_or(epoch))) > plan.silence
-            {
-                tally.lost += inflight as u64;
-                inflight = 0;
-                sending = false;
-                aborted = Some(format!(
-                    "no answer from {} for {:.1} s; is it running and reachable?",
-                    plan.server,
-                    plan.silence.as_secs_f64()
-                ));
+            progress.sent.store(self.tally.sent, Ordering::Relaxed);
+            progress.answered.store(self.tally.answered, Ordering::Relaxed);
+            progress.lost.store(self.tally.lost, Ordering::Relaxed);
+            if !sending && self.inflight == 0 {
+                break;
             }
         }
-        progress.sent.store(tally.sent, Ordering::Relaxed);
-        progress.answered.store(tally.answered, Ordering::Relaxed);
-        progress.lost.store(tally.lost, Ordering::Relaxed);
-        if !sending && inflight == 0 {
-            break;
+        Ok(Outcome {
+            tally: self.tally,
+            first_send: self.first_send,
+            last_event: self.last_event,
+            aborted,
+        })
+    }
+
+    /// Sends up to `budget` queries: one batch on each socket that has free slots, starting with
+    /// a different socket each round.
+    fn send(&mut self, mut budget: u64) -> Result<SendRound, LoadError> {
+        let lanes = self.lanes.len();
+        let mut round = SendRound {
+            sent: 0,
+            blocked: false,
+        };
+        for step in 0..lanes {
+            if budget == 0 {
+                break;
+            }
+            let lane = (self.lane_turn + step) % lanes;
+            let n = self
+                .batch
+                .min(self.lanes[lane].free.len())
+                .min(budget.min(usize::MAX as u64) as usize);
+            if n == 0 {
+                continue;
+            }
+            let sent = self.send_on(lane, n)?;
+            round.sent += sent as u64;
+            budget -= sent as u64;
+            if sent < n {
+                round.blocked = true;
+                break;
+            }
+        }
+        self.lane_turn = (self.lane_turn + 1) % lanes;
+        Ok(round)
+    }
+
+    /// Sends the next `n` queries of the table on lane `lane` (which has `n` free slots) with one
+    /// sendmmsg; returns how many the kernel took (0 when its buffers are full).
+    fn send_on(&mut self, lane: usize, n: usize) -> Result<usize, LoadError> {
+        let table = self.table;
+        let lane = &mut self.lanes[lane];
+        let bits = slot_bits(lane.slots.len());
+        // Fill: the slots on top of the free stack, in the order they will be popped.
+        for i in 0..n {
+            let slot_index = lane.free[lane.free.len() - 1 - i];
+            let slot = &mut lane.slots[usize::from(slot_index)];
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.id = if bits >= 16 {
+                slot_index
+            } else {
+                (slot.generation << bits) | slot_index
+            };
+            let q = (self.cursor + i) % table.len();
+            slot.query = q as u32;
+            let query = table.query(q);
+            let buf = self.out.buf_mut(i);
+            buf[..query.len()].copy_from_slice(query);
+            buf[..2].copy_from_slice(&slot.id.to_be_bytes());
+            self.out.set_len(i, query.len());
+            if self.per_message_source {
+                self.out.set_source(i, Some(table.source(q)));
+            }
+        }
+        let sent_at = Instant::now();
+        let sent = match self.out.send(lane.socket.as_raw_fd(), n) {
+            Ok(k) => k,
+            Err(e) if transient(&e) => 0,
+            Err(source) => {
+                return Err(LoadError::Send {
+                    from: table.source(self.cursor),
+                    server: self.plan.server,
+                    source,
+                });
+            }
+        };
+        // Commit what left; the rest stays free and is offered again next round.
+        let sent_ns = sent_at.saturating_duration_since(self.epoch).as_nanos() as u64;
+        for _ in 0..sent {
+            let slot_index = lane.free.pop().unwrap_or_default();
+            let slot = &mut lane.slots[usize::from(slot_index)];
+            slot.sent_ns = sent_ns;
+            slot.busy = true;
+        }
+        if sent > 0 {
+            self.first_send.get_or_insert(sent_at);
+            self.last_event = Some(sent_at);
+        }
+        self.cursor = (self.cursor + sent) % table.len();
+        self.inflight += sent;
+        self.tally.sent += sent as u64;
+        Ok(sent)
+    }
+
+    /// Waits up to `wait` for a socket to be readable, then takes every answer waiting on the
+    /// readable ones; returns how many datagrams it took.
+    fn receive(&mut self, wait: Duration) -> Result<usize, LoadError> {
+        let readable = sys::wait_readable(&self.fds, &mut self.ready, wait).map_err(LoadError::Receive)?;
+        if readable == 0 {
+            return Ok(0);
+        }
+        let mut taken = 0;
+        for lane in 0..self.lanes.len() {
+            if !self.ready[lane] {
+                continue;
+            }
+            // Bounded: at most the lane's slots can be answered, plus one batch of strays.
+            for _ in 0..=self.lanes[lane].slots.len() / self.batch + 1 {
+                let got = self.receive_batch(lane)?;
+                taken += got;
+                if got < self.batch {
+                    break;
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// One recvmmsg on lane `lane`: matches each datagram to its slot and tallies it.
+    fn receive_batch(&mut self, lane: usize) -> Result<usize, LoadError> {
+        let lane = &mut self.lanes[lane];
+        let got = match self.inbox.recv(lane.socket.as_raw_fd(), self.batch, false) {
+            Ok(n) => n,
+            Err(e) if transient(&e) => return Ok(0),
+            Err(e) => return Err(LoadError::Receive(e)),
+        };
+        if got == 0 {
+            return Ok(0);
+        }
+        let now = Instant::now();
+        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let bits = slot_bits(lane.slots.len());
+        for i in 0..got {
+            let answer = self.inbox.received(i);
+            match match_answer(lane, bits, self.table, answer) {
+                Some(slot_index) => {
+                    let slot = &mut lane.slots[slot_index];
+                    slot.busy = false;
+                    lane.free.push(slot_index as u16);
+                    self.inflight -= 1;
+                    let latency = Duration::from_nanos(now_ns.saturating_sub(slot.sent_ns));
+                    self.tally.answer(answer, latency);
+                }
+                None => self.tally.unmatched += 1,
+            }
+        }
+        self.last_answer = now;
+        self.last_event = Some(now);
+        Ok(got)
+    }
+
+    /// Counts as lost, and frees, every slot whose query has waited longer than the timeout.
+    fn expire(&mut self, now: Instant) {
+        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let timeout_ns = self.plan.timeout.as_nanos() as u64;
+        for lane in &mut self.lanes {
+            for (i, slot) in lane.slots.iter_mut().enumerate() {
+                if slot.busy && now_ns.saturating_sub(slot.sent_ns) > timeout_ns {
+                    slot.busy = false;
+                    lane.free.push(i as u16);
+                    self.inflight -= 1;
+                    self.tally.lost += 1;
+                }
+            }
         }
     }
-    drop(lanes);
-    Ok(Outcome {
-        tally,
-        first_send,
-        last_event,
-        aborted,
-    })
 }
 
 /// The slot an answer belongs to, if it answers a query in flight on this lane: the id's low
