@@ -44,8 +44,10 @@ fn daemon(up: &FakeUpstream) -> Daemon {
 }
 
 /// Runs `sinkhole replay --json ARGS` and returns its summary; panics with its stderr if it fails.
+/// A modest window and a long timeout: these tests check counts, and a debug build on a busy CI
+/// machine must not lose queries.
 fn replay(args: &[&str]) -> Value {
-    let mut all = vec!["replay", "--json"];
+    let mut all = vec!["replay", "--json", "--window", "32", "--timeout-ms", "5000"];
     all.extend_from_slice(args);
     let out = run_sinkhole(&all);
     let stderr = String::from_utf8_lossy(&out.stderr);
