@@ -57,6 +57,13 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Replay a dnsperf query file or a pcap/pcapng capture against a DNS server (loopback only
+    /// unless --allow-remote): qps, loss, latency percentiles, rcodes and block verdicts seen.
+    ///
+    /// Block verdicts are counted by policy from the EDE "Blocked" text of each answer (queries
+    /// carry EDNS for that). A policy in audit mode answers normally and adds no EDE: to preview
+    /// an audit policy, replay the capture and read the daemon's hit log.
+    Replay(sinkhole::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
             name,
             qtype,
         } => explain(source(config), client, &name, &qtype),
+        Command::Replay(args) => sinkhole::replay::run(&args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,
