@@ -30,7 +30,7 @@ allow = ["127.0.0.0/8"]
 threads = 2
 [upstream]
 servers = ["{}"]
-timeout_ms = 1000
+timeout_ms = 5000
 [lists.tiktok]
 files = ["{{dir}}/tiktok.txt"]
 [[policy]]
@@ -147,7 +147,8 @@ fn no_query_is_lost_during_reloads() {
                     asked.fetch_add(1, Ordering::Relaxed);
                     match query_udp(addr, ip(STAFF_IP), &name, RecordType::A, false) {
                         Ok(msg) if msg.metadata.response_code != ResponseCode::ServFail => {}
-                        _ => {
+                        other => {
+                            eprintln!("lost {name}: {:?}", other.map(|m| m.metadata.response_code));
                             lost.fetch_add(1, Ordering::Relaxed);
                         }
                     }
