@@ -136,7 +136,13 @@ fn mmsg(socket: &UdpSocket) -> io::Result<()> {
         // just above and untouched since; all outlive the call. MSG_WAITFORONE blocks for the
         // first datagram, then takes only those already queued.
         let got = unsafe {
-            libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if got < 0 {
             let e = io::Error::last_os_error();
@@ -181,5 +187,8 @@ fn mmsg(socket: &UdpSocket) -> io::Result<()> {
 /// Errors that say nothing about the socket itself: a signal, or an ICMP error from an earlier
 /// send to a client that has gone (ECONNREFUSED surfaces on the next receive).
 fn transient(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock)
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
+    )
 }
