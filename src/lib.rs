@@ -12,6 +12,7 @@ pub mod lists;
 pub mod metrics;
 pub mod packet;
 pub mod policy;
+pub mod replay;
 pub mod report;
 pub mod server;
 pub mod state;

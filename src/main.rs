@@ -57,6 +57,9 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Replay a dnsperf query file or a pcap/pcapng capture against a DNS server (loopback only
+    /// unless --allow-remote): qps, loss, latency percentiles, rcodes and block verdicts seen.
+    Replay(sinkhole::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
             name,
             qtype,
         } => explain(source(config), client, &name, &qtype),
+        Command::Replay(args) => sinkhole::replay::run(&args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

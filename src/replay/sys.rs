@@ -1,0 +1,516 @@
+//! Batched UDP I/O on Linux: `sendmmsg`/`recvmmsg` over preallocated message arrays, the
+//! per-message source address (`IP_PKTINFO`/`IPV6_PKTINFO`), and `ppoll` over a few sockets.
+//!
+//! This is the only `unsafe` code of `replay` (and of the bench upstream, which uses it too). It
+//! owns nothing but buffers: which bytes to send and what an answer means are decided by the
+//! callers. A [`Batch`] is allocated once and reused for every call, so that a hot loop built on
+//! it allocates nothing per packet. The raw pointers handed to the kernel are rebuilt from the
+//! batch's own vectors at the start of every call, so no pointer outlives the borrow it came from.
+
+use std::io;
+use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Bytes of control-message room per message: CMSG_SPACE(sizeof(in6_pktinfo)) is 40 on 64-bit
+/// Linux, the largest we write; 64 leaves margin on any layout.
+const CONTROL_ROOM: usize = 64;
+/// Most sockets one [`wait_readable`] call watches: its `pollfd` array lives on the stack.
+pub const MAX_POLL: usize = 64;
+
+/// Room for one control message, aligned as `cmsghdr` requires.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_ROOM]);
+
+/// A reusable set of `count` datagram buffers with their headers, for one `sendmmsg` or
+/// `recvmmsg` call at a time. Not `Send` (it holds raw pointers between calls): make it on the
+/// thread that uses it.
+pub struct Batch {
+    /// `count` buffers of `buf_len` bytes, back to back.
+    data: Vec<u8>,
+    /// Size of each buffer: the largest datagram sent or received whole.
+    buf_len: usize,
+    /// Bytes to send from each buffer, or bytes received into it.
+    lens: Vec<usize>,
+    /// Destination of each message to send, or source of each received one.
+    peers: Vec<libc::sockaddr_storage>,
+    /// Valid length of each `peers` entry; 0 sends to the socket's connected peer (none here).
+    peer_lens: Vec<libc::socklen_t>,
+    /// The per-message source-address control message.
+    controls: Vec<Control>,
+    /// Valid length of each `controls` entry; 0 sends with the socket's own source address.
+    control_lens: Vec<usize>,
+    /// `msg_flags` of each received message (MSG_TRUNC is the one read).
+    flags: Vec<libc::c_int>,
+    /// One iovec per message, pointing into `data`; rebuilt before each call.
+    iovs: Vec<libc::iovec>,
+    /// The message headers passed to the kernel; rebuilt before each call.
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    /// A batch of `count` messages of up to `buf_len` bytes each (both at least 1).
+    pub fn new(count: usize, buf_len: usize) -> Batch {
+        let count = count.max(1);
+        let buf_len = buf_len.max(1);
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs (integers and raw
+        // pointers) for which all-zero bytes are a valid value (null pointers, zero lengths).
+        let (storage, iov, hdr) = unsafe {
+            (
+                mem::zeroed::<libc::sockaddr_storage>(),
+                mem::zeroed::<libc::iovec>(),
+                mem::zeroed::<libc::mmsghdr>(),
+            )
+        };
+        Batch {
+            data: vec![0; count * buf_len],
+            buf_len,
+            lens: vec![0; count],
+            peers: vec![storage; count],
+            peer_lens: vec![0; count],
+            controls: vec![Control([0; CONTROL_ROOM]); count],
+            control_lens: vec![0; count],
+            flags: vec![0; count],
+            iovs: vec![iov; count],
+            hdrs: vec![hdr; count],
+        }
+    }
+
+    /// How many messages one call can carry.
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// The size of each message buffer.
+    pub fn buf_len(&self) -> usize {
+        self.buf_len
+    }
+
+    /// Message `i`'s whole buffer, to write a datagram into before [`Batch::set_len`].
+    /// Panics if `i` is not below [`Batch::capacity`] (a caller bug, not input).
+    pub fn buf_mut(&mut self, i: usize) -> &mut [u8] {
+        let start = i * self.buf_len;
+        &mut self.data[start..start + self.buf_len]
+    }
+
+    /// How many bytes of message `i`'s buffer to send (capped at the buffer size).
+    pub fn set_len(&mut self, i: usize, len: usize) {
+        self.lens[i] = len.min(self.buf_len);
+    }
+
+    /// Where to send message `i`.
+    pub fn set_peer(&mut self, i: usize, peer: SocketAddr) {
+        self.peer_lens[i] = write_sockaddr(&mut self.peers[i], peer);
+    }
+
+    /// The source address message `i` leaves from (`IP_PKTINFO`'s `ipi_spec_dst`, or
+    /// `IPV6_PKTINFO`'s address): any local address, e.g. any of 127.0.0.0/8 on Linux, from a socket
+    /// bound to the unspecified address. `None` sends from the socket's own address. The family
+    /// must be the socket's.
+    pub fn set_source(&mut self, i: usize, source: Option<IpAddr>) {
+        self.control_lens[i] = match source {
+            None => 0,
+            Some(ip) => write_pktinfo(&mut self.controls[i], ip),
+        };
+    }
+
+    /// Message `i` as received by the last [`Batch::recv`] (its first `buf_len` bytes).
+    pub fn received(&self, i: usize) -> &[u8] {
+        let start = i * self.buf_len;
+        &self.data[start..start + self.lens[i].min(self.buf_len)]
+    }
+
+    /// Whether message `i` of the last [`Batch::recv`] was longer than the buffer (cut short).
+    pub fn truncated(&self, i: usize) -> bool {
+        self.flags[i] & libc::MSG_TRUNC != 0
+    }
+
+    /// Where message `i` of the last [`Batch::recv`] (with `want_peers`) came from.
+    pub fn peer(&self, i: usize) -> Option<SocketAddr> {
+        read_sockaddr(&self.peers[i], self.peer_lens[i])
+    }
+
+    /// Sends messages `0..n` (as set up with `set_len`, `set_peer`, `set_source`) on `fd` with one
+    /// `sendmmsg`; returns how many the kernel took, which may be fewer than `n` (the rest were not
+    /// sent). `WouldBlock` when the socket buffer is full.
+    pub fn send(&mut self, fd: RawFd, n: usize) -> io::Result<usize> {
+        self.send_from(fd, 0, n)
+    }
+
+    /// Like [`Batch::send`], for messages `first..first + n`: the rest of a batch the kernel took
+    /// only part of.
+    pub fn send_from(&mut self, fd: RawFd, first: usize, n: usize) -> io::Result<usize> {
+        let first = first.min(self.capacity());
+        let n = n.min(self.capacity() - first);
+        if n == 0 {
+            return Ok(0);
+        }
+        for i in first..first + n {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.data[i * self.buf_len..].as_mut_ptr().cast(),
+                iov_len: self.lens[i],
+            };
+            let hdr = &mut self.hdrs[i].msg_hdr;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            if self.peer_lens[i] > 0 {
+                hdr.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = self.peer_lens[i];
+            } else {
+                hdr.msg_name = ptr::null_mut();
+                hdr.msg_namelen = 0;
+            }
+            if self.control_lens[i] > 0 {
+                hdr.msg_control = self.controls[i].0.as_mut_ptr().cast();
+                hdr.msg_controllen = self.control_lens[i] as _;
+            } else {
+                hdr.msg_control = ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            hdr.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: hdrs[first..first + n] (in bounds: both clamped above) were just filled with
+        // pointers into self.iovs, self.data, self.peers and self.controls, each valid for the
+        // length given beside it; those vectors are not resized or moved while `&mut self` is
+        // held, i.e. for the whole call. The kernel only reads them (and writes msg_len).
+        let sent = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.hdrs[first..].as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sent as usize)
+    }
+
+    /// Receives up to `n` datagrams waiting on `fd` with one non-blocking `recvmmsg`; returns how
+    /// many (`WouldBlock` if none were waiting). With `want_peers`, each one's source is kept
+    /// for [`Batch::peer`].
+    pub fn recv(&mut self, fd: RawFd, n: usize, want_peers: bool) -> io::Result<usize> {
+        let n = n.min(self.capacity());
+        if n == 0 {
+            return Ok(0);
+        }
+        for i in 0..n {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.data[i * self.buf_len..].as_mut_ptr().cast(),
+                iov_len: self.buf_len,
+            };
+            let hdr = &mut self.hdrs[i].msg_hdr;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            if want_peers {
+                hdr.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            } else {
+                hdr.msg_name = ptr::null_mut();
+                hdr.msg_namelen = 0;
+            }
+            hdr.msg_control = ptr::null_mut();
+            hdr.msg_controllen = 0;
+            hdr.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: as in `send`: every pointer in hdrs[..n] points into a vector of self that lives
+        // and stays in place for the call, with the capacity given beside it (buf_len bytes per
+        // iovec, a whole sockaddr_storage per name); the kernel writes at most that much. A null
+        // timeout with MSG_DONTWAIT makes the call return at once.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let got = got as usize;
+        for i in 0..got {
+            self.lens[i] = self.hdrs[i].msg_len as usize;
+            self.flags[i] = self.hdrs[i].msg_hdr.msg_flags;
+            self.peer_lens[i] = if want_peers {
+                self.hdrs[i].msg_hdr.msg_namelen
+            } else {
+                0
+            };
+        }
+        Ok(got)
+    }
+}
+
+/// Waits until at least one of `fds` (at most [`MAX_POLL`]) is readable or `timeout` passes;
+/// sets `ready[i]` for each readable one and returns how many. A zero timeout only looks.
+/// An interrupted wait (EINTR) returns 0.
+pub fn wait_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io::Result<usize> {
+    let n = fds.len().min(MAX_POLL).min(ready.len());
+    let mut polls = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; MAX_POLL];
+    for (poll, &fd) in polls.iter_mut().zip(&fds[..n]) {
+        poll.fd = fd;
+        poll.events = libc::POLLIN;
+    }
+    let spec = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `polls` is a live stack array of at least n pollfd entries; `spec` is a valid
+    // timespec; a null signal mask leaves the mask unchanged. The kernel writes only revents.
+    let count = unsafe { libc::ppoll(polls.as_mut_ptr(), n as libc::nfds_t, &spec, ptr::null()) };
+    if count < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(err)
+        };
+    }
+    let mut readable = 0;
+    for (flag, poll) in ready.iter_mut().zip(&polls[..n]) {
+        // POLLERR/POLLHUP also wake us: the following recv reports what happened.
+        *flag = poll.revents != 0;
+        readable += usize::from(*flag);
+    }
+    Ok(readable)
+}
+
+/// Set by the SIGINT handler that [`catch_interrupt`] installs.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes the first Ctrl-C (SIGINT) set the returned flag instead of ending the process, so that a
+/// run can stop sending, wait for the queries in flight and still print its summary. The second
+/// Ctrl-C ends the process as usual.
+pub fn catch_interrupt() -> &'static AtomicBool {
+    // SAFETY: a zeroed sigaction is a valid value to fill in; the handler only stores to an atomic,
+    // which is async-signal-safe; SA_RESETHAND restores the default action after the first signal.
+    // Failure leaves the default action, which only loses the summary on Ctrl-C.
+    unsafe {
+        let mut action: libc::sigaction = mem::zeroed();
+        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, ptr::null_mut());
+    }
+    &INTERRUPTED
+}
+
+/// Writes `addr` into `storage` as a sockaddr_in or sockaddr_in6; returns its length.
+fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: SocketAddr) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned at least as sockaddr_in (that
+            // is its purpose), so the write stays inside `storage` and is aligned.
+            unsafe {
+                ptr::write(
+                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                    sin,
+                )
+            };
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo().to_be(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe {
+                ptr::write(
+                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
+                    sin6,
+                )
+            };
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+/// Reads the address the kernel wrote into `storage` (`len` valid bytes).
+fn read_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the kernel wrote a sockaddr_in, `len` says all of it, and
+            // sockaddr_storage is aligned for it.
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                u32::from_be(sin6.sin6_flowinfo),
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Writes one IP_PKTINFO (or IPV6_PKTINFO) control message naming `source` into `control`;
+/// returns the control length to pass as msg_controllen.
+fn write_pktinfo(control: &mut Control, source: IpAddr) -> usize {
+    control.0 = [0; CONTROL_ROOM];
+    let (level, kind, data_len) = match source {
+        IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO, mem::size_of::<libc::in_pktinfo>()),
+        IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            mem::size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    // SAFETY: CMSG_SPACE and CMSG_LEN are pure arithmetic on a length.
+    let (space, cmsg_len) = unsafe { (libc::CMSG_SPACE(data_len as u32), libc::CMSG_LEN(data_len as u32)) };
+    let space = space as usize;
+    if space > CONTROL_ROOM {
+        // Cannot happen on Linux (40 bytes at most); sending without it beats writing past the end.
+        return 0;
+    }
+    // SAFETY: a msghdr whose msg_control points at `control` (8-aligned, CONTROL_ROOM bytes, at
+    // least `space` as checked) lets CMSG_FIRSTHDR and CMSG_DATA compute pointers inside it; the
+    // header and the payload written through them fit in `space` bytes by definition of
+    // CMSG_SPACE. Unaligned writes are used for the payload, whose alignment CMSG_DATA does not
+    // promise for every struct.
+    unsafe {
+        let mut msg: libc::msghdr = mem::zeroed();
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return 0;
+        }
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = cmsg_len as _;
+        let data = libc::CMSG_DATA(cmsg);
+        match source {
+            IpAddr::V4(v4) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                ptr::write_unaligned(data.cast::<libc::in_pktinfo>(), info);
+            }
+            IpAddr::V6(v6) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr { s6_addr: v6.octets() },
+                    ipi6_ifindex: 0,
+                };
+                ptr::write_unaligned(data.cast::<libc::in6_pktinfo>(), info);
+            }
+        }
+    }
+    space
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn sockaddr_round_trips() {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        for addr in ["127.1.2.3:5353", "[::1]:53", "[2001:db8::7]:65535"] {
+            let addr: SocketAddr = addr.parse().expect("literal");
+            let len = write_sockaddr(&mut storage, addr);
+            assert_eq!(read_sockaddr(&storage, len), Some(addr));
+        }
+    }
+
+    #[test]
+    fn sends_from_chosen_loopback_sources_and_receives_in_batches() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind server");
+        let server_addr = server.local_addr().expect("addr");
+        let client = UdpSocket::bind("0.0.0.0:0").expect("bind client");
+        let mut batch = Batch::new(4, 64);
+        let sources = [[127, 0, 0, 1], [127, 10, 0, 5], [127, 20, 30, 40]];
+        for (i, octets) in sources.iter().enumerate() {
+            batch.buf_mut(i)[..3].copy_from_slice(&[i as u8; 3]);
+            batch.set_len(i, 3);
+            batch.set_peer(i, server_addr);
+            batch.set_source(i, Some(IpAddr::V4(Ipv4Addr::from(*octets))));
+        }
+        assert_eq!(batch.send(client.as_raw_fd(), 3).expect("sendmmsg"), 3);
+
+        server.set_nonblocking(true).expect("nonblocking");
+        let mut ready = [false];
+        assert_eq!(
+            wait_readable(&[server.as_raw_fd()], &mut ready, Duration::from_secs(2)).expect("ppoll"),
+            1
+        );
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match batch.recv(server.as_raw_fd(), 4, true) {
+                Ok(n) => (0..n).for_each(|i| got.push((batch.received(i).to_vec(), batch.peer(i)))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got.len() < 3 => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("recvmmsg: {e}"),
+            }
+            if got.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 3);
+        let client_port = client.local_addr().expect("addr").port();
+        for (i, (bytes, peer)) in got.iter().enumerate() {
+            assert_eq!(bytes, &vec![i as u8; 3]);
+            let expected = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(sources[i])), client_port);
+            assert_eq!(*peer, Some(expected), "message {i} left from its pktinfo source");
+        }
+        // A reply to one of those sources reaches the client socket bound to 0.0.0.0.
+        server.send_to(b"ok", got[1].1.expect("peer")).expect("reply");
+        client.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut buf = [0; 8];
+        assert_eq!(client.recv(&mut buf).expect("reply arrives"), 2);
+    }
+
+    #[test]
+    fn wait_readable_times_out_quietly() {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut ready = [true];
+        let n = wait_readable(&[socket.as_raw_fd()], &mut ready, Duration::from_millis(10)).expect("ppoll");
+        assert_eq!((n, ready[0]), (0, false));
+    }
+}
