@@ -2,14 +2,16 @@
 # Side by side in one run: sinkhole, dnsdist and Unbound, configured equivalently (a TikTok list
 # blocked with NXDOMAIN for 127.10.0.0/16 only, a packet/message cache, everything else forwarded
 # to the same loopback upstream), plus the two bare loops that are the kernel's floor. Each server
-# is pinned to one core, the load generator and the upstream to another; each load runs three
-# times, round-robin over the servers so that noise from the rest of the machine falls on all of
-# them alike, and the table shows medians. CPU time comes from /proc/PID/stat around each run.
+# is pinned to one core, the load generator to another (the upstream beside it, or on a third
+# core where there is one); each load runs three times, round-robin over the servers so that
+# noise from the rest of the machine falls on all of them alike, and the table shows medians.
+# CPU time comes from /proc/PID/stat around each run.
 #
 # usage: benches/compare.sh [--quick]      (from the repository root; see benches/README.md)
 #   --quick   one run of 3 s per load: a smoke test of the script, not a measurement
 # Environment: COMPARE_DIR (scratch folder, default a new /tmp/sinkhole-compare.*),
-#   COMPARE_PORT (first of 8 consecutive UDP ports, default 26400), SERVER_CORE (0), LOAD_CORE (1).
+#   COMPARE_PORT (first of 6 consecutive ports, default 26400), SERVER_CORE (0), LOAD_CORE (1),
+#   UPSTREAM_CORE (2 where there are 3 cores or more, else LOAD_CORE).
 #
 # Everything stays on loopback: the servers listen on 127.0.0.1 and forward only to the local
 # upstream; dnsdist's security poll is off and Unbound forwards "." to the upstream, never to the
@@ -23,7 +25,7 @@ QUICK=0
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +36,13 @@ else
 fi
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
+# The upstream shares the load generator's core on a 2-core machine (with a warm cache it is idle
+# but for the cache-miss loads); where there is a third core it gets its own, so that the
+# cache-miss loads are not bounded by one core doing replay and upstream both.
+if [ -z "${UPSTREAM_CORE:-}" ]; then
+  UPSTREAM_CORE=$LOAD_CORE
+  (($(nproc) >= 3)) && UPSTREAM_CORE=2
+fi
 BASE=${COMPARE_PORT:-26400}
 UP_PORT=$BASE            # bench-upstream
 declare -A PORT=([sinkhole]=$((BASE + 1)) [dnsdist]=$((BASE + 2)) [unbound]=$((BASE + 3))
@@ -100,7 +109,7 @@ build() {
 
 # A listener already on one of our ports would answer in our servers' place and fake the figures.
 ports_free() {
-  python3 - "$UP_PORT" "${PORT[@]}" <<'PY' || die "a port in $BASE..$((BASE + 7)) is taken: set COMPARE_PORT"
+  python3 - "$UP_PORT" "${PORT[@]}" <<'PY' || die "a port in $BASE..$((BASE + 5)) is taken: set COMPARE_PORT"
 import socket, sys
 for port in map(int, sys.argv[1:]):
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -240,8 +249,8 @@ wait_dns() { # wait_dns NAME PORT: until it answers a query (10 s at most)
 alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
 
 start_all() {
-  log "starting bench-upstream on core $LOAD_CORE and the servers on core $SERVER_CORE"
-  start upstream "$LOAD_CORE" "$UPSTREAM" "127.0.0.1:$UP_PORT"
+  log "starting bench-upstream on core $UPSTREAM_CORE and the servers on core $SERVER_CORE"
+  start upstream "$UPSTREAM_CORE" "$UPSTREAM" "127.0.0.1:$UP_PORT"
   wait_dns upstream "$UP_PORT"
   start sinkhole "$SERVER_CORE" "$SINKHOLE" run -c "$WORK/sinkhole.toml"
   start dnsdist "$SERVER_CORE" dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf"
@@ -436,11 +445,15 @@ def best_peer(load):
 ORDER = ["sinkhole", "dnsdist", "unbound", "bare-plain", "bare-mmsg", "bench-upstream"]
 LOADS = ["dnsperf mix", "replay mix", "replay mix 90%", "replay unique", "replay unique 50%"]
 def load_rank(load):
-    return LOADS.index(load) if load in LOADS else len(LOADS)
+    # The upstream's own rows ("direct @ SERVER 50%") last, in the order of the servers.
+    if load in LOADS:
+        return LOADS.index(load)
+    words = load.split()
+    return len(LOADS) + (ORDER.index(words[2]) if len(words) > 2 and words[2] in ORDER else len(ORDER))
 
 head = ["server", "load", "qps", "lost %", "CPU us/q", "x best peer", "core busy %", "p99 us", "NXDOMAIN %"]
 table = []
-for (server, load) in sorted(rows, key=lambda k: (load_rank(k[1]), k[1], ORDER.index(k[0]))):
+for (server, load) in sorted(rows, key=lambda k: (load_rank(k[1]), ORDER.index(k[0]))):
     best, _ = best_peer(load)
     us = med(server, load, "us")
     p99 = med(server, load, "p99")
@@ -452,7 +465,7 @@ def line(cells):
     return "| " + " | ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
                              for i, (c, w) in enumerate(zip(cells, widths))) + " |"
 n = len(next(iter(rows.values())))
-print(f"\nmedians of {n} run(s) each; server on one core, load generator and upstream on the other; {sys.argv[3]}")
+print(f"\nmedians of {n} run(s) each; server on one core, load generator on another; {sys.argv[3]}")
 print(line(head))
 print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 for r in table:
