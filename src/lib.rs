@@ -3,6 +3,8 @@
 //! The crate is laid out as DESIGN.md "Modules" describes: the pure decision (`engine`) sits on
 //! `policy` and `lists`; transports (`server`), the `cache` and the `upstream` pool are around it.
 
+#![warn(missing_docs)]
+
 pub mod answer;
 pub mod cache;
 pub mod config;
