@@ -45,10 +45,11 @@ pub enum Verdict {
 /// Decides for a query from `client` for `name` (lowercase, dotted, no trailing dot) at `now`
 /// (Unix seconds).
 pub fn decide(snapshot: &Snapshot, client: IpAddr, name: &[u8], now: i64) -> Verdict {
-    if !snapshot.acl.contains(client) {
+    let class = snapshot.clients.classify(client);
+    if !class.allowed {
         return Verdict::Refused;
     }
-    let Some((id, _)) = snapshot.policies.for_client(client) else {
+    let Some(id) = class.policy else {
         return Verdict::Allowed { inspect: None };
     };
     let policy = snapshot.policies.get(id);

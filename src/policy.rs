@@ -68,6 +68,66 @@ impl<T> PrefixTable<T> {
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.longest_match(ip).is_some()
     }
+
+    /// The most specific prefix holding all of `net`, with its value.
+    pub fn covering(&self, net: IpNet) -> Option<(IpNet, &T)> {
+        match net.trunc() {
+            IpNet::V4(n) => self.v4.get_lpm(&n).map(|(n, v)| (IpNet::V4(n), v)),
+            IpNet::V6(n) => self.v6.get_lpm(&n).map(|(n, v)| (IpNet::V6(n), v)),
+        }
+    }
+
+    /// Every prefix, IPv4 first.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        let v4 = self.v4.iter().map(|(n, _)| IpNet::V4(n));
+        v4.chain(self.v6.iter().map(|(n, _)| IpNet::V6(n)))
+    }
+}
+
+/// What the packet path needs to know of a client address: may it query, and which policy is
+/// its. One longest-prefix lookup answers both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientClass {
+    /// Inside `server.allow`.
+    pub allowed: bool,
+    /// Its policy (that of its most specific policy prefix), if any.
+    pub policy: Option<PolicyId>,
+}
+
+/// `server.allow` and the policies' prefixes in one table. Each prefix of either set carries
+/// the answer for the addresses it is the most specific prefix of: whether an allow prefix
+/// covers it, and the policy of the most specific policy prefix covering it. Every prefix of
+/// either set that holds an address covers that address's most specific prefix in the union
+/// (else it would be more specific still), so the answers are exact.
+#[derive(Default)]
+pub struct ClientTable {
+    by_prefix: PrefixTable<ClientClass>,
+}
+
+impl ClientTable {
+    /// Builds the union table of `allow` and the policy prefixes of `policies`.
+    pub fn build(allow: &PrefixTable<()>, policies: &PolicyTable) -> ClientTable {
+        let mut by_prefix = PrefixTable::default();
+        for net in allow.prefixes().chain(policies.by_prefix.prefixes()) {
+            let class = ClientClass {
+                allowed: allow.covering(net).is_some(),
+                policy: policies.by_prefix.covering(net).map(|(_, id)| *id),
+            };
+            by_prefix.insert_new(net, class);
+        }
+        ClientTable { by_prefix }
+    }
+
+    /// The class of a client address.
+    pub fn classify(&self, ip: IpAddr) -> ClientClass {
+        self.by_prefix.longest_match(ip).map_or(
+            ClientClass {
+                allowed: false,
+                policy: None,
+            },
+            |(_, class)| *class,
+        )
+    }
 }
 
 /// One policy, ready for the packet path.
@@ -195,5 +255,43 @@ mod tests {
         assert_eq!(t.longest_match(ip("fd12::1")).map(|m| *m.1), Some("ula"));
         assert!(!t.contains(ip("192.0.2.1")));
         assert!(!t.contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn one_lookup_answers_both_the_allow_list_and_the_policy() {
+        let mut allow = PrefixTable::default();
+        for net in ["10.0.0.0/8", "10.99.5.0/24", "fd00::/8"] {
+            allow.insert_new(net.parse().expect("prefix"), ());
+        }
+        let mut policies = PolicyTable::default();
+        for (net, id) in [
+            ("10.10.0.0/16", 0),
+            ("10.10.50.0/24", 1),
+            ("192.168.0.0/16", 2),
+            ("10.99.0.0/16", 3),
+        ] {
+            policies.by_prefix.insert_new(net.parse().expect("prefix"), id);
+        }
+        let clients = ClientTable::build(&allow, &policies);
+        let class = |a: &str| {
+            let c = clients.classify(ip(a));
+            // The union table must agree with the two lookups it replaces.
+            assert_eq!(c.allowed, allow.contains(ip(a)), "{a}");
+            assert_eq!(c.policy, policies.for_client(ip(a)).map(|(id, _)| id), "{a}");
+            (c.allowed, c.policy)
+        };
+        assert_eq!(class("10.10.1.1"), (true, Some(0)));
+        assert_eq!(class("10.10.50.9"), (true, Some(1)));
+        assert_eq!(class("10.20.0.1"), (true, None));
+        assert_eq!(class("192.168.1.1"), (false, Some(2)), "a policy outside allow");
+        assert_eq!(
+            class("10.99.5.7"),
+            (true, Some(3)),
+            "an allow prefix inside a policy prefix"
+        );
+        assert_eq!(class("10.99.6.7"), (true, Some(3)));
+        assert_eq!(class("::ffff:10.10.50.9"), (true, Some(1)));
+        assert_eq!(class("fd00::1"), (true, None));
+        assert_eq!(class("192.0.2.1"), (false, None));
     }
 }

@@ -16,7 +16,7 @@ use crate::cache::TtlLimits;
 use crate::config::{Config, ConfigError, Diagnostic, HitsTarget};
 use crate::engine;
 use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
-use crate::policy::{PolicyTable, PrefixTable};
+use crate::policy::{ClientTable, PolicyTable, PrefixTable};
 use crate::upstream::UpstreamPool;
 
 /// One compiled list.
@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub config: Config,
     /// Who may query at all.
     pub acl: PrefixTable<()>,
+    /// `acl` and the policies' prefixes in one table, for the packet path.
+    pub clients: ClientTable,
     /// Compiled lists, indexed by `policy::ListId`.
     pub lists: Vec<NamedList>,
     /// Client prefix → policy.
@@ -157,6 +159,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         servfail: config.cache.servfail_ttl,
     };
     Ok(Snapshot {
+        clients: ClientTable::build(&acl, &policies),
         acl,
         lists,
         policies,
