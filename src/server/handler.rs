@@ -185,19 +185,9 @@ impl Handler {
         *tally = Tally::default();
     }
 
-    /// The live state (for reloads).
-    pub fn state(&self) -> &Arc<State> {
-        &self.state
-    }
-
     /// The packet cache.
     pub fn cache(&self) -> &Arc<PacketCache> {
         &self.cache
-    }
-
-    /// The hit log.
-    pub fn hitlog(&self) -> &HitLog {
-        &self.hitlog
     }
 
     /// Answers what can be answered without waiting; see [`Step`]. Counts go to `tally`; `now`
