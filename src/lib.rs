@@ -12,6 +12,7 @@ pub mod engine;
 pub mod hitlog;
 pub mod lists;
 pub mod metrics;
+pub mod mmsg;
 pub mod packet;
 pub mod policy;
 pub mod replay;

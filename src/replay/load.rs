@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::report::Tally;
-use super::sys::{self, Batch};
 use super::table::{MAX_QUERY, QueryTable};
+use crate::mmsg::{self as sys, Batch};
 use crate::wire::{HEADER_LEN, u16_at};
 
 /// Receive buffer per message: larger answers are cut (MSG_TRUNC) but still counted by rcode.

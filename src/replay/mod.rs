@@ -23,7 +23,6 @@ pub mod load;
 pub mod mix;
 pub mod report;
 pub mod responder;
-pub mod sys;
 pub mod table;
 
 use std::io::IsTerminal;
@@ -187,7 +186,7 @@ pub fn run(args: &Args) -> Result<ExitCode, ReplayError> {
     };
     let (table, input) = input::load(&args.file, &options)?;
     let plans = plans(args, table.len());
-    let stop = sys::catch_interrupt();
+    let stop = crate::mmsg::catch_interrupt();
     let progress: Vec<Progress> = plans.iter().map(|_| Progress::default()).collect();
     let outcomes = thread::scope(|scope| {
         let workers: Vec<_> = plans

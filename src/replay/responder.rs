@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::sys::{self, Batch};
+use crate::mmsg::{self as sys, Batch};
 use crate::packet;
 use crate::wire::{CLASS_IN, HEADER_LEN, flag, rtype};
 

@@ -5,7 +5,6 @@
 //! log is flushed. SIGHUP reloads config and lists (off the packet path) and reopens the hit log.
 
 pub mod handler;
-pub mod mmsg;
 pub mod tcp;
 pub mod udp;
 

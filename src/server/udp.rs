@@ -19,15 +19,22 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::handler::{Clock, Handler, Protocol, Step, Tally};
-use super::mmsg::{Batch, Wait, send_one};
+use crate::mmsg::{Batch, send_one};
 
+/// Datagrams received and answers sent per system call.
+const BATCH: usize = 32;
+/// Receive buffer per datagram. Queries are tens of bytes, a few hundred with large EDNS
+/// options; a longer one is flagged as cut and dropped.
+const RECV_LEN: usize = 4096;
+/// Send buffer per answer: the largest DNS message.
+const SEND_LEN: usize = 65_535;
 /// How often an idle worker looks at the shutdown signal.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Kernel receive buffer we ask for, so bursts queue in the kernel rather than drop.
@@ -78,6 +85,20 @@ impl UdpWorkers {
     }
 }
 
+/// Sends answers `0..queued` of a batch. An answer the kernel refuses (a full socket buffer, an
+/// unreachable client) is dropped, as a UDP server must, and the rest still go.
+fn send_all(outgoing: &mut Batch, fd: RawFd, queued: usize) {
+    let mut sent = 0;
+    while sent < queued {
+        match outgoing.send_from(fd, sent, queued - sent) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            // sendmmsg fails only when its first message does: skip that one.
+            Err(_) => sent += 1,
+        }
+    }
+}
+
 fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProtocol::UDP))?;
     socket.set_reuse_port(true)?;
@@ -115,7 +136,9 @@ fn run(
             .map_err(|e| io::Error::other(format!("cannot register a UDP socket: {e}")))?;
         let inflight = Rc::new(Cell::new(0usize));
         let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
-        let mut batch = Batch::new();
+        let mut incoming = Batch::new(BATCH, RECV_LEN);
+        let mut outgoing = Batch::new(BATCH, SEND_LEN);
+        let mut answer = Vec::with_capacity(SEND_LEN);
         let mut tally = Tally::default();
         loop {
             if shutdown.has_changed().unwrap_or(true) {
@@ -125,7 +148,7 @@ fn run(
                 // Nothing else to run on this thread: sleep in the kernel until datagrams come,
                 // one system call per wake-up, as a bare loop does. The receive timeout brings
                 // it back to look at the shutdown signal.
-                match batch.receive(fd, Wait::ForOne) {
+                match incoming.recv_waiting(fd, BATCH, true) {
                     Ok(n) => n,
                     Err(e) => {
                         if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
@@ -139,7 +162,7 @@ fn run(
                 // try_io clears the readiness on WouldBlock, so readable() then sleeps until
                 // the kernel has more.
                 tokio::select! {
-                    ready = socket.readable() => match ready?.try_io(|_| batch.receive(fd, Wait::No)) {
+                    ready = socket.readable() => match ready?.try_io(|_| incoming.recv(fd, BATCH, true)) {
                         Ok(Ok(n)) => n,
                         Ok(Err(e)) => {
                             // ICMP errors surfacing from earlier sends and the like: not fatal.
@@ -152,13 +175,27 @@ fn run(
                 }
             };
             let now = Clock::now();
+            let mut queued = 0;
             for i in 0..received {
-                let d = batch.slot(i);
-                let Some(peer) = d.peer.filter(|_| !d.truncated) else {
+                let Some(peer) = incoming.peer(i).filter(|_| !incoming.truncated(i)) else {
                     continue;
                 };
-                match handler.answer_fast(d.packet, peer.ip(), Protocol::Udp, now, d.answer, &mut tally) {
-                    Step::Reply => batch.queue_answer(i),
+                match handler.answer_fast(
+                    incoming.received(i),
+                    peer.ip(),
+                    Protocol::Udp,
+                    now,
+                    &mut answer,
+                    &mut tally,
+                ) {
+                    Step::Reply => {
+                        if let Some(slot) = outgoing.buf_mut(queued).get_mut(..answer.len()) {
+                            slot.copy_from_slice(&answer);
+                            outgoing.set_len(queued, answer.len());
+                            outgoing.set_peer(queued, peer);
+                            queued += 1;
+                        }
+                    }
                     Step::Drop => {}
                     Step::Forward(_) if inflight.get() >= max_inflight => overload.increment(1),
                     Step::Forward(pending) => {
@@ -175,7 +212,7 @@ fn run(
                     }
                 }
             }
-            batch.send(fd);
+            send_all(&mut outgoing, fd, queued);
             handler.flush(&mut tally);
             if inflight.get() > 0 {
                 // Under a steady load the socket never runs dry: give the forwarding tasks

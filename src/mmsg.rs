@@ -1,8 +1,8 @@
 //! Batched UDP I/O on Linux: `sendmmsg`/`recvmmsg` over preallocated message arrays, the
 //! per-message source address (`IP_PKTINFO`/`IPV6_PKTINFO`), and `ppoll` over a few sockets.
 //!
-//! This is the only `unsafe` code of `replay` (and of the bench upstream, which uses it too). It
-//! owns nothing but buffers: which bytes to send and what an answer means are decided by the
+//! It is shared by the server's UDP workers, `replay` and the bench upstream, and holds their
+//! `unsafe` code for batched I/O (one place to audit). It owns nothing but buffers: which bytes to send and what an answer means are decided by the
 //! callers. A [`Batch`] is allocated once and reused for every call, so that a hot loop built on
 //! it allocates nothing per packet. The raw pointers handed to the kernel are rebuilt from the
 //! batch's own vectors at the start of every call, so no pointer outlives the borrow it came from.
@@ -196,6 +196,17 @@ impl Batch {
     /// many (`WouldBlock` if none were waiting). With `want_peers`, each one's source is kept
     /// for [`Batch::peer`].
     pub fn recv(&mut self, fd: RawFd, n: usize, want_peers: bool) -> io::Result<usize> {
+        self.recv_with(fd, n, want_peers, libc::MSG_DONTWAIT)
+    }
+
+    /// Like [`Batch::recv`], but sleeps in the kernel until one datagram comes (or the socket's
+    /// receive timeout passes: `WouldBlock`), then takes what else is queued: one system call
+    /// per wake-up, as a bare loop makes, for a worker with nothing else to do.
+    pub fn recv_waiting(&mut self, fd: RawFd, n: usize, want_peers: bool) -> io::Result<usize> {
+        self.recv_with(fd, n, want_peers, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_with(&mut self, fd: RawFd, n: usize, want_peers: bool, flags: libc::c_int) -> io::Result<usize> {
         let n = n.min(self.capacity());
         if n == 0 {
             return Ok(0);
@@ -222,17 +233,8 @@ impl Batch {
         }
         // SAFETY: as in `send`: every pointer in hdrs[..n] points into a vector of self that lives
         // and stays in place for the call, with the capacity given beside it (buf_len bytes per
-        // iovec, a whole sockaddr_storage per name); the kernel writes at most that much. A null
-        // timeout with MSG_DONTWAIT makes the call return at once.
-        let got = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-            )
-        };
+        // iovec, a whole sockaddr_storage per name); the kernel writes at most that much.
+        let got = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as libc::c_uint, flags, ptr::null_mut()) };
         if got < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -247,6 +249,30 @@ impl Batch {
             };
         }
         Ok(got)
+    }
+}
+
+/// Sends one datagram to `peer` without blocking: an answer that comes outside a batch (to a
+/// forwarded query).
+pub fn send_one(fd: RawFd, bytes: &[u8], peer: SocketAddr) -> io::Result<()> {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage (see `Batch::new`).
+    let mut storage = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
+    let len = write_sockaddr(&mut storage, peer);
+    // SAFETY: the buffer and the address are live for the call, with their own lengths.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT,
+            (&raw const storage).cast(),
+            len,
+        )
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
