@@ -13,23 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::packet::{self, Query};
-use crate::wire::{CLASS_IN, HEADER_LEN, flag, rtype};
-
-/// Response codes we send (RFC 1035 4.1.1, RFC 6895).
-pub mod rcode {
-    /// No error.
-    pub const NOERROR: u8 = 0;
-    /// The query could not be read.
-    pub const FORMERR: u8 = 1;
-    /// No upstream answered.
-    pub const SERVFAIL: u8 = 2;
-    /// The name does not exist.
-    pub const NXDOMAIN: u8 = 3;
-    /// Opcode not implemented.
-    pub const NOTIMP: u8 = 4;
-    /// Not for this client.
-    pub const REFUSED: u8 = 5;
-}
+use crate::wire::{CLASS_IN, HEADER_LEN, flag, rcode, rtype};
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
 pub mod ede {

@@ -8,12 +8,10 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::wire::{self, HEADER_LEN, flag, rtype, u16_at};
+use crate::wire::{self, HEADER_LEN, MIN_UDP_PAYLOAD, flag, rtype, u16_at};
 
 /// Longest name in wire form (RFC 1035 2.3.4), so the longest dotted form is 253 bytes.
 const MAX_WIRE_NAME: usize = 255;
-/// Smallest UDP payload any client must accept (RFC 1035), and what we assume without EDNS.
-pub const MIN_UDP_PAYLOAD: usize = 512;
 
 /// A query name as lowercase dotted ASCII without the trailing dot ("www.tiktok.com"; the root is
 /// empty), held inline so that reading it costs no allocation.

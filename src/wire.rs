@@ -13,6 +13,8 @@ use std::ops::Range;
 pub const HEADER_LEN: usize = 12;
 /// The largest DNS message (its length must fit the TCP 2-byte length prefix).
 pub const MAX_MESSAGE: usize = 65535;
+/// Smallest UDP payload any client must accept (RFC 1035), and what we assume without EDNS.
+pub const MIN_UDP_PAYLOAD: usize = 512;
 /// Class IN.
 pub const CLASS_IN: u16 = 1;
 
@@ -34,6 +36,22 @@ pub mod rtype {
     pub const IXFR: u16 = 251;
     /// Full zone transfer: likewise.
     pub const AXFR: u16 = 252;
+}
+
+/// Response codes (RFC 1035 4.1.1, RFC 6895) the daemon sends or reads.
+pub mod rcode {
+    /// No error.
+    pub const NOERROR: u8 = 0;
+    /// The query could not be read.
+    pub const FORMERR: u8 = 1;
+    /// No upstream answered.
+    pub const SERVFAIL: u8 = 2;
+    /// The name does not exist.
+    pub const NXDOMAIN: u8 = 3;
+    /// Opcode not implemented.
+    pub const NOTIMP: u8 = 4;
+    /// Not for this client.
+    pub const REFUSED: u8 = 5;
 }
 
 /// Header flag bits in the second 16-bit word (RFC 1035 4.1.1).
@@ -74,6 +92,18 @@ pub enum WireError {
     /// A compression pointer points forward or the chain of pointers does not end.
     #[error("name has a bad compression pointer")]
     BadPointer,
+}
+
+/// The header's flag word (QR, opcode, AA, TC, RD, RA, AD, CD, rcode); 0 if the header is short.
+pub fn flags(msg: &[u8]) -> u16 {
+    u16_at(msg, 2).unwrap_or(0)
+}
+
+/// Replaces the header's flag word (nothing if the header is short).
+pub fn set_flags(msg: &mut [u8], flags: u16) {
+    if let Some(word) = msg.get_mut(2..4) {
+        word.copy_from_slice(&flags.to_be_bytes());
+    }
 }
 
 /// The big-endian u16 at `pos`, if the message is long enough.

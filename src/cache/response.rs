@@ -8,7 +8,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record};
 use hickory_proto::serialize::binary::DecodeError;
 
-use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, WireError, rtype};
+use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, MIN_UDP_PAYLOAD, WireError, flag, rtype};
 
 /// RFC 2308 section 7.1: a SERVFAIL must not be cached for longer than five minutes, whatever
 /// the config says.
@@ -16,12 +16,6 @@ const SERVFAIL_CAP: u32 = 300;
 /// The most CNAME/DNAME records one answer may carry. Real chains are a handful long; a longer
 /// one would make the chain (kept expanded for list matching) many times the packet's size.
 pub const MAX_CHAIN: usize = 32;
-/// The smallest UDP limit a client can have (RFC 1035 4.2.1).
-const MIN_UDP: usize = 512;
-/// Header flag bits in byte 2.
-const FLAG_QR: u8 = 0x80;
-const FLAG_TC: u8 = 0x02;
-const FLAG_RD: u8 = 0x01;
 
 /// Cache lifetime limits from the config. They are applied when a response is analysed, so the
 /// cache itself holds no config and survives reloads.
@@ -152,7 +146,7 @@ impl CachedResponse {
         if bytes.len() > MAX_MESSAGE {
             return Err(ResponseError::TooLong(bytes.len()));
         }
-        if bytes[2] & FLAG_QR == 0 {
+        if wire::flags(&bytes) & flag::QR == 0 {
             return Err(ResponseError::NotAResponse);
         }
         let [qd, an, ns, ar] = wire::counts(&bytes);
@@ -240,11 +234,13 @@ impl CachedResponse {
 
         out.extend_from_slice(&self.bytes[..HEADER_LEN]);
         out[..2].copy_from_slice(&id.to_be_bytes());
-        out[2] = (out[2] & !FLAG_RD) | if rd { FLAG_RD } else { 0 };
+        let flags = (wire::flags(out) & !flag::RD) | if rd { flag::RD } else { 0 };
+        wire::set_flags(out, flags);
         out.extend_from_slice(question);
 
-        if self.bytes.len() > max_len.max(MIN_UDP) {
-            out[2] |= FLAG_TC;
+        if self.bytes.len() > max_len.max(MIN_UDP_PAYLOAD) {
+            let flags = wire::flags(out) | flag::TC;
+            wire::set_flags(out, flags);
             // QDCOUNT stays 1; the other sections are dropped but for the OPT record.
             out[6..HEADER_LEN].fill(0);
             if let Some((start, end)) = self.opt {

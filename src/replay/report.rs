@@ -403,8 +403,9 @@ fn join(map: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::{BlockAnswer, BlockTemplate, rcode};
+    use crate::answer::{BlockAnswer, BlockTemplate};
     use crate::replay::table::encode_query;
+    use crate::wire::rcode;
 
     fn block_answer(policy: &str, edns: bool) -> Vec<u8> {
         let mut query = Vec::new();

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::answer::{self, ede, rcode};
+use crate::answer::{self, ede};
 use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, PacketCache};
 use crate::config::Mode;
 use crate::engine::{self, Hit, Verdict};
@@ -18,7 +18,7 @@ use crate::metrics::{self as names, Outcome};
 use crate::packet::{self, ParseError, QName, Query};
 use crate::policy::PolicyId;
 use crate::state::{Snapshot, State};
-use crate::wire::rtype;
+use crate::wire::{rcode, rtype};
 
 /// The transport a query came over: it sets the answer size limit and the metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

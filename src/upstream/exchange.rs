@@ -10,12 +10,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use super::AttemptError;
-use crate::wire::{self, HEADER_LEN, MAX_MESSAGE};
-
-/// QR bit (byte 2).
-const FLAG_QR: u8 = 0x80;
-/// TC bit (byte 2).
-const FLAG_TC: u8 = 0x02;
+use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, flag};
 
 /// What the pool needs to know about a client query, read once from its bytes.
 #[derive(Debug)]
@@ -35,7 +30,7 @@ impl<'a> QueryInfo<'a> {
         if query.len() > MAX_MESSAGE {
             return Err("longer than a DNS message can be");
         }
-        if query[2] & FLAG_QR != 0 {
+        if wire::flags(query) & flag::QR != 0 {
             return Err("it is a response, not a query");
         }
         if wire::counts(query)[0] != 1 {
@@ -54,7 +49,9 @@ impl<'a> QueryInfo<'a> {
         let Some(header) = answer.get(..HEADER_LEN) else {
             return false;
         };
-        if u16::from_be_bytes([header[0], header[1]]) != id || header[2] & FLAG_QR == 0 || wire::counts(answer)[0] != 1
+        if u16::from_be_bytes([header[0], header[1]]) != id
+            || wire::flags(answer) & flag::QR == 0
+            || wire::counts(answer)[0] != 1
         {
             return false;
         }
@@ -71,12 +68,12 @@ impl<'a> QueryInfo<'a> {
 
 /// Whether the answer has the TC bit.
 pub(crate) fn is_truncated(answer: &[u8]) -> bool {
-    answer.get(2).is_some_and(|flags| flags & FLAG_TC != 0)
+    wire::flags(answer) & flag::TC != 0
 }
 
 /// The response code (4 bits) of an answer.
 pub(crate) fn rcode(answer: &[u8]) -> u8 {
-    answer.get(3).map_or(0, |b| b & 0x0F)
+    (wire::flags(answer) & 0x000F) as u8
 }
 
 /// Sets the id of a message in place.

@@ -22,16 +22,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::wire::rcode;
+
 use exchange::QueryInfo;
 use health::{ErrorKind, Server, millis_since};
 
 /// The least time one attempt gets, even when the remaining budget split over the servers left
 /// would be less: below this a real resolver cannot answer anyway.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
-/// SERVFAIL response code.
-const RCODE_SERVFAIL: u8 = 2;
-/// REFUSED response code.
-const RCODE_REFUSED: u8 = 5;
 
 /// Why one attempt at one server failed.
 #[derive(Debug, thiserror::Error)]
@@ -180,8 +178,8 @@ impl UpstreamPool {
             server.answered();
             exchange::set_id(&mut answer, info.id);
             match exchange::rcode(&answer) {
-                RCODE_SERVFAIL => server.count(ErrorKind::Servfail),
-                RCODE_REFUSED => server.count(ErrorKind::Refused),
+                rcode::SERVFAIL => server.count(ErrorKind::Servfail),
+                rcode::REFUSED => server.count(ErrorKind::Refused),
                 _ => {
                     server.duration.record(now.elapsed().as_secs_f64());
                     return Ok(answer);
