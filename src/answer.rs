@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::packet::{self, Query};
-use crate::wire::{CLASS_IN, HEADER_LEN, flag, rcode, rtype};
+use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, rcode, rtype};
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
 pub mod ede {
@@ -26,9 +26,6 @@ pub mod ede {
     /// No upstream answered in time.
     pub const NO_REACHABLE_AUTHORITY: u16 = 22;
 }
-
-/// The UDP payload size we advertise in our own OPT records (the DNS Flag Day 2020 value).
-pub const OUR_UDP_PAYLOAD: u16 = 1232;
 
 /// The EDNS option code of Extended DNS Errors (RFC 8914).
 const OPTION_EDE: u16 = 15;
@@ -239,7 +236,7 @@ fn opt_record(ede: Option<(u16, &str)>) -> Vec<u8> {
     let mut opt = Vec::with_capacity(32);
     opt.push(0);
     push_u16(&mut opt, rtype::OPT);
-    push_u16(&mut opt, OUR_UDP_PAYLOAD);
+    push_u16(&mut opt, EDNS_PAYLOAD);
     opt.extend_from_slice(&[0, 0, 0, 0]);
     match ede {
         Some((code, text)) => {

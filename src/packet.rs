@@ -8,7 +8,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::wire::{self, HEADER_LEN, MIN_UDP_PAYLOAD, flag, rtype, u16_at};
+use crate::wire::{self, CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, MIN_UDP_PAYLOAD, flag, rtype, u16_at};
 
 /// Longest name in wire form (RFC 1035 2.3.4), so the longest dotted form is 253 bytes.
 const MAX_WIRE_NAME: usize = 255;
@@ -124,6 +124,56 @@ pub enum ParseError {
     Additional,
 }
 
+/// Why a name and type could not be encoded as a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// An empty label (`a..b`), or a leading dot.
+    #[error("the name has an empty label")]
+    EmptyLabel,
+    /// A label over 63 bytes.
+    #[error("a label is longer than 63 bytes")]
+    LabelTooLong,
+    /// A name over 255 bytes on the wire.
+    #[error("the name is longer than 255 bytes")]
+    NameTooLong,
+}
+
+/// Appends a query for `name` (dotted, trailing dot optional, "." the root) and `qtype`, class
+/// IN, id 0, RD set, with an OPT record (payload [`EDNS_PAYLOAD`], no options) when `edns`.
+/// `out` is cleared first.
+pub fn encode_query(name: &str, qtype: u16, edns: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    out.clear();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&flag::RD.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    if !trimmed.is_empty() {
+        for label in trimmed.split('.') {
+            if label.is_empty() {
+                return Err(EncodeError::EmptyLabel);
+            }
+            if label.len() > 63 {
+                return Err(EncodeError::LabelTooLong);
+            }
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+    }
+    out.push(0);
+    if out.len() - HEADER_LEN > 255 {
+        return Err(EncodeError::NameTooLong);
+    }
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    if edns {
+        out.push(0);
+        out.extend_from_slice(&rtype::OPT.to_be_bytes());
+        out.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    Ok(())
+}
+
 impl ParseError {
     /// Whether an answer may be sent at all (false for short packets and responses).
     pub fn answerable(self) -> bool {
@@ -229,7 +279,9 @@ fn read_question_name(packet: &[u8], name: &mut QName) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{CLASS_IN, rtype};
+    use crate::wire::rtype;
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RecordType;
 
     /// A query packet as clients send it: header, one question, optional OPT.
     pub(crate) fn query_bytes(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
@@ -335,5 +387,39 @@ mod tests {
             p.truncate(((state >> 16) as usize) % (p.len() + 1));
             let _ = parse(&p);
         }
+    }
+
+    #[test]
+    fn encodes_queries_hickory_reads() {
+        let mut out = Vec::new();
+        encode_query("www.TikTok.com.", rtype::AAAA, true, &mut out).expect("valid");
+        let msg = Message::from_vec(&out).expect("hickory parses it");
+        let q = &msg.queries[0];
+        assert_eq!(q.name().to_ascii(), "www.TikTok.com.");
+        assert_eq!(q.query_type(), RecordType::AAAA);
+        assert!(msg.metadata.recursion_desired);
+        assert_eq!(msg.edns.as_ref().map(|e| e.max_payload()), Some(EDNS_PAYLOAD));
+
+        encode_query(".", 2, false, &mut out).expect("root");
+        let msg = Message::from_vec(&out).expect("hickory parses it");
+        assert!(msg.queries[0].name().is_root());
+        assert!(msg.edns.is_none());
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        let mut out = Vec::new();
+        assert_eq!(encode_query("a..b", 1, false, &mut out), Err(EncodeError::EmptyLabel));
+        assert_eq!(encode_query(".a", 1, false, &mut out), Err(EncodeError::EmptyLabel));
+        let long_label = "x".repeat(64);
+        assert_eq!(
+            encode_query(&long_label, 1, false, &mut out),
+            Err(EncodeError::LabelTooLong)
+        );
+        let long_name = vec!["x".repeat(63); 5].join(".");
+        assert_eq!(
+            encode_query(&long_name, 1, false, &mut out),
+            Err(EncodeError::NameTooLong)
+        );
     }
 }

@@ -185,8 +185,12 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
 
 /// The block answer for a hit, as the daemon would encode it, decoded back for display.
 fn block_answer_text(snapshot: &Snapshot, hit: engine::Hit, qname: &QName, qtype: u16) -> String {
-    let packet = query_packet(&qname.to_string_lossy(), qtype);
-    let Ok(query) = packet::parse(&packet) else {
+    // The query as a client with EDNS would send it.
+    let mut packet = Vec::new();
+    let query = packet::encode_query(&qname.to_string_lossy(), qtype, true, &mut packet)
+        .ok()
+        .and_then(|()| packet::parse(&packet).ok());
+    let Some(query) = query else {
         return "answer    (cannot encode this name)\n".into();
     };
     let mut bytes = Vec::new();
@@ -208,17 +212,4 @@ fn block_answer_text(snapshot: &Snapshot, hit: engine::Hit, qname: &QName, qtype
         policy.name
     );
     out
-}
-
-/// A query as a client with EDNS would send it.
-fn query_packet(name: &str, qtype: u16) -> Vec<u8> {
-    let mut p = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        p.push(label.len().min(63) as u8);
-        p.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
-    }
-    p.push(0);
-    p.extend_from_slice(&qtype.to_be_bytes());
-    p.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
-    p
 }

@@ -15,6 +15,9 @@ pub const HEADER_LEN: usize = 12;
 pub const MAX_MESSAGE: usize = 65535;
 /// Smallest UDP payload any client must accept (RFC 1035), and what we assume without EDNS.
 pub const MIN_UDP_PAYLOAD: usize = 512;
+/// The UDP payload size we advertise in our OPT records and ask for in the queries we make
+/// (the DNS Flag Day 2020 value: no IP fragmentation on common paths).
+pub const EDNS_PAYLOAD: u16 = 1232;
 /// Class IN.
 pub const CLASS_IN: u16 = 1;
 

@@ -19,7 +19,8 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 use super::clients::ClientMap;
-use super::table::{EncodeError, QueryTable, encode_query};
+use super::table::QueryTable;
+use crate::packet::{EncodeError, encode_query};
 
 /// Longest line of a dnsperf file we read (a name is at most 253 bytes; comments may be longer).
 const MAX_LINE: usize = 4096;

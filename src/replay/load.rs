@@ -574,7 +574,7 @@ fn open_socket(server: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::table::encode_query;
+    use crate::packet::encode_query;
     use crate::wire::rtype;
     use std::net::UdpSocket;
     use std::thread;

@@ -404,7 +404,7 @@ fn join(map: &BTreeMap<String, u64>) -> String {
 mod tests {
     use super::*;
     use crate::answer::{BlockAnswer, BlockTemplate};
-    use crate::replay::table::encode_query;
+    use crate::packet::encode_query;
     use crate::wire::rcode;
 
     fn block_answer(policy: &str, edns: bool) -> Vec<u8> {

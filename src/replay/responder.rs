@@ -27,7 +27,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::mmsg::{self as sys, Batch};
 use crate::packet;
-use crate::wire::{CLASS_IN, HEADER_LEN, flag, rtype};
+use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, rtype};
 
 /// Address of plain A answers.
 pub const DEFAULT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -45,8 +45,6 @@ pub const CNAME_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
 pub const SOA_TTL: u32 = 60;
 /// MINIMUM of that SOA (the negative-caching TTL, RFC 2308).
 pub const SOA_MINIMUM: u32 = 30;
-/// Payload size advertised in echoed OPT records.
-pub const EDNS_PAYLOAD: u16 = 1232;
 /// Most TCP connections served at once; more wait in the listen backlog.
 pub const MAX_TCP_CONNECTIONS: usize = 64;
 /// Messages per recvmmsg/sendmmsg.
@@ -327,7 +325,7 @@ fn serve_connection(mut stream: TcpStream, stop: &AtomicBool) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::table::encode_query;
+    use crate::packet::encode_query;
     use hickory_proto::op::{Message, ResponseCode};
     use hickory_proto::rr::{RData, RecordType};
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::wire::{HEADER_LEN, flag, rtype};
+use crate::wire::HEADER_LEN;
 
 /// Longest query the table holds: the send buffers are this big. Real queries are under 512 bytes.
 pub const MAX_QUERY: usize = 4096;
@@ -12,9 +12,6 @@ pub const MAX_QUERY: usize = 4096;
 pub const MAX_QUERIES: usize = 50_000_000;
 /// Most bytes of queries one table holds (32-bit offsets).
 const MAX_BYTES: usize = u32::MAX as usize;
-/// The UDP payload size advertised in the OPT record of queries we encode (the DNS Flag Day 2020
-/// value, as most stub resolvers send).
-pub const EDNS_PAYLOAD: u16 = 1232;
 
 /// Where one query sits in [`QueryTable::bytes`].
 #[derive(Clone, Copy, Debug)]
@@ -109,95 +106,11 @@ impl QueryTable {
     }
 }
 
-/// Why a name and type could not be encoded as a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum EncodeError {
-    /// An empty label (`a..b`), or a leading dot.
-    #[error("the name has an empty label")]
-    EmptyLabel,
-    /// A label over 63 bytes.
-    #[error("a label is longer than 63 bytes")]
-    LabelTooLong,
-    /// A name over 255 bytes on the wire.
-    #[error("the name is longer than 255 bytes")]
-    NameTooLong,
-}
-
-/// Appends a query for `name` (dotted, trailing dot optional, "." the root) and `qtype`, class
-/// IN, id 0, RD set, with an OPT record (payload [`EDNS_PAYLOAD`], no options) when `edns`.
-/// `out` is cleared first.
-pub fn encode_query(name: &str, qtype: u16, edns: bool, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    out.clear();
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&flag::RD.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
-    let trimmed = name.strip_suffix('.').unwrap_or(name);
-    if !trimmed.is_empty() {
-        for label in trimmed.split('.') {
-            if label.is_empty() {
-                return Err(EncodeError::EmptyLabel);
-            }
-            if label.len() > 63 {
-                return Err(EncodeError::LabelTooLong);
-            }
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-    }
-    out.push(0);
-    if out.len() - HEADER_LEN > 255 {
-        return Err(EncodeError::NameTooLong);
-    }
-    out.extend_from_slice(&qtype.to_be_bytes());
-    out.extend_from_slice(&crate::wire::CLASS_IN.to_be_bytes());
-    if edns {
-        out.push(0);
-        out.extend_from_slice(&rtype::OPT.to_be_bytes());
-        out.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::Message;
-    use hickory_proto::rr::RecordType;
-
-    #[test]
-    fn encodes_queries_hickory_reads() {
-        let mut out = Vec::new();
-        encode_query("www.TikTok.com.", rtype::AAAA, true, &mut out).expect("valid");
-        let msg = Message::from_vec(&out).expect("hickory parses it");
-        let q = &msg.queries[0];
-        assert_eq!(q.name().to_ascii(), "www.TikTok.com.");
-        assert_eq!(q.query_type(), RecordType::AAAA);
-        assert!(msg.metadata.recursion_desired);
-        assert_eq!(msg.edns.as_ref().map(|e| e.max_payload()), Some(EDNS_PAYLOAD));
-
-        encode_query(".", 2, false, &mut out).expect("root");
-        let msg = Message::from_vec(&out).expect("hickory parses it");
-        assert!(msg.queries[0].name().is_root());
-        assert!(msg.edns.is_none());
-    }
-
-    #[test]
-    fn refuses_bad_names() {
-        let mut out = Vec::new();
-        assert_eq!(encode_query("a..b", 1, false, &mut out), Err(EncodeError::EmptyLabel));
-        assert_eq!(encode_query(".a", 1, false, &mut out), Err(EncodeError::EmptyLabel));
-        let long_label = "x".repeat(64);
-        assert_eq!(
-            encode_query(&long_label, 1, false, &mut out),
-            Err(EncodeError::LabelTooLong)
-        );
-        let long_name = vec!["x".repeat(63); 5].join(".");
-        assert_eq!(
-            encode_query(&long_name, 1, false, &mut out),
-            Err(EncodeError::NameTooLong)
-        );
-    }
+    use crate::packet::encode_query;
+    use crate::wire::rtype;
 
     #[test]
     fn table_keeps_queries_questions_and_sources() {
