@@ -7,8 +7,10 @@
 # noise from the rest of the machine falls on all of them alike, and the table shows medians.
 # CPU time comes from /proc/PID/stat around each run.
 #
-# usage: benches/compare.sh [--quick]      (from the repository root; see benches/README.md)
-#   --quick   one run of 3 s per load: a smoke test of the script, not a measurement
+# usage: benches/compare.sh [--quick] [--only LOADS]   (from the repository root; see benches/README.md)
+#   --quick        one run of 3 s per load: a smoke test of the script, not a measurement
+#   --only LOADS   a comma-separated subset of dnsperf,mix,unique (default all): dnsperf on mix,
+#                  replay on mix (saturation and 90 %), replay on unique (cache misses)
 # Environment: COMPARE_DIR (scratch folder, default a new /tmp/sinkhole-compare.*),
 #   COMPARE_PORT (first of 6 consecutive ports, default 26400), SERVER_CORE (0), LOAD_CORE (1),
 #   UPSTREAM_CORE (2 where there are 3 cores or more, else LOAD_CORE).
@@ -22,13 +24,22 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- settings
 QUICK=0
-for arg in "$@"; do
-  case $arg in
+ONLY=dnsperf,mix,unique
+while (($#)); do
+  case $1 in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "compare.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    --only)
+      ONLY=${2:-}
+      shift
+      [[ $ONLY =~ ^(dnsperf|mix|unique)(,(dnsperf|mix|unique))*$ ]] \
+        || { echo "compare.sh: --only takes a comma-separated subset of dnsperf,mix,unique" >&2; exit 2; }
+      ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
+  shift
 done
+wanted() { [[ ,$ONLY, == *,$1,* ]]; }
 if ((QUICK)); then
   RUNS=1 SECS=3 UNIQUE_COUNT=30000
 else
@@ -353,6 +364,7 @@ median_of() { # median_of SERVER LOAD COLUMN -> median of that column over the r
 
 # ---------------------------------------------------------------- the loads
 warm() {
+  wanted dnsperf || wanted mix || return 0
   log "warming every cache with one pass of mix (dnsperf and replay: their queries differ in EDNS)"
   local s
   for s in "${SERVERS[@]}" "${FLOORS[@]}"; do
@@ -362,14 +374,24 @@ warm() {
 }
 
 loads() {
-  local run s rate pass
+  wanted dnsperf && loads_dnsperf
+  wanted mix && loads_mix
+  wanted unique && loads_unique
+  return 0
+}
+
+loads_dnsperf() {
+  local run s
   log "(1) dnsperf on mix: -c 10 -q 200 -l $SECS"
   for run in $(seq 1 "$RUNS"); do
     for s in "${SERVERS[@]}" "${FLOORS[@]}"; do
       measure "$s" "dnsperf mix" "$run" "${PID[$s]}" dnsperf "${PORT[$s]}" "$WORK/mix.txt" "$SECS"
     done
   done
+}
 
+loads_mix() {
+  local run s rate
   log "(2) replay on mix, as fast as the server answers, $SECS s"
   for run in $(seq 1 "$RUNS"); do
     for s in "${SERVERS[@]}" "${FLOORS[@]}"; do
@@ -383,7 +405,10 @@ loads() {
     measure sinkhole "replay mix 90%" "$run" "${PID[sinkhole]}" replay "${PORT[sinkhole]}" "$WORK/mix.txt" \
       --rate "$rate" --duration "$SECS"
   done
+}
 
+loads_unique() {
+  local run s pass
   # (3) The cache-miss path: every name new to the server, forwarded. Pass numbers keep names
   # fresh: passes 0..RUNS-1 for saturation, RUNS..2*RUNS-1 for the 50 % runs.
   log "(3) replay on unique (cache misses), as fast as the server answers, $UNIQUE_COUNT queries"

@@ -18,6 +18,7 @@ use crate::metrics::{self as names, Outcome};
 use crate::packet::{self, ParseError, QName, Query};
 use crate::policy::PolicyId;
 use crate::state::{Snapshot, State};
+use crate::upstream::Transport;
 use crate::wire::{rcode, rtype};
 
 /// The transport a query came over: it sets the answer size limit and the metric labels.
@@ -275,9 +276,10 @@ impl Handler {
         }))
     }
 
-    /// Forwards a cache miss, caches the answer, checks its CNAME chain and writes the answer
-    /// (or SERVFAIL when no upstream answered in time) into `out`.
-    pub async fn answer_forward(&self, pending: Box<Pending>, out: &mut Vec<u8>) {
+    /// Forwards a cache miss over `transport` (the worker's UDP sockets for a UDP client, TCP
+    /// for a TCP one: its answer may exceed any UDP size), caches the answer, checks its CNAME
+    /// chain and writes the answer (or SERVFAIL when no upstream answered in time) into `out`.
+    pub async fn answer_forward(&self, pending: Box<Pending>, transport: Transport<'_>, out: &mut Vec<u8>) {
         let Pending {
             snapshot,
             packet,
@@ -288,11 +290,7 @@ impl Handler {
             inspect,
             audited,
         } = *pending;
-        // A query that came over TCP goes upstream over TCP: its answer may exceed any UDP size.
-        let forwarded = match protocol {
-            Protocol::Udp => snapshot.upstream.forward(&packet).await,
-            Protocol::Tcp => snapshot.upstream.forward_tcp(&packet).await,
-        };
+        let forwarded = snapshot.upstream.forward(&packet, transport).await;
         let response = forwarded.map_err(|e| e.to_string()).and_then(|bytes| {
             CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits).map_err(|e| e.to_string())
         });

@@ -18,6 +18,7 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::TcpListener;
 
 use super::handler::{Clock, Handler, Protocol, Step, Tally};
+use crate::upstream::Transport;
 
 /// Connections the kernel queues before we accept them.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -85,7 +86,7 @@ impl RequestHandler for TcpHandler {
         match step {
             Step::Reply => {}
             Step::Drop => return servfail_info(request),
-            Step::Forward(pending) => self.0.answer_forward(pending, &mut out).await,
+            Step::Forward(pending) => self.0.answer_forward(pending, Transport::Tcp, &mut out).await,
         }
         // Our own answer bytes: they decode, unless a bug made them otherwise.
         let message = match Message::from_vec(&out) {

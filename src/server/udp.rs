@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use super::handler::{Clock, Handler, Protocol, Step, Tally};
 use crate::mmsg::{Batch, send_one};
+use crate::upstream::{Transport, UdpSockets};
 
 /// Datagrams received and answers sent per system call.
 const BATCH: usize = 32;
@@ -140,6 +141,8 @@ fn run(
         let mut outgoing = Batch::new(BATCH, SEND_LEN);
         let mut answer = Vec::with_capacity(SEND_LEN);
         let mut tally = Tally::default();
+        // This worker's sockets to the upstreams, shared by its forwarding tasks.
+        let upstream = Arc::new(UdpSockets::new());
         loop {
             if shutdown.has_changed().unwrap_or(true) {
                 break;
@@ -201,9 +204,12 @@ fn run(
                     Step::Forward(pending) => {
                         inflight.set(inflight.get() + 1);
                         let (handler, inflight) = (Arc::clone(&handler), Rc::clone(&inflight));
+                        let upstream = Arc::clone(&upstream);
                         tokio::task::spawn_local(async move {
                             let mut out = Vec::with_capacity(512);
-                            handler.answer_forward(pending, &mut out).await;
+                            handler
+                                .answer_forward(pending, Transport::Udp(&upstream), &mut out)
+                                .await;
                             if let Err(e) = send_one(fd, &out, peer) {
                                 tracing::debug!(%peer, error = %e, "UDP send failed");
                             }

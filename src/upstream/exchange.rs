@@ -1,12 +1,13 @@
-//! One exchange with one server: send the query with a fresh id, take the first answer that
-//! matches it (UDP), or one length-framed answer (TCP). No health, no metrics beyond what the
-//! caller is told: the pool decides what a result means.
+//! What one exchange with one server needs: the query's id and question, whether an answer
+//! matches them, and the TCP exchange (one length-framed answer on a new connection; the UDP one
+//! is `udp`'s). No health, no metrics beyond what the caller is told: the pool decides what a
+//! result means.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::AttemptError;
@@ -43,27 +44,34 @@ impl<'a> QueryInfo<'a> {
         })
     }
 
-    /// Whether `answer` answers the query we sent with `id`: same id, QR set, one question,
-    /// the same name (case-insensitively: servers may or may not keep 0x20 case), type, class.
+    /// Whether `answer` answers the query we sent with `id` (see [`answers`]).
     pub(crate) fn is_answered_by(&self, answer: &[u8], id: u16) -> bool {
-        let Some(header) = answer.get(..HEADER_LEN) else {
-            return false;
-        };
-        if u16::from_be_bytes([header[0], header[1]]) != id
-            || wire::flags(answer) & flag::QR == 0
-            || wire::counts(answer)[0] != 1
-        {
-            return false;
-        }
-        let Some(theirs) = answer.get(HEADER_LEN..HEADER_LEN + self.question.len()) else {
-            return false;
-        };
-        // Name bytes compare without case (label lengths are below 64, so unaffected); type and
-        // class exactly, since 0x41 and 0x61 are different types.
-        let (name, fixed) = self.question.split_at(self.question.len() - 4);
-        let (their_name, their_fixed) = theirs.split_at(name.len());
-        name.eq_ignore_ascii_case(their_name) && fixed == their_fixed
+        answers(self.question, answer, id)
     }
+}
+
+/// Whether `answer` answers the query we sent with `id` and `question`: same id, QR set, one
+/// question, the same name (case-insensitively: servers may or may not keep 0x20 case), type,
+/// class.
+pub(crate) fn answers(question: &[u8], answer: &[u8], id: u16) -> bool {
+    let Some(header) = answer.get(..HEADER_LEN) else {
+        return false;
+    };
+    if u16::from_be_bytes([header[0], header[1]]) != id
+        || wire::flags(answer) & flag::QR == 0
+        || wire::counts(answer)[0] != 1
+        || question.len() < 4
+    {
+        return false;
+    }
+    let Some(theirs) = answer.get(HEADER_LEN..HEADER_LEN + question.len()) else {
+        return false;
+    };
+    // Name bytes compare without case (label lengths are below 64, so unaffected); type and
+    // class exactly, since 0x41 and 0x61 are different types.
+    let (name, fixed) = question.split_at(question.len() - 4);
+    let (their_name, their_fixed) = theirs.split_at(name.len());
+    name.eq_ignore_ascii_case(their_name) && fixed == their_fixed
 }
 
 /// Whether the answer has the TC bit.
@@ -80,49 +88,6 @@ pub(crate) fn rcode(answer: &[u8]) -> u8 {
 pub(crate) fn set_id(message: &mut [u8], id: u16) {
     if let Some(field) = message.get_mut(..2) {
         field.copy_from_slice(&id.to_be_bytes());
-    }
-}
-
-/// The largest UDP payload there is.
-const MAX_DATAGRAM: usize = 65_535;
-
-/// Sends `query` (its id already set to `id`) over UDP from a fresh socket on a random port and
-/// waits until `deadline` for a datagram that answers it. Datagrams that do not are counted
-/// through `on_stray` and ignored.
-pub(crate) async fn udp(
-    server: SocketAddr,
-    query: &[u8],
-    info: &QueryInfo<'_>,
-    id: u16,
-    deadline: Instant,
-    mut on_stray: impl FnMut(),
-) -> Result<Vec<u8>, AttemptError> {
-    let exchange = async {
-        let local: SocketAddr = match server {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(local).await?;
-        // Connected: the kernel drops datagrams from any other address and reports ICMP
-        // errors (port unreachable) to us, so a closed port fails fast.
-        socket.connect(server).await?;
-        socket.send(query).await?;
-        // Room for any datagram (an upstream may answer past the size the client advertised:
-        // the server truncates for the client itself), filled without zeroing it first.
-        let mut buffer = Vec::with_capacity(MAX_DATAGRAM);
-        loop {
-            buffer.clear();
-            let len = socket.recv_buf(&mut buffer).await?;
-            if info.is_answered_by(&buffer[..len], id) {
-                buffer.shrink_to_fit();
-                return Ok::<_, io::Error>(buffer);
-            }
-            on_stray();
-        }
-    };
-    match timeout_at(deadline, exchange).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(AttemptError::Timeout),
     }
 }
 

@@ -134,8 +134,17 @@ impl Server {
 
     /// Counts one error of `kind`.
     pub(crate) fn count(&self, kind: ErrorKind) {
+        self.errors_of(kind).increment(1);
+    }
+
+    /// The counter of errors of `kind`, for counting where the server is out of reach.
+    pub(crate) fn counter(&self, kind: ErrorKind) -> Counter {
+        self.errors_of(kind).clone()
+    }
+
+    fn errors_of(&self, kind: ErrorKind) -> &Counter {
         let index = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.errors[index].increment(1);
+        &self.errors[index]
     }
 
     /// Records a failed attempt: counts it and marks the server down (logged on the change).

@@ -8,11 +8,13 @@
 //! never make a caller wait longer than the configured timeout: the caller answers SERVFAIL on
 //! an error, and that answer has to be in time.
 //!
-//! Each attempt uses a fresh UDP socket on a random port, connected to the server, and a fresh
-//! random id (against spoofed answers); answers must repeat the question.
+//! Each attempt gets a fresh random id (against spoofed answers) and goes out on the worker's
+//! socket to that server (see `udp`: kept open, on a port that moves every few thousand
+//! queries); answers must repeat the question.
 
 mod exchange;
 mod health;
+mod udp;
 
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,7 @@ use crate::wire::rcode;
 
 use exchange::QueryInfo;
 use health::{ErrorKind, Server, millis_since};
+pub use udp::UdpSockets;
 
 /// The least time one attempt gets, even when the remaining budget split over the servers left
 /// would be less: below this a real resolver cannot answer anyway.
@@ -98,11 +101,13 @@ pub struct UpstreamPool {
 }
 
 /// How a query travels to the upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Transport {
-    /// UDP, then TCP to the same server if the answer is truncated.
-    Udp,
-    /// TCP only (the client asked over TCP).
+#[derive(Clone, Copy, Debug)]
+pub enum Transport<'a> {
+    /// UDP on the caller's sockets (a worker's own), then TCP to the same server if the answer
+    /// is truncated.
+    Udp(&'a UdpSockets),
+    /// TCP only: for queries that came in over TCP, whose answers may be larger than any UDP
+    /// answer.
     Tcp,
 }
 
@@ -123,24 +128,15 @@ impl UpstreamPool {
         &self.addrs
     }
 
-    /// Forwards one client query (the whole message: header, question, OPT) over UDP and
-    /// returns the upstream's answer with the id set back to the query's. A truncated answer is
-    /// asked again over TCP from the same server. Never takes longer than the pool's timeout.
+    /// Forwards one client query (the whole message: header, question, OPT) over `transport`
+    /// and returns the upstream's answer with the id set back to the query's. Over UDP, a
+    /// truncated answer is asked again over TCP from the same server. Never takes longer than
+    /// the pool's timeout.
     ///
     /// Servers are tried healthy ones first, in order; each attempt gets the remaining budget
     /// split over the servers left (at least 100 ms). A SERVFAIL or REFUSED answer moves on to
     /// the next server and is returned if no server answers better.
-    pub async fn forward(&self, query: &[u8]) -> Result<Vec<u8>, ForwardError> {
-        self.forward_over(query, Transport::Udp).await
-    }
-
-    /// As [`forward`](Self::forward), over TCP only: for queries that came in over TCP, whose
-    /// answers may be larger than any UDP answer.
-    pub async fn forward_tcp(&self, query: &[u8]) -> Result<Vec<u8>, ForwardError> {
-        self.forward_over(query, Transport::Tcp).await
-    }
-
-    async fn forward_over(&self, query: &[u8], transport: Transport) -> Result<Vec<u8>, ForwardError> {
+    pub async fn forward(&self, query: &[u8], transport: Transport<'_>) -> Result<Vec<u8>, ForwardError> {
         let info = QueryInfo::parse(query).map_err(ForwardError::BadQuery)?;
         if self.servers.is_empty() {
             return Err(ForwardError::NoServers);
@@ -216,17 +212,21 @@ impl UpstreamPool {
         server: &Server,
         info: &QueryInfo<'_>,
         outgoing: &mut [u8],
-        transport: Transport,
+        transport: Transport<'_>,
         attempt_deadline: Instant,
         deadline: Instant,
     ) -> Result<Vec<u8>, AttemptError> {
-        let id = rand::random::<u16>();
-        exchange::set_id(outgoing, id);
-        if transport == Transport::Tcp {
-            return exchange::tcp(server.addr, outgoing, info, id, attempt_deadline).await;
-        }
-        let stray = || server.count(ErrorKind::Malformed);
-        let answer = exchange::udp(server.addr, outgoing, info, id, attempt_deadline, stray).await?;
+        let sockets = match transport {
+            Transport::Udp(sockets) => sockets,
+            Transport::Tcp => {
+                let id = rand::random::<u16>();
+                exchange::set_id(outgoing, id);
+                return exchange::tcp(server.addr, outgoing, info, id, attempt_deadline).await;
+            }
+        };
+        let answer = sockets
+            .exchange(server, outgoing, info.question, attempt_deadline)
+            .await?;
         if !exchange::is_truncated(&answer) {
             return Ok(answer);
         }

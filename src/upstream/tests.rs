@@ -2,6 +2,7 @@
 //! answer, stay silent, send noise, truncate, or fail on purpose.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -13,6 +14,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
+
+/// Forwards over UDP, on sockets of the call's own.
+async fn forward(pool: &UpstreamPool, query: &[u8]) -> Result<Vec<u8>, ForwardError> {
+    pool.forward(query, Transport::Udp(&UdpSockets::new())).await
+}
 
 /// How a fake upstream behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +183,7 @@ async fn answer_comes_back_with_the_client_id_and_the_query_untouched() {
     let mut up = fake(Mode::Answer, 1).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
     let q = query(0x4242, "www.example.com.", true);
-    let bytes = pool.forward(&q).await.unwrap();
+    let bytes = forward(&pool, &q).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!(got.metadata.id, 0x4242);
     assert_eq!(a_tag(&got), 1);
@@ -194,7 +200,7 @@ async fn stray_datagrams_are_ignored_and_the_answer_taken() {
     let up = fake(Mode::Noisy, 3).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
     let started = Instant::now();
-    let bytes = pool.forward(&query(7, "www.example.com.", false)).await.unwrap();
+    let bytes = forward(&pool, &query(7, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.id, a_tag(&got)), (7, 3));
     assert_eq!(got.queries[0].query_type(), RecordType::A);
@@ -206,7 +212,7 @@ async fn truncated_answer_is_asked_again_over_tcp() {
     let mut up = fake(Mode::Truncated, 4).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
     let q = query(9, "big.example.com.", true);
-    let bytes = pool.forward(&q).await.unwrap();
+    let bytes = forward(&pool, &q).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!(got.metadata.id, 9);
     assert!(!got.metadata.truncation);
@@ -221,7 +227,10 @@ async fn truncated_answer_is_asked_again_over_tcp() {
 async fn forward_tcp_asks_over_tcp_only() {
     let mut up = fake(Mode::Answer, 5).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(2));
-    let bytes = pool.forward_tcp(&query(10, "www.example.com.", false)).await.unwrap();
+    let bytes = pool
+        .forward(&query(10, "www.example.com.", false), Transport::Tcp)
+        .await
+        .unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.id, a_tag(&got)), (10, 105));
     up.seen.recv().await.unwrap();
@@ -234,7 +243,7 @@ async fn dead_first_server_fails_over_within_the_budget_and_goes_last() {
     let up = fake(Mode::Answer, 2).await;
     let pool = UpstreamPool::new(&[dead, up.addr], Duration::from_millis(600));
     let started = Instant::now();
-    let bytes = pool.forward(&query(11, "www.example.com.", false)).await.unwrap();
+    let bytes = forward(&pool, &query(11, "www.example.com.", false)).await.unwrap();
     let took = started.elapsed();
     assert_eq!(a_tag(&Message::from_vec(&bytes).unwrap()), 2);
     // The dead one had half the budget.
@@ -243,7 +252,7 @@ async fn dead_first_server_fails_over_within_the_budget_and_goes_last() {
 
     // Now it is marked down: the live one is asked first.
     let started = Instant::now();
-    pool.forward(&query(12, "www.example.com.", false)).await.unwrap();
+    forward(&pool, &query(12, "www.example.com.", false)).await.unwrap();
     assert!(
         started.elapsed() < Duration::from_millis(200),
         "{:?}",
@@ -257,7 +266,7 @@ async fn all_dead_is_a_timeout_within_the_timeout() {
     let (_b, dead_b) = silent().await;
     let pool = UpstreamPool::new(&[dead_a, dead_b], Duration::from_millis(300));
     let started = Instant::now();
-    let error = pool.forward(&query(13, "www.example.com.", false)).await.unwrap_err();
+    let error = forward(&pool, &query(13, "www.example.com.", false)).await.unwrap_err();
     let took = started.elapsed();
     assert!(
         matches!(error, ForwardError::Timeout(t) if t == Duration::from_millis(300)),
@@ -273,7 +282,7 @@ async fn closed_port_fails_over_at_once() {
     let up = fake(Mode::Answer, 6).await;
     let pool = UpstreamPool::new(&[down, up.addr], Duration::from_secs(2));
     let started = Instant::now();
-    let bytes = pool.forward(&query(14, "www.example.com.", false)).await.unwrap();
+    let bytes = forward(&pool, &query(14, "www.example.com.", false)).await.unwrap();
     assert_eq!(a_tag(&Message::from_vec(&bytes).unwrap()), 6);
     assert!(
         started.elapsed() < Duration::from_millis(500),
@@ -282,7 +291,9 @@ async fn closed_port_fails_over_at_once() {
     );
 
     let alone = UpstreamPool::new(&[closed().await], Duration::from_secs(2));
-    let error = alone.forward(&query(15, "www.example.com.", false)).await.unwrap_err();
+    let error = forward(&alone, &query(15, "www.example.com.", false))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             error,
@@ -301,12 +312,12 @@ async fn servfail_moves_on_to_the_next_server_or_is_returned() {
     let bad = fake(Mode::ServFail, 1).await;
     let good = fake(Mode::Answer, 2).await;
     let pool = UpstreamPool::new(&[bad.addr, good.addr], Duration::from_secs(2));
-    let bytes = pool.forward(&query(16, "www.example.com.", false)).await.unwrap();
+    let bytes = forward(&pool, &query(16, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.response_code, a_tag(&got)), (ResponseCode::NoError, 2));
 
     let only_bad = UpstreamPool::new(&[bad.addr], Duration::from_secs(2));
-    let bytes = only_bad.forward(&query(17, "www.example.com.", false)).await.unwrap();
+    let bytes = forward(&only_bad, &query(17, "www.example.com.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!(
         (got.metadata.id, got.metadata.response_code),
@@ -318,7 +329,7 @@ async fn servfail_moves_on_to_the_next_server_or_is_returned() {
 async fn mixed_case_question_matches_a_lowercased_answer() {
     let up = fake(Mode::Lowercase, 8).await;
     let pool = UpstreamPool::new(&[up.addr], Duration::from_secs(1));
-    let bytes = pool.forward(&query(18, "wWw.ExAmPlE.cOm.", false)).await.unwrap();
+    let bytes = forward(&pool, &query(18, "wWw.ExAmPlE.cOm.", false)).await.unwrap();
     let got = Message::from_vec(&bytes).unwrap();
     assert_eq!((got.metadata.id, a_tag(&got)), (18, 8));
 }
@@ -327,14 +338,107 @@ async fn mixed_case_question_matches_a_lowercased_answer() {
 async fn bad_queries_and_an_empty_pool_are_refused() {
     let pool = UpstreamPool::new(&[], Duration::from_secs(1));
     assert!(matches!(
-        pool.forward(&query(1, "a.", false)).await,
+        forward(&pool, &query(1, "a.", false)).await,
         Err(ForwardError::NoServers)
     ));
-    assert!(matches!(pool.forward(&[0; 5]).await, Err(ForwardError::BadQuery(_))));
+    assert!(matches!(forward(&pool, &[0; 5]).await, Err(ForwardError::BadQuery(_))));
     let mut response = query(1, "a.", false);
     response[2] |= 0x80;
-    assert!(matches!(pool.forward(&response).await, Err(ForwardError::BadQuery(_))));
+    assert!(matches!(
+        forward(&pool, &response).await,
+        Err(ForwardError::BadQuery(_))
+    ));
     let mut two = query(1, "a.", false);
     two[5] = 2;
-    assert!(matches!(pool.forward(&two).await, Err(ForwardError::BadQuery(_))));
+    assert!(matches!(forward(&pool, &two).await, Err(ForwardError::BadQuery(_))));
+}
+
+/// A responder that waits for `batch` queries, then answers them in reverse order, each with
+/// an A record whose last octet is the number in its name (`q<N>.example.`); it records the
+/// source port of every query.
+async fn reverse_responder(batch: usize) -> (SocketAddr, mpsc::Receiver<u16>, JoinHandle<()>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (ports, seen) = mpsc::channel(100_000);
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0; 65535];
+        loop {
+            let mut held = Vec::new();
+            while held.len() < batch {
+                let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let _ = ports.try_send(peer.port());
+                held.push((buf[..len].to_vec(), peer));
+            }
+            for (query, peer) in held.into_iter().rev() {
+                let q = Message::from_vec(&query).unwrap();
+                let n: u8 = q.queries[0].name.to_ascii()[1..]
+                    .split('.')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let mut r = Message::response(q.metadata.id, OpCode::Query);
+                r.add_query(q.queries[0].clone());
+                let a = RData::A(A::from(Ipv4Addr::new(192, 0, 2, n)));
+                r.add_answer(Record::from_rdata(q.queries[0].name.clone(), 60, a));
+                let _ = socket.send_to(&r.to_vec().unwrap(), peer).await;
+            }
+        }
+    });
+    (addr, seen, task)
+}
+
+#[tokio::test]
+async fn queries_in_flight_share_one_socket_and_each_gets_its_own_answer() {
+    let (addr, mut ports, task) = reverse_responder(50).await;
+    let pool = Arc::new(UpstreamPool::new(&[addr], Duration::from_secs(2)));
+    let sockets = Arc::new(UdpSockets::new());
+    // 50 at once: the responder answers only when all 50 are in, last first.
+    let mut asks = tokio::task::JoinSet::new();
+    for n in 0..50u8 {
+        let (pool, sockets) = (Arc::clone(&pool), Arc::clone(&sockets));
+        asks.spawn(async move {
+            let q = query(u16::from(n), &format!("q{n}.example."), false);
+            let answer = pool.forward(&q, Transport::Udp(&sockets)).await.unwrap();
+            let answer = Message::from_vec(&answer).unwrap();
+            assert_eq!(answer.metadata.id, u16::from(n), "the client's id is restored");
+            (n, a_tag(&answer))
+        });
+    }
+    while let Some(result) = asks.join_next().await {
+        let (n, tag) = result.unwrap();
+        assert_eq!(tag, n, "q{n} got the answer of another query");
+    }
+    let mut seen = Vec::new();
+    while let Ok(port) = ports.try_recv() {
+        seen.push(port);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "all went out on one socket: {seen:?}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_socket_is_replaced_by_one_on_a_new_port_after_its_share_of_queries() {
+    let (addr, mut ports, task) = reverse_responder(1).await;
+    let pool = UpstreamPool::new(&[addr], Duration::from_secs(2));
+    let sockets = UdpSockets::new();
+    for i in 0..udp::ROTATE_AFTER + 1 {
+        let q = query(1, &format!("q{}.example.", i % 200), false);
+        pool.forward(&q, Transport::Udp(&sockets)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while let Ok(port) = ports.try_recv() {
+        seen.push(port);
+    }
+    assert_eq!(seen.len(), udp::ROTATE_AFTER as usize + 1);
+    assert!(seen[..udp::ROTATE_AFTER as usize].iter().all(|&p| p == seen[0]));
+    assert_ne!(
+        seen[udp::ROTATE_AFTER as usize],
+        seen[0],
+        "the last query left from a new port"
+    );
+    task.abort();
 }
