@@ -144,24 +144,40 @@ pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> 
 
 /// Appends the name at `pos` to `out` as lowercase dotted ASCII without the trailing dot
 /// (`b"www.example.com"`; the root is empty), following compression pointers.
-pub(crate) fn read_name_dotted(msg: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
+    walk_name(msg, pos, |label| {
+        if out.len() > start {
+            out.push(b'.');
+        }
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    })?;
+    Ok(())
+}
+
+/// Checks the name at `pos` as a decoder would, following compression pointers (each must
+/// point back, the whole name fit 255 bytes), and returns the position just after it in place.
+pub(crate) fn check_name(msg: &[u8], pos: usize) -> Result<usize, WireError> {
+    walk_name(msg, pos, |_| {})
+}
+
+/// Walks the name at `pos` label by label (`on_label` gets each, root excluded), following
+/// compression pointers; returns the position just after the name in place (after its first
+/// pointer, or its root label).
+fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+    let mut end = None;
     let mut wire_len = 1;
     let mut hops = 0;
     loop {
         let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
         match len & 0xC0 {
-            0x00 if len == 0 => return Ok(()),
+            0x00 if len == 0 => return Ok(end.unwrap_or(pos + 1)),
             0x00 => {
                 wire_len += len + 1;
                 if wire_len > MAX_NAME_WIRE {
                     return Err(WireError::NameTooLong);
                 }
-                let label = msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Truncated("name"))?;
-                if out.len() > start {
-                    out.push(b'.');
-                }
-                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                on_label(msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Truncated("name"))?);
                 pos += 1 + len;
             }
             0xC0 => {
@@ -173,6 +189,7 @@ pub(crate) fn read_name_dotted(msg: &[u8], mut pos: usize, out: &mut Vec<u8>) ->
                 if target >= pos || hops > MAX_POINTERS {
                     return Err(WireError::BadPointer);
                 }
+                end.get_or_insert(pos + 2);
                 pos = target;
             }
             _ => return Err(WireError::BadLabel),
@@ -249,6 +266,15 @@ mod tests {
         out.clear();
         read_name_dotted(b"\x00", 0, &mut out).unwrap();
         assert_eq!(out, b"");
+    }
+
+    #[test]
+    fn check_name_ends_after_the_first_pointer_and_checks_its_target() {
+        assert_eq!(check_name(NAMES, 0), Ok(17));
+        assert_eq!(check_name(NAMES, 17), Ok(19));
+        assert_eq!(check_name(b"\x01a\xC0\x05", 0), Err(WireError::BadPointer));
+        assert_eq!(check_name(b"\x01a\x00\xC0\x00", 3), Ok(5));
+        assert_eq!(check_name(b"\x01a\x00\xC0\x00", 0), Ok(3));
     }
 
     #[test]

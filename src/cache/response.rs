@@ -4,11 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, Record};
-use hickory_proto::serialize::binary::DecodeError;
-
-use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, MIN_UDP_PAYLOAD, WireError, flag, rtype};
+use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, MIN_UDP_PAYLOAD, RecordPos, WireError, flag, rcode, rtype};
 
 /// RFC 2308 section 7.1: a SERVFAIL must not be cached for longer than five minutes, whatever
 /// the config says.
@@ -58,12 +54,12 @@ pub enum ResponseError {
     /// Not exactly one question; the cache is keyed by the question.
     #[error("upstream response has {0} questions, expected exactly 1")]
     QuestionCount(u16),
-    /// hickory-proto could not decode the message.
-    #[error("upstream response does not decode: {0}")]
-    Malformed(#[from] DecodeError),
-    /// The position walk failed where hickory-proto did not (should not happen).
-    #[error("upstream response cannot be walked: {0}")]
-    Wire(#[from] WireError),
+    /// The message does not decode: it ends early, or a name in it is broken.
+    #[error("upstream response is malformed: {0}")]
+    Malformed(#[from] WireError),
+    /// A record's data does not fit its type (an A record that is not 4 bytes, say).
+    #[error("upstream response has a type {0} record whose data is malformed")]
+    BadRdata(u16),
     /// More CNAME/DNAME records than [`MAX_CHAIN`].
     #[error("upstream response has more than {MAX_CHAIN} CNAME/DNAME records")]
     ChainTooLong,
@@ -90,16 +86,23 @@ fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError
         let (record, next) = wire::read_record(&bytes, pos)?;
         if record.rtype == rtype::OPT {
             let rdata = &bytes[record.rdata.clone()];
-            let mut kept = Vec::with_capacity(rdata.len());
-            let mut at = 0;
-            while let (Some(code), Some(len)) = (wire::u16_at(rdata, at), wire::u16_at(rdata, at + 2)) {
-                let end = (at + 4 + usize::from(len)).min(rdata.len());
-                if !HOP_BY_HOP_OPTIONS.contains(&code) {
-                    kept.extend_from_slice(&rdata[at..end]);
+            // (code, start, end) of each option; most answers carry none of ours, and are
+            // returned without a copy.
+            let options = || {
+                let mut at = 0;
+                std::iter::from_fn(move || {
+                    let (code, len) = (wire::u16_at(rdata, at)?, wire::u16_at(rdata, at + 2)?);
+                    let end = (at + 4 + usize::from(len)).min(rdata.len());
+                    let option = (code, at, end);
+                    at = end;
+                    Some(option)
+                })
+            };
+            if options().any(|(code, _, _)| HOP_BY_HOP_OPTIONS.contains(&code)) {
+                let mut kept = Vec::with_capacity(rdata.len());
+                for (_, start, end) in options().filter(|(code, _, _)| !HOP_BY_HOP_OPTIONS.contains(code)) {
+                    kept.extend_from_slice(&rdata[start..end]);
                 }
-                at = end;
-            }
-            if kept.len() != rdata.len() {
                 let length_at = record.rdata.start - 2;
                 bytes[length_at..length_at + 2].copy_from_slice(&(kept.len() as u16).to_be_bytes());
                 bytes.splice(record.rdata, kept);
@@ -136,9 +139,10 @@ pub struct CachedResponse {
 }
 
 impl CachedResponse {
-    /// Parses (hickory-proto for validation and records; a small walk of the wire for TTL
-    /// offsets and chain names, since hickory does not give positions) and analyses an upstream
-    /// response. `now` is when it arrived; TTLs served later are lowered by the time since.
+    /// Walks and analyses an upstream response in one pass over its bytes: checks it decodes
+    /// (every name, and the data of the types clients read: A, AAAA, CNAME, DNAME, SOA),
+    /// notes where each TTL sits and the CNAME/DNAME chain, and works out its cache lifetime.
+    /// `now` is when it arrived; TTLs served later are lowered by the time since.
     pub fn analyze(bytes: Vec<u8>, now: Instant, limits: &TtlLimits) -> Result<Self, ResponseError> {
         if bytes.len() < HEADER_LEN {
             return Err(ResponseError::TooShort(bytes.len()));
@@ -153,22 +157,41 @@ impl CachedResponse {
         if qd != 1 {
             return Err(ResponseError::QuestionCount(qd));
         }
-        let message = Message::from_vec(&bytes)?;
         let bytes = strip_hop_by_hop_options(bytes)?;
 
+        wire::check_name(&bytes, HEADER_LEN)?;
         let question_end = wire::skip_question(&bytes, HEADER_LEN)?;
         let mut pos = question_end;
         let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
         let mut chain = Vec::new();
         let mut chain_ends = Vec::new();
         let mut opt = None;
+        let mut facts = Facts {
+            truncated: wire::flags(&bytes) & flag::TC != 0,
+            rcode: bytes[3] & 0x0F,
+            extended_rcode: 0,
+            lowest_answer: None,
+            negative: None,
+        };
         for (section, count) in [an, ns, ar].into_iter().enumerate() {
             for _ in 0..count {
+                wire::check_name(&bytes, pos)?;
                 let (record, next) = wire::read_record(&bytes, pos)?;
+                check_rdata(&bytes, &record)?;
+                let ttl = ttl_at(&bytes, record.ttl_at);
                 if record.rtype != rtype::OPT {
                     ttl_offsets.push(offset(record.ttl_at));
                 } else if section == 2 && bytes.get(pos) == Some(&0) {
                     opt = Some((offset(pos), offset(next)));
+                    // The OPT TTL's first byte holds the upper 8 bits of the response code.
+                    facts.extended_rcode = bytes[record.ttl_at];
+                }
+                match section {
+                    0 => facts.lowest_answer = Some(facts.lowest_answer.map_or(ttl, |low: u32| low.min(ttl))),
+                    1 if record.rtype == rtype::SOA && facts.negative.is_none() => {
+                        facts.negative = Some(ttl.min(soa_minimum(&bytes, &record)));
+                    }
+                    _ => {}
                 }
                 let is_alias = record.rtype == rtype::CNAME || record.rtype == rtype::DNAME;
                 if section == 0 && is_alias {
@@ -183,7 +206,7 @@ impl CachedResponse {
         }
 
         Ok(CachedResponse {
-            cache_for: lifetime(&message, limits).map(|secs| Duration::from_secs(secs.into())),
+            cache_for: facts.lifetime(limits).map(|secs| Duration::from_secs(secs.into())),
             bytes: bytes.into_boxed_slice(),
             question_end: offset(question_end),
             ttl_offsets: ttl_offsets.into_boxed_slice(),
@@ -303,41 +326,83 @@ fn offset(pos: usize) -> u16 {
 }
 
 /// A TTL as RFC 2181 section 8 reads it: values with the top bit set mean zero.
-fn ttl(record: &Record) -> u32 {
-    if record.ttl > i32::MAX as u32 { 0 } else { record.ttl }
+fn ttl_at(msg: &[u8], at: usize) -> u32 {
+    let ttl = msg
+        .get(at..at + 4)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    if ttl > i32::MAX as u32 { 0 } else { ttl }
 }
 
-/// How many seconds a response may be cached, or None.
-///
-/// Positive answers: the lowest answer TTL (and the negative TTL if an SOA rides along, as in a
-/// CNAME leading to NODATA), raised to `min` and capped at `max`. Negative answers (NXDOMAIN,
-/// or NOERROR without answers) per RFC 2308 section 5: min(SOA TTL, SOA MINIMUM) from the
-/// authority section (and no more than any CNAME in the answer), capped at `negative_max`;
-/// without an SOA they are not cached. A zero TTL from the upstream means "do not cache" and
-/// is not raised by `min`.
-fn lifetime(message: &Message, limits: &TtlLimits) -> Option<u32> {
-    if message.metadata.truncation {
-        return None;
-    }
-    let negative = message.authorities.iter().find_map(|record| match &record.data {
-        RData::SOA(soa) => Some(ttl(record).min(soa.minimum)),
-        _ => None,
-    });
-    let answers = message.answers.iter().map(ttl).min();
-    let secs = match message.metadata.response_code {
-        ResponseCode::NoError if answers.is_some() => {
-            let lowest = answers.into_iter().chain(negative).min().unwrap_or(0);
-            if lowest == 0 {
-                return None;
-            }
-            lowest.max(limits.min).min(limits.max)
+/// Checks the data of the record types a client reads (an answer that a resolver library
+/// cannot decode must not be cached and served to every client after): fixed sizes for A and
+/// AAAA, one name filling the data for CNAME and DNAME, two names and five numbers for SOA.
+fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
+    let rdata = &record.rdata;
+    let fits = match record.rtype {
+        rtype::A => rdata.len() == 4,
+        rtype::AAAA => rdata.len() == 16,
+        rtype::CNAME | rtype::DNAME => wire::check_name(msg, rdata.start)? == rdata.end,
+        rtype::SOA => {
+            let rname = wire::check_name(msg, rdata.start)?;
+            rname < rdata.end && wire::check_name(msg, rname)? + 20 == rdata.end
         }
-        ResponseCode::NoError | ResponseCode::NXDomain => {
-            let lowest = negative?.min(answers.unwrap_or(u32::MAX));
-            lowest.min(limits.negative_max)
-        }
-        ResponseCode::ServFail => limits.servfail.min(SERVFAIL_CAP),
-        _ => return None,
+        _ => true,
     };
-    (secs > 0).then_some(secs)
+    if fits {
+        Ok(())
+    } else {
+        Err(ResponseError::BadRdata(record.rtype))
+    }
+}
+
+/// The MINIMUM field of an SOA record already checked by [`check_rdata`]: its last 4 bytes.
+fn soa_minimum(msg: &[u8], record: &RecordPos) -> u32 {
+    ttl_at(msg, record.rdata.end - 4)
+}
+
+/// What a response's cache lifetime depends on, gathered in the walk.
+struct Facts {
+    /// TC is set.
+    truncated: bool,
+    /// The header's 4-bit response code.
+    rcode: u8,
+    /// The upper 8 bits of the response code, from the OPT record (0 without one).
+    extended_rcode: u8,
+    /// The lowest TTL in the answer section, if it has records.
+    lowest_answer: Option<u32>,
+    /// min(TTL, MINIMUM) of the first SOA in the authority section, if there is one.
+    negative: Option<u32>,
+}
+
+impl Facts {
+    /// How many seconds the response may be cached, or None.
+    ///
+    /// Positive answers: the lowest answer TTL (and the negative TTL if an SOA rides along, as
+    /// in a CNAME leading to NODATA), raised to `min` and capped at `max`. Negative answers
+    /// (NXDOMAIN, or NOERROR without answers) per RFC 2308 section 5: min(SOA TTL, SOA MINIMUM)
+    /// from the authority section (and no more than any CNAME in the answer), capped at
+    /// `negative_max`; without an SOA they are not cached. A zero TTL from the upstream means
+    /// "do not cache" and is not raised by `min`. An extended response code (BADVERS and the
+    /// like) is not cached.
+    fn lifetime(&self, limits: &TtlLimits) -> Option<u32> {
+        if self.truncated || self.extended_rcode != 0 {
+            return None;
+        }
+        let secs = match self.rcode {
+            rcode::NOERROR if self.lowest_answer.is_some() => {
+                let lowest = self.lowest_answer.into_iter().chain(self.negative).min().unwrap_or(0);
+                if lowest == 0 {
+                    return None;
+                }
+                lowest.max(limits.min).min(limits.max)
+            }
+            rcode::NOERROR | rcode::NXDOMAIN => {
+                let lowest = self.negative?.min(self.lowest_answer.unwrap_or(u32::MAX));
+                lowest.min(limits.negative_max)
+            }
+            rcode::SERVFAIL => limits.servfail.min(SERVFAIL_CAP),
+            _ => return None,
+        };
+        (secs > 0).then_some(secs)
+    }
 }

@@ -10,6 +10,7 @@ use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
+use crate::wire::{self, WireError};
 
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
@@ -196,6 +197,66 @@ fn analyze_rejects_what_is_not_one_answer() {
     let mut cut = www_a().to_vec().unwrap();
     cut.truncate(cut.len() - 3);
     assert!(matches!(check(cut), ResponseError::Malformed(_)));
+}
+
+#[test]
+fn analyze_rejects_broken_names_and_record_data() {
+    let limits = TtlLimits::default();
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &limits);
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(a("www.example.com.", 60, 1));
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    // The answer's owner is a pointer to the question (0xC00C): point it past the message.
+    let owner = good.len() - 16;
+    assert_eq!(&good[owner..owner + 2], b"\xC0\x0C");
+    let mut forward = good.clone();
+    forward[owner + 1] = 0xF0;
+    assert!(matches!(
+        check(forward),
+        Err(ResponseError::Malformed(WireError::BadPointer))
+    ));
+    // An A record of 3 bytes (the message shortened to match).
+    let mut short = good.clone();
+    let rdlength = good.len() - 6;
+    short[rdlength + 1] = 3;
+    short.pop();
+    assert!(matches!(check(short), Err(ResponseError::BadRdata(1))));
+    // A CNAME whose name does not fill its data.
+    let mut alias = response("www.example.com.", RecordType::A);
+    alias.add_answer(cname("www.example.com.", 60, "a.example."));
+    let mut alias = alias.to_vec().unwrap();
+    let rdlength = alias.len() - 13;
+    alias[rdlength + 1] += 1;
+    alias.push(0);
+    assert!(matches!(check(alias), Err(ResponseError::BadRdata(5))));
+    // An SOA one byte short of its five numbers.
+    let mut negative = response("nx.example.com.", RecordType::A);
+    negative.metadata.response_code = ResponseCode::NXDomain;
+    negative.add_authority(soa("example.com.", 60, 30));
+    let mut negative = negative.to_vec().unwrap();
+    let question_end = wire::skip_question(&negative, 12).unwrap();
+    let rdlength = wire::read_record(&negative, question_end).unwrap().0.rdata.start - 2;
+    negative[rdlength + 1] -= 1;
+    negative.pop();
+    assert!(matches!(check(negative), Err(ResponseError::BadRdata(6))));
+}
+
+#[test]
+fn an_extended_response_code_is_not_cached() {
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(a("www.example.com.", 60, 1));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    m.edns = Some(edns);
+    assert_eq!(analyze(&m).cache_for(), secs(60));
+    let mut bytes = m.to_vec().unwrap();
+    // OPT is the last record and has no options: its TTL (extended rcode first) starts 6 bytes
+    // from the end, before RDLENGTH. Set BADVERS (16: upper bits 1, header bits 0).
+    let opt_ttl = bytes.len() - 6;
+    bytes[opt_ttl] = 1;
+    let cached = CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default()).unwrap();
+    assert_eq!(cached.cache_for(), None);
 }
 
 #[test]
