@@ -14,8 +14,10 @@
 //! stays open until its last query is answered or times out), so the port an attacker must find
 //! keeps moving, at a cost spread over thousands of queries.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -30,6 +32,7 @@ use tokio::time::Instant;
 
 use super::exchange::answers;
 use super::health::{ErrorKind, Server};
+use crate::mmsg::Batch;
 
 /// Queries one socket carries before a fresh socket (a new random port) replaces it.
 pub(super) const ROTATE_AFTER: u32 = 2048;
@@ -38,8 +41,10 @@ const ROTATE_AGE: Duration = Duration::from_secs(30);
 /// The most queries waiting on one socket. Ids are 16 bits: below this a random id is free at
 /// the first draw nearly always. A worker with more in flight to one server opens another socket.
 const MAX_WAITING: usize = 8192;
-/// Datagrams the receiving task reads in a row before it lets other tasks of the thread run.
-const DRAIN_BUDGET: usize = 64;
+/// Datagrams one `recvmmsg` of a receiving task takes.
+const RECV_BATCH: usize = 16;
+/// Batches a receiving task reads in a row before it lets the thread's other tasks run.
+const DRAIN_ROUNDS: usize = 4;
 /// Room for any datagram: an upstream may answer past the size the client advertised (the
 /// server truncates for the client itself).
 const MAX_DATAGRAM: usize = 65_535;
@@ -230,30 +235,31 @@ impl Link {
         None
     }
 
-    /// Hands a received datagram to the query it answers, or counts it as a stray.
-    fn deliver(&self, datagram: &[u8]) {
-        let Some(id) = datagram.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
-            self.strays.increment(1);
-            return;
-        };
-        let (delivered, waker) = {
-            let mut table = lock(&self.table);
+    /// Receives what is queued on the socket (`fd`, this link's) into `batch` with one
+    /// `recvmmsg` and hands each datagram to the query it answers; returns how many came.
+    fn receive_batch(&self, fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
+        let got = batch.recv(fd, RECV_BATCH, false)?;
+        let mut strays = 0;
+        let mut table = lock(&self.table);
+        for datagram in (0..got).map(|i| batch.received(i)) {
+            let id = datagram.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
             match table.waiting.get_mut(&id) {
                 Some(waiter) if waiter.outcome.is_none() && answers(&waiter.question, datagram, id) => {
                     waiter.outcome = Some(Ok(datagram.to_vec()));
-                    (true, waiter.waker.take())
+                    if let Some(waker) = waiter.waker.take() {
+                        waker.wake();
+                    }
                 }
-                _ => (false, None),
+                // Nothing waits for this id (a late answer after a timeout, a guess), the
+                // question is not the one asked, or the query already has its answer.
+                _ => strays += 1,
             }
-        };
-        if !delivered {
-            // Nothing waits for this id (a late answer after a timeout, a guess), the question
-            // is not the one asked, or the query already has its answer.
-            self.strays.increment(1);
         }
-        if let Some(waker) = waker {
-            waker.wake();
+        drop(table);
+        if strays > 0 {
+            self.strays.increment(strays);
         }
+        Ok(got)
     }
 
     /// Ends the wait of every query on the link with `error`: the socket reported a failure
@@ -311,10 +317,15 @@ impl Drop for Waiting<'_> {
     }
 }
 
+thread_local! {
+    /// The receive buffers of the links whose receiving tasks run on this thread: one set per
+    /// thread is enough, since a task uses it only between two awaits.
+    static SCRATCH: RefCell<Batch> = RefCell::new(Batch::new(RECV_BATCH, MAX_DATAGRAM));
+}
+
 /// The receiving task of a link: reads every datagram and hands it to its query, until the
 /// link is retired and empty.
 async fn receive(link: Arc<Link>) {
-    let mut buffer = vec![0; MAX_DATAGRAM];
     loop {
         let mut guard = tokio::select! {
             ready = link.socket.ready(Interest::READABLE | Interest::ERROR) => match ready {
@@ -341,18 +352,24 @@ async fn receive(link: Arc<Link>) {
             }
             guard.clear_ready_matching(Ready::ERROR);
         }
+        let fd = guard.get_inner().as_raw_fd();
         let mut drained = false;
-        for _ in 0..DRAIN_BUDGET {
-            match guard.get_inner().recv(&mut buffer) {
-                Ok(len) => link.deliver(&buffer[..len]),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    guard.clear_ready_matching(Ready::READABLE);
-                    drained = true;
-                    break;
-                }
+        for _ in 0..DRAIN_ROUNDS {
+            match SCRATCH.with_borrow_mut(|batch| link.receive_batch(fd, batch)) {
+                // A short batch emptied the queue. Epoll (edge-triggered) reports every datagram
+                // that comes after this call, so the readiness can be cleared without a call
+                // that returns WouldBlock.
+                Ok(got) if got < RECV_BATCH => drained = true,
+                Ok(_) => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => drained = true,
                 // An ICMP error surfacing on the receive: the datagrams behind it still count.
-                Err(error) => link.fail_all(&error),
+                Err(error) => {
+                    link.fail_all(&error);
+                    continue;
+                }
             }
+            guard.clear_ready_matching(Ready::READABLE);
+            break;
         }
         drop(guard);
         if link.is_finished() {
