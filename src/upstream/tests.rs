@@ -421,6 +421,35 @@ async fn queries_in_flight_share_one_socket_and_each_gets_its_own_answer() {
 }
 
 #[tokio::test]
+async fn a_closed_port_fails_every_query_waiting_on_the_shared_socket() {
+    // One port unreachable (ICMP) ends the wait of all the queries on the socket, not only of
+    // the one whose datagram drew it: each fails with a network error, none waits for a timeout.
+    let pool = Arc::new(UpstreamPool::new(&[closed().await], Duration::from_secs(2)));
+    let sockets = Arc::new(UdpSockets::new());
+    let mut asks = tokio::task::JoinSet::new();
+    for n in 0..20u8 {
+        let (pool, sockets) = (Arc::clone(&pool), Arc::clone(&sockets));
+        asks.spawn(async move {
+            let q = query(u16::from(n), &format!("q{n}.example."), false);
+            pool.forward(&q, Transport::Udp(&sockets)).await.unwrap_err()
+        });
+    }
+    while let Some(error) = asks.join_next().await {
+        let error = error.unwrap();
+        assert!(
+            matches!(
+                error,
+                ForwardError::AllFailed {
+                    last: AttemptError::Network(_),
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_socket_is_replaced_by_one_on_a_new_port_after_its_share_of_queries() {
     let (addr, mut ports, task) = reverse_responder(1).await;
     let pool = UpstreamPool::new(&[addr], Duration::from_secs(2));

@@ -74,15 +74,23 @@ impl UdpSockets {
     }
 
     /// The socket for new queries to `server`: the current one, or a fresh one if it is due for
-    /// rotation (or full).
+    /// rotation (or full). Opening one also retires every other link past its time, so that the
+    /// socket of a server a reload removed does not stay open.
     fn link(&self, server: &Server, now: Instant) -> io::Result<Arc<Link>> {
         let mut links = lock(&self.links);
-        if let Some(i) = links.iter().position(|link| link.server == server.addr) {
-            if links[i].takes_more(now) {
-                return Ok(Arc::clone(&links[i]));
-            }
-            links.swap_remove(i).retire();
+        if let Some(link) = links
+            .iter()
+            .find(|link| link.server == server.addr && link.takes_more(now))
+        {
+            return Ok(Arc::clone(link));
         }
+        links.retain(|link| {
+            let keep = link.takes_more(now);
+            if !keep {
+                link.retire();
+            }
+            keep
+        });
         let link = Link::open(server, now)?;
         links.push(Arc::clone(&link));
         Ok(link)
@@ -105,9 +113,16 @@ impl UdpSockets {
             .ok_or_else(|| io::Error::other("too many queries in flight to this server"))?;
         super::exchange::set_id(query, id);
         let waiting = Waiting { link: &link, id };
-        link.socket
+        if let Err(error) = link
+            .socket
             .async_io(Interest::WRITABLE, |socket| socket.send(query))
-            .await?;
+            .await
+        {
+            // A send reports the error an earlier datagram drew (ICMP port unreachable) and
+            // clears it: the queries already waiting would not hear of it otherwise.
+            link.fail_all(&error);
+            return Err(error.into());
+        }
         match tokio::time::timeout_at(deadline, waiting.answer()).await {
             Ok(answer) => Ok(answer?),
             Err(_) => Err(super::AttemptError::Timeout),
@@ -394,4 +409,41 @@ fn copy_error(error: &io::Error) -> io::Error {
 /// update, so a poisoned lock still guards consistent data.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn links_rotate_and_a_removed_servers_link_is_retired() {
+        let (a, b) = (
+            Server::new(([127, 0, 0, 1], 9).into()),
+            Server::new(([127, 0, 0, 1], 19).into()),
+        );
+        let sockets = UdpSockets::new();
+        let start = Instant::now();
+        let first = sockets.link(&a, start).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &sockets.link(&a, start).unwrap()),
+            "the same socket while it is fresh"
+        );
+        // Past its age, the next query to the server gets a new socket; the old one is retired
+        // and its receiving task ends, as nothing waits on it.
+        let later = start + ROTATE_AGE;
+        let second = sockets.link(&a, later).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(first.is_finished());
+        // Only b is asked from now on (a reload dropped a): a's socket is retired when b's
+        // next socket opens after a's has aged.
+        sockets.link(&b, later).unwrap();
+        assert_eq!(lock(&sockets.links).len(), 2);
+        sockets.link(&b, later + ROTATE_AGE).unwrap();
+        assert_eq!(lock(&sockets.links).len(), 1);
+        assert!(second.is_finished());
+        // The receiving tasks let go of their links: only the test's handles remain.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(Arc::strong_count(&first), 1);
+        assert_eq!(Arc::strong_count(&second), 1);
+    }
 }
