@@ -46,6 +46,11 @@ pub struct Batch {
     control_lens: Vec<usize>,
     /// `msg_flags` of each received message (MSG_TRUNC is the one read).
     flags: Vec<libc::c_int>,
+    /// Whether receives ask for each datagram's destination address (see
+    /// [`Batch::receive_destinations`]).
+    want_destinations: bool,
+    /// The destination address of each received message, when asked for.
+    destinations: Vec<Option<IpAddr>>,
     /// One iovec per message, pointing into `data`; rebuilt before each call.
     iovs: Vec<libc::iovec>,
     /// The message headers passed to the kernel; rebuilt before each call.
@@ -75,6 +80,8 @@ impl Batch {
             controls: vec![Control([0; CONTROL_ROOM]); count],
             control_lens: vec![0; count],
             flags: vec![0; count],
+            want_destinations: false,
+            destinations: vec![None; count],
             iovs: vec![iov; count],
             hdrs: vec![hdr; count],
         }
@@ -127,6 +134,19 @@ impl Batch {
     /// Whether message `i` of the last [`Batch::recv`] was longer than the buffer (cut short).
     pub fn truncated(&self, i: usize) -> bool {
         self.flags[i] & libc::MSG_TRUNC != 0
+    }
+
+    /// Has later receives read the address each datagram was sent to, from the control message
+    /// a socket with [`enable_destinations`] attaches, for [`Batch::destination`].
+    pub fn receive_destinations(&mut self, on: bool) {
+        self.want_destinations = on;
+    }
+
+    /// The local address message `i` of the last [`Batch::recv`] was sent to, when
+    /// [`Batch::receive_destinations`] is on and the socket reported it: the source its answer
+    /// must leave from.
+    pub fn destination(&self, i: usize) -> Option<IpAddr> {
+        self.destinations[i]
     }
 
     /// Where message `i` of the last [`Batch::recv`] (with `want_peers`) came from.
@@ -226,14 +246,20 @@ impl Batch {
                 hdr.msg_name = ptr::null_mut();
                 hdr.msg_namelen = 0;
             }
-            hdr.msg_control = ptr::null_mut();
-            hdr.msg_controllen = 0;
+            if self.want_destinations {
+                hdr.msg_control = self.controls[i].0.as_mut_ptr().cast();
+                hdr.msg_controllen = CONTROL_ROOM as _;
+            } else {
+                hdr.msg_control = ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
             hdr.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }
         // SAFETY: as in `send`: every pointer in hdrs[..n] points into a vector of self that lives
         // and stays in place for the call, with the capacity given beside it (buf_len bytes per
-        // iovec, a whole sockaddr_storage per name); the kernel writes at most that much.
+        // iovec, a whole sockaddr_storage per name, CONTROL_ROOM bytes of control); the kernel
+        // writes at most that much.
         let got = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as libc::c_uint, flags, ptr::null_mut()) };
         if got < 0 {
             return Err(io::Error::last_os_error());
@@ -247,29 +273,72 @@ impl Batch {
             } else {
                 0
             };
+            self.destinations[i] = if self.want_destinations {
+                read_pktinfo(&self.hdrs[i].msg_hdr)
+            } else {
+                None
+            };
         }
         Ok(got)
     }
 }
 
-/// Sends one datagram to `peer` without blocking: an answer that comes outside a batch (to a
-/// forwarded query).
-pub fn send_one(fd: RawFd, bytes: &[u8], peer: SocketAddr) -> io::Result<()> {
+/// Sends one datagram to `peer` without blocking, from `source` if given (see
+/// [`Batch::set_source`]): an answer that comes outside a batch (to a forwarded query).
+pub fn send_one(fd: RawFd, bytes: &[u8], peer: SocketAddr, source: Option<IpAddr>) -> io::Result<()> {
     // SAFETY: all-zero bytes are a valid sockaddr_storage (see `Batch::new`).
     let mut storage = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
-    let len = write_sockaddr(&mut storage, peer);
-    // SAFETY: the buffer and the address are live for the call, with their own lengths.
-    let sent = unsafe {
-        libc::sendto(
+    let name_len = write_sockaddr(&mut storage, peer);
+    let mut control = Control([0; CONTROL_ROOM]);
+    let control_len = source.map_or(0, |ip| write_pktinfo(&mut control, ip));
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    // SAFETY: all-zero bytes are a valid msghdr (null pointers, zero lengths).
+    let mut msg = unsafe { mem::zeroed::<libc::msghdr>() };
+    msg.msg_name = (&raw mut storage).cast();
+    msg.msg_namelen = name_len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if control_len > 0 {
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control_len as _;
+    }
+    // SAFETY: every pointer in msg (the address, the one iovec over `bytes`, the control buffer)
+    // is live for the call with the length given beside it; the kernel only reads them (the
+    // iovec's base is const data it never writes on a send).
+    let sent = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Asks the kernel to attach to each datagram received on `fd` the local address it was sent
+/// to (IP_PKTINFO, or IPV6_RECVPKTINFO for an IPv6 socket), for [`Batch::receive_destinations`].
+/// A socket bound to the unspecified address needs it to answer from the address a client
+/// asked: otherwise the kernel picks the source by route, and on a host with several addresses
+/// clients drop the answer as coming from a stranger.
+pub fn enable_destinations(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    let (level, option) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a live c_int of the size given.
+    let result = unsafe {
+        libc::setsockopt(
             fd,
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_DONTWAIT,
-            (&raw const storage).cast(),
-            len,
+            level,
+            option,
+            (&raw const on).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if sent < 0 {
+    if result < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
@@ -406,6 +475,41 @@ fn read_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opti
         }
         _ => None,
     }
+}
+
+/// The destination address from the IP_PKTINFO or IPV6_PKTINFO control message of a received
+/// message, if it carries one.
+fn read_pktinfo(msg: &libc::msghdr) -> Option<IpAddr> {
+    if msg.msg_control.is_null() || msg.msg_controllen == 0 {
+        return None;
+    }
+    // SAFETY: msg is the header the kernel just filled: msg_control points at our control buffer
+    // and msg_controllen says how much of it the kernel wrote, so CMSG_FIRSTHDR/CMSG_NXTHDR walk
+    // within it; each payload read is checked against its cmsg_len and read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            let len = (*cmsg).cmsg_len as usize;
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO)
+                    if len >= libc::CMSG_LEN(mem::size_of::<libc::in_pktinfo>() as u32) as usize =>
+                {
+                    let info = ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                    return Some(IpAddr::V4(Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes())));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if len >= libc::CMSG_LEN(mem::size_of::<libc::in6_pktinfo>() as u32) as usize =>
+                {
+                    let info = ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                    return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
 }
 
 /// Writes one IP_PKTINFO (or IPV6_PKTINFO) control message naming `source` into `control`;

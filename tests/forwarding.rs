@@ -43,6 +43,23 @@ fn ip(s: &str) -> IpAddr {
 }
 
 #[test]
+fn a_wildcard_listener_answers_from_the_address_each_query_was_sent_to() {
+    // 0.0.0.0 hears every loopback address. The test's client sockets are connected to
+    // 127.0.0.2 and so take only datagrams from 127.0.0.2: an answer sent from the kernel's
+    // choice of source (127.0.0.1) never reaches them. Both kinds of answer are checked: a block
+    // (sent in the worker's batch) and a forwarded one (sent by its own task).
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000).replace("{listen}", "0.0.0.0:{port}"));
+    let second = SocketAddr::new(ip("127.0.0.2"), d.addr().port());
+    let blocked = query_udp(second, ip(STAFF), "www.tiktok.com", RecordType::A, true).expect("block answer");
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    let forwarded = query_udp(second, ip(NOBODY), "www.example.org", RecordType::A, false).expect("forwarded answer");
+    assert_eq!(addresses(&forwarded), vec!["192.0.2.1"]);
+    let cached = query_udp(second, ip(STAFF), "www.example.org", RecordType::A, false).expect("cached answer");
+    assert_eq!(addresses(&cached), vec!["192.0.2.1"]);
+}
+
+#[test]
 fn tcp_answers_blocks_forwards_and_pipelines() {
     let up = FakeUpstream::start();
     let d = Daemon::start(&config(&[up.addr()], 1000));

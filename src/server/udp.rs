@@ -116,6 +116,11 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     socket
         .bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+    if addr.ip().is_unspecified() {
+        // A wildcard listener answers each query from the address it was sent to (see `run`).
+        crate::mmsg::enable_destinations(socket.as_raw_fd(), addr.is_ipv6())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot ask for packet addresses on UDP {addr}: {e}")))?;
+    }
     Ok(socket.into())
 }
 
@@ -138,6 +143,11 @@ fn run(
         let inflight = Rc::new(Cell::new(0usize));
         let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
         let mut incoming = Batch::new(BATCH, RECV_LEN);
+        // Bound to 0.0.0.0 or [::], the socket hears queries sent to any of the host's
+        // addresses; each answer must leave from the one its query was sent to, or a client on
+        // a host with several addresses (a resolver on many VLANs) drops it.
+        let wildcard = socket.get_ref().local_addr()?.ip().is_unspecified();
+        incoming.receive_destinations(wildcard);
         let mut outgoing = Batch::new(BATCH, SEND_LEN);
         let mut answer = Vec::with_capacity(SEND_LEN);
         let mut tally = Tally::default();
@@ -196,12 +206,14 @@ fn run(
                             slot.copy_from_slice(&answer);
                             outgoing.set_len(queued, answer.len());
                             outgoing.set_peer(queued, peer);
+                            outgoing.set_source(queued, incoming.destination(i));
                             queued += 1;
                         }
                     }
                     Step::Drop => {}
                     Step::Forward(_) if inflight.get() >= max_inflight => overload.increment(1),
                     Step::Forward(pending) => {
+                        let source = incoming.destination(i);
                         inflight.set(inflight.get() + 1);
                         let (handler, inflight) = (Arc::clone(&handler), Rc::clone(&inflight));
                         let upstream = Arc::clone(&upstream);
@@ -210,7 +222,7 @@ fn run(
                             handler
                                 .answer_forward(pending, Transport::Udp(&upstream), &mut out)
                                 .await;
-                            if let Err(e) = send_one(fd, &out, peer) {
+                            if let Err(e) = send_one(fd, &out, peer, source) {
                                 tracing::debug!(%peer, error = %e, "UDP send failed");
                             }
                             inflight.set(inflight.get() - 1);

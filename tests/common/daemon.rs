@@ -105,8 +105,8 @@ impl Daemon {
     /// 127.0.0.1 for `probe.example` A gets any reply (REFUSED or SERVFAIL count: the daemon is up).
     ///
     /// Placeholders in the TOML: `{dir}` → the temp dir (for list files, hit logs), `{listen}` → `127.0.0.1:<free
-    /// port>` (UDP and TCP), `{metrics}` → `127.0.0.1:<another free port>`. `{listen}` is required. Files the config
-    /// names (lists) can be written first with [`Daemon::start_in`]. Panics with the daemon's stderr if it exits or
+    /// port>` (UDP and TCP), `{port}` → that port alone (to listen on `0.0.0.0:{port}`), `{metrics}` →
+    /// `127.0.0.1:<another free port>`. `{listen}` or `{port}` is required. Files the config names (lists) can be written first with [`Daemon::start_in`]. Panics with the daemon's stderr if it exits or
     /// never answers; retries on fresh ports (3 times) if it exits because its port was taken meanwhile.
     pub fn start(config_toml: &str) -> Daemon {
         Self::start_in(TestDir::new(), config_toml)
@@ -116,8 +116,9 @@ impl Daemon {
     /// which must exist when the daemon starts).
     pub fn start_in(dir: TestDir, config_toml: &str) -> Daemon {
         assert!(
-            config_toml.contains("{listen}"),
-            "Daemon::start: the config must listen on \"{{listen}}\" so the harness knows where to send queries"
+            config_toml.contains("{listen}") || config_toml.contains("{port}"),
+            "Daemon::start: the config must listen on \"{{listen}}\" (or on \"0.0.0.0:{{port}}\") so the harness \
+             knows where to send queries"
         );
         let mut daemon = Daemon {
             child: None,
@@ -260,6 +261,7 @@ impl Daemon {
         let mut text = text.replace("{dir}", &self.dir.path().display().to_string());
         if let Some(listen) = self.listen {
             text = text.replace("{listen}", &listen.to_string());
+            text = text.replace("{port}", &listen.port().to_string());
         }
         if let Some(metrics) = self.metrics {
             text = text.replace("{metrics}", &metrics.to_string());
