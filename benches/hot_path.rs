@@ -395,6 +395,44 @@ fn handler(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The same queries from 1 and 2 threads at once, each thread with its own tally as a worker
+    // has: the time per query per thread stays flat where nothing a query touches is contended
+    // across cores, and grows with what is (the cache shard's lock and the hot entry's reference
+    // count for a hit, the block counter for a block). Meaningful up to the machine's core count.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut group = c.benchmark_group("handler/answer_fast_threads");
+    for (label, packet) in [("blocked", &blocked), ("cache_hit", &cached)] {
+        for threads in [1, 2].into_iter().filter(|&t| t <= cores) {
+            group.bench_function(format!("{label}/{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    std::thread::scope(|scope| {
+                        for _ in 0..threads {
+                            scope.spawn(|| {
+                                let mut out = Vec::with_capacity(512);
+                                let mut tally = Tally::default();
+                                for _ in 0..iters {
+                                    let now = Clock::now();
+                                    handler.answer_fast(
+                                        black_box(packet),
+                                        client,
+                                        Protocol::Udp,
+                                        now,
+                                        &mut out,
+                                        &mut tally,
+                                    );
+                                }
+                                handler.flush(&mut tally);
+                            });
+                        }
+                    });
+                    start.elapsed()
+                })
+            });
+        }
+    }
+    group.finish();
 }
 
 criterion_group!(benches, lists, policy, parse, block_answer, cache_hit, handler);
