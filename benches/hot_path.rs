@@ -25,7 +25,7 @@ use sinkhole::hitlog::HitLog;
 use sinkhole::lists::{DomainSet, DomainSetBuilder};
 use sinkhole::packet;
 use sinkhole::policy::PrefixTable;
-use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Tally};
+use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
 
 /// Rules in the synthetic list (issue 5, target 5).
@@ -374,7 +374,7 @@ fn handler(c: &mut Criterion) {
             Protocol::Udp,
             Clock::now(),
             &mut out,
-            &mut Tally::default(),
+            &mut Worker::default(),
         );
         assert!(
             matches!(step, Step::Reply) && out[3] & 0x0f == rcode,
@@ -388,7 +388,7 @@ fn handler(c: &mut Criterion) {
                     Protocol::Udp,
                     Clock::now(),
                     &mut out,
-                    &mut Tally::default(),
+                    &mut Worker::default(),
                 );
                 matches!(step, Step::Reply)
             })
@@ -396,13 +396,19 @@ fn handler(c: &mut Criterion) {
     }
     group.finish();
 
-    // The same queries from 1 and 2 threads at once, each thread with its own tally as a worker
-    // has: the time per query per thread stays flat where nothing a query touches is contended
-    // across cores, and grows with what is (the cache shard's lock and the hot entry's reference
-    // count for a hit, the block counter for a block). Meaningful up to the machine's core count.
+    // The same queries from 1 and 2 threads at once, each thread with its own `Worker` (counts,
+    // front cache) as a UDP worker has: the time per query per thread stays flat where nothing a
+    // query touches is contended across cores, and grows with what is. Meaningful up to the
+    // machine's core count.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut group = c.benchmark_group("handler/answer_fast_threads");
-    for (label, packet) in [("blocked", &blocked), ("cache_hit", &cached)] {
+    // `cache_hit_shared`: workers without a front cache, every hit from the shared cache.
+    let cases = [
+        ("blocked", &blocked, true),
+        ("cache_hit", &cached, true),
+        ("cache_hit_shared", &cached, false),
+    ];
+    for (label, packet, front) in cases {
         for threads in [1, 2].into_iter().filter(|&t| t <= cores) {
             group.bench_function(format!("{label}/{threads}"), |b| {
                 b.iter_custom(|iters| {
@@ -411,7 +417,7 @@ fn handler(c: &mut Criterion) {
                         for _ in 0..threads {
                             scope.spawn(|| {
                                 let mut out = Vec::with_capacity(512);
-                                let mut tally = Tally::default();
+                                let mut worker = if front { Worker::new() } else { Worker::default() };
                                 for _ in 0..iters {
                                     let now = Clock::now();
                                     handler.answer_fast(
@@ -420,10 +426,10 @@ fn handler(c: &mut Criterion) {
                                         Protocol::Udp,
                                         now,
                                         &mut out,
-                                        &mut tally,
+                                        &mut worker,
                                     );
                                 }
-                                handler.flush(&mut tally);
+                                handler.flush(&mut worker);
                             });
                         }
                     });

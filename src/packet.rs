@@ -8,16 +8,13 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::wire::{self, CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, MIN_UDP_PAYLOAD, flag, rtype, u16_at};
-
-/// Longest name in wire form (RFC 1035 2.3.4), so the longest dotted form is 253 bytes.
-const MAX_WIRE_NAME: usize = 255;
+use crate::wire::{self, CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, MAX_NAME_WIRE, MIN_UDP_PAYLOAD, flag, rtype, u16_at};
 
 /// A query name as lowercase dotted ASCII without the trailing dot ("www.tiktok.com"; the root is
 /// empty), held inline so that reading it costs no allocation.
 #[derive(Clone)]
 pub struct QName {
-    buf: [u8; MAX_WIRE_NAME],
+    buf: [u8; MAX_NAME_WIRE],
     len: u8,
 }
 
@@ -37,11 +34,11 @@ impl QName {
     pub fn from_dotted(text: impl AsRef<[u8]>) -> Option<QName> {
         let text = text.as_ref();
         let text = text.strip_suffix(b".").unwrap_or(text);
-        if text.len() > MAX_WIRE_NAME - 2 {
+        if text.len() > MAX_NAME_WIRE - 2 {
             return None;
         }
         let mut name = QName {
-            buf: [0; MAX_WIRE_NAME],
+            buf: [0; MAX_NAME_WIRE],
             len: 0,
         };
         for (slot, b) in name.buf.iter_mut().zip(text) {
@@ -208,7 +205,7 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
         return Err(ParseError::Question);
     }
     let mut name = QName {
-        buf: [0; MAX_WIRE_NAME],
+        buf: [0; MAX_NAME_WIRE],
         len: 0,
     };
     let after_name = read_question_name(packet, &mut name).ok_or(ParseError::Question)?;
@@ -258,7 +255,7 @@ fn read_question_name(packet: &[u8], name: &mut QName) -> Option<usize> {
         if len == 0 {
             break;
         }
-        if len > 63 || at - HEADER_LEN + len >= MAX_WIRE_NAME {
+        if len > 63 || at - HEADER_LEN + len >= MAX_NAME_WIRE {
             return None;
         }
         let label = packet.get(at..at + len)?;

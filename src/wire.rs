@@ -74,8 +74,9 @@ pub mod flag {
     /// Checking disabled (RFC 4035).
     pub const CD: u16 = 0x0010;
 }
-/// A name on the wire is at most 255 bytes (RFC 1035 3.1).
-const MAX_NAME_WIRE: usize = 255;
+
+/// A name on the wire is at most 255 bytes (RFC 1035 3.1), so its dotted text form at most 253.
+pub(crate) const MAX_NAME_WIRE: usize = 255;
 /// Compression pointers followed in one name before giving up: a legal name has at most 127
 /// labels, so more hops than that can only be a loop.
 const MAX_POINTERS: usize = 127;

@@ -21,7 +21,7 @@ use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
 use sinkhole::config::HitsTarget;
 use sinkhole::hitlog::{HitLog, HitLogWriter};
 use sinkhole::packet;
-use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Tally};
+use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
 
 /// Counts every allocation (and growing reallocation) made by the current thread.
@@ -182,20 +182,21 @@ fn warm_cache(handler: &Handler, packet: &[u8]) {
 }
 
 /// What one answer says: the rcode, and whether the cache (or the policy) answered rather than the forwarder.
-fn answer(handler: &Handler, packet: &[u8], out: &mut Vec<u8>) -> Option<u8> {
+fn answer(handler: &Handler, packet: &[u8], out: &mut Vec<u8>, worker: &mut Worker) -> Option<u8> {
     let client: IpAddr = CLIENT.parse().expect("test address");
-    match handler.answer_fast(packet, client, Protocol::Udp, Clock::now(), out, &mut Tally::default()) {
+    match handler.answer_fast(packet, client, Protocol::Udp, Clock::now(), out, worker) {
         Step::Reply => out.get(3).map(|b| b & 0x0f),
         Step::Drop | Step::Forward(_) => None,
     }
 }
 
-/// Warms up, then counts this thread's allocations over [`CALLS`] answers to `packet`, checking each is `rcode`.
-fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8) -> u64 {
+/// Warms up, then counts this thread's allocations over [`CALLS`] answers to `packet` by a worker (a UDP worker's,
+/// with its front cache, or with `Worker::default()` a short-lived one's, without), checking each is `rcode`.
+fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8, mut worker: Worker) -> u64 {
     let mut out = Vec::with_capacity(512);
     for _ in 0..WARM_UP {
         assert_eq!(
-            answer(handler, packet, &mut out),
+            answer(handler, packet, &mut out, &mut worker),
             Some(rcode),
             "answered on the fast path"
         );
@@ -203,10 +204,11 @@ fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8) -> u64 {
     let mut wrong = 0;
     let allocations = allocations_in(|| {
         for _ in 0..CALLS {
-            if answer(handler, packet, &mut out) != Some(rcode) {
+            if answer(handler, packet, &mut out, &mut worker) != Some(rcode) {
                 wrong += 1;
             }
         }
+        handler.flush(&mut worker);
     });
     assert_eq!(
         wrong, 0,
@@ -224,7 +226,7 @@ fn blocked_query_does_not_allocate() {
     // EDNS, so the answer carries the EDE "Blocked" option; also the no-EDNS shape.
     for edns in [true, false] {
         let packet = query("www.tiktok.com.", RecordType::A, edns);
-        let n = allocations_per_answer(&handler, &packet, NXDOMAIN);
+        let n = allocations_per_answer(&handler, &packet, NXDOMAIN, Worker::new());
         assert_eq!(n, 0, "{n} allocations in {CALLS} blocked queries (edns: {edns})");
     }
 }
@@ -233,7 +235,7 @@ fn blocked_query_does_not_allocate() {
 fn wildcard_blocked_query_does_not_allocate() {
     let (handler, _config) = handler("wildcard", HitLog::disabled());
     let packet = query("p16-tiktok-va.ibyteimg.com.", RecordType::AAAA, true);
-    let n = allocations_per_answer(&handler, &packet, NXDOMAIN);
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, Worker::new());
     assert_eq!(n, 0, "{n} allocations in {CALLS} wildcard-blocked queries");
 }
 
@@ -243,9 +245,43 @@ fn cache_hit_does_not_allocate() {
     for edns in [true, false] {
         let packet = query("www.example.com.", RecordType::A, edns);
         warm_cache(&handler, &packet);
-        let n = allocations_per_answer(&handler, &packet, NOERROR);
-        assert_eq!(n, 0, "{n} allocations in {CALLS} cache hits (edns: {edns})");
+        // A worker with a front cache: the first hit fills it, the rest come from it.
+        let n = allocations_per_answer(&handler, &packet, NOERROR, Worker::new());
+        assert_eq!(n, 0, "{n} allocations in {CALLS} front cache hits (edns: {edns})");
+        // Without one: every hit from the shared cache.
+        let n = allocations_per_answer(&handler, &packet, NOERROR, Worker::default());
+        assert_eq!(n, 0, "{n} allocations in {CALLS} shared cache hits (edns: {edns})");
     }
+}
+
+/// A worker's front cache takes the hits of the shared cache it has not seen yet: once it has grown to its size
+/// (its tables grow as it fills, as a Vec does), taking one in, and evicting another, allocates nothing.
+#[test]
+fn front_cache_fills_do_not_allocate_once_it_is_full() {
+    let (handler, _config) = handler("front", HitLog::disabled());
+    let names = 8 * sinkhole::cache::FRONT_ENTRIES;
+    let packets: Vec<Vec<u8>> = (0..names)
+        .map(|i| query(&format!("n{i}.example.com."), RecordType::A, true))
+        .collect();
+    for packet in &packets {
+        warm_cache(&handler, packet);
+    }
+    let (grow, fill) = packets.split_at(names * 3 / 4);
+    let mut worker = Worker::new();
+    let mut out = Vec::with_capacity(512);
+    for packet in grow {
+        assert_eq!(answer(&handler, packet, &mut out, &mut worker), Some(NOERROR));
+    }
+    let mut wrong = 0;
+    let n = allocations_in(|| {
+        for packet in fill {
+            if answer(&handler, packet, &mut out, &mut worker) != Some(NOERROR) {
+                wrong += 1;
+            }
+        }
+    });
+    assert_eq!(wrong, 0);
+    assert_eq!(n, 0, "{n} allocations in {} front cache fills", fill.len());
 }
 
 /// The counter's own check: a miss copies the packet and boxes it for the forwarder, so it must count.
@@ -264,7 +300,7 @@ fn cache_miss_allocates() {
                 Protocol::Udp,
                 Clock::now(),
                 &mut out,
-                &mut Tally::default(),
+                &mut Worker::default(),
             ) {
                 forwarded += 1;
                 drop(pending);
@@ -288,7 +324,7 @@ fn blocked_query_with_hit_log_does_not_allocate() {
         HitLog::start(HitsTarget::File(log.0.clone()), 8192).expect("open the hit log in the temp dir");
     let (handler, _config) = handler("hitlog", hitlog.clone());
     let packet = query("www.tiktok.com.", RecordType::A, true);
-    let n = allocations_per_answer(&handler, &packet, NXDOMAIN);
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, Worker::new());
 
     drop(handler);
     hitlog.close();

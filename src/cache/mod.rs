@@ -7,6 +7,7 @@
 //! must not do I/O, and holds no config but its size, because it is built once and survives
 //! reloads: lifetime limits are applied when a response is analysed.
 
+mod front;
 mod response;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ use crate::packet::Query;
 use quick_cache::sync::Cache;
 
 pub use crate::wire::WireError;
+pub use front::{FRONT_ENTRIES, FrontCache};
 pub use response::{CachedResponse, MAX_CHAIN, ResponseError, TtlLimits};
 
 /// Query properties that change the response's shape, so that answers to queries that differ

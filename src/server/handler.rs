@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::answer::{self, ede};
-use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, PacketCache};
+use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, FrontCache, PacketCache};
 use crate::config::Mode;
 use crate::engine::{self, Hit, Verdict};
 use crate::hitlog::{HitLog, HitRecord};
@@ -105,10 +105,30 @@ struct QueryCtx<'a> {
     protocol: Protocol,
 }
 
+/// What one worker keeps to itself between packets, so that the packet path writes to nothing
+/// another core reads: its counts, added to the shared metrics by [`Handler::flush`] once per
+/// batch, and (a long-lived worker) its front cache.
+#[derive(Default)]
+pub struct Worker {
+    tally: Tally,
+    front: Option<FrontCache>,
+}
+
+impl Worker {
+    /// The state of a long-lived worker (a UDP worker thread): with a front cache. Short-lived
+    /// ones (a TCP query) take `Worker::default()`, without.
+    pub fn new() -> Worker {
+        Worker {
+            tally: Tally::default(),
+            front: Some(FrontCache::new()),
+        }
+    }
+}
+
 /// Counts kept by one worker and added to the shared metrics now and then (after each receive
 /// batch), so that the packet path touches no counter shared across cores.
 #[derive(Default)]
-pub struct Tally {
+struct Tally {
     queries: [[u64; Outcome::ALL.len()]; 2],
     dropped: [u64; 2],
     cache_hits: u64,
@@ -217,7 +237,11 @@ impl Handler {
     }
 
     /// Adds a worker's counts to the shared metrics and zeroes them.
-    pub fn flush(&self, tally: &mut Tally) {
+    pub fn flush(&self, worker: &mut Worker) {
+        self.flush_tally(&mut worker.tally);
+    }
+
+    fn flush_tally(&self, tally: &mut Tally) {
         let c = &self.counters;
         for (counters, counts) in c.queries.iter().zip(&tally.queries) {
             for (counter, &n) in counters.iter().zip(counts) {
@@ -246,8 +270,9 @@ impl Handler {
         &self.cache
     }
 
-    /// Answers what can be answered without waiting; see [`Step`]. Counts go to `tally`; `now`
-    /// is the time of the batch the packet came in.
+    /// Answers what can be answered without waiting; see [`Step`]. Counts go to the worker's
+    /// tally, cache hits come from its front cache if it has one; `now` is the time of the batch
+    /// the packet came in.
     pub fn answer_fast(
         &self,
         packet: &[u8],
@@ -255,8 +280,9 @@ impl Handler {
         protocol: Protocol,
         now: Clock,
         out: &mut Vec<u8>,
-        tally: &mut Tally,
+        worker: &mut Worker,
     ) -> Step {
+        let Worker { tally, front } = worker;
         let query = match packet::parse(packet) {
             Ok(query) => query,
             Err(e) if !e.answerable() => {
@@ -310,13 +336,22 @@ impl Handler {
             return Step::Reply;
         }
         let key = CacheKeyRef::of(&query);
-        let cached = self.cache.get(&key, now.instant);
+        // The worker's front cache first (nothing shared touched), then the shared cache.
+        let front_hit = front.as_ref().and_then(|front| front.get(&key, now.instant));
+        let shared_hit = match front_hit {
+            Some(_) => None,
+            None => self.cache.get(&key, now.instant),
+        };
+        let cached = front_hit.or(shared_hit.as_deref());
         tally.cache_hits += u64::from(cached.is_some());
         tally.cache_misses += u64::from(cached.is_none());
         if let Some(cached) = cached {
-            let outcome = self.finish(&q, inspect, &cached, Outcome::Cached, out, tally);
+            let outcome = self.finish(&q, inspect, cached, Outcome::Cached, out, tally);
             let outcome = if audited { Outcome::Audited } else { outcome };
             tally.query(protocol, outcome);
+            if let (Some(front), Some(response)) = (front.as_mut(), shared_hit) {
+                front.insert(&key, response);
+            }
             return Step::Reply;
         }
         Step::Forward(Box::new(Pending {
@@ -372,7 +407,7 @@ impl Handler {
             }
         };
         tally.query(protocol, if audited { Outcome::Audited } else { outcome });
-        self.flush(&mut tally);
+        self.flush_tally(&mut tally);
     }
 
     /// Sends a resolved answer (`served`: from the cache or an upstream), unless its CNAME chain

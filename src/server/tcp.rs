@@ -17,7 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::TcpListener;
 
-use super::handler::{Clock, Handler, Protocol, Step, Tally};
+use super::handler::{Clock, Handler, Protocol, Step, Worker};
 use crate::upstream::Transport;
 
 /// Connections the kernel queues before we accept them.
@@ -73,16 +73,16 @@ impl RequestHandler for TcpHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let mut out = Vec::with_capacity(512);
-        let mut tally = Tally::default();
+        let mut worker = Worker::default();
         let step = self.0.answer_fast(
             request.as_slice(),
             request.src().ip(),
             Protocol::Tcp,
             Clock::now(),
             &mut out,
-            &mut tally,
+            &mut worker,
         );
-        self.0.flush(&mut tally);
+        self.0.flush(&mut worker);
         match step {
             Step::Reply => {}
             Step::Drop => return servfail_info(request),

@@ -25,7 +25,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::handler::{Clock, Handler, Protocol, Step, Tally};
+use super::handler::{Clock, Handler, Protocol, Step, Worker};
 use crate::mmsg::{Batch, send_one};
 use crate::upstream::{Transport, UdpSockets};
 
@@ -150,7 +150,7 @@ fn run(
         incoming.receive_destinations(wildcard);
         let mut outgoing = Batch::new(BATCH, SEND_LEN);
         let mut answer = Vec::with_capacity(SEND_LEN);
-        let mut tally = Tally::default();
+        let mut worker = Worker::new();
         // This worker's sockets to the upstreams, shared by its forwarding tasks.
         let upstream = Arc::new(UdpSockets::new());
         loop {
@@ -199,7 +199,7 @@ fn run(
                     Protocol::Udp,
                     now,
                     &mut answer,
-                    &mut tally,
+                    &mut worker,
                 ) {
                     Step::Reply => {
                         if let Some(slot) = outgoing.buf_mut(queued).get_mut(..answer.len()) {
@@ -231,7 +231,7 @@ fn run(
                 }
             }
             send_all(&mut outgoing, fd, queued);
-            handler.flush(&mut tally);
+            handler.flush(&mut worker);
             if inflight.get() > 0 {
                 // Under a steady load the socket never runs dry: give the forwarding tasks
                 // their turn after every batch.
