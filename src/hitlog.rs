@@ -2,8 +2,11 @@
 //!
 //! The packet path hands a fixed-size [`HitRecord`] to a bounded queue and goes on; a writer
 //! thread, which wakes every 20 ms rather than per record, formats, applies the client-address
-//! privacy mode and writes the lines in batches. A full queue drops the
-//! record and counts it (`sinkhole_hitlog_dropped_total`) rather than slowing queries down.
+//! privacy mode and writes the lines in batches. A full queue drops the record and counts it
+//! (`sinkhole_hitlog_dropped_total`) rather than slowing queries down. Each UDP worker has a
+//! queue of its own ([`HitLog::sender`]) and names the snapshot its records were decided in only
+//! when it changes: a queue shared by all workers, and a reference count taken on the shared
+//! snapshot per record, would be two writes per block to memory every core uses.
 //! Allowed queries are never logged (DESIGN.md "Privacy").
 //!
 //! Schema (stable; fields are never renamed, new ones may be added):
@@ -35,8 +38,6 @@ pub struct HitRecord {
     pub time: SystemTime,
     /// The client's address, before any privacy mode is applied.
     pub client: IpAddr,
-    /// The snapshot that decided, to name the policy, list and rule.
-    pub snapshot: Arc<Snapshot>,
     /// What matched.
     pub hit: Hit,
     /// The name asked.
@@ -53,7 +54,11 @@ pub struct HitRecord {
 // Box would cost an allocation per hit on the packet path.
 #[allow(clippy::large_enum_variant)]
 enum Message {
-    Hit(HitRecord),
+    /// A record, and the snapshot that decided it (to name policy, list and rule); None on a
+    /// worker's own queue when it is the one of the queue's previous record.
+    Hit(Option<Arc<Snapshot>>, HitRecord),
+    /// A worker's own queue, to be read from now on (sent on the shared queue).
+    Join(Receiver<Message>),
     Reopen,
     Close,
 }
@@ -62,7 +67,40 @@ enum Message {
 #[derive(Clone)]
 pub struct HitLog {
     queue: Option<SyncSender<Message>>,
+    /// Size of each worker's own queue.
+    capacity: usize,
     dropped: metrics::Counter,
+}
+
+/// One worker's own queue to the writer ([`HitLog::sender`]): only it and the writer touch it,
+/// and it sends the snapshot a record was decided in only when that changed.
+pub struct HitSender {
+    queue: SyncSender<Message>,
+    /// The snapshot of the last record sent, by address. That snapshot cannot be freed (nor its
+    /// address reused) meanwhile: the message in the queue, then the writer, holds it.
+    last: Option<usize>,
+    dropped: metrics::Counter,
+}
+
+impl HitSender {
+    /// Queues a record decided in `snapshot`; never blocks. Drops and counts it if the writer
+    /// is behind.
+    pub fn record(&mut self, snapshot: &Arc<Snapshot>, record: HitRecord) {
+        let address = Arc::as_ptr(snapshot) as usize;
+        let same = self.last == Some(address);
+        let named = (!same).then(|| Arc::clone(snapshot));
+        match self.queue.try_send(Message::Hit(named, record)) {
+            Ok(()) => self.last = Some(address),
+            Err(TrySendError::Full(_)) => {
+                self.dropped.increment(1);
+                if !same {
+                    // The snapshot went nowhere: name it again with the next record.
+                    self.last = None;
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
 }
 
 /// The writer thread, joined at shutdown after the senders are gone so that no line is lost.
@@ -88,7 +126,12 @@ impl HitLog {
         let dropped = metrics::counter!(crate::metrics::HITLOG_DROPPED);
         let sink = match target {
             HitsTarget::Off => {
-                return Ok((HitLog { queue: None, dropped }, HitLogWriter { thread: None }));
+                let off = HitLog {
+                    queue: None,
+                    capacity,
+                    dropped,
+                };
+                return Ok((off, HitLogWriter { thread: None }));
             }
             target => Sink::open(target)?,
         };
@@ -99,6 +142,7 @@ impl HitLog {
         Ok((
             HitLog {
                 queue: Some(tx),
+                capacity,
                 dropped,
             },
             HitLogWriter { thread: Some(thread) },
@@ -109,8 +153,23 @@ impl HitLog {
     pub fn disabled() -> HitLog {
         HitLog {
             queue: None,
+            capacity: 0,
             dropped: metrics::counter!(crate::metrics::HITLOG_DROPPED),
         }
+    }
+
+    /// A queue of its own for a long-lived worker (None when the log is off). Each has the
+    /// capacity of the shared one.
+    pub fn sender(&self) -> Option<HitSender> {
+        let shared = self.queue.as_ref()?;
+        let (queue, rx) = sync_channel(self.capacity);
+        // Blocks only while the writer is behind on the shared queue; workers start once.
+        shared.send(Message::Join(rx)).ok()?;
+        Some(HitSender {
+            queue,
+            last: None,
+            dropped: self.dropped.clone(),
+        })
     }
 
     /// Whether records go anywhere: the packet path builds none when they do not.
@@ -118,10 +177,11 @@ impl HitLog {
         self.queue.is_some()
     }
 
-    /// Queues a record; never blocks. Drops and counts it if the writer is behind.
-    pub fn record(&self, record: HitRecord) {
+    /// Queues a record decided in `snapshot` on the shared queue (for short-lived callers: a
+    /// TCP query); never blocks. Drops and counts it if the writer is behind.
+    pub fn record(&self, snapshot: &Arc<Snapshot>, record: HitRecord) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(Message::Hit(record)) {
+        match queue.try_send(Message::Hit(Some(Arc::clone(snapshot)), record)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.dropped.increment(1),
             Err(TrySendError::Disconnected(_)) => {}
@@ -217,25 +277,46 @@ fn write_loop(rx: Receiver<Message>, mut sink: Sink) {
         }
         batch.clear();
     };
+    // The shared queue first, then the workers' own, each with the snapshot of its last record.
+    let mut queues: Vec<(Receiver<Message>, Option<Arc<Snapshot>>)> = vec![(rx, None)];
+    let mut closing = false;
     loop {
-        let mut closing = false;
-        loop {
-            match rx.try_recv() {
-                Ok(Message::Hit(record)) => {
-                    write_line(&mut batch, &record, &mut hasher);
-                    if batch.len() >= BATCH_BYTES {
-                        flush(&mut batch, &mut sink);
+        let mut i = 0;
+        while i < queues.len() {
+            let (queue, last) = &mut queues[i];
+            let mut joined = Vec::new();
+            let gone = loop {
+                match queue.try_recv() {
+                    Ok(Message::Hit(snapshot, record)) => {
+                        if snapshot.is_some() {
+                            *last = snapshot;
+                        }
+                        if let Some(snapshot) = last {
+                            write_line(&mut batch, snapshot, &record, &mut hasher);
+                        }
+                        if batch.len() >= BATCH_BYTES {
+                            flush(&mut batch, &mut sink);
+                        }
                     }
+                    Ok(Message::Join(worker)) => joined.push((worker, None)),
+                    Ok(Message::Reopen) => {
+                        flush(&mut batch, &mut sink);
+                        sink.reopen();
+                    }
+                    Ok(Message::Close) => {
+                        closing = true;
+                        break false;
+                    }
+                    Err(TryRecvError::Disconnected) => break true,
+                    Err(TryRecvError::Empty) => break false,
                 }
-                Ok(Message::Reopen) => {
-                    flush(&mut batch, &mut sink);
-                    sink.reopen();
-                }
-                Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
-                    closing = true;
-                    break;
-                }
-                Err(TryRecvError::Empty) => break,
+            };
+            queues.extend(joined);
+            if gone && i > 0 {
+                queues.swap_remove(i);
+            } else {
+                closing |= gone;
+                i += 1;
             }
         }
         flush(&mut batch, &mut sink);
@@ -248,15 +329,14 @@ fn write_loop(rx: Receiver<Message>, mut sink: Sink) {
 
 /// Appends one JSON line for a record, formatting straight into the batch (no allocation, but
 /// for a query name that is not UTF-8).
-fn write_line(out: &mut Vec<u8>, r: &HitRecord, hasher: &mut ClientHasher) {
+fn write_line(out: &mut Vec<u8>, s: &Snapshot, r: &HitRecord, hasher: &mut ClientHasher) {
     let start = out.len();
-    if format_line(out, r, hasher).is_err() {
+    if format_line(out, s, r, hasher).is_err() {
         out.truncate(start);
     }
 }
 
-fn format_line(out: &mut Vec<u8>, r: &HitRecord, hasher: &mut ClientHasher) -> io::Result<()> {
-    let s = &r.snapshot;
+fn format_line(out: &mut Vec<u8>, s: &Snapshot, r: &HitRecord, hasher: &mut ClientHasher) -> io::Result<()> {
     let policy = s.policies.get(r.hit.policy);
     let list = &s.lists[r.hit.list];
     let time = jiff::Timestamp::try_from(r.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);

@@ -128,6 +128,33 @@ fn reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
 }
 
 #[test]
+fn hit_log_names_the_policy_of_the_config_that_decided_across_a_reload() {
+    // Each UDP worker names the snapshot of its hits only when it changes: the lines before a
+    // reload must name the old policy, those after it the new one, none be lost.
+    let (_up, d) = start("tiktok.com\n");
+    let log = d.dir().join("hits.jsonl");
+    for _ in 0..20 {
+        assert_eq!(rcode(&d, "www.tiktok.com"), ResponseCode::NXDomain);
+    }
+    wait_for_hits(&log, 20, Duration::from_secs(5));
+    let config = std::fs::read_to_string(d.dir().join("sinkhole.toml")).expect("config");
+    d.write_file(
+        "sinkhole.toml",
+        &config.replace("name = \"staff\"", "name = \"staff-byod\""),
+    );
+    d.reload();
+    d.wait_for_stderr("reloaded", Duration::from_secs(5));
+    for _ in 0..20 {
+        assert_eq!(rcode(&d, "www.tiktok.com"), ResponseCode::NXDomain);
+    }
+    let hits = wait_for_hits(&log, 40, Duration::from_secs(5));
+    let policies: Vec<&str> = hits.iter().map(|h| h["policy"].as_str().expect("a policy")).collect();
+    assert_eq!(policies.len(), 40, "{policies:?}");
+    assert!(policies[..20].iter().all(|p| *p == "staff"), "{policies:?}");
+    assert!(policies[20..].iter().all(|p| *p == "staff-byod"), "{policies:?}");
+}
+
+#[test]
 fn no_query_is_lost_during_reloads() {
     let (_up, d) = start("tiktok.com\n");
     let addr = d.addr();

@@ -13,7 +13,7 @@ use crate::answer::{self, ede};
 use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, FrontCache, PacketCache};
 use crate::config::Mode;
 use crate::engine::{self, Hit, Verdict};
-use crate::hitlog::{HitLog, HitRecord};
+use crate::hitlog::{HitLog, HitRecord, HitSender};
 use crate::metrics::{self as names, Outcome};
 use crate::packet::{self, ParseError, QName, Query};
 use crate::policy::{ListId, PolicyId};
@@ -107,22 +107,11 @@ struct QueryCtx<'a> {
 
 /// What one worker keeps to itself between packets, so that the packet path writes to nothing
 /// another core reads: its counts, added to the shared metrics by [`Handler::flush`] once per
-/// batch, and (a long-lived worker) its front cache.
+/// batch, and (a long-lived worker, see [`Handler::worker`]) its front cache and hit log queue.
 #[derive(Default)]
 pub struct Worker {
     tally: Tally,
     front: Option<FrontCache>,
-}
-
-impl Worker {
-    /// The state of a long-lived worker (a UDP worker thread): with a front cache. Short-lived
-    /// ones (a TCP query) take `Worker::default()`, without.
-    pub fn new() -> Worker {
-        Worker {
-            tally: Tally::default(),
-            front: Some(FrontCache::new()),
-        }
-    }
 }
 
 /// Counts kept by one worker and added to the shared metrics now and then (after each receive
@@ -134,6 +123,8 @@ struct Tally {
     cache_hits: u64,
     cache_misses: u64,
     blocks: BlockTally,
+    /// The worker's own hit log queue; None: the shared one.
+    hits: Option<HitSender>,
 }
 
 impl Tally {
@@ -236,6 +227,18 @@ impl Handler {
         }
     }
 
+    /// The state of a long-lived worker (a UDP worker thread): with a front cache and a hit log
+    /// queue of its own. Short-lived ones (a TCP query) take `Worker::default()`, with neither.
+    pub fn worker(&self) -> Worker {
+        Worker {
+            tally: Tally {
+                hits: self.hitlog.sender(),
+                ..Tally::default()
+            },
+            front: Some(FrontCache::new()),
+        }
+    }
+
     /// Adds a worker's counts to the shared metrics and zeroes them.
     pub fn flush(&self, worker: &mut Worker) {
         self.flush_tally(&mut worker.tally);
@@ -262,7 +265,10 @@ impl Handler {
             c.cache_misses.increment(tally.cache_misses);
         }
         tally.blocks.flush();
-        *tally = Tally::default();
+        tally.queries = Default::default();
+        tally.dropped = Default::default();
+        tally.cache_hits = 0;
+        tally.cache_misses = 0;
     }
 
     /// The packet cache.
@@ -457,15 +463,18 @@ impl Handler {
         if !self.hitlog.is_enabled() {
             return;
         }
-        self.hitlog.record(HitRecord {
+        let record = HitRecord {
             time: q.now.wall,
             client: q.client,
-            snapshot: Arc::clone(q.snapshot),
             hit,
             qname: q.query.name.clone(),
             qtype: q.query.qtype,
             cname,
             protocol: q.protocol.as_str(),
-        });
+        };
+        match &mut tally.hits {
+            Some(sender) => sender.record(q.snapshot, record),
+            None => self.hitlog.record(q.snapshot, record),
+        }
     }
 }

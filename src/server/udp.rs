@@ -25,7 +25,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::handler::{Clock, Handler, Protocol, Step, Worker};
+use super::handler::{Clock, Handler, Protocol, Step};
 use crate::mmsg::{Batch, send_one};
 use crate::upstream::{Transport, UdpSockets};
 
@@ -150,7 +150,7 @@ fn run(
         incoming.receive_destinations(wildcard);
         let mut outgoing = Batch::new(BATCH, SEND_LEN);
         let mut answer = Vec::with_capacity(SEND_LEN);
-        let mut worker = Worker::new();
+        let mut worker = handler.worker();
         // This worker's sockets to the upstreams, shared by its forwarding tasks.
         let upstream = Arc::new(UdpSockets::new());
         loop {
