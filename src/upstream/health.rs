@@ -95,7 +95,9 @@ impl Health {
 
     /// Records an answer. Returns true if the server was down (or failing) before.
     pub(crate) fn succeed(&self) -> bool {
-        if self.failures.swap(0, Ordering::Relaxed) == 0 {
+        // A load first: every answer of every worker comes here, and a healthy server's state
+        // must stay a cache line that all cores can read without writing it.
+        if self.failures.load(Ordering::Relaxed) == 0 || self.failures.swap(0, Ordering::Relaxed) == 0 {
             return false;
         }
         self.down_until_ms.store(0, Ordering::Release);
