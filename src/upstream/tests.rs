@@ -390,26 +390,35 @@ async fn reverse_responder(batch: usize) -> (SocketAddr, mpsc::Receiver<u16>, Jo
     (addr, seen, task)
 }
 
+/// Forwards `q0.example.` to `q<n-1>.example.` (ids 0 to n-1) all at once, on one set of sockets;
+/// returns each result with its number, in the order they finish.
+async fn forward_at_once(pool: UpstreamPool, n: u8) -> Vec<(u8, Result<Vec<u8>, ForwardError>)> {
+    let (pool, sockets) = (Arc::new(pool), Arc::new(UdpSockets::new()));
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (pool, sockets) = (Arc::clone(&pool), Arc::clone(&sockets));
+        asks.spawn(async move {
+            let q = query(u16::from(i), &format!("q{i}.example."), false);
+            (i, pool.forward(&q, Transport::Udp(&sockets)).await)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(result) = asks.join_next().await {
+        results.push(result.unwrap());
+    }
+    results
+}
+
 #[tokio::test]
 async fn queries_in_flight_share_one_socket_and_each_gets_its_own_answer() {
     let (addr, mut ports, task) = reverse_responder(50).await;
-    let pool = Arc::new(UpstreamPool::new(&[addr], Duration::from_secs(2)));
-    let sockets = Arc::new(UdpSockets::new());
     // 50 at once: the responder answers only when all 50 are in, last first.
-    let mut asks = tokio::task::JoinSet::new();
-    for n in 0..50u8 {
-        let (pool, sockets) = (Arc::clone(&pool), Arc::clone(&sockets));
-        asks.spawn(async move {
-            let q = query(u16::from(n), &format!("q{n}.example."), false);
-            let answer = pool.forward(&q, Transport::Udp(&sockets)).await.unwrap();
-            let answer = Message::from_vec(&answer).unwrap();
-            assert_eq!(answer.metadata.id, u16::from(n), "the client's id is restored");
-            (n, a_tag(&answer))
-        });
-    }
-    while let Some(result) = asks.join_next().await {
-        let (n, tag) = result.unwrap();
-        assert_eq!(tag, n, "q{n} got the answer of another query");
+    let results = forward_at_once(UpstreamPool::new(&[addr], Duration::from_secs(2)), 50).await;
+    assert_eq!(results.len(), 50);
+    for (n, result) in results {
+        let answer = Message::from_vec(&result.unwrap()).unwrap();
+        assert_eq!(answer.metadata.id, u16::from(n), "the client's id is restored");
+        assert_eq!(a_tag(&answer), n, "q{n} got the answer of another query");
     }
     let mut seen = Vec::new();
     while let Ok(port) = ports.try_recv() {
@@ -424,18 +433,10 @@ async fn queries_in_flight_share_one_socket_and_each_gets_its_own_answer() {
 async fn a_closed_port_fails_every_query_waiting_on_the_shared_socket() {
     // One port unreachable (ICMP) ends the wait of all the queries on the socket, not only of
     // the one whose datagram drew it: each fails with a network error, none waits for a timeout.
-    let pool = Arc::new(UpstreamPool::new(&[closed().await], Duration::from_secs(2)));
-    let sockets = Arc::new(UdpSockets::new());
-    let mut asks = tokio::task::JoinSet::new();
-    for n in 0..20u8 {
-        let (pool, sockets) = (Arc::clone(&pool), Arc::clone(&sockets));
-        asks.spawn(async move {
-            let q = query(u16::from(n), &format!("q{n}.example."), false);
-            pool.forward(&q, Transport::Udp(&sockets)).await.unwrap_err()
-        });
-    }
-    while let Some(error) = asks.join_next().await {
-        let error = error.unwrap();
+    let results = forward_at_once(UpstreamPool::new(&[closed().await], Duration::from_secs(2)), 20).await;
+    assert_eq!(results.len(), 20);
+    for (_, result) in results {
+        let error = result.unwrap_err();
         assert!(
             matches!(
                 error,
