@@ -1,7 +1,7 @@
 //! Batched UDP I/O on Linux: `sendmmsg`/`recvmmsg` over preallocated message arrays, the
 //! per-message source address (`IP_PKTINFO`/`IPV6_PKTINFO`), and `ppoll` over a few sockets.
 //!
-//! It is shared by the server's UDP workers, `replay` and the bench upstream, and holds their
+//! It is shared by the server's UDP workers, its upstream sockets, `replay` and the bench upstream, and holds their
 //! `unsafe` code for batched I/O (one place to audit). It owns nothing but buffers: which bytes to send and what an answer means are decided by the
 //! callers. A [`Batch`] is allocated once and reused for every call, so that a hot loop built on
 //! it allocates nothing per packet. The raw pointers handed to the kernel are rebuilt from the

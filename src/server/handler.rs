@@ -140,7 +140,7 @@ impl Tally {
 const BLOCK_PAIRS: usize = 8;
 
 /// Blocks a worker counted since the last flush, by (policy, list), for the snapshot that decided
-/// them: its policies own the counters (`sinkhole_blocked_total{policy, list}`). A counter is
+/// them: its policies own the counters (`sinkhole_blocks_total{policy, list, mode}`). A counter is
 /// shared by every worker, and one atomic add per block made blocks cost more on two cores than
 /// on one (`cargo bench --bench hot_path -- answer_fast_threads`).
 #[derive(Default)]
