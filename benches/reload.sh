@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Target 5's last part: a 1,000,000-domain list reloaded under load loses no query. Writes the
+# list (the 14 TikTok apexes of compare.sh plus a million random names), starts bench-upstream
+# and sinkhole (the server on one core, load and upstream on the other), replays the "mix"
+# workload at a fixed rate while sending SIGHUP every 2 s, and prints what the load generator
+# saw (sent, answered, lost) and how long each reload took by the daemon's own log.
+#
+# usage: benches/reload.sh [RATE] [SECONDS]   (from the repository root; defaults 150000 qps, 12 s)
+# Environment: RELOAD_DIR (scratch folder, default a new /tmp/sinkhole-reload.*), RELOAD_PORT
+#   (first of 2 consecutive ports on 127.0.0.1, default 26420). Loopback only.
+set -euo pipefail
+RATE=${1:-150000}
+SECS=${2:-12}
+BASE=${RELOAD_PORT:-26420}
+WORK=${RELOAD_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sinkhole-reload.XXXXXX")}
+mkdir -p "$WORK"
+log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+
+grep -qs '^name = "sinkhole"' Cargo.toml || { log "run from the repository root"; exit 2; }
+log "building sinkhole and bench-upstream (release); scratch folder $WORK"
+cargo build --release --quiet --bin sinkhole --example bench-upstream
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+SINKHOLE=$TARGET/release/sinkhole
+UPSTREAM=$TARGET/release/examples/bench-upstream
+
+log "writing a 1,000,014-domain list and the mix workload"
+python3 - "$WORK/big.txt" "$WORK/mix.txt" <<'PY'
+import random, sys
+apexes = ["tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com",
+          "ibyteimg.com", "musical.ly", "muscdn.com", "ttwstatic.com", "tiktokw.us", "byteimg.com", "tiktokv.us",
+          "bytedance.map.fastly.net"]
+r = random.Random(7)
+with open(sys.argv[1], "w") as f:
+    f.write("\n".join(apexes) + "\n")
+    for i in range(1_000_000):
+        name = "".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(5, 14)))
+        f.write(f"{name}{i}.{r.choice(['com', 'net', 'org', 'io'])}\n")
+tiktok = [f"{p}.{a}" for a in apexes for p in ["www", "m", "v16m", "api16-normal-c-useast1a", "log"]]
+with open(sys.argv[2], "w") as f:
+    for _ in range(200_000):
+        if r.random() < 0.2:
+            f.write(f"{r.choice(tiktok)} A\n")
+        else:
+            f.write(f"www.site{int(r.paretovariate(1.0)) % 20_000:05d}.example A\n")
+PY
+
+cat >"$WORK/sinkhole.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$((BASE + 1))"]
+metrics = "off"
+allow = ["127.0.0.0/8"]
+threads = 1
+[upstream]
+servers = ["127.0.0.1:$BASE"]
+[lists.big]
+files = ["$WORK/big.txt"]
+[[policy]]
+name = "staff"
+clients = ["127.10.0.0/16"]
+block = ["big"]
+[log]
+hits = "$WORK/hits.jsonl"
+EOF
+
+taskset -c 1 "$UPSTREAM" "127.0.0.1:$BASE" >"$WORK/upstream.log" 2>&1 &
+PIDS+=("$!")
+taskset -c 0 "$SINKHOLE" run -c "$WORK/sinkhole.toml" >"$WORK/sinkhole.log" 2>&1 &
+DAEMON=$!
+PIDS+=("$DAEMON")
+for _ in $(seq 1 100); do
+  grep -q "answering DNS" "$WORK/sinkhole.log" && break
+  kill -0 "$DAEMON" 2>/dev/null || { cat "$WORK/sinkhole.log" >&2; exit 1; }
+  sleep 0.1
+done
+log "warming the cache, then $SECS s at $RATE qps with a SIGHUP every 2 s"
+timeout 120 taskset -c 1 "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
+  --count 200000 "$WORK/mix.txt" >/dev/null 2>&1
+(for _ in $(seq 2 2 $((SECS - 2))); do sleep 2; kill -HUP "$DAEMON"; done) &
+PIDS+=("$!")
+timeout $((SECS + 60)) taskset -c 1 "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
+  --json --rate "$RATE" --duration "$SECS" "$WORK/mix.txt" >"$WORK/replay.json" 2>/dev/null
+sleep 1
+python3 - "$WORK/replay.json" "$WORK/sinkhole.log" <<'PY'
+import datetime, json, re, sys
+r = json.load(open(sys.argv[1]))
+print(f'sent {r["sent"]:,}, answered {r["answered"]:,}, lost {r["lost_pct"]:.3f} %, {r["qps"]:,.0f} qps')
+log = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[2]).read())
+stamp = lambda line: datetime.datetime.fromisoformat(line.split()[0].rstrip("Z"))
+asked = [stamp(l) for l in log.splitlines() if "SIGHUP: reloading" in l]
+done = [(stamp(l), re.search(r"rules=(\d+)", l)) for l in log.splitlines() if "reloaded" in l]
+for a, (d, rules) in zip(asked, done):
+    print(f"reload: {rules.group(1) if rules else '?'} rules in {(d - a).total_seconds():.2f} s")
+failed = log.count("reload failed")
+print(f"{len(done)} reloads, {failed} failed")
+sys.exit(1 if failed or r["lost_pct"] > 0 else 0)
+PY
