@@ -24,7 +24,7 @@ use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
 use sinkhole::hitlog::HitLog;
 use sinkhole::lists::{DomainSet, DomainSetBuilder};
 use sinkhole::packet;
-use sinkhole::policy::PrefixTable;
+use sinkhole::policy::{PrefixRanges, PrefixTable};
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
 
@@ -231,13 +231,29 @@ fn policy(c: &mut Criterion) {
         .collect();
     assert!(in_v4.iter().chain(&in_v6).all(|&ip| table.contains(ip)));
 
+    // What the packet path looks up (`ClientTable` holds its prefixes flattened), and the trie
+    // it is built from, for comparison.
+    let ranges = PrefixRanges::build(&table);
     let mut group = c.benchmark_group("policy/for_client");
-    for (label, clients) in [
+    let loads = [
         ("v4_in_prefix", &in_v4),
         ("v4_random", &outside_v4),
         ("v6_in_prefix", &in_v6),
-    ] {
+    ];
+    for (label, clients) in loads {
+        assert!(
+            clients
+                .iter()
+                .all(|&ip| ranges.get(ip) == table.longest_match(ip).map(|(_, id)| *id))
+        );
         group.bench_function(label, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (POOL - 1);
+                ranges.get(black_box(clients[i]))
+            })
+        });
+        group.bench_function(format!("{label}_trie"), |b| {
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) & (POOL - 1);
