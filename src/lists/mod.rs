@@ -162,6 +162,10 @@ fn name_hash(state: &RandomState, name: &[u8]) -> u64 {
     hash
 }
 
+/// Suffixes a lookup remembers for the wildcard half: a name's suffixes no longer than the longest anchor are
+/// as many as that anchor's labels, plus one; past this, the lookup hashes the name a second time instead.
+const ANCHOR_ROOM: usize = 8;
+
 /// Collects rules from list text and inline config, then [`build`](Self::build)s the immutable [`DomainSet`].
 ///
 /// Reload builds a fresh one off the hot path; nothing is shared with the set being served.
@@ -472,79 +476,94 @@ impl DomainSet {
         if name.is_empty() || name.len() > usize::from(u8::MAX) {
             return None;
         }
-        let mut found = None;
-        if !self.names.is_empty() {
-            let arena = self.arena.as_str();
-            for_each_suffix(&self.hash_state, name, |start, hash| {
-                let suffix_len = name.len() - start;
-                if suffix_len > self.max_name_len {
-                    return false;
-                }
-                if suffix_len < self.min_name_len {
-                    return true;
-                }
-                let suffix = name.get(start..).unwrap_or_default();
-                let whole = start == 0;
-                let hit = self.names.find(hash, |&id| {
-                    self.spans
-                        .get(id as usize)
-                        .is_some_and(|span| (whole || span.kind == RuleKind::Suffix) && span.body(arena) == suffix)
-                });
-                if let Some(&id) = hit {
-                    // Suffixes come shortest first, so a later hit is more specific and replaces this one.
-                    found = Some(Match {
-                        rule: RuleId(id),
-                        apex_len: u8::try_from(suffix_len).ok(),
-                    });
-                }
-                true
-            });
-        }
-        if found.is_some() || self.glob_ids.is_empty() {
-            return found;
-        }
-        self.lookup_wildcard(name)
-    }
-
-    /// The wildcard half of [`lookup`](Self::lookup): for each suffix of `name` that is some pattern's anchor, try
-    /// the patterns anchored there. The longest anchor with a matching pattern wins.
-    fn lookup_wildcard(&self, name: &[u8]) -> Option<Match> {
+        let globs = !self.glob_ids.is_empty();
+        let reach = if globs {
+            self.max_name_len.max(self.max_anchor_len)
+        } else {
+            self.max_name_len
+        };
         let arena = self.arena.as_str();
         let mut found = None;
+        // Suffixes short enough to be a wildcard anchor, with their hashes, for the wildcard half below: it is
+        // only needed when no domain rule matches, and then the walk need not hash the name again.
+        let mut anchors = [(0usize, 0u64); ANCHOR_ROOM];
+        let mut anchor_count = 0;
+        // One walk over the suffixes, shortest first; a later hit is more specific and replaces an earlier one.
         for_each_suffix(&self.hash_state, name, |start, hash| {
-            if name.len() - start > self.max_anchor_len {
+            let suffix_len = name.len() - start;
+            if suffix_len > reach {
                 return false;
             }
-            let suffix = name.get(start..).unwrap_or_default();
-            let group = self.glob_groups.find(hash, |g| {
-                self.glob_ids
-                    .get(g.first as usize)
-                    .and_then(|&id| self.spans.get(id as usize))
-                    .and_then(|s| glob::anchor(s.body(arena)))
-                    == Some(suffix)
-            });
-            let ids = group.and_then(|g| self.glob_ids.get(g.range()));
-            for &id in ids.unwrap_or_default() {
-                let Some(span) = self.spans.get(id as usize) else {
-                    continue;
-                };
-                let pattern = span.body(arena);
-                let hit = name.ends_with(glob::tail(pattern))
-                    && match span.kind {
-                        RuleKind::GlobExact => glob::matches_exact(pattern, name),
-                        _ => glob::matches_on_label(pattern, name),
-                    };
-                if hit {
-                    found = Some(Match {
-                        rule: RuleId(id),
-                        apex_len: None,
-                    });
-                    break;
+            if globs && suffix_len <= self.max_anchor_len {
+                if let Some(slot) = anchors.get_mut(anchor_count) {
+                    *slot = (start, hash);
                 }
+                anchor_count += 1;
+            }
+            if !(self.min_name_len..=self.max_name_len).contains(&suffix_len) {
+                return true;
+            }
+            let suffix = name.get(start..).unwrap_or_default();
+            let whole = start == 0;
+            let hit = self.names.find(hash, |&id| {
+                self.spans
+                    .get(id as usize)
+                    .is_some_and(|span| (whole || span.kind == RuleKind::Suffix) && span.body(arena) == suffix)
+            });
+            if let Some(&id) = hit {
+                found = Some(Match {
+                    rule: RuleId(id),
+                    apex_len: u8::try_from(suffix_len).ok(),
+                });
             }
             true
         });
-        found
+        if found.is_some() || !globs {
+            return found;
+        }
+        // A domain rule beats any wildcard; else the longest anchor with a matching pattern wins.
+        if anchor_count > ANCHOR_ROOM {
+            let mut wildcard = None;
+            for_each_suffix(&self.hash_state, name, |start, hash| {
+                if name.len() - start > self.max_anchor_len {
+                    return false;
+                }
+                let suffix = name.get(start..).unwrap_or_default();
+                wildcard = self.wildcard_at(name, suffix, hash).or(wildcard);
+                true
+            });
+            return wildcard;
+        }
+        anchors[..anchor_count].iter().rev().find_map(|&(start, hash)| {
+            let suffix = name.get(start..).unwrap_or_default();
+            self.wildcard_at(name, suffix, hash)
+        })
+    }
+
+    /// The first wildcard rule anchored at `suffix` (of `name`, with hash `hash`) that matches `name`.
+    fn wildcard_at(&self, name: &[u8], suffix: &[u8], hash: u64) -> Option<Match> {
+        let arena = self.arena.as_str();
+        let group = self.glob_groups.find(hash, |g| {
+            self.glob_ids
+                .get(g.first as usize)
+                .and_then(|&id| self.spans.get(id as usize))
+                .and_then(|s| glob::anchor(s.body(arena)))
+                == Some(suffix)
+        })?;
+        let ids = self.glob_ids.get(group.range())?;
+        ids.iter().find_map(|&id| {
+            let span = self.spans.get(id as usize)?;
+            let pattern = span.body(arena);
+            let hit = name.ends_with(glob::tail(pattern))
+                && match span.kind {
+                    RuleKind::GlobExact => glob::matches_exact(pattern, name),
+                    _ => glob::matches_on_label(pattern, name),
+                };
+            hit.then_some(Match {
+                rule: RuleId(id),
+                apex_len: None,
+            })
+        })
     }
 
     /// The rule as the operator wrote it in normalised form (`tiktok.com`, `||p16-tiktok-*.ibyteimg.com^`,
@@ -665,6 +684,28 @@ www.deep.example
         for &(name, want) in cases {
             assert_eq!(hit(&set, name), want, "{name:?}");
         }
+    }
+
+    #[test]
+    fn wildcards_anchored_deeper_than_the_lookup_remembers_still_match() {
+        // Anchors of 9 and 10 labels: a name under them has more short suffixes than the lookup keeps for the
+        // wildcard half (ANCHOR_ROOM), so it walks the name again; the longest anchor still wins, and a domain
+        // rule still beats both.
+        let deep = set("||x*.b.c.d.e.f.g.h.i.example^\n||x*.a.b.c.d.e.f.g.h.i.example^\nz.example\n");
+        assert_eq!(
+            hit(&deep, "x1.a.b.c.d.e.f.g.h.i.example"),
+            Some(("||x*.a.b.c.d.e.f.g.h.i.example^", None))
+        );
+        assert_eq!(
+            hit(&deep, "x1.b.c.d.e.f.g.h.i.example"),
+            Some(("||x*.b.c.d.e.f.g.h.i.example^", None))
+        );
+        assert_eq!(hit(&deep, "y1.a.b.c.d.e.f.g.h.i.example"), None);
+        let with_domain = set("||x*.a.b.c.d.e.f.g.h.i.example^\nb.c.d.e.f.g.h.i.example\n");
+        assert_eq!(
+            hit(&with_domain, "x1.a.b.c.d.e.f.g.h.i.example"),
+            Some(("b.c.d.e.f.g.h.i.example", Some(23)))
+        );
     }
 
     #[test]
