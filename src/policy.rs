@@ -405,33 +405,25 @@ mod tests {
         }
         let ranges = PrefixRanges::build(&t);
         let mut probes: Vec<IpAddr> = Vec::new();
+        // A prefix's first and last address and their neighbours (wrapping round the space).
+        let edges = |a: u128, b: u128| {
+            [
+                a.wrapping_sub(1),
+                a,
+                a.wrapping_add(1),
+                b.wrapping_sub(1),
+                b,
+                b.wrapping_add(1),
+            ]
+        };
         for n in nets.iter().map(|n| net(n)) {
             match n {
                 IpNet::V4(n) => {
                     let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
-                    for x in [
-                        a.wrapping_sub(1),
-                        a,
-                        a.wrapping_add(1),
-                        b.wrapping_sub(1),
-                        b,
-                        b.wrapping_add(1),
-                    ] {
-                        probes.push(IpAddr::V4(x.into()));
-                    }
+                    probes.extend(edges(a.into(), b.into()).map(|x| IpAddr::V4((x as u32).into())));
                 }
                 IpNet::V6(n) => {
-                    let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
-                    for x in [
-                        a.wrapping_sub(1),
-                        a,
-                        a.wrapping_add(1),
-                        b.wrapping_sub(1),
-                        b,
-                        b.wrapping_add(1),
-                    ] {
-                        probes.push(IpAddr::V6(x.into()));
-                    }
+                    probes.extend(edges(n.network().into(), n.broadcast().into()).map(|x| IpAddr::V6(x.into())));
                 }
             }
         }
