@@ -433,7 +433,7 @@ fn handler(c: &mut Criterion) {
                         for _ in 0..threads {
                             scope.spawn(|| {
                                 let mut out = Vec::with_capacity(512);
-                                let mut worker = if front { handler.worker() } else { Worker::default() };
+                                let mut worker = if front { handler.worker(1) } else { Worker::default() };
                                 for _ in 0..iters {
                                     let now = Clock::now();
                                     handler.answer_fast(

@@ -427,7 +427,8 @@ pub struct LogConfig {
     /// Secret for `client_ip = "hashed"`, at least 16 characters. Keep it out of version control.
     #[serde(default)]
     pub salt: Option<Spanned<String>>,
-    /// Hit log lines queued for the writer; past it lines are dropped and counted. Default 8192.
+    /// Hit log lines queued for the writer, shared out between the UDP worker threads (at least
+    /// 1024 each); past it lines are dropped and counted. Default 8192.
     #[serde(default = "default_queue")]
     pub queue: usize,
 }

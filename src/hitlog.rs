@@ -72,6 +72,9 @@ pub struct HitLog {
     dropped: metrics::Counter,
 }
 
+/// The least a worker's own queue holds, whatever the share: 20 ms of a busy worker's blocks.
+pub const MIN_WORKER_QUEUE: usize = 1024;
+
 /// One worker's own queue to the writer ([`HitLog::sender`]): only it and the writer touch it,
 /// and it sends the snapshot a record was decided in only when that changed.
 pub struct HitSender {
@@ -158,11 +161,14 @@ impl HitLog {
         }
     }
 
-    /// A queue of its own for a long-lived worker (None when the log is off). Each has the
-    /// capacity of the shared one.
-    pub fn sender(&self) -> Option<HitSender> {
+    /// A queue of its own for one of `workers` long-lived workers (None when the log is off).
+    /// The configured capacity is shared out between them (at least [`MIN_WORKER_QUEUE`] each):
+    /// the kernel spreads clients over the workers, and each slot is a whole record, so that a
+    /// full share for every worker would hold many times the memory asked for.
+    pub fn sender(&self, workers: usize) -> Option<HitSender> {
         let shared = self.queue.as_ref()?;
-        let (queue, rx) = sync_channel(self.capacity);
+        let capacity = self.capacity.div_ceil(workers.max(1)).max(MIN_WORKER_QUEUE);
+        let (queue, rx) = sync_channel(capacity);
         // Blocks only while the writer is behind on the shared queue; workers start once.
         shared.send(Message::Join(rx)).ok()?;
         Some(HitSender {

@@ -226,7 +226,7 @@ fn blocked_query_does_not_allocate() {
     // EDNS, so the answer carries the EDE "Blocked" option; also the no-EDNS shape.
     for edns in [true, false] {
         let packet = query("www.tiktok.com.", RecordType::A, edns);
-        let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker());
+        let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
         assert_eq!(n, 0, "{n} allocations in {CALLS} blocked queries (edns: {edns})");
     }
 }
@@ -235,7 +235,7 @@ fn blocked_query_does_not_allocate() {
 fn wildcard_blocked_query_does_not_allocate() {
     let (handler, _config) = handler("wildcard", HitLog::disabled());
     let packet = query("p16-tiktok-va.ibyteimg.com.", RecordType::AAAA, true);
-    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker());
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
     assert_eq!(n, 0, "{n} allocations in {CALLS} wildcard-blocked queries");
 }
 
@@ -246,7 +246,7 @@ fn cache_hit_does_not_allocate() {
         let packet = query("www.example.com.", RecordType::A, edns);
         warm_cache(&handler, &packet);
         // A worker with a front cache: the first hit fills it, the rest come from it.
-        let n = allocations_per_answer(&handler, &packet, NOERROR, handler.worker());
+        let n = allocations_per_answer(&handler, &packet, NOERROR, handler.worker(1));
         assert_eq!(n, 0, "{n} allocations in {CALLS} front cache hits (edns: {edns})");
         // Without one: every hit from the shared cache.
         let n = allocations_per_answer(&handler, &packet, NOERROR, Worker::default());
@@ -267,7 +267,7 @@ fn front_cache_fills_do_not_allocate_once_it_is_full() {
         warm_cache(&handler, packet);
     }
     let (grow, fill) = packets.split_at(names * 3 / 4);
-    let mut worker = handler.worker();
+    let mut worker = handler.worker(1);
     let mut out = Vec::with_capacity(512);
     for packet in grow {
         assert_eq!(answer(&handler, packet, &mut out, &mut worker), Some(NOERROR));
@@ -324,7 +324,7 @@ fn blocked_query_with_hit_log_does_not_allocate() {
         HitLog::start(HitsTarget::File(log.0.clone()), 8192).expect("open the hit log in the temp dir");
     let (handler, _config) = handler("hitlog", hitlog.clone());
     let packet = query("www.tiktok.com.", RecordType::A, true);
-    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker());
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
 
     drop(handler);
     hitlog.close();

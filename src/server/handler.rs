@@ -227,12 +227,13 @@ impl Handler {
         }
     }
 
-    /// The state of a long-lived worker (a UDP worker thread): with a front cache and a hit log
-    /// queue of its own. Short-lived ones (a TCP query) take `Worker::default()`, with neither.
-    pub fn worker(&self) -> Worker {
+    /// The state of one of `workers` long-lived workers (UDP worker threads): with a front cache
+    /// and a hit log queue of its own. Short-lived ones (a TCP query) take `Worker::default()`,
+    /// with neither.
+    pub fn worker(&self, workers: usize) -> Worker {
         Worker {
             tally: Tally {
-                hits: self.hitlog.sender(),
+                hits: self.hitlog.sender(workers),
                 ..Tally::default()
             },
             front: Some(FrontCache::new()),

@@ -25,7 +25,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::handler::{Clock, Handler, Protocol, Step};
+use super::handler::{Clock, Handler, Protocol, Step, Worker};
 use crate::mmsg::{Batch, send_one};
 use crate::upstream::{Transport, UdpSockets};
 
@@ -63,11 +63,13 @@ impl UdpWorkers {
             }
         }
         let mut workers = UdpWorkers { threads: Vec::new() };
+        let count = sockets.len();
         for (i, (addr, socket)) in sockets.into_iter().enumerate() {
             let handler = Arc::clone(&handler);
             let shutdown = shutdown.clone();
+            let worker = handler.worker(count);
             let thread = std::thread::Builder::new().name(format!("udp-{i}")).spawn(move || {
-                if let Err(e) = run(socket, handler, shutdown, max_inflight) {
+                if let Err(e) = run(socket, handler, worker, shutdown, max_inflight) {
                     tracing::error!(%addr, error = %e, "UDP worker stopped");
                 }
             })?;
@@ -127,6 +129,7 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 fn run(
     socket: std::net::UdpSocket,
     handler: Arc<Handler>,
+    mut worker: Worker,
     mut shutdown: watch::Receiver<bool>,
     max_inflight: usize,
 ) -> io::Result<()> {
@@ -150,7 +153,6 @@ fn run(
         incoming.receive_destinations(wildcard);
         let mut outgoing = Batch::new(BATCH, SEND_LEN);
         let mut answer = Vec::with_capacity(SEND_LEN);
-        let mut worker = handler.worker();
         // This worker's sockets to the upstreams, shared by its forwarding tasks.
         let upstream = Arc::new(UdpSockets::new());
         loop {
