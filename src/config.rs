@@ -428,7 +428,7 @@ pub struct LogConfig {
     #[serde(default)]
     pub salt: Option<Spanned<String>>,
     /// Hit log lines queued for the writer, shared out between the UDP worker threads (at least
-    /// 1024 each); past it lines are dropped and counted. Default 8192.
+    /// 2048 each); past it lines are dropped and counted. Default 8192.
     #[serde(default = "default_queue")]
     pub queue: usize,
 }

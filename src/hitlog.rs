@@ -72,8 +72,9 @@ pub struct HitLog {
     dropped: metrics::Counter,
 }
 
-/// The least a worker's own queue holds, whatever the share: 20 ms of a busy worker's blocks.
-pub const MIN_WORKER_QUEUE: usize = 1024;
+/// The least a worker's own queue holds, whatever the share: 20 ms (the writer's poll) of the blocks of a
+/// worker at saturation (about 400,000 queries a second, a fifth of them blocked).
+pub const MIN_WORKER_QUEUE: usize = 2048;
 
 /// One worker's own queue to the writer ([`HitLog::sender`]): only it and the writer touch it,
 /// and it sends the snapshot a record was decided in only when that changed.
