@@ -163,23 +163,19 @@ hits = "{hits}"
     let clk_tck = clock_ticks_per_second();
     let mut results = Vec::new();
     let secs_text = format!("{secs}");
+    let args = [
+        "--server",
+        &server,
+        "--source",
+        CLIENT,
+        "--json",
+        "--duration",
+        &secs_text,
+    ];
     for i in 1..=runs {
         let before = cpu_ticks(pid)?;
         let started = Instant::now();
-        let s = replay(
-            &pins,
-            &sinkhole,
-            &[
-                "--server",
-                &server,
-                "--source",
-                CLIENT,
-                "--json",
-                "--duration",
-                &secs_text,
-            ],
-            &mix,
-        )?;
+        let s = replay(&pins, &sinkhole, &args, &mix)?;
         let wall = started.elapsed().as_secs_f64();
         let cpu_s = (cpu_ticks(pid)? - before) as f64 / clk_tck;
         let answered = num(&s, &["answered"]).max(1.0);
@@ -210,22 +206,7 @@ hits = "{hits}"
     print_run("median", &medians);
 
     let rate = format!("{:.0}", medians.qps * 0.9);
-    let s = replay(
-        &pins,
-        &sinkhole,
-        &[
-            "--server",
-            &server,
-            "--source",
-            CLIENT,
-            "--json",
-            "--duration",
-            &secs_text,
-            "--rate",
-            &rate,
-        ],
-        &mix,
-    )?;
+    let s = replay(&pins, &sinkhole, &[&args[..], &["--rate", &rate]].concat(), &mix)?;
     println!(
         "at 90 % of the median ({rate} qps): {:.0} qps, lost {} ({:.3} %), p50 {:.0} us, p99 {:.0} us",
         num(&s, &["qps"]),

@@ -53,21 +53,22 @@ impl Protocol {
 pub struct Clock {
     instant: Instant,
     wall: SystemTime,
+    /// `wall` in whole seconds since the Unix epoch, as policy windows compare it: worked out
+    /// here once rather than for every packet of the batch.
+    unix: i64,
 }
 
 impl Clock {
     /// Both clocks, now.
     pub fn now() -> Clock {
+        let wall = SystemTime::now();
         Clock {
             instant: Instant::now(),
-            wall: SystemTime::now(),
+            wall,
+            unix: wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
         }
-    }
-
-    fn unix(self) -> i64 {
-        self.wall
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
     }
 }
 
@@ -118,18 +119,24 @@ pub struct Worker {
 /// batch), so that the packet path touches no counter shared across cores.
 #[derive(Default)]
 struct Tally {
-    queries: [[u64; Outcome::ALL.len()]; 2],
-    dropped: [u64; 2],
-    cache_hits: u64,
-    cache_misses: u64,
+    counts: Counts,
     blocks: BlockTally,
     /// The worker's own hit log queue; None: the shared one.
     hits: Option<HitSender>,
 }
 
+/// The plain counts of a [`Tally`], zeroed as a whole at each flush.
+#[derive(Default)]
+struct Counts {
+    queries: [[u64; Outcome::ALL.len()]; 2],
+    dropped: [u64; 2],
+    cache_hits: u64,
+    cache_misses: u64,
+}
+
 impl Tally {
     fn query(&mut self, protocol: Protocol, outcome: Outcome) {
-        if let Some(n) = self.queries[protocol.index()].get_mut(outcome as usize) {
+        if let Some(n) = self.counts.queries[protocol.index()].get_mut(outcome as usize) {
             *n += 1;
         }
     }
@@ -247,29 +254,26 @@ impl Handler {
 
     fn flush_tally(&self, tally: &mut Tally) {
         let c = &self.counters;
-        for (counters, counts) in c.queries.iter().zip(&tally.queries) {
+        let counts = std::mem::take(&mut tally.counts);
+        for (counters, counts) in c.queries.iter().zip(&counts.queries) {
             for (counter, &n) in counters.iter().zip(counts) {
                 if n > 0 {
                     counter.increment(n);
                 }
             }
         }
-        for (counter, &n) in c.dropped.iter().zip(&tally.dropped) {
+        for (counter, &n) in c.dropped.iter().zip(&counts.dropped) {
             if n > 0 {
                 counter.increment(n);
             }
         }
-        if tally.cache_hits > 0 {
-            c.cache_hits.increment(tally.cache_hits);
+        if counts.cache_hits > 0 {
+            c.cache_hits.increment(counts.cache_hits);
         }
-        if tally.cache_misses > 0 {
-            c.cache_misses.increment(tally.cache_misses);
+        if counts.cache_misses > 0 {
+            c.cache_misses.increment(counts.cache_misses);
         }
         tally.blocks.flush();
-        tally.queries = Default::default();
-        tally.dropped = Default::default();
-        tally.cache_hits = 0;
-        tally.cache_misses = 0;
     }
 
     /// The packet cache.
@@ -293,7 +297,7 @@ impl Handler {
         let query = match packet::parse(packet) {
             Ok(query) => query,
             Err(e) if !e.answerable() => {
-                tally.dropped[protocol.index()] += 1;
+                tally.counts.dropped[protocol.index()] += 1;
                 return Step::Drop;
             }
             Err(e) => {
@@ -315,7 +319,7 @@ impl Handler {
             client,
             protocol,
         };
-        let verdict = engine::decide(&snapshot, client, query.name.as_bytes(), now.unix());
+        let verdict = engine::decide(&snapshot, client, query.name.as_bytes(), now.unix);
         let (inspect, audited) = match verdict {
             Verdict::Refused => {
                 let ede = Some((ede::PROHIBITED, "client not allowed"));
@@ -350,8 +354,8 @@ impl Handler {
             None => self.cache.get(&key, now.instant),
         };
         let cached = front_hit.or(shared_hit.as_deref());
-        tally.cache_hits += u64::from(cached.is_some());
-        tally.cache_misses += u64::from(cached.is_none());
+        tally.counts.cache_hits += u64::from(cached.is_some());
+        tally.counts.cache_misses += u64::from(cached.is_none());
         if let Some(cached) = cached {
             let outcome = self.finish(&q, inspect, cached, Outcome::Cached, out, tally);
             let outcome = if audited { Outcome::Audited } else { outcome };
