@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::packet::{self, Query};
-use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, rcode, rtype};
+use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16, rcode, rtype};
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
 pub mod ede {
@@ -269,19 +269,6 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn push_u16(out: &mut Vec<u8>, value: u16) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
-/// Appends a dotted name in uncompressed wire form.
-fn push_name(out: &mut Vec<u8>, name: &str) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
 }
 
 #[cfg(test)]

@@ -110,6 +110,22 @@ pub fn set_flags(msg: &mut [u8], flags: u16) {
     }
 }
 
+/// Appends a big-endian u16.
+pub(crate) fn push_u16(out: &mut Vec<u8>, value: u16) {
+    out.extend_from_slice(&value.to_be_bytes());
+}
+
+/// Appends a dotted name (a trailing dot or none) in uncompressed wire form. The name must be
+/// valid already (labels of 1 to 63 bytes, 255 in all: config-checked or our own constants);
+/// `packet::encode_query` is the checking encoder for names from input.
+pub(crate) fn push_name(out: &mut Vec<u8>, name: &str) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
 /// The big-endian u16 at `pos`, if the message is long enough.
 pub(crate) fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
     let b = msg.get(pos..pos.checked_add(2)?)?;

@@ -27,7 +27,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::mmsg::{self as sys, Batch};
 use crate::packet;
-use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, rtype};
+use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16, rtype};
 
 /// Address of plain A answers.
 pub const DEFAULT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -136,10 +136,6 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
     true
 }
 
-fn push_u16(out: &mut Vec<u8>, value: u16) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
 /// Owner (a compression pointer), type, class IN and TTL; RDLENGTH and RDATA follow.
 fn push_record_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32) {
     push_u16(out, owner);
@@ -161,14 +157,6 @@ fn push_address(out: &mut Vec<u8>, owner: u16, ip: IpAddr) {
             out.extend_from_slice(&v6.octets());
         }
     }
-}
-
-fn push_name(out: &mut Vec<u8>, name: &str) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
 }
 
 /// The sockets of a responder: `udp` sockets sharing one port with SO_REUSEPORT (one per serving
