@@ -43,11 +43,6 @@ impl<'a> QueryInfo<'a> {
             question: &query[HEADER_LEN..end],
         })
     }
-
-    /// Whether `answer` answers the query we sent with `id` (see [`answers`]).
-    pub(crate) fn is_answered_by(&self, answer: &[u8], id: u16) -> bool {
-        answers(self.question, answer, id)
-    }
 }
 
 /// Whether `answer` answers the query we sent with `id` and `question`: same id, QR set, one
@@ -120,7 +115,7 @@ pub(crate) async fn tcp(
         Ok(result) => result?,
         Err(_) => return Err(AttemptError::Timeout),
     };
-    if !info.is_answered_by(&answer, id) {
+    if !answers(info.question, &answer, id) {
         return Err(AttemptError::Malformed);
     }
     Ok(answer)
