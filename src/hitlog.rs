@@ -267,25 +267,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const BATCH_BYTES: usize = 64 << 10;
 
 fn write_loop(rx: Receiver<Message>, mut sink: Sink) {
-    let mut batch = Vec::with_capacity(BATCH_BYTES + 1024);
-    let mut hasher = ClientHasher::default();
-    let mut failing = false;
-    let mut flush = |batch: &mut Vec<u8>, sink: &mut Sink| {
-        if batch.is_empty() {
-            return;
-        }
-        match sink.write_all(batch) {
-            Ok(()) => failing = false,
-            Err(e) if !failing => {
-                failing = true;
-                tracing::error!(error = %e, "cannot write the hit log");
-            }
-            Err(_) => {}
-        }
-        batch.clear();
+    let mut out = Lines {
+        batch: Vec::with_capacity(BATCH_BYTES + 1024),
+        hasher: ClientHasher::default(),
+        failing: false,
     };
     // The shared queue first, then the workers' own, each with the snapshot of its last record.
     let mut queues: Vec<(Receiver<Message>, Option<Arc<Snapshot>>)> = vec![(rx, None)];
+    // The records of one pass over the queues: written in the order they were decided, since
+    // each worker's queue is drained in turn.
+    let mut pass: Vec<(Arc<Snapshot>, HitRecord)> = Vec::new();
     let mut closing = false;
     loop {
         let mut i = 0;
@@ -299,15 +290,12 @@ fn write_loop(rx: Receiver<Message>, mut sink: Sink) {
                             *last = snapshot;
                         }
                         if let Some(snapshot) = last {
-                            write_line(&mut batch, snapshot, &record, &mut hasher);
-                        }
-                        if batch.len() >= BATCH_BYTES {
-                            flush(&mut batch, &mut sink);
+                            pass.push((Arc::clone(snapshot), record));
                         }
                     }
                     Ok(Message::Join(worker)) => joined.push((worker, None)),
                     Ok(Message::Reopen) => {
-                        flush(&mut batch, &mut sink);
+                        out.write_in_order(&mut pass, &mut sink);
                         sink.reopen();
                     }
                     Ok(Message::Close) => {
@@ -326,11 +314,48 @@ fn write_loop(rx: Receiver<Message>, mut sink: Sink) {
                 i += 1;
             }
         }
-        flush(&mut batch, &mut sink);
+        out.write_in_order(&mut pass, &mut sink);
         if closing {
             break;
         }
         std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// The writer's formatting state: the lines not yet written, the client hasher, whether the
+/// last write failed (so that a failing disk is reported once, not per batch).
+struct Lines {
+    batch: Vec<u8>,
+    hasher: ClientHasher,
+    failing: bool,
+}
+
+impl Lines {
+    /// Formats and writes `records` (emptied) in the order they were decided.
+    fn write_in_order(&mut self, records: &mut Vec<(Arc<Snapshot>, HitRecord)>, sink: &mut Sink) {
+        records.sort_by_key(|(_, record)| record.time);
+        for (snapshot, record) in records.drain(..) {
+            write_line(&mut self.batch, &snapshot, &record, &mut self.hasher);
+            if self.batch.len() >= BATCH_BYTES {
+                self.flush(sink);
+            }
+        }
+        self.flush(sink);
+    }
+
+    fn flush(&mut self, sink: &mut Sink) {
+        if self.batch.is_empty() {
+            return;
+        }
+        match sink.write_all(&self.batch) {
+            Ok(()) => self.failing = false,
+            Err(e) if !self.failing => {
+                self.failing = true;
+                tracing::error!(error = %e, "cannot write the hit log");
+            }
+            Err(_) => {}
+        }
+        self.batch.clear();
     }
 }
 
@@ -458,6 +483,48 @@ impl fmt::Display for TypeName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_from_several_workers_come_out_in_the_order_decided() {
+        // Two workers' queues, drained in turn: the later-joined worker's older record must still
+        // be written first (a client's second query may land on another worker than its first).
+        let config = crate::config::Config::parse(crate::config::Origin {
+            name: "hitlog-test.toml".into(),
+            dir: ".".into(),
+            text: "[lists.tiktok]\nbuiltin = [\"tiktok\"]\n[[policy]]\nname = \"staff\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"tiktok\"]\n".into(),
+        })
+        .expect("test config");
+        let snapshot = Arc::new(crate::state::build(config).expect("test snapshot"));
+        let path = std::env::temp_dir().join(format!("sinkhole-hitlog-order-{}.jsonl", std::process::id()));
+        let (log, writer) = HitLog::start(HitsTarget::File(path.clone()), 64).expect("temp hit log");
+        let (mut first, mut second) = (log.sender(2).expect("on"), log.sender(2).expect("on"));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let client = "10.1.2.3".parse().expect("test address");
+        let crate::engine::Verdict::Blocked(hit) = crate::engine::decide(&snapshot, client, b"tiktok.com", 0) else {
+            panic!("tiktok.com is blocked for {client}");
+        };
+        let record = |name: &str, time: SystemTime| HitRecord {
+            time,
+            client,
+            hit,
+            qname: QName::from_dotted(name).expect("test name"),
+            qtype: 1,
+            cname: None,
+            protocol: "udp",
+        };
+        second.record(&snapshot, record("older.tiktok.com", t0));
+        first.record(&snapshot, record("newer.tiktok.com", t0 + Duration::from_millis(1)));
+        drop((first, second));
+        log.close();
+        writer.join();
+        let text = std::fs::read_to_string(&path).expect("read the hit log");
+        let _ = std::fs::remove_file(&path);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split("\"qname\":\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(names, ["older.tiktok.com", "newer.tiktok.com"], "{text}");
+    }
 
     fn field(ip: &str, mode: ClientIpMode, salt: Option<&str>, h: &mut ClientHasher) -> Option<String> {
         client_field(ip.parse().expect("test address"), mode, salt, h).map(|f| f.to_string())
