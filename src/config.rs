@@ -151,6 +151,12 @@ pub struct ServerConfig {
     /// counted) so that memory stays bounded under a flood. Default 4096.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
+    /// Largest answer sent over UDP, whatever size a client's EDNS advertises (512 to 4096).
+    /// Default 1232 (DNS Flag Day 2020): no IP fragmentation, and a spoofed 40-byte query draws
+    /// at most 1232 bytes at its victim instead of 64 KiB. Longer answers are sent truncated
+    /// (TC), and the client asks again over TCP.
+    #[serde(default = "default_max_udp_payload")]
+    pub max_udp_payload: Spanned<u16>,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +168,7 @@ impl Default for ServerConfig {
             threads: None,
             tcp_idle_timeout: default_tcp_idle(),
             max_inflight: default_max_inflight(),
+            max_udp_payload: default_max_udp_payload(),
         }
     }
 }
@@ -192,6 +199,9 @@ fn default_tcp_idle() -> u64 {
 }
 fn default_max_inflight() -> usize {
     4096
+}
+fn default_max_udp_payload() -> Spanned<u16> {
+    Spanned::new(0..0, crate::wire::EDNS_PAYLOAD)
 }
 
 fn metrics_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
@@ -554,6 +564,10 @@ impl Config {
             if listen.get_ref().port() == 0 {
                 errors.push(o.error(listen.span(), "listen port 0: choose a fixed port"));
             }
+        }
+        let payload = &self.server.max_udp_payload;
+        if !(512..=4096).contains(payload.get_ref()) {
+            errors.push(o.error(payload.span(), "server.max_udp_payload must be between 512 and 4096"));
         }
         if let Some(threads) = self.server.threads
             && !(1..=256).contains(&threads)

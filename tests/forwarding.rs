@@ -119,6 +119,38 @@ fn truncated_upstream_answers_are_fetched_over_tcp_and_truncated_for_small_clien
 }
 
 #[test]
+fn udp_answers_never_exceed_the_configured_payload_whatever_the_client_advertises() {
+    // A forged query advertising 65535 bytes must not draw 3 KB (or 64 KB) at its victim: the
+    // answer is cut to TC at server.max_udp_payload (1232 by default), and TCP gets it whole.
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    let mut query = new_query("huge.example", RecordType::A, true, false);
+    if let Some(edns) = query.edns.as_mut() {
+        edns.set_max_payload(u16::MAX);
+    }
+    let bytes = query.to_vec().expect("encode");
+    for _ in 0..2 {
+        // The first answer is forwarded, the second comes from the cache: both are bounded.
+        let answer = send_raw_udp(d.addr(), ip(NOBODY), &bytes, Duration::from_secs(2)).expect("an answer");
+        assert!(answer.len() <= 1232, "{} bytes over UDP", answer.len());
+        let message = hickory_proto::op::Message::from_vec(&answer).expect("decodes");
+        assert!(message.metadata.truncation, "TC set, so the client retries over TCP");
+    }
+    let full = query_tcp(d.addr(), ip(NOBODY), "huge.example", RecordType::A, true).expect("tcp answer");
+    assert_eq!(addresses(&full).len(), HUGE_RECORDS);
+
+    // A higher limit is the operator's choice.
+    let d = Daemon::start(&config(&[up.addr()], 1000).replace("threads = 1", "threads = 1\nmax_udp_payload = 4096"));
+    let answer = send_raw_udp(d.addr(), ip(NOBODY), &bytes, Duration::from_secs(2)).expect("an answer");
+    let message = hickory_proto::op::Message::from_vec(&answer).expect("decodes");
+    assert!(
+        !message.metadata.truncation && message.answers.len() == HUGE_RECORDS,
+        "{} bytes",
+        answer.len()
+    );
+}
+
+#[test]
 fn upstream_timeout_gives_servfail_in_time() {
     let up = FakeUpstream::start();
     let d = Daemon::start(&config(&[up.addr()], 500));

@@ -456,7 +456,12 @@ impl Handler {
         }
         let question = q.packet.get(q.query.question.clone()).unwrap_or_default();
         let max_len = match q.protocol {
-            Protocol::Udp => q.query.max_udp_len(),
+            // The client's EDNS size, but never more than we send over UDP to anyone: a forged
+            // source address must not draw a large answer at its victim.
+            Protocol::Udp => q
+                .query
+                .max_udp_len()
+                .min(usize::from(*q.snapshot.config.server.max_udp_payload.get_ref())),
             Protocol::Tcp => usize::from(u16::MAX),
         };
         response.write_to(q.query.id, q.query.rd(), question, q.now.instant, max_len, out);

@@ -40,6 +40,8 @@ pub const TC_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 pub const SPOOF_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 /// How many A records `big.*` (and the extra records of `tc.*` over TCP) carry: enough for more than 512 bytes.
 pub const BIG_RECORDS: usize = 40;
+/// How many A records `huge.*` carries: over 3 KB (under 4096), more than any UDP answer sinkhole sends by default (1232).
+pub const HUGE_RECORDS: usize = 150;
 /// TTL of the SOA in negative answers (`nx.*`, and NODATA for other types).
 pub const SOA_TTL: u32 = 60;
 /// MINIMUM field of that SOA: the negative-caching TTL is min(SOA TTL, MINIMUM) = 30 s (RFC 2308).
@@ -65,6 +67,7 @@ pub type ReceivedQuery = (String, u16, &'static str);
 /// | `ttl5` | A 192.0.2.5 (AAAA 2001:db8::5), TTL 5 |
 /// | `tc` | UDP: no answer, TC set; TCP: A 192.0.2.9 then 40 more A records (198.51.100.1..=40), over 512 bytes |
 /// | `big` | UDP and TCP: 40 A records 203.0.113.1..=40 (AAAA 2001:db8::1:1..), over 512 bytes, TC never set |
+/// | `huge` | UDP and TCP: 150 A records 10.0.0.1.. (over 3 KB), TC never set, whatever size the query allows |
 /// | `slow` | the default answer, 3 s late |
 /// | `nx` | NXDOMAIN, SOA in authority (TTL 60, MINIMUM 30) |
 /// | `servfail` | SERVFAIL, no records |
@@ -444,6 +447,14 @@ fn scripted_answer(query: &Message, qname: &Name, qtype: RecordType, label: &str
             }
             _ => negative(&mut response, qname),
         },
+        "huge" if qtype == RecordType::A => {
+            for i in 1..=HUGE_RECORDS {
+                let ip = Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8);
+                response
+                    .answers
+                    .push(Record::from_rdata(qname.clone(), DEFAULT_TTL, RData::A(A(ip))));
+            }
+        }
         "nx" => {
             response.metadata.response_code = ResponseCode::NXDomain;
             negative(&mut response, qname);
