@@ -140,7 +140,15 @@ impl BlockTemplate {
             answer,
             ttl,
             soa,
-            opt: opt_record(Some((ede::BLOCKED, &format!("blocked by policy {policy}")))),
+            opt: {
+                let mut opt = Vec::with_capacity(32);
+                push_opt_record(
+                    &mut opt,
+                    Some((ede::BLOCKED, &format!("blocked by policy {policy}"))),
+                    false,
+                );
+                opt
+            },
         }
     }
 
@@ -199,7 +207,7 @@ pub fn write_error(packet: &[u8], query: Option<&Query>, rcode: u8, ede: Option<
             let counts = [1, 0, 0, u16::from(query.edns.is_some())];
             write_header(packet, query, rcode, counts, out);
             if let Some(edns) = query.edns {
-                push_opt(out, &opt_record(ede), edns.dnssec_ok);
+                push_opt_record(out, ede, edns.dnssec_ok);
             }
         }
         None => {
@@ -231,26 +239,55 @@ fn write_header(packet: &[u8], query: &Query, rcode: u8, counts: [u16; 4], out: 
     }
 }
 
-/// An OPT record advertising our payload size, with an optional EDE option.
-fn opt_record(ede: Option<(u16, &str)>) -> Vec<u8> {
-    let mut opt = Vec::with_capacity(32);
-    opt.push(0);
-    push_u16(&mut opt, rtype::OPT);
-    push_u16(&mut opt, EDNS_PAYLOAD);
-    opt.extend_from_slice(&[0, 0, 0, 0]);
+/// Writes the answer to an ANY query (RFC 8482 4.2): one synthesised HINFO record, CPU
+/// "RFC8482" and OS empty, instead of every record the name has. ANY is the query of choice for
+/// reflection attacks (one small question, the largest answer a name has), and no client
+/// library needs the real thing: mail servers and browsers ask for the types they use.
+pub fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
+    write_header(
+        packet,
+        query,
+        rcode::NOERROR,
+        [1, 1, 0, u16::from(query.edns.is_some())],
+        out,
+    );
+    push_u16(out, 0xc000 | HEADER_LEN as u16);
+    push_u16(out, rtype::HINFO);
+    push_u16(out, CLASS_IN);
+    out.extend_from_slice(&ANY_TTL.to_be_bytes());
+    push_u16(out, 9);
+    out.push(7);
+    out.extend_from_slice(b"RFC8482");
+    out.push(0);
+    if let Some(edns) = query.edns {
+        push_opt_record(out, None, edns.dnssec_ok);
+    }
+}
+
+/// TTL of the HINFO record that answers ANY: RFC 8482 4.2 leaves it to us; an hour spares
+/// caches the question without hiding anything, since no record is withheld for long by it.
+const ANY_TTL: u32 = 3600;
+
+/// Appends an OPT record advertising our payload size, with an optional EDE option, echoing the
+/// client's DO bit (RFC 3225 3). Written in place: an error answer allocates nothing.
+fn push_opt_record(out: &mut Vec<u8>, ede: Option<(u16, &str)>, dnssec_ok: bool) {
+    out.push(0);
+    push_u16(out, rtype::OPT);
+    push_u16(out, EDNS_PAYLOAD);
+    // Extended rcode, version, then the flags word, whose top bit is DO.
+    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
     match ede {
         Some((code, text)) => {
             let text = truncate_utf8(text, MAX_EDE_TEXT);
             let len = 2 + text.len() as u16;
-            push_u16(&mut opt, 4 + len);
-            push_u16(&mut opt, OPTION_EDE);
-            push_u16(&mut opt, len);
-            push_u16(&mut opt, code);
-            opt.extend_from_slice(text.as_bytes());
+            push_u16(out, 4 + len);
+            push_u16(out, OPTION_EDE);
+            push_u16(out, len);
+            push_u16(out, code);
+            out.extend_from_slice(text.as_bytes());
         }
-        None => push_u16(&mut opt, 0),
+        None => push_u16(out, 0),
     }
-    opt
 }
 
 /// Appends a pre-encoded OPT record, echoing the client's DO bit (RFC 3225 3).
@@ -402,6 +439,29 @@ mod tests {
         assert_eq!(msg.metadata.response_code, ResponseCode::FormErr);
         assert_eq!(msg.metadata.id, 0x1234);
         assert!(msg.queries.is_empty());
+    }
+
+    #[test]
+    fn any_gets_one_hinfo_record() {
+        let packet = query("Example.com", rtype::ANY, Some((4096, true)));
+        let q = parse(&packet).expect("parses");
+        let mut out = Vec::new();
+        write_any_minimal(&packet, &q, &mut out);
+        let msg = Message::from_vec(&out).expect("decodes");
+        assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(msg.queries[0].name().to_ascii(), "Example.com.");
+        assert_eq!(msg.answers.len(), 1);
+        let hinfo = &msg.answers[0];
+        assert_eq!(hinfo.name.to_ascii(), "Example.com.");
+        assert_eq!(hinfo.ttl, ANY_TTL);
+        match &hinfo.data {
+            RData::HINFO(h) => assert_eq!((&*h.cpu, &*h.os), (&b"RFC8482"[..], &b""[..])),
+            other => panic!("expected HINFO, got {other:?}"),
+        }
+        assert!(
+            msg.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+            "OPT echoed with DO"
+        );
     }
 
     #[test]

@@ -63,11 +63,13 @@ pub enum Outcome {
     Formerr,
     /// An opcode other than QUERY.
     Notimp,
+    /// An ANY query, answered with one HINFO record (RFC 8482) rather than forwarded.
+    Minimal,
 }
 
 impl Outcome {
     /// Every outcome, in label order: used to pre-register one handle each.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Blocked,
         Outcome::Audited,
         Outcome::Cached,
@@ -76,6 +78,7 @@ impl Outcome {
         Outcome::Servfail,
         Outcome::Formerr,
         Outcome::Notimp,
+        Outcome::Minimal,
     ];
 
     /// The label value.
@@ -89,6 +92,7 @@ impl Outcome {
             Outcome::Servfail => "servfail",
             Outcome::Formerr => "formerr",
             Outcome::Notimp => "notimp",
+            Outcome::Minimal => "minimal",
         }
     }
 }

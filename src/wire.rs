@@ -29,6 +29,8 @@ pub mod rtype {
     pub const CNAME: u16 = 5;
     /// Start of authority.
     pub const SOA: u16 = 6;
+    /// Host information: the record RFC 8482 answers ANY with.
+    pub const HINFO: u16 = 13;
     /// IPv6 address.
     pub const AAAA: u16 = 28;
     /// Subtree alias (RFC 6672).
@@ -39,6 +41,8 @@ pub mod rtype {
     pub const IXFR: u16 = 251;
     /// Full zone transfer: likewise.
     pub const AXFR: u16 = 252;
+    /// Every record of the name (RFC 1035 QTYPE `*`).
+    pub const ANY: u16 = 255;
 }
 
 /// Response codes (RFC 1035 4.1.1, RFC 6895) the daemon sends or reads.

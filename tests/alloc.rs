@@ -219,6 +219,7 @@ fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8, mut worke
 
 const NXDOMAIN: u8 = 3;
 const NOERROR: u8 = 0;
+const REFUSED: u8 = 5;
 
 #[test]
 fn blocked_query_does_not_allocate() {
@@ -237,6 +238,19 @@ fn wildcard_blocked_query_does_not_allocate() {
     let packet = query("p16-tiktok-va.ibyteimg.com.", RecordType::AAAA, true);
     let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
     assert_eq!(n, 0, "{n} allocations in {CALLS} wildcard-blocked queries");
+}
+
+#[test]
+fn refused_and_minimal_answers_do_not_allocate() {
+    // Both carry an OPT record written for the client (REFUSED with an EDE text): it used to be
+    // built in a fresh Vec per answer.
+    let (handler, _config) = handler("refused", HitLog::disabled());
+    let packet = query("example.com.", RecordType::AXFR, true);
+    let n = allocations_per_answer(&handler, &packet, REFUSED, handler.worker(1));
+    assert_eq!(n, 0, "{n} allocations in {CALLS} refused zone transfers");
+    let packet = query("example.com.", RecordType::ANY, true);
+    let n = allocations_per_answer(&handler, &packet, NOERROR, handler.worker(1));
+    assert_eq!(n, 0, "{n} allocations in {CALLS} ANY queries");
 }
 
 #[test]

@@ -151,6 +151,24 @@ fn udp_answers_never_exceed_the_configured_payload_whatever_the_client_advertise
 }
 
 #[test]
+fn any_is_answered_minimally_and_not_forwarded() {
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    for answer in [
+        query_udp(d.addr(), ip(NOBODY), "any.example", RecordType::ANY, true).expect("udp answer"),
+        query_tcp(d.addr(), ip(NOBODY), "any.example", RecordType::ANY, false).expect("tcp answer"),
+    ] {
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer.answers.len(), 1, "{answer:?}");
+        assert_eq!(answer.answers[0].record_type(), RecordType::HINFO);
+    }
+    assert_eq!(up.count("any.example"), 0, "ANY is never forwarded");
+    // A blocked name is blocked whatever the type.
+    let blocked = query_udp(d.addr(), ip(STAFF), "tiktok.com", RecordType::ANY, true).expect("answer");
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
 fn upstream_timeout_gives_servfail_in_time() {
     let up = FakeUpstream::start();
     let d = Daemon::start(&config(&[up.addr()], 500));

@@ -346,6 +346,11 @@ impl Handler {
             tally.query(protocol, Outcome::Refused);
             return Step::Reply;
         }
+        if query.qtype == rtype::ANY {
+            answer::write_any_minimal(packet, &query, out);
+            tally.query(protocol, if audited { Outcome::Audited } else { Outcome::Minimal });
+            return Step::Reply;
+        }
         let key = CacheKeyRef::of(&query);
         // The worker's front cache first (nothing shared touched), then the shared cache.
         let front_hit = front.as_ref().and_then(|front| front.get(&key, now.instant));
