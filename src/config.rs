@@ -140,7 +140,7 @@ pub struct ServerConfig {
     /// Client prefixes that may query at all; others get REFUSED. Default: loopback, RFC 1918,
     /// ULA (fc00::/7) and link-local.
     #[serde(default = "default_allow")]
-    pub allow: Vec<IpNet>,
+    pub allow: Spanned<Vec<IpNet>>,
     /// UDP worker threads, each with its own socket (SO_REUSEPORT). Default: one per CPU.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -179,8 +179,8 @@ fn default_listen() -> Vec<Spanned<SocketAddr>> {
 fn default_metrics() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 9153)))
 }
-fn default_allow() -> Vec<IpNet> {
-    [
+fn default_allow() -> Spanned<Vec<IpNet>> {
+    let prefixes = [
         "127.0.0.0/8",
         "10.0.0.0/8",
         "172.16.0.0/12",
@@ -192,7 +192,8 @@ fn default_allow() -> Vec<IpNet> {
     ]
     .iter()
     .filter_map(|p| p.parse().ok())
-    .collect()
+    .collect();
+    Spanned::new(0..0, prefixes)
 }
 fn default_tcp_idle() -> u64 {
     10
@@ -500,8 +501,24 @@ impl Config {
         Config::parse(Origin::embedded())
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text. A text with no setting at all is an error: an empty
+    /// file is a truncated write or the wrong path far more often than a wish for the defaults
+    /// (those are what `sinkhole run` without `-c` gives), and it would stop all blocking.
     pub fn parse(origin: Origin) -> Result<Config, ConfigError> {
+        let blank = origin
+            .text
+            .lines()
+            .map(str::trim)
+            .all(|l| l.is_empty() || l.starts_with('#'));
+        if blank {
+            return Err(origin
+                .error(
+                    0..0,
+                    "the config is empty: it would block nothing and forward to /etc/resolv.conf. Write the \
+                     settings (deploy/sinkhole.toml is a start), or run without -c for the embedded default",
+                )
+                .into());
+        }
         let mut config: Config = toml::from_str(&origin.text).map_err(|e| {
             let at = e.span().map_or(0, |s| s.start);
             origin.error(at..at, e.message().trim_end().to_string())
@@ -665,9 +682,21 @@ impl Config {
     }
 
     /// Problems worth telling the operator that do not stop the config: two policies claiming the
-    /// same prefix, windows already over.
+    /// same prefix, windows already over, a config that blocks nothing or refuses everyone.
     pub fn warnings(&self, now: i64) -> Vec<Diagnostic> {
         let mut warnings = Vec::new();
+        if self.server.allow.get_ref().is_empty() {
+            warnings.push(self.origin.error(
+                self.server.allow.span(),
+                "server.allow is empty: every client is refused",
+            ));
+        }
+        if self.policies.iter().all(|p| p.block.is_empty()) {
+            warnings.push(self.origin.error(
+                0..0,
+                "no policy blocks a list: sinkhole blocks nothing and forwards every query",
+            ));
+        }
         let mut seen: BTreeMap<IpNet, &str> = BTreeMap::new();
         for policy in &self.policies {
             let name = policy.name.get_ref();
@@ -855,16 +884,32 @@ client_ip = "full"
     #[test]
     fn duplicate_prefixes_warn() {
         let config = parse(
-            "[[policy]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n[[policy]]\nname = \"b\"\nclients = [\"10.1.2.3/8\"]\n",
+            "[lists.l]\ndomains = [\"x.example\"]\n[[policy]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"l\"]\n[[policy]]\nname = \"b\"\nclients = [\"10.1.2.3/8\"]\n",
         )
         .expect("loads");
         let warnings = config.warnings(0);
         assert_eq!(warnings.len(), 1);
         let text = warnings[0].to_string();
         assert!(
-            text.starts_with("test.toml:6:12: 10.0.0.0/8 is claimed by policy \"a\" and policy \"b\""),
+            text.starts_with("test.toml:9:12: 10.0.0.0/8 is claimed by policy \"a\" and policy \"b\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_empty_config_is_an_error_and_one_that_blocks_nothing_or_refuses_all_warns() {
+        for text in ["", "\n  \n", "# only a comment\n\n# another\n"] {
+            let e = errors(text);
+            assert!(e.starts_with("test.toml:1:1: the config is empty"), "{e}");
+        }
+        let config = parse("[server]\nallow = []\n").expect("loads: a choice, if an odd one");
+        let warnings: Vec<String> = config.warnings(0).iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("test.toml:2:9: server.allow is empty"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].contains("no policy blocks a list"), "{warnings:?}");
     }
 
     #[test]

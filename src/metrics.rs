@@ -31,7 +31,7 @@ pub const CACHE_ENTRIES: &str = "sinkhole_cache_entries";
 pub const LIST_RULES: &str = "sinkhole_list_rules";
 /// Lines of each list that were skipped as unreadable, by `list`.
 pub const LIST_BAD_LINES: &str = "sinkhole_list_bad_lines";
-/// Reloads (SIGHUP or start), by `result` (ok, failed).
+/// Reloads (SIGHUP or start), by `result` (ok, failed, refused: it would have stopped all blocking).
 pub const RELOADS: &str = "sinkhole_reloads_total";
 /// Unix time of the last successful load of config and lists.
 pub const LAST_RELOAD: &str = "sinkhole_last_reload_timestamp_seconds";

@@ -21,7 +21,7 @@ pub fn check(snapshot: &Snapshot) -> String {
         .metrics
         .map_or_else(|| "off".into(), |m| format!("http://{m}/metrics"));
     let _ = writeln!(out, "metrics   {metrics}");
-    let allow: Vec<String> = c.server.allow.iter().map(ToString::to_string).collect();
+    let allow: Vec<String> = c.server.allow.get_ref().iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "allow     {}", allow.join(", "));
     let upstream: Vec<String> = snapshot.upstream.servers().iter().map(ToString::to_string).collect();
     let _ = writeln!(

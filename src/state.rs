@@ -67,6 +67,17 @@ impl Snapshot {
     pub fn decide(&self, client: std::net::IpAddr, name: &[u8], now: i64) -> engine::Verdict {
         engine::decide(self, client, name, now)
     }
+
+    /// Rules that some policy blocks, counted once per (policy, list): zero when the config
+    /// blocks nothing at all, which a reload must not bring about by accident.
+    pub fn blocking_rules(&self) -> usize {
+        self.policies
+            .iter()
+            .flat_map(|p| &p.block)
+            .filter_map(|(list, _)| self.lists.get(*list))
+            .map(|l| l.set.len())
+            .sum()
+    }
 }
 
 /// Builds a snapshot from a loaded config: reads and compiles every list, builds the policy
@@ -135,7 +146,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
     }
 
     let mut acl = PrefixTable::default();
-    for net in &config.server.allow {
+    for net in config.server.allow.get_ref() {
         acl.insert_new(*net, ());
     }
     let windows: Vec<_> = config.policies.iter().map(|p| config.window(p)).collect();
@@ -168,6 +179,18 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         warnings,
         config,
     })
+}
+
+/// Why a reload left the previous state serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config or a list does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The new config blocks nothing while the running one blocks: refused, since that is far
+    /// more often an accident (an empty or truncated file) than a decision; a restart applies it.
+    #[error("the new config blocks nothing while the running one does; restart sinkhole to apply it")]
+    StopsBlocking,
 }
 
 /// Where the config comes from, so that a reload reads it again.
@@ -219,10 +242,24 @@ impl State {
     /// Reads the config again and swaps in the new snapshot if it builds; otherwise keeps the
     /// current one. Either way the outcome is counted and logged. Settings that only take effect
     /// at start (listeners, threads, cache size, hit log target) are reported if they changed.
-    pub fn reload(&self) -> Result<(), ConfigError> {
+    pub fn reload(&self) -> Result<(), ReloadError> {
         let old = self.load_full();
         let built = self.source.load().and_then(|c| build_reusing(c, Some(&old)));
         match built {
+            // A config that blocks nothing where the running one blocks: a truncated file, the
+            // wrong file, a list emptied by a bad edit. Lifting a ban is done with its window
+            // (active_until) or by a restart, never by a reload that looks like any other.
+            Ok(snapshot) if old.blocking_rules() > 0 && snapshot.blocking_rules() == 0 => {
+                metrics::counter!(crate::metrics::RELOADS, "result" => "refused").increment(1);
+                metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(0.0);
+                tracing::error!(
+                    rules_now = old.blocking_rules(),
+                    "reload refused: the new config blocks nothing (no policy blocks a list with rules) while the \
+                     running one blocks; the previous config keeps serving. To lift the ban, end it with \
+                     active_until, or restart sinkhole with the new config"
+                );
+                Err(ReloadError::StopsBlocking)
+            }
             Ok(snapshot) => {
                 for change in restart_only_changes(&old.config, &snapshot.config) {
                     tracing::warn!(
@@ -244,7 +281,7 @@ impl State {
                 metrics::counter!(crate::metrics::RELOADS, "result" => "failed").increment(1);
                 metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(0.0);
                 tracing::error!(error = %e, "reload failed, the previous config keeps serving");
-                Err(e)
+                Err(ReloadError::Config(e))
             }
         }
     }

@@ -128,6 +128,63 @@ fn reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
 }
 
 #[test]
+fn a_reload_that_would_stop_all_blocking_is_refused_and_an_empty_config_never_loads() {
+    // Found from outside: an empty config file was accepted by SIGHUP (and by `check`): all
+    // blocking stopped and the upstream became /etc/resolv.conf's, logged at INFO.
+    let (_up, d) = start("tiktok.com\n");
+    let good_config = std::fs::read_to_string(d.dir().join("sinkhole.toml")).expect("config");
+
+    d.write_file("sinkhole.toml", "");
+    d.reload();
+    d.wait_for_stderr("the config is empty", Duration::from_secs(5));
+    // Every policy gone, or the list emptied by a bad edit: refused, the running state serves.
+    d.write_file(
+        "sinkhole.toml",
+        &good_config.replace("block = [\"tiktok\"]", "block = []"),
+    );
+    d.reload();
+    d.wait_for_stderr("reload refused: the new config blocks nothing", Duration::from_secs(5));
+    d.write_file("sinkhole.toml", &good_config);
+    d.write_file("tiktok.txt", "# emptied\n");
+    d.reload();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.stderr().matches("reload refused").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "an emptied list is refused too:\n{}",
+            d.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        rcode(&d, "tiktok.com"),
+        ResponseCode::NXDomain,
+        "the old state keeps blocking"
+    );
+    let page = d.scrape_metrics();
+    assert_eq!(
+        metric(&page, "sinkhole_reloads_total", &[("result", "refused")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&page, "sinkhole_reloads_total", &[("result", "failed")]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&page, "sinkhole_last_reload_success", &[]), Some(0.0));
+
+    // A reload that changes the lists but still blocks goes through.
+    d.write_file("tiktok.txt", "tiktokv.com\n");
+    d.reload();
+    wait_for_rcode(&d, "tiktokv.com", ResponseCode::NXDomain);
+
+    let empty = d.dir().join("empty.toml");
+    std::fs::write(&empty, "\n").expect("write");
+    let out = run_sinkhole(&["check", "-c", empty.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success(), "check fails an empty file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty.toml:1:1: the config is empty"));
+}
+
+#[test]
 fn hit_log_names_the_policy_of_the_config_that_decided_across_a_reload() {
     // Each UDP worker names the snapshot of its hits only when it changes: the lines before a
     // reload must name the old policy, those after it the new one, none be lost.
@@ -206,8 +263,18 @@ fn no_query_is_lost_during_reloads() {
 #[test]
 fn metrics_count_outcomes_blocks_cache_and_upstreams() {
     let (up, d) = start("tiktok.com\n");
-    // The harness's start-up probe is a query too: count from here on.
-    let before = d.scrape_metrics();
+    // The harness's start-up probes are queries too (one every 100 ms until the first answer, so
+    // on a busy machine a few may still be in flight): count from when they are all answered.
+    let mut before = d.scrape_metrics();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = d.scrape_metrics();
+        if now == before || Instant::now() > deadline {
+            break;
+        }
+        before = now;
+    }
     query_udp(d.addr(), ip(STAFF_IP), "www.tiktok.com", RecordType::A, false).expect("answer");
     query_udp(d.addr(), ip(NOBODY_IP), "a.example", RecordType::A, false).expect("answer");
     query_udp(d.addr(), ip(NOBODY_IP), "a.example", RecordType::A, false).expect("answer");
