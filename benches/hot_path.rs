@@ -325,7 +325,7 @@ fn cached_answer(packet: &[u8]) -> (sinkhole::cache::CacheKey, Arc<CachedRespons
 fn cache_hit(c: &mut Criterion) {
     let packet = query("www.example.com.", RecordType::A, true);
     let parsed = packet::parse(&packet).expect("the bench query parses");
-    let cache = PacketCache::new(10_000);
+    let cache = PacketCache::new(10_000, 64 << 20);
     let (key, response) = cached_answer(&packet);
     cache.insert(key.clone(), response);
     let question = &packet[parsed.question.clone()];
@@ -373,7 +373,11 @@ fn handler(c: &mut Criterion) {
     let state = State::new(ConfigSource::File(path.clone()));
     let _ = std::fs::remove_file(&path);
     let state = state.unwrap_or_else(|e| panic!("bench config: {e}"));
-    let handler = Handler::new(Arc::new(state), Arc::new(PacketCache::new(10_000)), HitLog::disabled());
+    let handler = Handler::new(
+        Arc::new(state),
+        Arc::new(PacketCache::new(10_000, 64 << 20)),
+        HitLog::disabled(),
+    );
     let client: IpAddr = "10.1.2.3".parse().expect("bench address");
 
     let blocked = query("www.tiktok.com.", RecordType::A, true);

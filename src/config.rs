@@ -269,6 +269,12 @@ pub struct CacheConfig {
     /// Most answers held. Default 100000. Changing it takes a restart (the cache outlives reloads).
     #[serde(default = "default_entries")]
     pub entries: usize,
+    /// Most memory the answers take: an integer (bytes) or a size such as `"64MiB"` (B, KiB,
+    /// MiB, GiB; KB, MB, GB are powers of 1000). Whichever of `entries` and `max_bytes` is
+    /// reached first bounds the cache: a few thousand 64 KiB answers must not take a small VM
+    /// down. Default 64 MiB. Takes a restart, as `entries` does.
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: Spanned<ByteSize>,
     /// Answers are kept at least this many seconds. Default 0.
     #[serde(default)]
     pub min_ttl: u32,
@@ -287,6 +293,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             entries: default_entries(),
+            max_bytes: default_cache_bytes(),
             min_ttl: 0,
             max_ttl: default_max_ttl(),
             negative_max_ttl: default_negative_max_ttl(),
@@ -297,6 +304,69 @@ impl Default for CacheConfig {
 
 fn default_entries() -> usize {
     100_000
+}
+fn default_cache_bytes() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(64 << 20))
+}
+
+/// An amount of memory, from an integer (bytes) or a string with a unit (`"64MiB"`, `"512 KiB"`,
+/// `"1GB"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_size: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a size unit: use B, KiB, MiB, GiB, KB, MB or GB"
+                ));
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_size))
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is not a size like \"64MiB\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            n if n >= 1 << 30 && n % (1 << 30) == 0 => write!(f, "{} GiB", n >> 30),
+            n if n >= 1 << 20 && n % (1 << 20) == 0 => write!(f, "{} MiB", n >> 20),
+            n if n >= 1 << 10 && n % (1 << 10) == 0 => write!(f, "{} KiB", n >> 10),
+            n => write!(f, "{n} B"),
+        }
+    }
 }
 fn default_max_ttl() -> u32 {
     86_400
@@ -601,6 +671,9 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.upstream.timeout_ms) {
             errors.push(o.error(0..0, "upstream.timeout_ms must be between 10 and 60000"));
+        }
+        if self.cache.max_bytes.get_ref().0 < 1 << 20 {
+            errors.push(o.error(self.cache.max_bytes.span(), "cache.max_bytes must be at least 1 MiB"));
         }
         if self.cache.servfail_ttl > 30 {
             errors.push(o.error(0..0, "cache.servfail_ttl is at most 30 seconds"));
@@ -910,6 +983,27 @@ client_ip = "full"
             "{warnings:?}"
         );
         assert!(warnings[1].contains("no policy blocks a list"), "{warnings:?}");
+    }
+
+    #[test]
+    fn sizes_read_as_operators_write_them() {
+        let bytes = |text: &str| text.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(bytes("1000"), Ok(1000));
+        assert!(bytes("64 mb").unwrap_err().contains("not a size unit"));
+        assert!(bytes("MiB").is_err());
+        assert!(bytes("99999999999999 GiB").is_err(), "overflow is an error, not a wrap");
+        let config = parse("[cache]\nmax_bytes = 33554432\n").expect("an integer is bytes");
+        assert_eq!(config.cache.max_bytes.get_ref().to_string(), "32 MiB");
+        let config = parse("[cache]\nmax_bytes = \"64 MB\"\n").expect("a string with a unit");
+        assert_eq!(config.cache.max_bytes.get_ref().0, 64_000_000);
+        let e = errors("[cache]\nmax_bytes = \"100KiB\"\n");
+        assert!(
+            e.starts_with("test.toml:2:13: cache.max_bytes must be at least 1 MiB"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub const CACHE_HITS: &str = "sinkhole_cache_hits_total";
 pub const CACHE_MISSES: &str = "sinkhole_cache_misses_total";
 /// Entries in the packet cache now.
 pub const CACHE_ENTRIES: &str = "sinkhole_cache_entries";
+/// Memory the packet cache's entries take now, in bytes (bounded by `cache.max_bytes`).
+pub const CACHE_BYTES: &str = "sinkhole_cache_bytes";
 /// Rules compiled into each list, by `list`.
 pub const LIST_RULES: &str = "sinkhole_list_rules";
 /// Lines of each list that were skipped as unreadable, by `list`.
@@ -126,6 +128,7 @@ pub fn describe() {
     describe_counter!(CACHE_HITS, Unit::Count, "Packet cache lookups that found a live entry.");
     describe_counter!(CACHE_MISSES, Unit::Count, "Packet cache lookups that found none.");
     describe_gauge!(CACHE_ENTRIES, Unit::Count, "Entries in the packet cache.");
+    describe_gauge!(CACHE_BYTES, Unit::Bytes, "Memory the packet cache's entries take.");
     describe_gauge!(LIST_RULES, Unit::Count, "Rules compiled into each list.");
     describe_gauge!(LIST_BAD_LINES, Unit::Count, "Lines of each list skipped as unreadable.");
     describe_counter!(RELOADS, Unit::Count, "Loads of config and lists, by result.");

@@ -35,7 +35,12 @@ pub fn check(snapshot: &Snapshot) -> String {
             ""
         }
     );
-    let _ = writeln!(out, "cache     {} entries", c.cache.entries);
+    let _ = writeln!(
+        out,
+        "cache     {} entries, {} at most",
+        c.cache.entries,
+        c.cache.max_bytes.get_ref()
+    );
     let _ = writeln!(out, "lists");
     for list in &snapshot.lists {
         let _ = writeln!(

@@ -320,8 +320,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.server.threads != new.server.threads {
         changes.push("server.threads");
     }
-    if old.cache.entries != new.cache.entries {
-        changes.push("cache.entries");
+    if old.cache.entries != new.cache.entries || old.cache.max_bytes.get_ref() != new.cache.max_bytes.get_ref() {
+        changes.push("cache size");
     }
     if hits(old) != hits(new) || old.log.queue != new.log.queue {
         changes.push("log.hits");

@@ -142,7 +142,7 @@ fn handler(test: &str, hitlog: HitLog) -> (Handler, TempFile) {
     let config = TempFile::new(test, "toml");
     std::fs::write(&config.0, CONFIG).expect("write the test config to the temp dir");
     let state = State::new(ConfigSource::File(config.0.clone())).unwrap_or_else(|e| panic!("test config: {e}"));
-    let cache = Arc::new(PacketCache::new(10_000));
+    let cache = Arc::new(PacketCache::new(10_000, 64 << 20));
     (Handler::new(Arc::new(state), cache, hitlog), config)
 }
 

@@ -18,13 +18,17 @@ use std::time::Instant;
 use quick_cache::Equivalent;
 use quick_cache::unsync::Cache;
 
-use super::{CacheKeyRef, CachedResponse, KeyFlags};
+use super::{ByteWeighter, CacheKeyRef, CachedResponse, KeyFlags};
 use crate::wire::MAX_NAME_WIRE;
 
 /// Entries a worker's front cache holds. Popular names follow a Zipf law: the top thousand
 /// carry most of the hits that contend, and 1024 entries of about 300 bytes (the key is held
 /// inline, so that filling allocates nothing) are a few hundred KiB per worker.
 pub const FRONT_ENTRIES: usize = 1024;
+/// Most memory the responses a front cache holds may take. They are shared with the shared cache,
+/// but one the shared cache evicts lives on here: without a byte bound, 1024 answers of 64 KiB
+/// would keep 64 MiB per worker alive. 2 MiB keeps the hot answers, of a few hundred bytes.
+pub const FRONT_BYTES: u64 = 2 << 20;
 
 /// A cache key with its name inline: filling the front cache allocates nothing.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,16 +75,27 @@ impl Equivalent<FrontKey> for CacheKeyRef<'_> {
     }
 }
 
+impl quick_cache::Weighter<FrontKey, Arc<CachedResponse>> for ByteWeighter {
+    fn weight(&self, key: &FrontKey, response: &Arc<CachedResponse>) -> u64 {
+        self.weigh(std::mem::size_of_val(key), response)
+    }
+}
+
 /// One worker's front cache; not shared (`!Sync` by design: that is its point).
 pub struct FrontCache {
-    entries: Cache<FrontKey, Arc<CachedResponse>>,
+    entries: Cache<FrontKey, Arc<CachedResponse>, ByteWeighter>,
 }
 
 impl FrontCache {
-    /// An empty front cache of [`FRONT_ENTRIES`] entries, its memory allocated now.
+    /// An empty front cache of [`FRONT_ENTRIES`] entries and [`FRONT_BYTES`], its memory
+    /// allocated now.
     pub fn new() -> FrontCache {
         FrontCache {
-            entries: Cache::new(FRONT_ENTRIES),
+            entries: Cache::with_weighter(
+                FRONT_ENTRIES,
+                FRONT_BYTES,
+                ByteWeighter::new(FRONT_ENTRIES, FRONT_BYTES),
+            ),
         }
     }
 
@@ -117,6 +132,38 @@ mod tests {
         bytes.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
         bytes.extend_from_slice(b"\xC0\x0C\x00\x01\x00\x01\x00\x00\x00\x3C\x00\x04\xC0\x00\x02\x01");
         Arc::new(CachedResponse::analyze(bytes, now, &TtlLimits::default()).unwrap())
+    }
+
+    /// An answer for `www.example.com` A with `records` A records (16 bytes each), TTL 60.
+    fn big_response(now: Instant, records: u16) -> Arc<CachedResponse> {
+        let mut bytes = vec![0x12, 0x34, 0x81, 0x80, 0, 1];
+        bytes.extend_from_slice(&records.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        bytes.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        for i in 0..records {
+            bytes.extend_from_slice(b"\xC0\x0C\x00\x01\x00\x01\x00\x00\x00\x3C\x00\x04\xC0\x00");
+            bytes.extend_from_slice(&i.to_be_bytes());
+        }
+        Arc::new(CachedResponse::analyze(bytes, now, &TtlLimits::default()).unwrap())
+    }
+
+    #[test]
+    fn large_answers_are_bounded_by_bytes() {
+        // 1024 answers of 32 KiB would keep 32 MiB alive per worker, after the shared cache
+        // let them go.
+        let now = Instant::now();
+        let mut front = FrontCache::new();
+        let names: Vec<String> = (0..1024).map(|i| format!("n{i}.example.com")).collect();
+        for name in &names {
+            front.insert(&key(name.as_bytes(), 1), big_response(now, 2000));
+        }
+        let held: usize = names
+            .iter()
+            .filter_map(|name| front.get(&key(name.as_bytes(), 1), now))
+            .map(CachedResponse::memory)
+            .sum();
+        assert!(held as u64 <= FRONT_BYTES, "{held} bytes held");
+        assert!(held > 0);
     }
 
     fn key(name: &[u8], qtype: u16) -> CacheKeyRef<'_> {

@@ -23,7 +23,7 @@ use crate::packet::Query;
 use quick_cache::sync::Cache;
 
 pub use crate::wire::WireError;
-pub use front::{FRONT_ENTRIES, FrontCache};
+pub use front::{FRONT_BYTES, FRONT_ENTRIES, FrontCache};
 pub use response::{CachedResponse, MAX_CHAIN, ResponseError, TtlLimits};
 
 /// Query properties that change the response's shape, so that answers to queries that differ
@@ -134,24 +134,63 @@ impl Equivalent<CacheKey> for CacheKeyRef<'_> {
     }
 }
 
+/// Weighs entries so that one weight bound holds two limits: each entry weighs its memory in
+/// bytes, but never less than `slot` (the byte budget over the entry limit). So the cache holds
+/// at most `max_bytes` of responses and at most `max_entries` of them, whichever comes first:
+/// answers of 64 KiB cannot take a cache sized by entries to gigabytes, and tiny ones cannot
+/// grow the table past its entry count.
+#[derive(Clone, Copy, Debug)]
+pub struct ByteWeighter {
+    /// The least weight of an entry: `max_bytes / max_entries`.
+    slot: u64,
+}
+
+impl ByteWeighter {
+    /// A weighter for a cache of `max_bytes` and `max_entries` (at least 1).
+    pub fn new(max_entries: usize, max_bytes: u64) -> ByteWeighter {
+        ByteWeighter {
+            slot: (max_bytes / max_entries.max(1) as u64).max(1),
+        }
+    }
+
+    /// The weight of one entry whose key takes `key_len` bytes.
+    fn weigh(&self, key_len: usize, response: &CachedResponse) -> u64 {
+        ((key_len + response.memory()) as u64).max(self.slot)
+    }
+}
+
+impl quick_cache::Weighter<CacheKey, Arc<CachedResponse>> for ByteWeighter {
+    fn weight(&self, key: &CacheKey, response: &Arc<CachedResponse>) -> u64 {
+        self.weigh(key.name.len(), response)
+    }
+}
+
 /// The packet cache, shared by all worker threads (`Send + Sync`, no lock of its own).
 ///
 /// Entries are `Arc`s so a hit costs a reference count, not a copy; the bytes are copied once,
 /// into the caller's send buffer, by [`CachedResponse::write_to`]. quick_cache shards the table
-/// (4 shards per core by default) and evicts by its CLOCK-Pro policy when full; expired entries
-/// are dropped when a lookup finds them.
+/// (4 shards per core by default) and evicts by its CLOCK-Pro policy when full, by weight (see
+/// [`ByteWeighter`]: bytes, with a floor per entry); expired entries are dropped when a lookup
+/// finds them.
 pub struct PacketCache {
     /// The entries; None when the configured size is 0 (cache off).
-    entries: Option<Cache<CacheKey, Arc<CachedResponse>>>,
+    entries: Option<Cache<CacheKey, Arc<CachedResponse>, ByteWeighter>>,
 }
 
 impl PacketCache {
-    /// A cache of at most `entries` responses (approximately: quick_cache bounds each shard).
-    /// 0 turns caching off: every lookup misses and inserts are dropped.
-    pub fn new(entries: usize) -> Self {
+    /// A cache of at most `max_entries` responses taking at most `max_bytes` of memory
+    /// (approximately: quick_cache bounds each shard to its share). 0 entries turns caching off:
+    /// every lookup misses and inserts are dropped.
+    pub fn new(max_entries: usize, max_bytes: u64) -> Self {
         PacketCache {
-            entries: (entries > 0).then(|| Cache::new(entries)),
+            entries: (max_entries > 0 && max_bytes > 0)
+                .then(|| Cache::with_weighter(max_entries, max_bytes, ByteWeighter::new(max_entries, max_bytes))),
         }
+    }
+
+    /// Memory the entries take now, in bytes (as [`ByteWeighter`] counts it).
+    pub fn bytes(&self) -> u64 {
+        self.entries.as_ref().map_or(0, Cache::weight)
     }
 
     /// A live entry, or None; an expired entry is removed. Does not allocate. The caller

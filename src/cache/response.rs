@@ -303,6 +303,20 @@ impl CachedResponse {
         self.bytes[3] & 0x0F
     }
 
+    /// The memory this response takes, in bytes: its own fields, the heap data they own, and
+    /// the `Arc` and allocator overhead around them. What the caches' byte budgets count.
+    pub fn memory(&self) -> usize {
+        /// Reference counts of the `Arc`, and a rough allocator overhead for each of the four
+        /// boxed slices.
+        const OVERHEAD: usize = 16 + 4 * 16;
+        std::mem::size_of::<Self>()
+            + OVERHEAD
+            + self.bytes.len()
+            + self.ttl_offsets.len() * 2
+            + self.chain.len()
+            + self.chain_ends.len() * 2
+    }
+
     /// The response's length in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()

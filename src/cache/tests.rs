@@ -457,7 +457,7 @@ fn borrowed_key_hashes_like_the_owned_one() {
 
 #[test]
 fn get_finds_by_borrowed_key_and_expires() {
-    let cache = PacketCache::new(100);
+    let cache = PacketCache::new(100, 64 << 20);
     let t0 = Instant::now();
     let r = Arc::new(analyze_with(&www_a(), t0, &TtlLimits::default()));
     let flags = KeyFlags {
@@ -491,7 +491,7 @@ fn get_finds_by_borrowed_key_and_expires() {
 
 #[test]
 fn uncacheable_responses_and_a_zero_size_cache_store_nothing() {
-    let cache = PacketCache::new(100);
+    let cache = PacketCache::new(100, 64 << 20);
     let mut m = www_a();
     m.metadata.truncation = true;
     cache.insert(
@@ -500,7 +500,7 @@ fn uncacheable_responses_and_a_zero_size_cache_store_nothing() {
     );
     assert!(cache.is_empty());
 
-    let off = PacketCache::new(0);
+    let off = PacketCache::new(0, 64 << 20);
     let k = key(b"www.example.com", KeyFlags::default());
     off.insert(k.to_owned(), Arc::new(analyze(&www_a())));
     assert!(off.is_empty());
@@ -509,7 +509,7 @@ fn uncacheable_responses_and_a_zero_size_cache_store_nothing() {
 
 #[test]
 fn insert_replaces_the_entry_under_the_same_key() {
-    let cache = PacketCache::new(100);
+    let cache = PacketCache::new(100, 64 << 20);
     let k = key(b"www.example.com", KeyFlags::default());
     let t0 = Instant::now();
     cache.insert(
@@ -572,4 +572,44 @@ fn a_truncated_answer_keeps_the_opt_record() {
     assert!(got.answers.is_empty());
     let opt = got.edns.expect("the OPT record is kept");
     assert_eq!((opt.max_payload(), opt.flags().dnssec_ok), (1232, true));
+}
+
+/// An answer of `records` A records for `qname`: about 16 bytes each.
+fn many_a(qname: &str, records: u8) -> Message {
+    let mut m = response(qname, RecordType::A);
+    for i in 0..records {
+        m.add_answer(a(qname, 300, i));
+    }
+    m
+}
+
+#[test]
+fn the_cache_is_bounded_by_bytes_and_by_entries() {
+    // Found from outside: 43,449 answers of ~65 KB each took the daemon from 45 MB to 2.85 GB,
+    // since only entries were counted. Large answers now count by their size...
+    let budget = 1 << 20;
+    let cache = PacketCache::new(10_000, budget);
+    let big = analyze(&many_a("big.example.com", 250));
+    assert!(big.memory() > 4_000, "{}", big.memory());
+    for i in 0..2_000 {
+        let name = format!("n{i}.example.com");
+        cache.insert(
+            key(name.as_bytes(), KeyFlags::default()).to_owned(),
+            Arc::new(analyze(&many_a(&name, 250))),
+        );
+    }
+    assert!(cache.bytes() <= budget, "{} bytes held", cache.bytes());
+    assert!(cache.len() < 260, "{} entries of 4 KB in 1 MiB", cache.len());
+    assert!(cache.len() > 100, "the budget is used: {} entries", cache.len());
+
+    // ...and small ones by the entry limit, each weighing at least its share of the budget.
+    let cache = PacketCache::new(10, budget);
+    for i in 0..100 {
+        let name = format!("s{i}.example.com");
+        cache.insert(
+            key(name.as_bytes(), KeyFlags::default()).to_owned(),
+            Arc::new(analyze(&www_a())),
+        );
+    }
+    assert!(cache.len() <= 10, "{} entries for a limit of 10", cache.len());
 }

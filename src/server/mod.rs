@@ -33,7 +33,10 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
         .server
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let cache = Arc::new(PacketCache::new(config.cache.entries));
+    let cache = Arc::new(PacketCache::new(
+        config.cache.entries,
+        config.cache.max_bytes.get_ref().0,
+    ));
     let handler = Arc::new(Handler::new(Arc::clone(&state), Arc::clone(&cache), hitlog.clone()));
     let (stop, stopped) = watch::channel(false);
 
@@ -91,13 +94,15 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
     Ok(())
 }
 
-/// Keeps `sinkhole_cache_entries` current; a gauge read once a second is plenty for a scrape
-/// every 15 s or more, and keeps the count off the packet path.
+/// Keeps `sinkhole_cache_entries` and `sinkhole_cache_bytes` current; gauges read once a
+/// second are plenty for a scrape every 15 s or more, and keep the counting off the packet path.
 async fn export_cache_size(cache: Arc<PacketCache>) {
-    let gauge = metrics::gauge!(crate::metrics::CACHE_ENTRIES);
+    let entries = metrics::gauge!(crate::metrics::CACHE_ENTRIES);
+    let bytes = metrics::gauge!(crate::metrics::CACHE_BYTES);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        gauge.set(cache.len() as f64);
+        entries.set(cache.len() as f64);
+        bytes.set(cache.bytes() as f64);
     }
 }
