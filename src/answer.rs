@@ -17,6 +17,8 @@ use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16,
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
 pub mod ede {
+    /// Any other error; the text says which.
+    pub const OTHER: u16 = 0;
     /// The name is blocked by the operator's policy.
     pub const BLOCKED: u16 = 15;
     /// The client may not use this server.

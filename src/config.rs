@@ -147,6 +147,26 @@ pub struct ServerConfig {
     /// Seconds a TCP connection may stay idle before it is closed. Default 10.
     #[serde(default = "default_tcp_idle")]
     pub tcp_idle_timeout: u64,
+    /// Seconds a TCP client has to send the rest of a query it started, and to take an answer:
+    /// a slow client loses its connection rather than hold it (slowloris). Default 5.
+    #[serde(default = "default_tcp_io_timeout")]
+    pub tcp_io_timeout: u64,
+    /// TCP connections open at most, over all listeners. It is lowered at start if the file
+    /// descriptor limit (raised to its hard limit first) would not leave room for the upstream
+    /// sockets. Default 256.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// TCP connections open at most from one client address. Default 32.
+    #[serde(default = "default_tcp_max_per_client")]
+    pub tcp_max_connections_per_client: usize,
+    /// Queries one TCP connection may have in flight at once (answered as each is ready, RFC
+    /// 7766); it reads no further queries until one is answered. Default 16.
+    #[serde(default = "default_tcp_pipeline")]
+    pub tcp_pipeline: usize,
+    /// Memory the TCP answers waiting to be written may take, over all connections. Default
+    /// 16 MiB.
+    #[serde(default = "default_tcp_buffer")]
+    pub tcp_buffer: ByteSize,
     /// Forwarded queries in flight per UDP worker; past it new cache misses are dropped (and
     /// counted) so that memory stays bounded under a flood. Default 4096.
     #[serde(default = "default_max_inflight")]
@@ -167,6 +187,11 @@ impl Default for ServerConfig {
             allow: default_allow(),
             threads: None,
             tcp_idle_timeout: default_tcp_idle(),
+            tcp_io_timeout: default_tcp_io_timeout(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_connections_per_client: default_tcp_max_per_client(),
+            tcp_pipeline: default_tcp_pipeline(),
+            tcp_buffer: default_tcp_buffer(),
             max_inflight: default_max_inflight(),
             max_udp_payload: default_max_udp_payload(),
         }
@@ -198,6 +223,21 @@ fn default_allow() -> Spanned<Vec<IpNet>> {
 fn default_tcp_idle() -> u64 {
     10
 }
+fn default_tcp_io_timeout() -> u64 {
+    5
+}
+fn default_tcp_max_connections() -> usize {
+    256
+}
+fn default_tcp_max_per_client() -> usize {
+    32
+}
+fn default_tcp_pipeline() -> usize {
+    16
+}
+fn default_tcp_buffer() -> ByteSize {
+    ByteSize(16 << 20)
+}
 fn default_max_inflight() -> usize {
     4096
 }
@@ -227,6 +267,17 @@ pub struct UpstreamConfig {
     /// Default 1500.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Queries in flight to one server at most, counted over the whole daemon (each worker
+    /// thread takes its share). Past it the server is skipped (the next one is asked), and when
+    /// every server is at its cap the client gets SERVFAIL at once: a flood of cache misses must
+    /// not pile up on a resolver that is not keeping up. Default 4096.
+    #[serde(default = "default_upstream_inflight")]
+    pub max_inflight: Spanned<usize>,
+    /// Send query names in random case (0x20) and require answers to repeat it: against
+    /// spoofed answers, one more bit per letter to guess. A server seen to answer in another
+    /// case three times in a row is asked without it. Default true.
+    #[serde(default = "default_true")]
+    pub case_randomization: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -234,12 +285,20 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             servers: None,
             timeout_ms: default_timeout_ms(),
+            max_inflight: default_upstream_inflight(),
+            case_randomization: true,
         }
     }
 }
 
 fn default_timeout_ms() -> u64 {
     1500
+}
+fn default_upstream_inflight() -> Spanned<usize> {
+    Spanned::new(0..0, 4096)
+}
+fn default_true() -> bool {
+    true
 }
 
 /// An upstream address: `ip:port`, `[v6]:port`, or an IP alone for port 53.
@@ -287,6 +346,11 @@ pub struct CacheConfig {
     /// SERVFAIL answers from upstreams are kept this many seconds, 0 to 30. Default 0 (never).
     #[serde(default)]
     pub servfail_ttl: u32,
+    /// Seconds an answer is kept past its expiry to be served stale when no upstream answers
+    /// (RFC 8767), with TTL 30 and the EDE "Stale Answer": offices keep resolving the names they
+    /// use through an upstream outage. 0 turns it off; at most 604800 (7 days). Default 86400.
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: u32,
 }
 
 impl Default for CacheConfig {
@@ -298,8 +362,13 @@ impl Default for CacheConfig {
             max_ttl: default_max_ttl(),
             negative_max_ttl: default_negative_max_ttl(),
             servfail_ttl: 0,
+            serve_stale: default_serve_stale(),
         }
     }
+}
+
+fn default_serve_stale() -> u32 {
+    86_400
 }
 
 fn default_entries() -> usize {
@@ -656,6 +725,25 @@ impl Config {
         if !(512..=4096).contains(payload.get_ref()) {
             errors.push(o.error(payload.span(), "server.max_udp_payload must be between 512 and 4096"));
         }
+        let server = &self.server;
+        if server.tcp_idle_timeout == 0 || server.tcp_io_timeout == 0 {
+            errors.push(o.error(
+                0..0,
+                "server.tcp_idle_timeout and server.tcp_io_timeout must be at least 1 second",
+            ));
+        }
+        if server.tcp_max_connections == 0 || server.tcp_max_connections_per_client == 0 || server.tcp_pipeline == 0 {
+            errors.push(o.error(
+                0..0,
+                "server.tcp_max_connections, tcp_max_connections_per_client and tcp_pipeline must be at least 1",
+            ));
+        }
+        if server.tcp_buffer.0 < 1 << 16 {
+            errors.push(o.error(
+                0..0,
+                "server.tcp_buffer must be at least 64 KiB (one answer of any size)",
+            ));
+        }
         if let Some(threads) = self.server.threads
             && !(1..=256).contains(&threads)
         {
@@ -672,8 +760,17 @@ impl Config {
         if !(10..=60_000).contains(&self.upstream.timeout_ms) {
             errors.push(o.error(0..0, "upstream.timeout_ms must be between 10 and 60000"));
         }
+        if !(1..=1_000_000).contains(self.upstream.max_inflight.get_ref()) {
+            errors.push(o.error(
+                self.upstream.max_inflight.span(),
+                "upstream.max_inflight must be between 1 and 1000000",
+            ));
+        }
         if self.cache.max_bytes.get_ref().0 < 1 << 20 {
             errors.push(o.error(self.cache.max_bytes.span(), "cache.max_bytes must be at least 1 MiB"));
+        }
+        if self.cache.serve_stale > 604_800 {
+            errors.push(o.error(0..0, "cache.serve_stale is at most 604800 seconds (7 days)"));
         }
         if self.cache.servfail_ttl > 30 {
             errors.push(o.error(0..0, "cache.servfail_ttl is at most 30 seconds"));

@@ -9,6 +9,7 @@ pub mod answer;
 pub mod cache;
 pub mod config;
 pub mod engine;
+pub mod framing;
 pub mod hitlog;
 pub mod lists;
 pub mod metrics;

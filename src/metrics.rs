@@ -43,6 +43,14 @@ pub const LAST_RELOAD_OK: &str = "sinkhole_last_reload_success";
 pub const HITLOG_DROPPED: &str = "sinkhole_hitlog_dropped_total";
 /// Packets dropped without an answer, by `protocol` and `reason` (short, response, unanswerable).
 pub const DROPPED: &str = "sinkhole_dropped_packets_total";
+/// TCP connections open now.
+pub const TCP_CONNECTIONS: &str = "sinkhole_tcp_connections";
+/// TCP connections closed at accept, by `reason` (not_allowed: outside `server.allow`; limit:
+/// `server.tcp_max_connections` reached; client_limit: that client's share reached).
+pub const TCP_REJECTED: &str = "sinkhole_tcp_rejected_total";
+/// TCP connections closed by us before the client was done, by `reason` (timeout: a query that
+/// did not arrive, or an answer not taken, within `server.tcp_io_timeout`).
+pub const TCP_CLOSED: &str = "sinkhole_tcp_closed_total";
 /// A constant 1, labelled with the `version` of the running binary.
 pub const BUILD_INFO: &str = "sinkhole_build_info";
 
@@ -67,11 +75,13 @@ pub enum Outcome {
     Notimp,
     /// An ANY query, answered with one HINFO record (RFC 8482) rather than forwarded.
     Minimal,
+    /// No upstream answered; an expired answer from the cache was sent (RFC 8767).
+    Stale,
 }
 
 impl Outcome {
     /// Every outcome, in label order: used to pre-register one handle each.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Blocked,
         Outcome::Audited,
         Outcome::Cached,
@@ -81,6 +91,7 @@ impl Outcome {
         Outcome::Formerr,
         Outcome::Notimp,
         Outcome::Minimal,
+        Outcome::Stale,
     ];
 
     /// The label value.
@@ -95,6 +106,7 @@ impl Outcome {
             Outcome::Formerr => "formerr",
             Outcome::Notimp => "notimp",
             Outcome::Minimal => "minimal",
+            Outcome::Stale => "stale",
         }
     }
 }
@@ -151,6 +163,17 @@ pub fn describe() {
         DROPPED,
         Unit::Count,
         "Packets dropped without an answer, by protocol and reason."
+    );
+    describe_gauge!(TCP_CONNECTIONS, Unit::Count, "TCP connections open.");
+    describe_counter!(
+        TCP_REJECTED,
+        Unit::Count,
+        "TCP connections closed at accept, by reason."
+    );
+    describe_counter!(
+        TCP_CLOSED,
+        Unit::Count,
+        "TCP connections closed for a slow client, by reason."
     );
     describe_gauge!(
         BUILD_INFO,

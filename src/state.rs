@@ -17,7 +17,7 @@ use crate::config::{Config, ConfigError, Diagnostic, HitsTarget};
 use crate::engine;
 use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
 use crate::policy::{ClientTable, PolicyTable, PrefixTable};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{PoolSettings, UpstreamPool};
 
 /// One compiled list.
 pub struct NamedList {
@@ -153,21 +153,23 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
     let policies = PolicyTable::build(&config.policies, &windows, |name| {
         lists.iter().position(|l| &*l.name == name)
     });
-    let timeout = Duration::from_millis(config.upstream.timeout_ms);
+    let settings = PoolSettings {
+        timeout: Duration::from_millis(config.upstream.timeout_ms),
+        max_inflight: *config.upstream.max_inflight.get_ref(),
+        case_randomization: config.upstream.case_randomization,
+    };
     let upstream = match previous {
-        Some(p)
-            if p.upstream.servers() == servers.as_slice()
-                && p.config.upstream.timeout_ms == config.upstream.timeout_ms =>
-        {
+        Some(p) if p.upstream.servers() == servers.as_slice() && p.upstream.settings() == settings => {
             Arc::clone(&p.upstream)
         }
-        _ => Arc::new(UpstreamPool::new(&servers, timeout)),
+        _ => Arc::new(UpstreamPool::new(&servers, settings)),
     };
     let ttl_limits = TtlLimits {
         min: config.cache.min_ttl,
         max: config.cache.max_ttl,
         negative_max: config.cache.negative_max_ttl,
         servfail: config.cache.servfail_ttl,
+        stale: config.cache.serve_stale,
     };
     Ok(Snapshot {
         clients: ClientTable::build(&acl, &policies),

@@ -24,7 +24,7 @@ use quick_cache::sync::Cache;
 
 pub use crate::wire::WireError;
 pub use front::{FRONT_BYTES, FRONT_ENTRIES, FrontCache};
-pub use response::{CachedResponse, MAX_CHAIN, ResponseError, TtlLimits};
+pub use response::{CachedResponse, MAX_CHAIN, ResponseError, STALE_TTL, TtlLimits};
 
 /// Query properties that change the response's shape, so that answers to queries that differ
 /// in them are kept apart: an EDNS query gets an OPT back, a DO query gets RRSIGs, a CD query
@@ -193,7 +193,8 @@ impl PacketCache {
         self.entries.as_ref().map_or(0, Cache::weight)
     }
 
-    /// A live entry, or None; an expired entry is removed. Does not allocate. The caller
+    /// A live entry, or None. An expired entry stays as long as it may be served stale (see
+    /// [`PacketCache::get_stale`]), and is removed once past that. Does not allocate. The caller
     /// counts hits and misses (per worker, so that no counter is shared per packet).
     pub fn get(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<Arc<CachedResponse>> {
         let entries = self.entries.as_ref()?;
@@ -201,9 +202,18 @@ impl PacketCache {
         if !response.is_expired(now) {
             return Some(response);
         }
-        // Only this entry: another worker may have stored a fresh one meanwhile.
-        entries.remove_if(key, |current| Arc::ptr_eq(current, &response));
+        if response.is_past_stale(now) {
+            // Only this entry: another worker may have stored a fresh one meanwhile.
+            entries.remove_if(key, |current| Arc::ptr_eq(current, &response));
+        }
         None
+    }
+
+    /// An expired entry that may still be served stale at `now` (RFC 8767), for when no
+    /// upstream answered; None if there is none, or a live one (the caller just missed).
+    pub fn get_stale(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<Arc<CachedResponse>> {
+        let response = self.entries.as_ref()?.get(key)?;
+        (!response.is_past_stale(now)).then_some(response)
     }
 
     /// Stores the response if it is cacheable ([`CachedResponse::cache_for`] is Some), else

@@ -25,18 +25,30 @@ pub struct TtlLimits {
     pub negative_max: u32,
     /// SERVFAIL answers are kept this long (seconds); 0 = not cached. Capped at 300 (RFC 2308).
     pub servfail: u32,
+    /// Answers are kept this long (seconds) past their expiry, to be served stale when no
+    /// upstream answers (RFC 8767); 0 = not at all.
+    pub stale: u32,
 }
 
 impl Default for TtlLimits {
+    /// The limits of a config that says nothing, but for `stale`: 0 here, so that tests of
+    /// expiry see expired entries go.
     fn default() -> Self {
         TtlLimits {
             min: 0,
             max: 86400,
             negative_max: 3600,
             servfail: 0,
+            stale: 0,
         }
     }
 }
+
+/// The TTL of every record in an answer served stale (RFC 8767 4: 30 seconds), so that clients
+/// ask again soon, when an upstream may be back.
+pub const STALE_TTL: u32 = 30;
+/// EDE info code "Stale Answer" (RFC 8914 4.4).
+const EDE_STALE: u16 = 3;
 
 /// Why an upstream response cannot be cached or inspected. The caller may still relay the bytes
 /// as they are; it just cannot serve them from the cache or check their CNAME chain.
@@ -64,6 +76,9 @@ pub enum ResponseError {
     #[error("upstream response has more than {MAX_CHAIN} CNAME/DNAME records")]
     ChainTooLong,
 }
+
+/// The EDNS option code of Extended DNS Errors (RFC 8914).
+const OPTION_EDE: u16 = 15;
 
 /// EDNS options that belong to one hop, between the upstream and us: a cached answer must not
 /// hand them to other clients. A COOKIE (RFC 7873) echoes the client cookie of whoever asked
@@ -136,6 +151,8 @@ pub struct CachedResponse {
     analyzed_at: Instant,
     /// How long it may be cached; None = not at all.
     cache_for: Option<Duration>,
+    /// How long past `cache_for` it may be served stale.
+    stale_for: Duration,
 }
 
 impl CachedResponse {
@@ -207,6 +224,12 @@ impl CachedResponse {
 
         Ok(CachedResponse {
             cache_for: facts.lifetime(limits).map(|secs| Duration::from_secs(secs.into())),
+            // Only what a real answer said may be served stale: not a cached SERVFAIL.
+            stale_for: if facts.rcode == rcode::SERVFAIL {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(limits.stale.into())
+            },
             bytes: bytes.into_boxed_slice(),
             question_end: offset(question_end),
             ttl_offsets: ttl_offsets.into_boxed_slice(),
@@ -229,6 +252,41 @@ impl CachedResponse {
         match self.cache_for {
             Some(life) => now.saturating_duration_since(self.analyzed_at) >= life,
             None => true,
+        }
+    }
+
+    /// Whether the response has outlived the time it may be served stale, too (RFC 8767): the
+    /// cache may drop it.
+    pub fn is_past_stale(&self, now: Instant) -> bool {
+        match self.cache_for {
+            Some(life) => now.saturating_duration_since(self.analyzed_at) >= life + self.stale_for,
+            None => true,
+        }
+    }
+
+    /// Like [`CachedResponse::write_to`], for an answer served stale because no upstream
+    /// answered (RFC 8767): every TTL is [`STALE_TTL`], and an EDNS answer whose OPT record comes
+    /// last carries the Extended DNS Error "Stale Answer".
+    pub fn write_stale_to(&self, id: u16, rd: bool, question: &[u8], max_len: usize, out: &mut Vec<u8>) {
+        self.write_to(id, rd, question, self.analyzed_at, max_len, out);
+        if out.len() < self.bytes.len() {
+            return; // truncated: the question and OPT only
+        }
+        for &at in &self.ttl_offsets {
+            let at = usize::from(at);
+            if let Some(field) = out.get_mut(at..at + 4) {
+                field.copy_from_slice(&STALE_TTL.to_be_bytes());
+            }
+        }
+        if let Some((start, end)) = self.opt.map(|(s, e)| (usize::from(s), usize::from(e)))
+            && end == out.len()
+            && out.len() + 6 <= max_len.max(MIN_UDP_PAYLOAD)
+            && let Some(rdlen) = wire::u16_at(out, start + 9)
+        {
+            out[start + 9..start + 11].copy_from_slice(&(rdlen + 6).to_be_bytes());
+            for value in [OPTION_EDE, 2, EDE_STALE] {
+                out.extend_from_slice(&value.to_be_bytes());
+            }
         }
     }
 
@@ -296,6 +354,11 @@ impl CachedResponse {
         starts
             .zip(self.chain_ends.iter().copied())
             .map(|(start, end)| &self.chain[usize::from(start)..usize::from(end)])
+    }
+
+    /// Whether the TC bit is set: the upstream cut the answer short for UDP.
+    pub fn is_truncated(&self) -> bool {
+        wire::flags(&self.bytes) & flag::TC != 0
     }
 
     /// The response code in the header (4 bits; the EDNS extension is not included).

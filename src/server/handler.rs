@@ -18,7 +18,7 @@ use crate::metrics::{self as names, Outcome};
 use crate::packet::{self, ParseError, QName, Query};
 use crate::policy::{ListId, PolicyId};
 use crate::state::{Snapshot, State};
-use crate::upstream::Transport;
+use crate::upstream::{ForwardError, Transport};
 use crate::wire::{rcode, rtype};
 
 /// The transport a query came over: it sets the answer size limit and the metric labels.
@@ -82,6 +82,28 @@ pub enum Step {
     Forward(Box<Pending>),
 }
 
+/// What forwarding a query came to; [`Handler::reply`] turns it into the answer of each client
+/// that asked (the one that forwarded it, and those that asked the same meanwhile).
+pub enum Resolution {
+    /// An upstream's answer (a SERVFAIL or REFUSED one included, if no server answered better).
+    Answer(Arc<CachedResponse>),
+    /// No upstream answered, and the cache had an expired answer it may serve stale.
+    Stale(Arc<CachedResponse>),
+    /// No answer: the client gets SERVFAIL.
+    Failed(ForwardError),
+}
+
+/// Where a resolved answer comes from, which decides its TTLs and its outcome label.
+#[derive(Clone, Copy)]
+enum Served {
+    /// The cache, live: TTLs counted down.
+    Cached,
+    /// An upstream, just now.
+    Fresh,
+    /// The cache, expired, because no upstream answered: TTLs of 30 s.
+    Stale,
+}
+
 /// A query that must go upstream, with all it was decided with.
 pub struct Pending {
     snapshot: Arc<Snapshot>,
@@ -94,6 +116,13 @@ pub struct Pending {
     inspect: Option<PolicyId>,
     /// Set when an audit-mode policy matched the name itself (already logged).
     audited: bool,
+}
+
+impl Pending {
+    /// The cache key of its question: queries with equal keys get the same upstream answer.
+    pub fn key(&self) -> &CacheKey {
+        &self.key
+    }
 }
 
 /// One query and what it is read against, as the steps after the decision need it.
@@ -276,6 +305,12 @@ impl Handler {
         tally.blocks.flush();
     }
 
+    /// Whether `client` may query at all (`server.allow`), as the live config says: what a TCP
+    /// listener checks before it gives a connection a slot.
+    pub fn client_allowed(&self, client: IpAddr) -> bool {
+        self.state.load().clients.classify(client).allowed
+    }
+
     /// The packet cache.
     pub fn cache(&self) -> &Arc<PacketCache> {
         &self.cache
@@ -362,7 +397,7 @@ impl Handler {
         tally.counts.cache_hits += u64::from(cached.is_some());
         tally.counts.cache_misses += u64::from(cached.is_none());
         if let Some(cached) = cached {
-            let outcome = self.finish(&q, inspect, cached, Outcome::Cached, out, tally);
+            let outcome = self.finish(&q, inspect, cached, Served::Cached, out, tally);
             let outcome = if audited { Outcome::Audited } else { outcome };
             tally.query(protocol, outcome);
             if let (Some(front), Some(response)) = (front.as_mut(), shared_hit) {
@@ -383,46 +418,66 @@ impl Handler {
     }
 
     /// Forwards a cache miss over `transport` (the worker's UDP sockets for a UDP client, TCP
-    /// for a TCP one: its answer may exceed any UDP size), caches the answer, checks its CNAME
-    /// chain and writes the answer (or SERVFAIL when no upstream answered in time) into `out`.
+    /// for a TCP one: its answer may exceed any UDP size) and writes the answer for its client
+    /// into `out`: [`Handler::resolve`], then [`Handler::reply`].
     pub async fn answer_forward(&self, pending: Box<Pending>, transport: Transport<'_>, out: &mut Vec<u8>) {
-        let Pending {
-            snapshot,
-            packet,
-            query,
-            client,
-            protocol,
-            key,
-            inspect,
-            audited,
-        } = *pending;
-        let forwarded = snapshot.upstream.forward(&packet, transport).await;
-        let response = forwarded.map_err(|e| e.to_string()).and_then(|bytes| {
-            CachedResponse::analyze(bytes, Instant::now(), &snapshot.ttl_limits).map_err(|e| e.to_string())
-        });
-        let mut tally = Tally::default();
-        let outcome = match response {
+        let resolution = self.resolve(&pending, transport).await;
+        self.reply(&pending, &resolution, out);
+    }
+
+    /// Forwards a cache miss and caches the answer. When no upstream answers, an expired answer
+    /// still within `cache.serve_stale` is the resolution (RFC 8767).
+    pub async fn resolve(&self, pending: &Pending, transport: Transport<'_>) -> Resolution {
+        let snapshot = &pending.snapshot;
+        match snapshot
+            .upstream
+            .forward(&pending.packet, transport, &snapshot.ttl_limits)
+            .await
+        {
             Ok(response) => {
                 let response = Arc::new(response);
-                self.cache.insert(key, Arc::clone(&response));
-                let q = QueryCtx {
-                    now: Clock::now(),
-                    snapshot: &snapshot,
-                    packet: &packet,
-                    query: &query,
-                    client,
-                    protocol,
-                };
-                self.finish(&q, inspect, &response, Outcome::Forwarded, out, &mut tally)
+                self.cache.insert(pending.key.clone(), Arc::clone(&response));
+                Resolution::Answer(response)
             }
             Err(error) => {
                 tracing::debug!(%error, "forwarding failed");
-                let ede = Some((ede::NO_REACHABLE_AUTHORITY, "no upstream answered"));
-                answer::write_error(&packet, Some(&query), rcode::SERVFAIL, ede, out);
+                match self.cache.get_stale(&pending.key.borrowed(), Instant::now()) {
+                    Some(stale) => Resolution::Stale(stale),
+                    None => Resolution::Failed(error),
+                }
+            }
+        }
+    }
+
+    /// Writes the answer to `pending`'s client from what forwarding it (or a query for the same
+    /// question) came to: the answer (or the block answer, if its CNAME chain leads into a name
+    /// the client's policy blocks), or SERVFAIL with an Extended DNS Error saying why. Counts it.
+    pub fn reply(&self, pending: &Pending, resolution: &Resolution, out: &mut Vec<u8>) {
+        let q = QueryCtx {
+            now: Clock::now(),
+            snapshot: &pending.snapshot,
+            packet: &pending.packet,
+            query: &pending.query,
+            client: pending.client,
+            protocol: pending.protocol,
+        };
+        let mut tally = Tally::default();
+        let outcome = match resolution {
+            Resolution::Answer(response) => self.finish(&q, pending.inspect, response, Served::Fresh, out, &mut tally),
+            Resolution::Stale(response) => self.finish(&q, pending.inspect, response, Served::Stale, out, &mut tally),
+            Resolution::Failed(error) => {
+                let ede = match error {
+                    ForwardError::Busy => (ede::OTHER, "upstream servers busy"),
+                    _ => (ede::NO_REACHABLE_AUTHORITY, "no upstream answered"),
+                };
+                answer::write_error(&pending.packet, Some(&pending.query), rcode::SERVFAIL, Some(ede), out);
                 Outcome::Servfail
             }
         };
-        tally.query(protocol, if audited { Outcome::Audited } else { outcome });
+        tally.query(
+            pending.protocol,
+            if pending.audited { Outcome::Audited } else { outcome },
+        );
         self.flush_tally(&mut tally);
     }
 
@@ -434,7 +489,7 @@ impl Handler {
         q: &QueryCtx<'_>,
         inspect: Option<PolicyId>,
         response: &CachedResponse,
-        served: Outcome,
+        served: Served,
         out: &mut Vec<u8>,
         tally: &mut Tally,
     ) -> Outcome {
@@ -469,8 +524,22 @@ impl Handler {
                 .min(usize::from(*q.snapshot.config.server.max_udp_payload.get_ref())),
             Protocol::Tcp => usize::from(u16::MAX),
         };
-        response.write_to(q.query.id, q.query.rd(), question, q.now.instant, max_len, out);
-        if audited { Outcome::Audited } else { served }
+        let (id, rd) = (q.query.id, q.query.rd());
+        let outcome = match served {
+            Served::Cached => {
+                response.write_to(id, rd, question, q.now.instant, max_len, out);
+                Outcome::Cached
+            }
+            Served::Fresh => {
+                response.write_to(id, rd, question, q.now.instant, max_len, out);
+                Outcome::Forwarded
+            }
+            Served::Stale => {
+                response.write_stale_to(id, rd, question, max_len, out);
+                Outcome::Stale
+            }
+        };
+        if audited { Outcome::Audited } else { outcome }
     }
 
     fn log_hit(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>, tally: &mut Tally) {

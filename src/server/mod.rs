@@ -5,6 +5,7 @@
 //! log is flushed. SIGHUP reloads config and lists (off the packet path) and reopens the hit log.
 
 pub mod handler;
+pub mod inflight;
 pub mod tcp;
 pub mod udp;
 
@@ -20,8 +21,10 @@ use crate::hitlog::{HitLog, HitLogWriter};
 use crate::state::State;
 
 use self::handler::Handler;
-use self::tcp::TcpServer;
+use self::tcp::{TcpLimits, TcpServer};
 use self::udp::UdpWorkers;
+use crate::config::ServerConfig;
+use crate::upstream::Sockets;
 
 /// Runs the daemon until SIGTERM or SIGINT. Listener settings are read from the state's
 /// current snapshot; they take effect at start only.
@@ -47,17 +50,21 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
         Arc::clone(&handler),
         stopped,
     )?;
-    let tcp = TcpServer::start(
-        &listen,
-        Duration::from_secs(config.server.tcp_idle_timeout),
-        Arc::clone(&handler),
-    )?;
+    // Every UDP worker has a set of upstream sockets, and the TCP side one more.
+    let owners = listen.len() * threads + 1;
+    let tcp_limits = tcp_limits(
+        &config.server,
+        owners * snapshot.upstream.servers().len() + listen.len() * threads,
+    );
+    let tcp_upstream = Arc::new(Sockets::new(owners));
+    let tcp = TcpServer::start(&listen, tcp_limits, Arc::clone(&handler), tcp_upstream)?;
     let listening = listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     tracing::info!(
         listen = %listening,
         udp_threads = threads,
         metrics = %config.server.metrics.map_or_else(|| "off".to_string(), |m| format!("http://{m}/metrics")),
         upstream = %snapshot.upstream.servers().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        tcp_max_connections = tcp_limits.max_connections,
         policies = snapshot.policies.len(),
         lists = snapshot.lists.len(),
         rules = snapshot.rule_count(),
@@ -92,6 +99,40 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// File descriptors kept for what is not a TCP connection or an upstream socket: listeners,
+/// the metrics endpoint and its scrapes, the hit log, config and list files on reload.
+const SPARE_DESCRIPTORS: usize = 64;
+
+/// The TCP limits from `[server]`, with the connection limit lowered if the file descriptor
+/// limit would not leave room beside it for `sockets` UDP listener sockets and upstream socket
+/// sets (each [`Sockets::DESCRIPTORS_PER_SERVER`]): a TCP flood must never take the descriptors
+/// the UDP path forwards on. The soft limit is raised to the hard limit first.
+fn tcp_limits(server: &ServerConfig, sockets: usize) -> TcpLimits {
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let nofile = usize::try_from(nofile).unwrap_or(usize::MAX);
+    let reserved = SPARE_DESCRIPTORS + sockets * Sockets::DESCRIPTORS_PER_SERVER;
+    let room = nofile.saturating_sub(reserved);
+    let mut max_connections = server.tcp_max_connections;
+    if room < max_connections {
+        max_connections = room.max(1);
+        tracing::warn!(
+            descriptors = nofile,
+            reserved,
+            tcp_max_connections = max_connections,
+            "the file descriptor limit is low: TCP connections capped below server.tcp_max_connections \
+             (raise LimitNOFILE)"
+        );
+    }
+    TcpLimits {
+        max_connections,
+        max_per_client: server.tcp_max_connections_per_client,
+        idle: Duration::from_secs(server.tcp_idle_timeout),
+        io_timeout: Duration::from_secs(server.tcp_io_timeout),
+        pipeline: server.tcp_pipeline,
+        buffer_bytes: usize::try_from(server.tcp_buffer.0).unwrap_or(usize::MAX),
+    }
 }
 
 /// Keeps `sinkhole_cache_entries` and `sinkhole_cache_bytes` current; gauges read once a

@@ -1,50 +1,114 @@
-//! DNS over TCP, served by hickory-server: it owns the framing, idle timeouts and pipelined
-//! queries; every query goes through the same [`Handler`] as UDP.
+//! DNS over TCP (RFC 7766): the listeners, their connections, and the limits that keep one
+//! client from taking the server down with them.
 //!
-//! TCP carries little of a resolver's traffic (truncated answers retried, zone-sized answers),
-//! so here hickory-server's robustness is worth more than the decode and re-encode it costs per
-//! answer: our answer bytes are decoded into a message and hickory encodes them again.
+//! Every query goes through the same [`Handler`] as UDP, and its answer goes out as the handler
+//! wrote it (the cached bytes, name compression and all). Queries on one connection are answered
+//! concurrently and out of order, as they are resolved (RFC 7766 6.2.1.1): ten fast queries no
+//! longer wait behind a slow one.
+//!
+//! What bounds a client, as the mini-redis `Listener` bounds its connections:
+//! - the allow list is checked when a connection is accepted: a host outside `server.allow`
+//!   cannot hold a connection (nor a file descriptor) at all;
+//! - connections are capped in total and per client address, below the file descriptor limit
+//!   (raised at start to the hard limit) with descriptors kept for upstream sockets, so that a
+//!   TCP flood cannot take the UDP path's upstream sockets with it;
+//! - a connection is closed when idle between queries, when a query it started does not finish
+//!   arriving in time (slowloris), and when an answer is not taken in time (a client that does
+//!   not read);
+//! - each connection has a bounded number of queries in flight, and the answers waiting to be
+//!   written share a byte budget, so memory stays bounded by configuration.
+//!
+//! An accept that fails for want of descriptors backs off instead of spinning on the backlog.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Header, HeaderCounts, Message, MessageType, Metadata, ResponseCode};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use metrics::{Counter, Gauge};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::handler::{Clock, Handler, Protocol, Step, Worker};
-use crate::upstream::Transport;
+use crate::framing::{FrameReader, framed};
+use crate::upstream::{Sockets, Transport};
 
 /// Connections the kernel queues before we accept them.
 const LISTEN_BACKLOG: i32 = 1024;
-/// Answers queued per connection before hickory-server stops reading more from it.
-const RESPONSE_QUEUE: usize = 64;
+/// How long an accept loop pauses after the system refused it a descriptor (EMFILE, ENFILE),
+/// rather than retry at once on the same waiting connection (which spun a core at 100 %).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long shutdown waits for connections to finish the queries they have in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// The TCP side of the server.
+/// The limits of the TCP side, from `[server]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Open connections at most, over all listeners.
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_per_client: usize,
+    /// A connection with no query for this long is closed.
+    pub idle: Duration,
+    /// A query (or an answer) that takes longer than this to arrive (to be taken) closes its
+    /// connection.
+    pub io_timeout: Duration,
+    /// Queries one connection may have in flight; it reads no more until one is answered.
+    pub pipeline: usize,
+    /// Bytes of answers waiting to be written, over all connections.
+    pub buffer_bytes: usize,
+}
+
+/// The TCP side of the server: one accept loop per listen address.
 pub struct TcpServer {
-    server: hickory_server::Server<TcpHandler>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
 }
 
 impl TcpServer {
-    /// Binds every address and starts serving; connections idle for `idle` are closed.
-    pub fn start(addrs: &[SocketAddr], idle: Duration, handler: Arc<Handler>) -> io::Result<TcpServer> {
-        let mut server = hickory_server::Server::new(TcpHandler(handler));
+    /// Binds every address and starts serving. `upstream` is the set of upstream sockets its
+    /// forwarded queries use.
+    pub fn start(
+        addrs: &[SocketAddr],
+        limits: TcpLimits,
+        handler: Arc<Handler>,
+        upstream: Arc<Sockets>,
+    ) -> io::Result<TcpServer> {
+        let (stop, stopped) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            handler,
+            upstream,
+            limits,
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            per_client: Mutex::new(HashMap::new()),
+            buffer: Arc::new(Semaphore::new(limits.buffer_bytes.div_ceil(1024))),
+            metrics: TcpMetrics::new(),
+        });
+        let mut loops = Vec::new();
         for addr in addrs {
             let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
-            server.register_listener(listener, idle, RESPONSE_QUEUE);
+            loops.push(tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&shared),
+                stopped.clone(),
+            )));
         }
-        Ok(TcpServer { server })
+        Ok(TcpServer { loops, stop })
     }
 
-    /// Stops accepting, lets the connections finish their current query, and waits.
-    pub async fn shutdown(mut self) {
-        if let Err(e) = self.server.shutdown_gracefully().await {
-            tracing::warn!(error = %e, "TCP server shutdown");
+    /// Stops accepting, lets the connections finish the queries in flight (for a few seconds at
+    /// most), and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for accept in self.loops {
+            if let Err(e) = accept.await {
+                tracing::warn!(error = %e, "a TCP accept loop failed");
+            }
         }
     }
 }
@@ -62,67 +126,253 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Adapts the shared pipeline to hickory-server's request handler.
-pub struct TcpHandler(Arc<Handler>);
+/// What every accept loop and connection of the TCP side shares.
+struct Shared {
+    handler: Arc<Handler>,
+    upstream: Arc<Sockets>,
+    limits: TcpLimits,
+    /// One permit per connection that may be open.
+    connections: Arc<Semaphore>,
+    /// Open connections per client address (absent: none).
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    /// One permit per KiB of answers that may wait to be written.
+    buffer: Arc<Semaphore>,
+    metrics: TcpMetrics,
+}
 
-#[async_trait::async_trait]
-impl RequestHandler for TcpHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let mut out = Vec::with_capacity(512);
-        let mut worker = Worker::default();
-        let step = self.0.answer_fast(
-            request.as_slice(),
-            request.src().ip(),
-            Protocol::Tcp,
-            Clock::now(),
-            &mut out,
-            &mut worker,
-        );
-        self.0.flush(&mut worker);
-        match step {
-            Step::Reply => {}
-            Step::Drop => return servfail_info(request),
-            Step::Forward(pending) => self.0.answer_forward(pending, Transport::Tcp, &mut out).await,
+/// The metric handles of the TCP side.
+struct TcpMetrics {
+    /// `sinkhole_tcp_connections`: open now.
+    open: Gauge,
+    /// `sinkhole_tcp_rejected_total{reason}`: not allowed to query, over the total limit, over
+    /// the per-client limit.
+    refused_acl: Counter,
+    refused_total: Counter,
+    refused_client: Counter,
+    /// `sinkhole_tcp_closed_total{reason="timeout"}`: closed for being too slow to send a
+    /// query or to take an answer.
+    slow: Counter,
+}
+
+impl TcpMetrics {
+    fn new() -> TcpMetrics {
+        use crate::metrics::{TCP_CLOSED, TCP_CONNECTIONS, TCP_REJECTED};
+        TcpMetrics {
+            open: metrics::gauge!(TCP_CONNECTIONS),
+            refused_acl: metrics::counter!(TCP_REJECTED, "reason" => "not_allowed"),
+            refused_total: metrics::counter!(TCP_REJECTED, "reason" => "limit"),
+            refused_client: metrics::counter!(TCP_REJECTED, "reason" => "client_limit"),
+            slow: metrics::counter!(TCP_CLOSED, "reason" => "timeout"),
         }
-        // Our own answer bytes: they decode, unless a bug made them otherwise.
-        let message = match Message::from_vec(&out) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::error!(error = %e, "an answer did not decode; sending SERVFAIL");
-                let builder = MessageResponseBuilder::new(&request.queries, None);
-                let response = builder.error_msg(&request.metadata, ResponseCode::ServFail);
-                return response_handle
-                    .send_response(response)
-                    .await
-                    .unwrap_or_else(|_| servfail_info(request));
+    }
+}
+
+/// A connection's place under the limits; given back on drop.
+struct Admission {
+    shared: Arc<Shared>,
+    client: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Shared {
+    /// Admits a connection from `client`, or says why not (counted).
+    fn admit(self: &Arc<Shared>, client: IpAddr) -> Option<Admission> {
+        let client = client.to_canonical();
+        if !self.handler.client_allowed(client) {
+            self.metrics.refused_acl.increment(1);
+            return None;
+        }
+        let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+            self.metrics.refused_total.increment(1);
+            return None;
+        };
+        let mut per_client = self.per_client.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = per_client.entry(client).or_insert(0);
+        if *open >= self.limits.max_per_client {
+            self.metrics.refused_client.increment(1);
+            return None;
+        }
+        *open += 1;
+        self.metrics.open.increment(1.0);
+        Some(Admission {
+            shared: Arc::clone(self),
+            client,
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut per_client = self.shared.per_client.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = per_client.get_mut(&self.client) {
+            *open -= 1;
+            if *open == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+        self.shared.metrics.open.decrement(1.0);
+    }
+}
+
+/// Accepts connections until `stop`, then waits for them to finish (a few seconds at most).
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+            // Reap finished connections as they go, so the set stays as small as the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors (or another per-connection error): the connection stays in
+                // the backlog, so retrying at once would spin. Pause, and let others close.
+                tracing::debug!(%error, "TCP accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
             }
         };
-        let response = MessageResponseBuilder::new(&request.queries, message.edns.as_ref()).build(
-            message.metadata,
-            message.answers.iter(),
-            message.authorities.iter(),
-            [],
-            message.additionals.iter(),
-        );
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "TCP send failed");
-                servfail_info(request)
+        // Refused: dropping the stream closes it at once.
+        let Some(admission) = shared.admit(peer.ip()) else {
+            continue;
+        };
+        connections.spawn(serve_connection(stream, peer, admission, stop.clone()));
+    }
+    drop(listener);
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
+    while !connections.is_empty() {
+        tokio::select! {
+            _ = connections.join_next() => {}
+            () = &mut grace => {
+                connections.abort_all();
+                break;
             }
         }
     }
 }
 
-fn servfail_info(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
-    metadata.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    })
+/// Serves one connection: reads queries, answers each as soon as it is resolved (the fast ones
+/// inline, cache misses in tasks of their own, at most `pipeline` at once), and closes on idle,
+/// slowness, the client's close, or shutdown (after the queries in flight are answered).
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, mut stop: watch::Receiver<bool>) {
+    let shared = Arc::clone(&admission.shared);
+    let limits = shared.limits;
+    let client = admission.client;
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let (answers, outgoing) = mpsc::channel::<Answer>(limits.pipeline);
+    let write = tokio::spawn(write_answers(writer, outgoing, limits.io_timeout, Arc::clone(&shared)));
+    let in_flight = Arc::new(Semaphore::new(limits.pipeline));
+    let mut tasks = JoinSet::new();
+    let mut frames = FrameReader::new();
+    let mut worker = Worker::default();
+    let mut out = Vec::with_capacity(512);
+    loop {
+        // A query under way must arrive in io_timeout; between queries, idle is the limit.
+        let wait = if frames.is_mid_frame() {
+            limits.io_timeout
+        } else {
+            limits.idle
+        };
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(wait, frames.next(&mut reader)) => frame,
+            _ = stop.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let query = match frame {
+            Ok(Ok(Some(query))) => query,
+            Ok(Ok(None)) => break,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TCP read failed");
+                break;
+            }
+            Err(_) => {
+                if frames.is_mid_frame() {
+                    shared.metrics.slow.increment(1);
+                }
+                break;
+            }
+        };
+        let step = shared
+            .handler
+            .answer_fast(query, client, Protocol::Tcp, Clock::now(), &mut out, &mut worker);
+        shared.handler.flush(&mut worker);
+        match step {
+            Step::Reply => {
+                let Some(answer) = Answer::new(&out, &shared).await else {
+                    break;
+                };
+                if answers.send(answer).await.is_err() {
+                    break;
+                }
+            }
+            Step::Drop => {}
+            Step::Forward(pending) => {
+                // Bounded: past `pipeline` queries in flight, reading waits for one to finish.
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    break;
+                };
+                let (shared, answers) = (Arc::clone(&shared), answers.clone());
+                tasks.spawn(async move {
+                    let mut out = Vec::with_capacity(512);
+                    let transport = Transport::Tcp(&shared.upstream);
+                    shared.handler.answer_forward(pending, transport, &mut out).await;
+                    if let Some(answer) = Answer::new(&out, &shared).await {
+                        let _ = answers.send(answer).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Answer what is in flight (each is bounded by the upstream timeout), then close.
+    while tasks.join_next().await.is_some() {}
+    drop(answers);
+    let _ = write.await;
+    drop(admission);
+}
+
+/// One answer waiting to be written, holding its share of the answer byte budget.
+struct Answer {
+    bytes: Vec<u8>,
+    _budget: OwnedSemaphorePermit,
+}
+
+impl Answer {
+    /// Frames `message` once it has its share of the byte budget; None if it does not get it
+    /// within the I/O timeout (the budget is held by clients that do not read: this connection
+    /// is closed rather than wait on them) or cannot be framed.
+    async fn new(message: &[u8], shared: &Shared) -> Option<Answer> {
+        let bytes = framed(message)?;
+        let kib = u32::try_from(bytes.len().div_ceil(1024)).ok()?;
+        let wait = Arc::clone(&shared.buffer).acquire_many_owned(kib);
+        let budget = tokio::time::timeout(shared.limits.io_timeout, wait).await.ok()?.ok()?;
+        Some(Answer { bytes, _budget: budget })
+    }
+}
+
+/// Writes answers as they come, each within the I/O timeout: a client that stops reading is
+/// disconnected, not waited on.
+async fn write_answers(
+    mut writer: OwnedWriteHalf,
+    mut answers: mpsc::Receiver<Answer>,
+    timeout: Duration,
+    shared: Arc<Shared>,
+) {
+    while let Some(answer) = answers.recv().await {
+        match tokio::time::timeout(timeout, writer.write_all(&answer.bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                shared.metrics.slow.increment(1);
+                break;
+            }
+        }
+    }
+    // Best effort: the client may be gone.
+    let _ = writer.shutdown().await;
 }

@@ -8,7 +8,8 @@
 //! per worker and added to the shared metrics once per batch.
 //! A cache miss becomes a task on the same thread, bounded by `server.max_inflight`, that
 //! forwards and answers; past the bound misses are dropped and counted, so a flood cannot grow
-//! memory without end.
+//! memory without end. A miss for a question already in flight on the worker waits for that
+//! answer (`inflight`) instead of going upstream again.
 
 use std::cell::Cell;
 use std::io;
@@ -26,8 +27,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::handler::{Clock, Handler, Protocol, Step, Worker};
+use super::inflight::{Follower, InFlight};
 use crate::mmsg::{Batch, send_one};
-use crate::upstream::{Transport, UdpSockets};
+use crate::upstream::{Sockets, Transport};
 
 /// Datagrams received and answers sent per system call.
 const BATCH: usize = 32;
@@ -69,7 +71,7 @@ impl UdpWorkers {
             let shutdown = shutdown.clone();
             let worker = handler.worker(count);
             let thread = std::thread::Builder::new().name(format!("udp-{i}")).spawn(move || {
-                if let Err(e) = run(socket, handler, worker, shutdown, max_inflight) {
+                if let Err(e) = run(socket, handler, worker, shutdown, max_inflight, count + 1) {
                     tracing::error!(%addr, error = %e, "UDP worker stopped");
                 }
             })?;
@@ -126,12 +128,15 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// One worker's loop over its socket, until `shutdown`. `owners` is how many sets of upstream
+/// sockets share the upstream in-flight cap (every worker's, and the TCP listener's).
 fn run(
     socket: std::net::UdpSocket,
     handler: Arc<Handler>,
     mut worker: Worker,
     mut shutdown: watch::Receiver<bool>,
     max_inflight: usize,
+    owners: usize,
 ) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
@@ -154,7 +159,9 @@ fn run(
         let mut outgoing = Batch::new(BATCH, SEND_LEN);
         let mut answer = Vec::with_capacity(SEND_LEN);
         // This worker's sockets to the upstreams, shared by its forwarding tasks.
-        let upstream = Arc::new(UdpSockets::new());
+        let upstream = Arc::new(Sockets::new(owners));
+        // Its questions in flight, so that the same one goes upstream once at a time.
+        let questions = Rc::new(InFlight::default());
         loop {
             if shutdown.has_changed().unwrap_or(true) {
                 break;
@@ -215,19 +222,30 @@ fn run(
                     Step::Drop => {}
                     Step::Forward(_) if inflight.get() >= max_inflight => overload.increment(1),
                     Step::Forward(pending) => {
-                        let source = incoming.destination(i);
                         inflight.set(inflight.get() + 1);
+                        let follower = Follower {
+                            pending,
+                            peer,
+                            source: incoming.destination(i),
+                        };
+                        // The same question in flight already: this client gets its answer.
+                        let Err(leader) = questions.join(follower) else {
+                            continue;
+                        };
                         let (handler, inflight) = (Arc::clone(&handler), Rc::clone(&inflight));
-                        let upstream = Arc::clone(&upstream);
+                        let (upstream, questions) = (Arc::clone(&upstream), Rc::clone(&questions));
                         tokio::task::spawn_local(async move {
                             let mut out = Vec::with_capacity(512);
-                            handler
-                                .answer_forward(pending, Transport::Udp(&upstream), &mut out)
-                                .await;
-                            if let Err(e) = send_one(fd, &out, peer, source) {
-                                tracing::debug!(%peer, error = %e, "UDP send failed");
+                            let resolution = handler.resolve(&leader.pending, Transport::Udp(&upstream)).await;
+                            let followers = questions.finish(leader.pending.key());
+                            let answered = 1 + followers.len();
+                            for client in std::iter::once(leader).chain(followers) {
+                                handler.reply(&client.pending, &resolution, &mut out);
+                                if let Err(e) = send_one(fd, &out, client.peer, client.source) {
+                                    tracing::debug!(peer = %client.peer, error = %e, "UDP send failed");
+                                }
                             }
-                            inflight.set(inflight.get() - 1);
+                            inflight.set(inflight.get() - answered);
                         });
                     }
                 }

@@ -1,23 +1,13 @@
 //! What one exchange with one server needs: the query's id and question, whether an answer
-//! matches them, and the TCP exchange (one length-framed answer on a new connection; the UDP one
-//! is `udp`'s). No health, no metrics beyond what the caller is told: the pool decides what a
-//! result means.
+//! matches them, the id and the name's case set on the way out. No I/O, no health, no metrics:
+//! the sockets exchange, the pool decides what a result means.
 
-use std::io;
-use std::net::SocketAddr;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout_at};
-
-use super::AttemptError;
 use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, flag};
 
-/// What the pool needs to know about a client query, read once from its bytes.
+/// What the pool needs to know about a client query, read once from its bytes (the id is the
+/// client's business: answers are written for it with its own).
 #[derive(Debug)]
 pub(crate) struct QueryInfo<'a> {
-    /// The client's id, put back into the answer.
-    pub(crate) id: u16,
     /// The question section (name, type, class) an answer must repeat.
     pub(crate) question: &'a [u8],
 }
@@ -39,7 +29,6 @@ impl<'a> QueryInfo<'a> {
         }
         let end = wire::skip_question(query, HEADER_LEN).map_err(|_| "its question is malformed")?;
         Ok(QueryInfo {
-            id: u16::from_be_bytes([query[0], query[1]]),
             question: &query[HEADER_LEN..end],
         })
     }
@@ -69,14 +58,10 @@ pub(crate) fn answers(question: &[u8], answer: &[u8], id: u16) -> bool {
     name.eq_ignore_ascii_case(their_name) && fixed == their_fixed
 }
 
-/// Whether the answer has the TC bit.
-pub(crate) fn is_truncated(answer: &[u8]) -> bool {
-    wire::flags(answer) & flag::TC != 0
-}
-
-/// The response code (4 bits) of an answer.
-pub(crate) fn rcode(answer: &[u8]) -> u8 {
-    (wire::flags(answer) & 0x000F) as u8
+/// The question section of `query`, `question_len` bytes after the header (empty if the
+/// message is shorter: the caller parsed it, so it is not).
+pub(crate) fn question_of(query: &[u8], question_len: usize) -> &[u8] {
+    query.get(HEADER_LEN..HEADER_LEN + question_len).unwrap_or_default()
 }
 
 /// Sets the id of a message in place.
@@ -86,37 +71,60 @@ pub(crate) fn set_id(message: &mut [u8], id: u16) {
     }
 }
 
-/// Sends `query` (its id already set to `id`) over a new TCP connection (RFC 1035 4.2.2: 2-byte
-/// length framing) and reads one answer, within `deadline`.
-pub(crate) async fn tcp(
-    server: SocketAddr,
-    query: &[u8],
-    info: &QueryInfo<'_>,
-    id: u16,
-    deadline: Instant,
-) -> Result<Vec<u8>, AttemptError> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(server).await?;
-        stream.set_nodelay(true)?;
-        let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
-        // One write, so the length and message leave in one segment.
-        let mut framed = Vec::with_capacity(query.len() + 2);
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(query);
-        stream.write_all(&framed).await?;
-        let mut len = [0; 2];
-        stream.read_exact(&mut len).await?;
-        // At most 65535 by construction: the read is bounded.
-        let mut answer = vec![0; usize::from(u16::from_be_bytes(len))];
-        stream.read_exact(&mut answer).await?;
-        Ok::<_, io::Error>(answer)
-    };
-    let answer = match timeout_at(deadline, exchange).await {
-        Ok(result) => result?,
-        Err(_) => return Err(AttemptError::Timeout),
-    };
-    if !answers(info.question, &answer, id) {
-        return Err(AttemptError::Malformed);
+/// Upper- or lowercases each letter of the name in `question` (a question section: labels, then
+/// type and class) at random, one random bit per letter (0x20, draft-vixie-dnsext-dns0x20): a
+/// spoofed answer must repeat the case too. Length bytes, digits and the type and class are left
+/// alone.
+pub(crate) fn randomize_case(question: &mut [u8]) {
+    let mut bits = 0u64;
+    let mut left = 0;
+    let mut at = 0;
+    while let Some(&len) = question.get(at) {
+        if len == 0 || len > 63 {
+            break;
+        }
+        let end = (at + 1 + usize::from(len)).min(question.len());
+        for byte in &mut question[at + 1..end] {
+            if !byte.is_ascii_alphabetic() {
+                continue;
+            }
+            if left == 0 {
+                bits = rand::random::<u64>();
+                left = 64;
+            }
+            *byte = if bits & 1 == 1 {
+                byte.to_ascii_uppercase()
+            } else {
+                byte.to_ascii_lowercase()
+            };
+            bits >>= 1;
+            left -= 1;
+        }
+        at = end;
     }
-    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_randomization_changes_letters_only_and_keeps_the_name() {
+        let original = b"\x03www\x0bexample-123\x03com\x00\x00\x01\x00\x01".to_vec();
+        let mut seen_upper = false;
+        for _ in 0..20 {
+            let mut question = original.clone();
+            randomize_case(&mut question);
+            assert!(question.eq_ignore_ascii_case(&original));
+            assert_eq!(question[0], 3);
+            assert_eq!(&question[question.len() - 5..], b"\x00\x00\x01\x00\x01");
+            assert_eq!(&question[13..16], b"123");
+            seen_upper |= question.iter().any(u8::is_ascii_uppercase);
+        }
+        assert!(seen_upper, "letters are randomised");
+        // A question that lies about its lengths is left as it is past that point.
+        let mut broken = b"\x09ab".to_vec();
+        randomize_case(&mut broken);
+        assert!(broken.eq_ignore_ascii_case(b"\x09ab"));
+    }
 }

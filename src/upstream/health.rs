@@ -8,7 +8,7 @@
 //! does. Any answer marks it up again.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,22 +30,31 @@ pub(crate) enum ErrorKind {
     Timeout,
     /// The socket failed (unreachable, refused, reset).
     Network,
-    /// A datagram that is not the answer to our query, or a bad TCP answer.
+    /// An answer with the right id and question that does not decode.
     Malformed,
     /// The server answered SERVFAIL.
     Servfail,
     /// The server answered REFUSED.
     Refused,
+    /// A datagram that answers no waiting query: late, noise, or a spoofing attempt.
+    Stray,
+    /// An answer with the right id and question in another case than the one sent (0x20).
+    Case,
+    /// Not sent: the queries in flight to this server were at `upstream.max_inflight`.
+    Busy,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`Server::errors`].
-    const ALL: [ErrorKind; 5] = [
+    const ALL: [ErrorKind; 8] = [
         ErrorKind::Timeout,
         ErrorKind::Network,
         ErrorKind::Malformed,
         ErrorKind::Servfail,
         ErrorKind::Refused,
+        ErrorKind::Stray,
+        ErrorKind::Case,
+        ErrorKind::Busy,
     ];
 
     /// The label value.
@@ -56,7 +65,48 @@ impl ErrorKind {
             ErrorKind::Malformed => "malformed",
             ErrorKind::Servfail => "servfail",
             ErrorKind::Refused => "refused",
+            ErrorKind::Stray => "stray",
+            ErrorKind::Case => "case",
+            ErrorKind::Busy => "busy",
         }
+    }
+}
+
+/// How many answers in a row must come back in another case than asked before the 0x20 check
+/// is turned off for a server: a server that lowercases every question does so from its first
+/// answer, while a spoofer would have to guess the id and port of that many queries in a row.
+const CASE_MISSES_TO_GIVE_UP: u32 = 3;
+
+/// Whether a server keeps the case of the question name, learnt from its answers (0x20, as in
+/// draft-vixie-dnsext-dns0x20): while it does, an answer must repeat the randomised case exactly,
+/// so that a spoofed answer must also guess one bit per letter of the name.
+#[derive(Debug, Default)]
+pub(crate) struct CaseCheck {
+    /// Set once the server has answered [`CASE_MISSES_TO_GIVE_UP`] times in a row in another
+    /// case: its answers are then matched without case, and names are no longer randomised.
+    off: AtomicBool,
+    /// Answers in a row that came back in another case.
+    misses: AtomicU32,
+}
+
+impl CaseCheck {
+    /// Whether answers must repeat the case exactly.
+    pub(crate) fn is_on(&self) -> bool {
+        !self.off.load(Ordering::Relaxed)
+    }
+
+    /// An answer repeated the case: the server keeps it. Writes only after a miss, so that the
+    /// usual case reads a line every core can share.
+    pub(crate) fn matched(&self) {
+        if self.misses.load(Ordering::Relaxed) != 0 {
+            self.misses.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// An answer came back in another case; true if this turns the check off.
+    pub(crate) fn missed(&self) -> bool {
+        let misses = self.misses.fetch_add(1, Ordering::Relaxed) + 1;
+        misses >= CASE_MISSES_TO_GIVE_UP && !self.off.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -115,9 +165,11 @@ pub(crate) struct Server {
     /// Time from sending to a valid answer.
     pub(crate) duration: Histogram,
     /// Failed attempts by kind, in [`ErrorKind::ALL`] order.
-    errors: [Counter; 5],
+    errors: [Counter; 8],
     /// Truncated answers asked again over TCP.
     pub(crate) tcp_retries: Counter,
+    /// Whether its answers keep the question's case.
+    pub(crate) case: CaseCheck,
 }
 
 impl Server {
@@ -131,17 +183,32 @@ impl Server {
             errors: ErrorKind::ALL
                 .map(|kind| metrics::counter!(UPSTREAM_ERRORS, "upstream" => label.clone(), "kind" => kind.as_str())),
             tcp_retries: metrics::counter!(UPSTREAM_TCP_RETRIES, "upstream" => label),
+            case: CaseCheck::default(),
         }
     }
 
     /// Counts one error of `kind`.
     pub(crate) fn count(&self, kind: ErrorKind) {
-        self.errors_of(kind).increment(1);
+        self.count_n(kind, 1);
     }
 
-    /// The counter of errors of `kind`, for counting where the server is out of reach.
-    pub(crate) fn counter(&self, kind: ErrorKind) -> Counter {
-        self.errors_of(kind).clone()
+    /// Counts `n` errors of `kind` (a receiving task counts once per batch).
+    pub(crate) fn count_n(&self, kind: ErrorKind, n: u64) {
+        if n > 0 {
+            self.errors_of(kind).increment(n);
+        }
+    }
+
+    /// An answer came back in another case than sent: counted, and the 0x20 check turned off
+    /// for the server if it keeps doing so.
+    pub(crate) fn case_missed(&self) {
+        self.count(ErrorKind::Case);
+        if self.case.missed() {
+            warn!(
+                upstream = %self.addr,
+                "upstream does not keep the case of query names: 0x20 randomisation is off for it"
+            );
+        }
     }
 
     fn errors_of(&self, kind: ErrorKind) -> &Counter {
@@ -173,6 +240,19 @@ pub(crate) fn millis_since(epoch: Instant, now: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_case_check_gives_up_only_on_misses_in_a_row() {
+        let case = CaseCheck::default();
+        assert!(case.is_on());
+        assert!(!case.missed());
+        assert!(!case.missed());
+        case.matched();
+        assert!(!case.missed() && !case.missed(), "a match starts the count over");
+        assert!(case.missed(), "the third in a row turns it off");
+        assert!(!case.is_on());
+        assert!(!case.missed(), "reported once");
+    }
 
     #[test]
     fn backoff_doubles_to_thirty_seconds_and_in_flight_failures_do_not_count() {

@@ -1,34 +1,41 @@
 //! Forwarding: sends client queries to the configured upstream resolvers and brings back their
-//! answers, with failover, per-server health, a total time budget, and TCP when an answer comes
-//! back truncated.
+//! answers, checked and analysed, with failover, per-server health, a total time budget, and TCP
+//! when an answer comes back truncated.
 //!
 //! It owns the upstream servers' health and the upstream metrics. It must not change what it
-//! forwards beyond the id (EDNS, DO bit and payload size pass through untouched; nothing is
-//! added), must not cache (that is `cache`), must not decide anything about blocking, and must
-//! never make a caller wait longer than the configured timeout: the caller answers SERVFAIL on
-//! an error, and that answer has to be in time.
+//! forwards beyond the id and the case of the name's letters (EDNS, DO bit and payload size pass
+//! through untouched; nothing is added), must not cache (that is `cache`), must not decide
+//! anything about blocking, and must never make a caller wait longer than the configured
+//! timeout: the caller answers SERVFAIL on an error, and that answer has to be in time.
 //!
-//! Each attempt gets a fresh random id (against spoofed answers) and goes out on the worker's
-//! socket to that server (see `udp`: kept open, on a port that moves every few thousand
-//! queries); answers must repeat the question.
+//! Against spoofed answers (RFC 5452) each attempt gets a fresh random id and, over UDP, a name
+//! whose letters are randomly upper- or lowercased (0x20) where the server keeps case; it goes
+//! out on one of the owner's few sockets to that server, on ports that move every few hundred
+//! queries (`sockets`, `udp`); an answer must repeat id, question and case, and decode as a
+//! whole (`waiters`), or the query waits on for the real one.
 
 mod exchange;
 mod health;
+mod sockets;
+mod tcp;
 mod udp;
+mod waiters;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::wire::rcode;
+use crate::cache::{CachedResponse, TtlLimits};
+use crate::wire::{HEADER_LEN, rcode};
 
 use exchange::QueryInfo;
 use health::{ErrorKind, Server, millis_since};
-pub use udp::UdpSockets;
+pub use sockets::Sockets;
 
 /// The least time one attempt gets, even when the remaining budget split over the servers left
 /// would be less: below this a real resolver cannot answer anyway.
@@ -43,9 +50,16 @@ pub enum AttemptError {
     /// The socket failed: the server refused or reset the connection, or is unreachable.
     #[error("network error: {0}")]
     Network(#[from] std::io::Error),
-    /// The answer over TCP was not the answer to our query.
-    #[error("its answer over TCP did not match the query")]
+    /// The answer over TCP, with the right id and question, does not decode.
+    #[error("its answer does not decode")]
     Malformed,
+    /// Not sent: the queries in flight to this server are at the configured cap.
+    #[error("too many queries in flight to it")]
+    Busy,
+    /// An answer with the right id and question came back in another case than the 0x20 case
+    /// sent: asked again without it.
+    #[error("its answer did not repeat the case of the name")]
+    CaseMismatch,
 }
 
 impl AttemptError {
@@ -55,6 +69,8 @@ impl AttemptError {
             AttemptError::Timeout => ErrorKind::Timeout,
             AttemptError::Network(_) => ErrorKind::Network,
             AttemptError::Malformed => ErrorKind::Malformed,
+            AttemptError::Busy => ErrorKind::Busy,
+            AttemptError::CaseMismatch => ErrorKind::Case,
         }
     }
 }
@@ -72,6 +88,9 @@ pub enum ForwardError {
     /// The time budget ran out before any upstream answered.
     #[error("no upstream answered within {0:?}; check that the upstream servers are reachable from this host")]
     Timeout(Duration),
+    /// Every upstream has as many queries in flight as `upstream.max_inflight` allows.
+    #[error("every upstream server has upstream.max_inflight queries in flight")]
+    Busy,
     /// Every upstream was tried and failed before the budget ran out (refused, unreachable).
     #[error("all {tried} upstream servers failed; the last one, {upstream}, with: {last}")]
     AllFailed {
@@ -87,38 +106,52 @@ pub enum ForwardError {
 
 /// The upstream resolvers, in configured order, with their health. Built from the config and
 /// held in an `Arc` by the live snapshot; shared by all workers (`Send + Sync`, no locks: health
-/// is atomics). A reload builds a new pool, so health starts over with new config.
+/// is atomics). A reload builds a new pool when the upstream settings change, so health starts
+/// over with new config.
 #[derive(Debug)]
 pub struct UpstreamPool {
-    /// The servers in configured order, each with health and metric handles.
-    servers: Box<[Server]>,
+    /// The servers in configured order, each with health and metric handles (shared with the
+    /// sockets that count their strays).
+    servers: Box<[Arc<Server>]>,
     /// Their addresses, for [`UpstreamPool::servers`].
     addrs: Box<[SocketAddr]>,
-    /// The total budget of one `forward` call.
-    timeout: Duration,
+    /// How the pool was configured.
+    settings: PoolSettings,
     /// Origin of the millisecond clock health uses.
     epoch: Instant,
 }
 
-/// How a query travels to the upstream.
+/// The settings of an [`UpstreamPool`] besides its servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// The total budget of one `forward` call.
+    pub timeout: Duration,
+    /// Queries in flight to one server at most, over all owners of [`Sockets`]; past it a server
+    /// is skipped, and when all are, the query fails with [`ForwardError::Busy`].
+    pub max_inflight: usize,
+    /// Whether query names are sent in random case (0x20) and answers must repeat it.
+    pub case_randomization: bool,
+}
+
+/// How a query travels to the upstream, on whose sockets.
 #[derive(Clone, Copy, Debug)]
 pub enum Transport<'a> {
     /// UDP on the caller's sockets (a worker's own), then TCP to the same server if the answer
     /// is truncated.
-    Udp(&'a UdpSockets),
+    Udp(&'a Sockets),
     /// TCP only: for queries that came in over TCP, whose answers may be larger than any UDP
     /// answer.
-    Tcp,
+    Tcp(&'a Sockets),
 }
 
 impl UpstreamPool {
-    /// A pool of `servers` (tried in this order while healthy); `timeout` is the most one
-    /// [`forward`](Self::forward) call may take. Registers the metric handles of each server.
-    pub fn new(servers: &[SocketAddr], timeout: Duration) -> Self {
+    /// A pool of `servers` (tried in this order while healthy). Registers the metric handles of
+    /// each server.
+    pub fn new(servers: &[SocketAddr], settings: PoolSettings) -> Self {
         UpstreamPool {
-            servers: servers.iter().copied().map(Server::new).collect(),
+            servers: servers.iter().map(|&addr| Arc::new(Server::new(addr))).collect(),
             addrs: servers.into(),
-            timeout,
+            settings,
             epoch: Instant::now(),
         }
     }
@@ -128,26 +161,36 @@ impl UpstreamPool {
         &self.addrs
     }
 
+    /// The settings the pool was built with.
+    pub fn settings(&self) -> PoolSettings {
+        self.settings
+    }
+
     /// Forwards one client query (the whole message: header, question, OPT) over `transport`
-    /// and returns the upstream's answer with the id set back to the query's. Over UDP, a
-    /// truncated answer is asked again over TCP from the same server. Never takes longer than
-    /// the pool's timeout.
+    /// and returns the upstream's answer, analysed with `limits` (the caller writes it for the
+    /// client with the client's id and question). Over UDP, a truncated answer is asked again
+    /// over TCP from the same server. Never takes longer than the pool's timeout.
     ///
     /// Servers are tried healthy ones first, in order; each attempt gets the remaining budget
     /// split over the servers left (at least 100 ms). A SERVFAIL or REFUSED answer moves on to
     /// the next server and is returned if no server answers better.
-    pub async fn forward(&self, query: &[u8], transport: Transport<'_>) -> Result<Vec<u8>, ForwardError> {
+    pub async fn forward(
+        &self,
+        query: &[u8],
+        transport: Transport<'_>,
+        limits: &TtlLimits,
+    ) -> Result<CachedResponse, ForwardError> {
         let info = QueryInfo::parse(query).map_err(ForwardError::BadQuery)?;
         if self.servers.is_empty() {
             return Err(ForwardError::NoServers);
         }
         let start = Instant::now();
-        let deadline = start + self.timeout;
+        let deadline = start + self.settings.timeout;
         let order = self.order(start);
         let mut outgoing = query.to_vec();
         let mut fallback = None;
         let mut last_error = None;
-        let mut tried = 0;
+        let (mut tried, mut busy) = (0, 0);
 
         for (position, &index) in order.iter().enumerate() {
             let now = Instant::now();
@@ -160,11 +203,20 @@ impl UpstreamPool {
             let server = &self.servers[index];
             tried += 1;
 
-            let result = self
-                .attempt(server, &info, &mut outgoing, transport, now + share, deadline)
-                .await;
-            let mut answer = match result {
+            let attempt = Attempt {
+                server,
+                question_len: info.question.len(),
+                limits: *limits,
+                deadline: now + share,
+            };
+            let answer = match self.attempt(&attempt, &mut outgoing, transport, deadline).await {
                 Ok(answer) => answer,
+                Err(AttemptError::Busy) => {
+                    // Not the server's failure: it is not marked down.
+                    server.count(ErrorKind::Busy);
+                    busy += 1;
+                    continue;
+                }
                 Err(error) => {
                     server.failed(millis_since(self.epoch, Instant::now()), error.kind(), &error);
                     last_error = Some((server.addr, error));
@@ -172,8 +224,7 @@ impl UpstreamPool {
                 }
             };
             server.answered();
-            exchange::set_id(&mut answer, info.id);
-            match exchange::rcode(&answer) {
+            match answer.rcode() {
                 rcode::SERVFAIL => server.count(ErrorKind::Servfail),
                 rcode::REFUSED => server.count(ErrorKind::Refused),
                 _ => {
@@ -188,10 +239,11 @@ impl UpstreamPool {
             return Ok(answer);
         }
         match last_error {
+            _ if busy == tried => Err(ForwardError::Busy),
             Some((upstream, last)) if Instant::now() < deadline => {
                 Err(ForwardError::AllFailed { tried, upstream, last })
             }
-            _ => Err(ForwardError::Timeout(self.timeout)),
+            _ => Err(ForwardError::Timeout(self.settings.timeout)),
         }
     }
 
@@ -205,37 +257,74 @@ impl UpstreamPool {
         order
     }
 
-    /// One attempt at one server with a fresh id: UDP until `attempt_deadline` (then TCP until
-    /// `deadline` if the answer is truncated), or TCP until `attempt_deadline`.
+    /// One attempt at one server with a fresh id: UDP until the attempt's deadline (then TCP
+    /// until `deadline`, the whole budget's, if the answer is truncated), or TCP until the
+    /// attempt's deadline. `outgoing` is the client's query, whose id (and, over UDP, the case
+    /// of whose name) the attempt changes.
     async fn attempt(
         &self,
-        server: &Server,
-        info: &QueryInfo<'_>,
+        attempt: &Attempt<'_>,
         outgoing: &mut [u8],
         transport: Transport<'_>,
-        attempt_deadline: Instant,
         deadline: Instant,
-    ) -> Result<Vec<u8>, AttemptError> {
+    ) -> Result<CachedResponse, AttemptError> {
+        let Attempt {
+            server,
+            question_len,
+            limits,
+            ..
+        } = *attempt;
+        let max_inflight = self.settings.max_inflight;
         let sockets = match transport {
             Transport::Udp(sockets) => sockets,
-            Transport::Tcp => {
-                let id = rand::random::<u16>();
-                exchange::set_id(outgoing, id);
-                return exchange::tcp(server.addr, outgoing, info, id, attempt_deadline).await;
+            Transport::Tcp(sockets) => {
+                return sockets
+                    .tcp(server, outgoing, question_len, limits, max_inflight, attempt.deadline)
+                    .await;
             }
         };
-        let answer = sockets
-            .exchange(server, outgoing, info.question, attempt_deadline)
-            .await?;
-        if !exchange::is_truncated(&answer) {
+        let exact_case = self.settings.case_randomization && server.case.is_on();
+        if exact_case {
+            exchange::randomize_case(&mut outgoing[HEADER_LEN..HEADER_LEN + question_len]);
+        }
+        let sent = sockets
+            .udp(
+                server,
+                outgoing,
+                question_len,
+                exact_case,
+                limits,
+                max_inflight,
+                attempt.deadline,
+            )
+            .await;
+        let answer = match sent {
+            // Counted where it was seen; once more, without 0x20, within the same time.
+            Err(AttemptError::CaseMismatch) => {
+                sockets
+                    .udp(
+                        server,
+                        outgoing,
+                        question_len,
+                        false,
+                        limits,
+                        max_inflight,
+                        attempt.deadline,
+                    )
+                    .await?
+            }
+            sent => sent?,
+        };
+        if !answer.is_truncated() {
             return Ok(answer);
         }
         // The server is alive and the answer is real, only too big: TCP gets the rest of the
         // whole budget, not just this attempt's share.
         server.tcp_retries.increment(1);
-        let id = rand::random::<u16>();
-        exchange::set_id(outgoing, id);
-        match exchange::tcp(server.addr, outgoing, info, id, deadline).await {
+        match sockets
+            .tcp(server, outgoing, question_len, limits, max_inflight, deadline)
+            .await
+        {
             Ok(full) => Ok(full),
             Err(error) => {
                 // Counted, but the server stays up (it answered over UDP); the client gets the
@@ -245,4 +334,14 @@ impl UpstreamPool {
             }
         }
     }
+}
+
+/// One attempt's fixed facts.
+struct Attempt<'a> {
+    server: &'a Arc<Server>,
+    /// Length of the question section, which follows the header.
+    question_len: usize,
+    limits: TtlLimits,
+    /// The end of this attempt's share of the budget.
+    deadline: Instant,
 }
