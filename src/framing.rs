@@ -7,8 +7,10 @@
 //! allocated once per connection and grown only as far as the longest message seen.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 /// The largest message a two-byte length can announce.
 const MAX_FRAME: usize = u16::MAX as usize;
@@ -53,11 +55,35 @@ impl FrameReader {
     /// The next message, without its length prefix; `Ok(None)` when the stream ends cleanly
     /// between two messages, an `UnexpectedEof` error when it ends inside one.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, stream: &mut R) -> io::Result<Option<&[u8]>> {
+        self.next_within(stream, None).await
+    }
+
+    /// Like [`FrameReader::next`], with two time limits, as a server sets them for its
+    /// clients: `idle` for the first byte of a message to come, then `rest` for the rest of it
+    /// to follow (a client that starts a message and stalls is cut off sooner than one that is
+    /// quiet between messages). Past either, a `TimedOut` error: [`FrameReader::is_mid_frame`]
+    /// tells which.
+    pub async fn next_timed<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        idle: Duration,
+        rest: Duration,
+    ) -> io::Result<Option<&[u8]>> {
+        self.next_within(stream, Some((idle, rest))).await
+    }
+
+    async fn next_within<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        limits: Option<(Duration, Duration)>,
+    ) -> io::Result<Option<&[u8]>> {
         if self.consumed > 0 {
             self.buf.copy_within(self.consumed..self.filled, 0);
             self.filled -= self.consumed;
             self.consumed = 0;
         }
+        let now = Instant::now();
+        let mut deadline = limits.map(|(idle, rest)| now + if self.filled > 0 { rest } else { idle });
         loop {
             if let Some(len) = self.complete() {
                 self.consumed = 2 + len;
@@ -71,7 +97,14 @@ impl FrameReader {
                 self.buf.resize(want.min(2 + MAX_FRAME), 0);
             }
             // Reads into our own buffer: if this future is dropped here, nothing read is lost.
-            let n = stream.read(&mut self.buf[self.filled..]).await?;
+            let read = stream.read(&mut self.buf[self.filled..]);
+            let n = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, read).await {
+                    Ok(n) => n?,
+                    Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no message in time")),
+                },
+                None => read.await?,
+            };
             if n == 0 {
                 return if self.filled == 0 {
                     Ok(None)
@@ -81,6 +114,12 @@ impl FrameReader {
                         "the stream ended inside a message",
                     ))
                 };
+            }
+            if self.filled == 0
+                && let Some((_, rest)) = limits
+            {
+                // The message has started: the rest of it must follow within `rest`.
+                deadline = Some(Instant::now() + rest);
             }
             self.filled += n;
         }
@@ -110,7 +149,6 @@ pub fn framed(message: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
@@ -142,6 +180,34 @@ mod tests {
         drop(client);
         let error = reader.next(&mut server).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_message_must_be_finished_sooner_than_the_next_one_must_start() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new();
+        let (idle, rest) = (Duration::from_secs(30), Duration::from_secs(2));
+        client.write_all(&framed(b"one").unwrap()).await.unwrap();
+        assert_eq!(
+            reader.next_timed(&mut server, idle, rest).await.unwrap().unwrap(),
+            b"one"
+        );
+        // Quiet for 20 s between messages: fine.
+        let started = Instant::now();
+        let waiting = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            client.write_all(&[0, 9, 1]).await.unwrap();
+            client
+        });
+        let error = reader.next_timed(&mut server, idle, rest).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(reader.is_mid_frame(), "timed out inside a message");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(22),
+            "2 s after the message began"
+        );
+        drop(waiting.await.unwrap());
     }
 
     #[tokio::test]

@@ -272,28 +272,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, admission: Admiss
     let mut worker = Worker::default();
     let mut out = Vec::with_capacity(512);
     loop {
-        // A query under way must arrive in io_timeout; between queries, idle is the limit.
-        let wait = if frames.is_mid_frame() {
-            limits.io_timeout
-        } else {
-            limits.idle
-        };
+        // Between queries the idle limit; a query under way must arrive within io_timeout.
         let frame = tokio::select! {
-            frame = tokio::time::timeout(wait, frames.next(&mut reader)) => frame,
+            frame = frames.next_timed(&mut reader, limits.idle, limits.io_timeout) => frame,
             _ = stop.changed() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let query = match frame {
-            Ok(Ok(Some(query))) => query,
-            Ok(Ok(None)) => break,
-            Ok(Err(error)) => {
-                tracing::debug!(%peer, %error, "TCP read failed");
-                break;
-            }
-            Err(_) => {
-                if frames.is_mid_frame() {
+            Ok(Some(query)) => query,
+            Ok(None) => break,
+            Err(error) => {
+                if error.kind() == io::ErrorKind::TimedOut && frames.is_mid_frame() {
                     shared.metrics.slow.increment(1);
                 }
+                tracing::debug!(%peer, %error, "TCP connection closed");
                 break;
             }
         };

@@ -273,7 +273,7 @@ fn udp_socket(server: SocketAddr, src: IpAddr) -> Result<UdpSocket, String> {
 }
 
 /// A TCP connection from `src` (std cannot bind before connecting, socket2 can).
-fn tcp_connect(server: SocketAddr, src: IpAddr, timeout: Duration) -> Result<TcpStream, String> {
+pub fn tcp_connect(server: SocketAddr, src: IpAddr, timeout: Duration) -> Result<TcpStream, String> {
     let socket = Socket::new(Domain::for_address(server), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| format!("TCP socket for {server}: {e}"))?;
     socket

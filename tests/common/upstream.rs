@@ -42,6 +42,8 @@ pub const SPOOF_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 pub const BIG_RECORDS: usize = 40;
 /// How many A records `huge.*` carries: over 3 KB (under 4096), more than any UDP answer sinkhole sends by default (1232).
 pub const HUGE_RECORDS: usize = 150;
+/// How many A records `many.*` carries over TCP: 16 KB with name compression, about 28 KB without.
+pub const MANY_RECORDS: usize = 1000;
 /// TTL of the SOA in negative answers (`nx.*`, and NODATA for other types).
 pub const SOA_TTL: u32 = 60;
 /// MINIMUM field of that SOA: the negative-caching TTL is min(SOA TTL, MINIMUM) = 30 s (RFC 2308).
@@ -67,6 +69,7 @@ pub type ReceivedQuery = (String, u16, &'static str);
 /// | `ttl5` | A 192.0.2.5 (AAAA 2001:db8::5), TTL 5 |
 /// | `tc` | UDP: no answer, TC set; TCP: A 192.0.2.9 then 40 more A records (198.51.100.1..=40), over 512 bytes |
 /// | `big` | UDP and TCP: 40 A records 203.0.113.1..=40 (AAAA 2001:db8::1:1..), over 512 bytes, TC never set |
+/// | `many` | UDP: no answer, TC set; TCP: 1000 A records 10.1.x.y (16 KB, compressed; the query's OPT not echoed) |
 /// | `huge` | UDP and TCP: 150 A records 10.0.0.1.. (over 3 KB), TC never set, whatever size the query allows |
 /// | `slow` | the default answer, 3 s late |
 /// | `nx` | NXDOMAIN, SOA in authority (TTL 60, MINIMUM 30) |
@@ -334,6 +337,7 @@ impl Server {
         };
         match label.as_str() {
             "drop" => Vec::new(),
+            "many" if transport == Transport::Tcp && qtype == RecordType::A => vec![now(many_answer(packet))],
             "garbage" => {
                 // The query's id first, so a forwarder that matches replies by id alone must still reject it.
                 let mut junk = packet.get(..2).unwrap_or_default().to_vec();
@@ -447,6 +451,7 @@ fn scripted_answer(query: &Message, qname: &Name, qtype: RecordType, label: &str
             }
             _ => negative(&mut response, qname),
         },
+        "many" if transport == Transport::Udp => response.metadata.truncation = true,
         "huge" if qtype == RecordType::A => {
             for i in 1..=HUGE_RECORDS {
                 let ip = Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8);
@@ -463,6 +468,24 @@ fn scripted_answer(query: &Message, qname: &Name, qtype: RecordType, label: &str
         _ => address(&mut response, qname, qtype, 1, DEFAULT_TTL),
     }
     response
+}
+
+/// The answer to `many.*` A over TCP, written by hand so that every owner name is a compression pointer to the
+/// question (hickory's encoder does not compress them): 1000 A records 10.1.x.y in about 16 KB, as real resolvers
+/// send such answers. A server that decodes and encodes again without compression would send nearly twice that.
+fn many_answer(query: &[u8]) -> Vec<u8> {
+    let question_end = 12 + query[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
+    let mut answer = query[..2].to_vec();
+    answer.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    answer.extend_from_slice(&(MANY_RECORDS as u16).to_be_bytes());
+    answer.extend_from_slice(&[0, 0, 0, 0]);
+    answer.extend_from_slice(&query[12..question_end.min(query.len())]);
+    for i in 1..=MANY_RECORDS {
+        answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        answer.extend_from_slice(&DEFAULT_TTL.to_be_bytes());
+        answer.extend_from_slice(&[0, 4, 10, 1, (i >> 8) as u8, i as u8]);
+    }
+    answer
 }
 
 /// The default answer (A 192.0.2.1 / AAAA 2001:db8::1 / NODATA), for `slow.*`, `wrongid.*` and unknown labels.
