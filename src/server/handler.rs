@@ -483,3 +483,6 @@ impl Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod properties;
