@@ -25,7 +25,16 @@ use self::udp::UdpWorkers;
 
 /// Runs the daemon until SIGTERM or SIGINT. Listener settings are read from the state's
 /// current snapshot; they take effect at start only.
-pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> io::Result<()> {
+///
+/// `bound` runs once, when every UDP and TCP socket is bound and before any query is read: where
+/// `sinkhole run --user` gives up root (`privilege::Identity::assume`). An error from it stops
+/// the start.
+pub async fn serve(
+    state: Arc<State>,
+    hitlog: HitLog,
+    writer: HitLogWriter,
+    bound: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     let snapshot = state.load_full();
     let config = &snapshot.config;
     let listen: Vec<_> = config.server.listen.iter().map(|l| *l.get_ref()).collect();
@@ -37,18 +46,15 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
     let handler = Arc::new(Handler::new(Arc::clone(&state), Arc::clone(&cache), hitlog.clone()));
     let (stop, stopped) = watch::channel(false);
 
-    let udp = UdpWorkers::start(
-        &listen,
-        threads,
-        config.server.max_inflight,
-        Arc::clone(&handler),
-        stopped,
-    )?;
+    let udp_sockets = UdpWorkers::bind(&listen, threads)?;
+    let tcp_listeners = TcpServer::bind(&listen)?;
+    bound()?;
+    let udp = UdpWorkers::start(udp_sockets, config.server.max_inflight, Arc::clone(&handler), stopped)?;
     let tcp = TcpServer::start(
-        &listen,
+        tcp_listeners,
         Duration::from_secs(config.server.tcp_idle_timeout),
         Arc::clone(&handler),
-    )?;
+    );
     let listening = listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     tracing::info!(
         listen = %listening,

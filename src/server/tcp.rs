@@ -30,15 +30,27 @@ pub struct TcpServer {
     server: hickory_server::Server<TcpHandler>,
 }
 
+/// The TCP listeners, bound and listening but not yet accepting: what [`TcpServer::start`] serves.
+pub struct BoundTcp(Vec<TcpListener>);
+
 impl TcpServer {
-    /// Binds every address and starts serving; connections idle for `idle` are closed.
-    pub fn start(addrs: &[SocketAddr], idle: Duration, handler: Arc<Handler>) -> io::Result<TcpServer> {
-        let mut server = hickory_server::Server::new(TcpHandler(handler));
+    /// Binds every address, before anything is served: privileges can be dropped in between.
+    pub fn bind(addrs: &[SocketAddr]) -> io::Result<BoundTcp> {
+        let mut listeners = Vec::new();
         for addr in addrs {
             let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
+            listeners.push(listener);
+        }
+        Ok(BoundTcp(listeners))
+    }
+
+    /// Starts serving the bound listeners; connections idle for `idle` are closed.
+    pub fn start(BoundTcp(listeners): BoundTcp, idle: Duration, handler: Arc<Handler>) -> TcpServer {
+        let mut server = hickory_server::Server::new(TcpHandler(handler));
+        for listener in listeners {
             server.register_listener(listener, idle, RESPONSE_QUEUE);
         }
-        Ok(TcpServer { server })
+        TcpServer { server }
     }
 
     /// Stops accepting, lets the connections finish their current query, and waits.
