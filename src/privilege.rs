@@ -27,23 +27,23 @@ pub enum PrivilegeError {
     #[error("--group {0}: no such group on this system (`getent group {0}` lists it when it exists)")]
     NoSuchGroup(String),
     /// The user or group database could not be read.
-    #[error("cannot look up {what}: {source}")]
+    #[error("cannot look up {what}: {cause}")]
     Lookup {
         /// `user NAME` or `group NAME`.
         what: String,
-        /// The cause.
-        source: nix::Error,
+        /// The cause; in the message itself rather than a `source`, so that it is printed once.
+        cause: nix::Error,
     },
     /// A step of the switch failed: the process was not allowed to change its identity.
     #[error(
-        "cannot {step} ({source}): switching to another user needs root (or CAP_SETUID and CAP_SETGID); \
+        "cannot {step} ({cause}): switching to another user needs root (or CAP_SETUID and CAP_SETGID); \
          started as an unprivileged user already, run without --user"
     )]
     Switch {
         /// What was being done, e.g. `set the group id to 65534`.
         step: String,
-        /// The cause.
-        source: nix::Error,
+        /// The cause; in the message itself rather than a `source`, so that it is printed once.
+        cause: nix::Error,
     },
     /// After the switch, the process could still become root again: it must not serve.
     #[error("after switching to {0}, the process could still become root again; refusing to serve")]
@@ -97,7 +97,7 @@ impl Identity {
     pub fn lookup(user: &str, group: Option<&str>) -> Result<Identity, PrivilegeError> {
         let lookup_failed = |what: &str, name: &str| {
             let what = format!("{what} {name}");
-            move |source| PrivilegeError::Lookup { what, source }
+            move |cause| PrivilegeError::Lookup { what, cause }
         };
         let by_name = User::from_name(user).map_err(lookup_failed("user", user))?;
         let found = match (by_name, user.parse::<u32>()) {
@@ -136,7 +136,7 @@ impl Identity {
     /// since each step needs the privilege the next one gives up. Then checks that setuid(0) fails and that
     /// every thread runs as this identity.
     pub fn assume(&self) -> Result<(), PrivilegeError> {
-        let step = |step: String| move |source| PrivilegeError::Switch { step, source };
+        let step = |step: String| move |cause| PrivilegeError::Switch { step, cause };
         setgroups(&[self.gid]).map_err(step(format!("set the supplementary groups to {} alone", self.gid)))?;
         setgid(self.gid).map_err(step(format!("set the group id to {}", self.gid)))?;
         setuid(self.uid).map_err(step(format!("set the user id to {}", self.uid)))?;
