@@ -263,7 +263,10 @@ start_all() {
   log "starting bench-upstream on core $UPSTREAM_CORE and the servers on core $SERVER_CORE"
   start upstream "$UPSTREAM_CORE" "$UPSTREAM" "127.0.0.1:$UP_PORT"
   wait_dns upstream "$UP_PORT"
-  start sinkhole "$SERVER_CORE" "$SINKHOLE" run -c "$WORK/sinkhole.toml"
+  # As root, the daemon refuses to start unless told; the other servers here run as root too.
+  local as_root=()
+  [ "$(id -u)" = 0 ] && as_root=(--allow-root)
+  start sinkhole "$SERVER_CORE" "$SINKHOLE" run -c "$WORK/sinkhole.toml" "${as_root[@]}"
   start dnsdist "$SERVER_CORE" dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf"
   start unbound "$SERVER_CORE" unbound -d -c "$WORK/unbound.conf"
   start bare-plain "$SERVER_CORE" "$BARE" plain "127.0.0.1:${PORT[bare-plain]}"

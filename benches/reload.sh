@@ -66,7 +66,10 @@ EOF
 
 taskset -c 1 "$UPSTREAM" "127.0.0.1:$BASE" >"$WORK/upstream.log" 2>&1 &
 PIDS+=("$!")
-taskset -c 0 "$SINKHOLE" run -c "$WORK/sinkhole.toml" >"$WORK/sinkhole.log" 2>&1 &
+# As root, the daemon refuses to start unless told.
+AS_ROOT=()
+[ "$(id -u)" = 0 ] && AS_ROOT=(--allow-root)
+taskset -c 0 "$SINKHOLE" run -c "$WORK/sinkhole.toml" "${AS_ROOT[@]}" >"$WORK/sinkhole.log" 2>&1 &
 DAEMON=$!
 PIDS+=("$DAEMON")
 for _ in $(seq 1 100); do

@@ -136,6 +136,8 @@ hits = "{hits}"
     daemon
         .args(["run", "-c"])
         .arg(&config_path)
+        // As root (a bench VM's usual user), the daemon refuses to start unless told.
+        .args(nix::unistd::geteuid().is_root().then_some("--allow-root"))
         .stdout(Stdio::null())
         .stderr(fs::File::create(&daemon_err).map_err(|e| format!("cannot create daemon.err: {e}"))?);
     let child = guard.spawn(daemon, "the daemon")?;

@@ -2,9 +2,10 @@
 //!
 //! This is the configuration reference: every key is documented where it is defined, with its
 //! default. Parsing checks everything that can be checked from the text alone (types, addresses,
-//! prefixes, answer kinds, dates, references between sections); `state::build` then compiles the
-//! lists and policies and reports problems found on disk (an unreadable list file) against the
-//! same spans. A config that loads is a config that runs.
+//! prefixes, answer kinds, dates, references between sections) and reads `log.salt_file`, a secret
+//! whose file mode is part of what makes it valid; `state::build` then compiles the lists and
+//! policies and reports problems found on disk (an unreadable list file) against the same spans.
+//! A config that loads is a config that runs.
 //!
 //! Nothing here touches the network or the packet path.
 
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -574,9 +576,20 @@ pub struct LogConfig {
     /// `full` (default), `truncated`, `hashed` or `none`.
     #[serde(default)]
     pub client_ip: ClientIpMode,
-    /// Secret for `client_ip = "hashed"`, at least 16 characters. Keep it out of version control.
+    /// Secret for `client_ip = "hashed"`, at least 16 characters. Keep it out of version control,
+    /// or use `salt_file`.
     #[serde(default)]
     pub salt: Option<Spanned<String>>,
+    /// A file holding the secret instead of `salt` (its content, trimmed, at least 16 characters),
+    /// so that the config itself holds no secret and can be world-readable. Relative to the
+    /// config's directory. It must not be readable or writable by others (`chmod o-rwx`), and must
+    /// be readable by the user the daemon runs as (`run --user`), since reloads read it again. Not
+    /// with `salt`.
+    #[serde(default)]
+    pub salt_file: Option<Spanned<PathBuf>>,
+    /// What `salt_file` holds, trimmed, read when the config is loaded (not a key).
+    #[serde(skip)]
+    salt_from_file: Option<String>,
     /// Hit log lines queued for the writer, shared out between the UDP worker threads (at least
     /// 2048 each); past it lines are dropped and counted. Default 8192.
     #[serde(default = "default_queue")]
@@ -589,8 +602,20 @@ impl Default for LogConfig {
             hits: default_hits(),
             client_ip: ClientIpMode::Full,
             salt: None,
+            salt_file: None,
+            salt_from_file: None,
             queue: default_queue(),
         }
+    }
+}
+
+impl LogConfig {
+    /// The secret client addresses are hashed with: `salt`, or what `salt_file` holds.
+    pub fn hash_salt(&self) -> Option<&str> {
+        self.salt
+            .as_ref()
+            .map(|salt| salt.get_ref().as_str())
+            .or(self.salt_from_file.as_deref())
     }
 }
 
@@ -663,7 +688,10 @@ impl Config {
             origin.error(at..at, e.message().trim_end().to_string())
         })?;
         config.origin = origin;
-        let errors = config.validate();
+        let mut errors = config.validate();
+        if let Err(e) = config.read_salt_file() {
+            errors.push(e);
+        }
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -835,20 +863,52 @@ impl Config {
                 ));
             }
         }
-        if self.log.client_ip == ClientIpMode::Hashed {
-            match &self.log.salt {
-                Some(salt) if salt.get_ref().len() >= 16 => {}
-                Some(salt) => errors.push(o.error(salt.span(), "log.salt must be at least 16 characters")),
-                None => errors.push(o.error(
-                    0..0,
-                    "log.client_ip = \"hashed\" needs log.salt (a secret of at least 16 characters)",
-                )),
+        match (&self.log.salt, &self.log.salt_file) {
+            (Some(_), Some(file)) => errors.push(o.error(
+                file.span(),
+                "log.salt and log.salt_file are both set: keep one (salt_file keeps the secret out of the config)",
+            )),
+            (Some(salt), None) if salt.get_ref().len() < 16 => {
+                errors.push(o.error(salt.span(), "log.salt must be at least 16 characters"));
             }
+            (None, None) if self.log.client_ip == ClientIpMode::Hashed => errors.push(o.error(
+                0..0,
+                "log.client_ip = \"hashed\" needs log.salt or log.salt_file (a secret of at least 16 characters)",
+            )),
+            _ => {}
         }
         if self.log.queue == 0 {
             errors.push(o.error(0..0, "log.queue must be at least 1"));
         }
         errors
+    }
+
+    /// Reads `log.salt_file` (when it is set without `salt`: `validate` reports both set) into the
+    /// config, after checking that others cannot read or change it: a salt anyone can read hashes
+    /// nothing away.
+    fn read_salt_file(&mut self) -> Result<(), Diagnostic> {
+        let Some(file) = self.log.salt_file.as_ref().filter(|_| self.log.salt.is_none()) else {
+            return Ok(());
+        };
+        let path = self.resolve(file.get_ref());
+        let fail = |message: String| self.origin.error(file.span(), message);
+        let shown = path.display();
+        let cannot_read = |e: std::io::Error| fail(format!("log.salt_file: cannot read {shown}: {e}"));
+        // The mode of the file opened, not of whatever the path names a moment later.
+        let mut opened = std::fs::File::open(&path).map_err(cannot_read)?;
+        let mode = opened.metadata().map_err(cannot_read)?.permissions().mode();
+        check_private(mode).map_err(|why| fail(format!("log.salt_file {shown}: {why}")))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut opened, &mut text).map_err(cannot_read)?;
+        let salt = text.trim();
+        if salt.len() < 16 {
+            return Err(fail(format!(
+                "log.salt_file {shown} holds {} characters (trimmed); the salt must be at least 16",
+                salt.len()
+            )));
+        }
+        self.log.salt_from_file = Some(salt.to_owned());
+        Ok(())
     }
 
     /// Problems worth telling the operator that do not stop the config: two policies claiming the
@@ -893,6 +953,18 @@ impl Config {
         }
         warnings
     }
+}
+
+/// Whether a file mode keeps a secret: no permission at all for others (`mode & 0o007 == 0`).
+fn check_private(mode: u32) -> Result<(), String> {
+    if mode & 0o007 == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "others may read or write it (mode {:04o}), and it holds a secret: chmod o-rwx it, and let the daemon's \
+         user read it through its owner or group",
+        mode & 0o7777
+    ))
 }
 
 /// Unix seconds of an `active_from`/`active_until` value: an RFC 3339 string or a TOML
@@ -1108,6 +1180,84 @@ client_ip = "full"
         assert!(errors("[log]\nclient_ip = \"hashed\"\n").contains("needs log.salt"));
         assert!(errors("[log]\nclient_ip = \"hashed\"\nsalt = \"short\"\n").contains("at least 16"));
         parse("[log]\nclient_ip = \"hashed\"\nsalt = \"0123456789abcdef\"\n").expect("loads");
+    }
+
+    /// A config `[log]` section in a fresh temp dir holding a salt file `salt` with `content` and `mode`.
+    fn with_salt_file(log: &str, content: &str, mode: u32) -> (PathBuf, Result<Config, ConfigError>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sinkhole-config-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("salt");
+        std::fs::write(&path, content).expect("write the salt file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod the salt file");
+        let config = Config::parse(Origin {
+            name: "test.toml".into(),
+            dir: dir.clone(),
+            text: format!("[log]\nclient_ip = \"hashed\"\n{log}"),
+        });
+        (dir, config)
+    }
+
+    #[test]
+    fn the_salt_may_come_from_a_private_file() {
+        let (dir, config) = with_salt_file("salt_file = \"salt\"\n", "  a secret of the admins, 32 b\n", 0o640);
+        let config = config.expect("a private salt file loads");
+        assert_eq!(config.log.hash_salt(), Some("a secret of the admins, 32 b"), "trimmed");
+        let _ = std::fs::remove_dir_all(dir);
+        let inline = parse("[log]\nclient_ip = \"hashed\"\nsalt = \"0123456789abcdef\"\n").expect("loads");
+        assert_eq!(inline.log.hash_salt(), Some("0123456789abcdef"));
+    }
+
+    #[test]
+    fn a_salt_file_others_may_read_or_write_is_refused() {
+        for mode in [0o644, 0o602, 0o601, 0o604, 0o666] {
+            let (dir, config) = with_salt_file("salt_file = \"salt\"\n", "0123456789abcdef0123", mode);
+            let e = config.expect_err("others have access").to_string();
+            assert!(e.starts_with("test.toml:3:13: log.salt_file "), "{mode:o}: {e}");
+            assert!(
+                e.contains(&format!("(mode 0{mode:o})")) && e.contains("chmod o-rwx"),
+                "{e}"
+            );
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        for mode in [0o600, 0o640, 0o660, 0o400] {
+            let (dir, config) = with_salt_file("salt_file = \"salt\"\n", "0123456789abcdef0123", mode);
+            assert!(config.is_ok(), "{mode:o}: {:?}", config.err().map(|e| e.to_string()));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        assert!(
+            check_private(0o100640).is_ok(),
+            "the file type bits are not permissions"
+        );
+    }
+
+    #[test]
+    fn a_salt_file_must_hold_a_long_enough_salt_and_exist() {
+        let (dir, config) = with_salt_file("salt_file = \"salt\"\n", "  short  \n", 0o600);
+        let e = config.expect_err("too short").to_string();
+        assert!(
+            e.contains("holds 5 characters (trimmed); the salt must be at least 16"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        let (dir, config) = with_salt_file("salt_file = \"missing\"\n", "", 0o600);
+        let e = config.expect_err("no such file").to_string();
+        assert!(e.starts_with("test.toml:3:13: log.salt_file: cannot read "), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn salt_and_salt_file_exclude_each_other() {
+        let both = "salt = \"0123456789abcdef\"\nsalt_file = \"salt\"\n";
+        let (dir, config) = with_salt_file(both, "0123456789abcdef0123", 0o600);
+        let e = config.expect_err("both set").to_string();
+        assert!(
+            e.starts_with("test.toml:4:13: log.salt and log.salt_file are both set"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -267,3 +267,179 @@ active_until = "2023-09-17T00:00:00+02:00"
         assert_eq!(check_chain(&s, staff, [b"developers.tiktok.com".as_slice()]), None);
     }
 }
+
+/// Properties of the verdict on random lists and names (proptest): blocks cover whole subtrees, and an exception
+/// of the client's own policy always wins over its block lists, for the name asked and for its CNAME chain.
+#[cfg(test)]
+mod properties {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::{Config, Origin};
+
+    /// Labels from a small alphabet, so that random rules and names meet often (see `lists`' properties).
+    const LABELS: &[&str] = &["a", "b", "ab", "ba", "a-b", "x_1"];
+    /// In the policy that blocks.
+    const MEMBER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+    /// Allowed to resolve, in no policy.
+    const OUTSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 2, 0, 1));
+    /// Not in `server.allow`.
+    const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    fn name(max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(LABELS), 1..=max).prop_map(|l| l.join("."))
+    }
+
+    /// A rule: its domain and whether it is exact (`|domain^`) rather than a suffix rule.
+    type Rule = (String, bool);
+
+    fn rules(max: usize) -> impl Strategy<Value = Vec<Rule>> {
+        prop::collection::vec((name(3), prop::bool::weighted(0.2)), 0..=max)
+    }
+
+    fn line((domain, exact): &Rule) -> String {
+        if *exact {
+            format!("\"|{domain}^\"")
+        } else {
+            format!("\"{domain}\"")
+        }
+    }
+
+    /// A snapshot with one policy for 10.1.0.0/16 that blocks `block` and makes exceptions of `allow`.
+    fn snapshot(block: &[Rule], allow: &[Rule]) -> Snapshot {
+        let list = |rules: &[Rule]| rules.iter().map(line).collect::<Vec<_>>().join(", ");
+        let text = format!(
+            "[server]\nallow = [\"10.0.0.0/8\"]\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n\
+             [lists.block]\ndomains = [{}]\n[lists.exceptions]\ndomains = [{}]\n\
+             [[policy]]\nname = \"p\"\nclients = [\"10.1.0.0/16\"]\nblock = [\"block\"]\nallow = [\"exceptions\"]\n",
+            list(block),
+            list(allow)
+        );
+        let config = Config::parse(Origin {
+            name: "property.toml".into(),
+            dir: ".".into(),
+            text,
+        })
+        .expect("generated config loads");
+        crate::state::build(config).expect("generated snapshot builds")
+    }
+
+    /// Whether a rule covers a name, the slow way: the name itself, or (suffix rules) a name below it.
+    fn covers((domain, exact): &Rule, name: &str) -> bool {
+        name == domain || (!exact && name.ends_with(&format!(".{domain}")))
+    }
+
+    /// The most specific rule of `rules` covering `name`, as the apex length a block reports.
+    fn apex(rules: &[Rule], name: &str) -> Option<u8> {
+        rules
+            .iter()
+            .filter(|rule| covers(rule, name))
+            .map(|(domain, _)| u8::try_from(domain.len()).expect("short"))
+            .max()
+    }
+
+    /// Names around the rules: each rule's domain, a name below it, and random ones.
+    fn names_for(rules: &[&[Rule]], prefix: &str, random: &[String]) -> Vec<String> {
+        let mut names = random.to_vec();
+        for (domain, _) in rules.iter().flat_map(|r| r.iter()) {
+            names.push(domain.clone());
+            names.push(format!("{prefix}.{domain}"));
+            names.push(format!("x{domain}"));
+        }
+        names
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Through a policy that blocks the list: a member asking for a name a rule covers is blocked by the most
+        /// specific covering rule, every other name is let through for CNAME inspection; a client in no policy is
+        /// never blocked, and one outside `server.allow` is refused.
+        #[test]
+        fn a_policy_blocks_exactly_what_its_list_covers(
+            block in rules(10),
+            prefix in name(3),
+            random in prop::collection::vec(name(5), 1..10),
+        ) {
+            let s = snapshot(&block, &[]);
+            for name in names_for(&[&block], &prefix, &random) {
+                let verdict = decide(&s, MEMBER, name.as_bytes(), 0);
+                match apex(&block, &name) {
+                    Some(len) => {
+                        let Verdict::Blocked(hit) = verdict else {
+                            return Err(TestCaseError::fail(format!("{name}: {verdict:?}, expected a block")));
+                        };
+                        prop_assert_eq!(hit.apex_len, Some(len), "{}", name);
+                        prop_assert_eq!(hit.mode, Mode::Enforce);
+                        let rule = s.lists[hit.list].set.rule(hit.rule);
+                        let domain = rule.trim_start_matches('|').trim_end_matches('^');
+                        prop_assert_eq!(domain.len(), usize::from(len), "{} blocked by {}", name, rule);
+                    }
+                    None => prop_assert_eq!(verdict, Verdict::Allowed { inspect: Some(0) }, "{}", name),
+                }
+                prop_assert_eq!(decide(&s, OUTSIDER, name.as_bytes(), 0), Verdict::Allowed { inspect: None });
+                prop_assert_eq!(decide(&s, STRANGER, name.as_bytes(), 0), Verdict::Refused);
+            }
+        }
+
+        /// Block and exception lists that overlap (exceptions drawn below block rules as well as at random): a
+        /// name an exception covers is never blocked, nor inspected; the rest is blocked as the block list says.
+        /// Through a CNAME chain: the hit is the first chain name that a block rule covers and no exception does.
+        #[test]
+        fn an_exception_always_beats_a_block(
+            block in rules(8),
+            below in prop::collection::vec((name(2), any::<prop::sample::Index>(), any::<bool>()), 0..6),
+            random_allow in rules(3),
+            prefix in name(3),
+            random in prop::collection::vec(name(5), 1..10),
+            chains in prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 1..5), 1..6),
+        ) {
+            // Exceptions below block rules (and equal to them) are the cases that matter most.
+            let mut allow = random_allow;
+            if !block.is_empty() {
+                for (head, at, exact) in &below {
+                    let (domain, _) = at.get(&block);
+                    allow.push((format!("{head}.{domain}"), *exact));
+                    allow.push((domain.clone(), *exact));
+                }
+            }
+            let s = snapshot(&block, &allow);
+            let names = names_for(&[&block, &allow], &prefix, &random);
+            let excepted = |name: &str| allow.iter().any(|rule| covers(rule, name));
+            for name in &names {
+                let verdict = decide(&s, MEMBER, name.as_bytes(), 0);
+                if excepted(name) {
+                    prop_assert_eq!(verdict, Verdict::Allowed { inspect: None }, "{}", name);
+                } else if let Some(len) = apex(&block, name) {
+                    prop_assert!(
+                        matches!(verdict, Verdict::Blocked(hit) if hit.apex_len == Some(len)),
+                        "{}: {:?}", name, verdict
+                    );
+                } else {
+                    prop_assert_eq!(verdict, Verdict::Allowed { inspect: Some(0) }, "{}", name);
+                }
+            }
+            for chain in &chains {
+                let chain: Vec<&str> = chain.iter().map(|i| i.get(&names).as_str()).collect();
+                let hit = check_chain(&s, 0, chain.iter().map(|n| n.as_bytes()));
+                let want = chain.iter().find(|n| !excepted(n) && apex(&block, n).is_some());
+                match (hit, want) {
+                    (None, None) => {}
+                    (Some(hit), Some(name)) => {
+                        prop_assert_eq!(hit.apex_len, None, "chain hits carry no apex");
+                        // The hit's rule covers that first name (an earlier one would have been the hit).
+                        let rule = s.lists[hit.list].set.rule(hit.rule);
+                        let exact = rule.starts_with('|');
+                        let domain = rule.trim_start_matches('|').trim_end_matches('^').to_owned();
+                        prop_assert!(covers(&(domain, exact), name), "{:?}: {} by {}", chain, name, rule);
+                    }
+                    (hit, want) => {
+                        return Err(TestCaseError::fail(format!("{chain:?}: hit {hit:?}, expected one on {want:?}")));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -373,7 +373,7 @@ fn format_line(out: &mut Vec<u8>, s: &Snapshot, r: &HitRecord, hasher: &mut Clie
     let list = &s.lists[r.hit.list];
     let time = jiff::Timestamp::try_from(r.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     write!(out, "{{\"time\":\"{time:.3}\"")?;
-    let salt = s.config.log.salt.as_ref().map(|x| x.get_ref().as_str());
+    let salt = s.config.log.hash_salt();
     if let Some(field) = client_field(r.client, s.config.log.client_ip, salt, hasher) {
         write!(out, ",\"client\":\"{field}\"")?;
     }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mmsg;
 pub mod packet;
 pub mod policy;
+pub mod privilege;
 pub mod replay;
 pub mod report;
 pub mod server;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sinkhole::config::{ConfigError, HitsTarget};
 use sinkhole::hitlog::HitLog;
+use sinkhole::privilege::{self, Identity};
 use sinkhole::state::{ConfigSource, State};
 
 /// mimalloc rather than glibc's malloc: the forwarding path allocates and frees a dozen small
@@ -36,10 +37,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (the default). SIGHUP reloads config and lists; SIGTERM stops it cleanly.
+    ///
+    /// As root it refuses to start unless told what to do about it: --user NAME (bind as root,
+    /// then serve as NAME) or --allow-root. An unprivileged user that holds CAP_NET_BIND_SERVICE
+    /// (as deploy/sinkhole.service runs it) needs neither.
     Run {
         /// Config file (TOML). Without it, the embedded default config.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Once the sockets are bound, the metrics listener is up and the hit log is open, drop
+        /// root and run as this user (a name or a numeric id) for good. Reloads then read the
+        /// config and lists, and reopen the hit log, as this user.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// The group to run as with --user (a name or a numeric id); its only group. Default: the
+        /// user's primary group.
+        #[arg(long, value_name = "NAME", requires = "user")]
+        group: Option<String>,
+        /// Run as root anyway, without --user. Not recommended: everything the daemon parses
+        /// comes from the network.
+        #[arg(long, conflicts_with = "user")]
+        allow_root: bool,
     },
     /// Check a config and its lists without serving: prints a summary and warnings (exit 0), or
     /// `file:line:col: message` errors (exit 1).
@@ -74,8 +92,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Run { config: None }) {
-        Command::Run { config } => run(source(config)),
+    let default = Command::Run {
+        config: None,
+        user: None,
+        group: None,
+        allow_root: false,
+    };
+    let result = match cli.command.unwrap_or(default) {
+        Command::Run {
+            config,
+            user,
+            group,
+            allow_root,
+        } => run_as(user.as_deref(), group.as_deref(), allow_root).and_then(|identity| run(source(config), identity)),
         Command::Check { config } => check(source(config)),
         Command::Explain {
             config,
@@ -98,8 +127,23 @@ fn source(config: Option<PathBuf>) -> ConfigSource {
     config.map_or(ConfigSource::Embedded, ConfigSource::File)
 }
 
-fn run(source: ConfigSource) -> anyhow::Result<ExitCode> {
+/// Who `run` serves as: the identity to drop to once bound, or None to stay as started. Looked
+/// up before anything else, so that a misspelt name or a root start unasked fails at once.
+fn run_as(user: Option<&str>, group: Option<&str>, allow_root: bool) -> anyhow::Result<Option<Identity>> {
+    match user {
+        Some(user) => Ok(Some(Identity::lookup(user, group)?)),
+        None => {
+            privilege::refuse_root(privilege::effective_user(), allow_root)?;
+            Ok(None)
+        }
+    }
+}
+
+fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitCode> {
     init_tracing();
+    if identity.is_none() && privilege::effective_user().is_root() {
+        tracing::warn!("running as root (--allow-root): consider --user NAME, or CAP_NET_BIND_SERVICE");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sinkhole")
@@ -130,7 +174,17 @@ fn run(source: ConfigSource) -> anyhow::Result<ExitCode> {
         drop(first);
         let state = Arc::new(State::new(source).map_err(config_failed)?);
         let (hitlog, writer) = HitLog::start(hits, queue).context("cannot start the hit log")?;
-        sinkhole::server::serve(state, hitlog, writer).await?;
+        // Root is needed no longer once the DNS sockets are bound: the metrics listener is up
+        // and the hit log open already.
+        let drop_root = move || match identity {
+            Some(identity) => {
+                identity.assume().map_err(std::io::Error::other)?;
+                tracing::info!(user = %identity.user, group = %identity.group, "dropped root privileges");
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        sinkhole::server::serve(state, hitlog, writer, drop_root).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

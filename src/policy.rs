@@ -494,3 +494,165 @@ mod tests {
         assert_eq!(class("192.0.2.1"), (false, None));
     }
 }
+
+/// Properties of the client lookups on random prefix sets (proptest): the longest prefix wins, as a scan of the
+/// configured list finds it, and the flat table answers as the trie does, at every prefix edge and at random.
+#[cfg(test)]
+mod properties {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+
+    /// Prefixes drawn around a few base addresses (the base with one bit flipped or not, at any length), so that
+    /// they nest, touch and overlap as real client subnets do; random ones would almost never meet.
+    fn v4_prefixes() -> impl Strategy<Value = Vec<IpNet>> {
+        let picks = prop::collection::vec((any::<Index>(), 0u8..=32, prop::option::of(0u32..32)), 0..24);
+        (prop::collection::vec(any::<u32>(), 1..4), picks).prop_map(|(bases, picks)| {
+            picks
+                .into_iter()
+                .map(|(base, len, flip)| {
+                    let addr = *base.get(&bases) ^ flip.map_or(0, |bit| 1 << bit);
+                    IpNet::V4(Ipv4Net::new(Ipv4Addr::from(addr), len).expect("length <= 32").trunc())
+                })
+                .collect()
+        })
+    }
+
+    /// As [`v4_prefixes`]; `short` keeps every length at /64 or less, the case the flat table keys by the upper
+    /// 64 bits.
+    fn v6_prefixes() -> impl Strategy<Value = Vec<IpNet>> {
+        let picks = prop::collection::vec((any::<Index>(), 0u8..=128, prop::option::of(0u32..128)), 0..24);
+        (prop::collection::vec(any::<u128>(), 1..4), picks, any::<bool>()).prop_map(|(bases, picks, short)| {
+            picks
+                .into_iter()
+                .map(|(base, len, flip)| {
+                    let addr = *base.get(&bases) ^ flip.map_or(0, |bit| 1 << bit);
+                    let len = if short { len % 65 } else { len };
+                    IpNet::V6(Ipv6Net::new(Ipv6Addr::from(addr), len).expect("length <= 128").trunc())
+                })
+                .collect()
+        })
+    }
+
+    /// Both families, shuffled together in config order.
+    fn prefixes() -> impl Strategy<Value = Vec<IpNet>> {
+        (v4_prefixes(), v6_prefixes())
+            .prop_map(|(v4, v6)| v4.into_iter().chain(v6).collect::<Vec<_>>())
+            .prop_shuffle()
+    }
+
+    /// Every prefix's first and last address and their neighbours (wrapping round the space), the IPv4 ones
+    /// also as IPv4-mapped IPv6, and `random` addresses of both families.
+    fn probes(nets: &[IpNet], random: &[(u32, u128)]) -> Vec<IpAddr> {
+        let mut probes = Vec::new();
+        for net in nets {
+            match net {
+                IpNet::V4(n) => {
+                    let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+                    for x in [
+                        a.wrapping_sub(1),
+                        a,
+                        a.wrapping_add(1),
+                        b.wrapping_sub(1),
+                        b,
+                        b.wrapping_add(1),
+                    ] {
+                        probes.push(IpAddr::V4(x.into()));
+                        probes.push(IpAddr::V6(Ipv4Addr::from(x).to_ipv6_mapped()));
+                    }
+                }
+                IpNet::V6(n) => {
+                    let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
+                    for x in [
+                        a.wrapping_sub(1),
+                        a,
+                        a.wrapping_add(1),
+                        b.wrapping_sub(1),
+                        b,
+                        b.wrapping_add(1),
+                    ] {
+                        probes.push(IpAddr::V6(x.into()));
+                    }
+                }
+            }
+        }
+        for &(v4, v6) in random {
+            probes.push(IpAddr::V4(v4.into()));
+            probes.push(IpAddr::V6(v6.into()));
+        }
+        probes
+    }
+
+    /// The longest match the slow way: every configured prefix holding the address (IPv4-mapped as IPv4), the
+    /// longest; of equal prefixes, the first configured (as `PolicyTable::build` keeps it).
+    fn brute_force(nets: &[IpNet], ip: IpAddr) -> Option<(PolicyId, IpNet)> {
+        let ip = ip.to_canonical();
+        let mut best: Option<(PolicyId, IpNet)> = None;
+        for (id, net) in nets.iter().enumerate() {
+            if net.contains(&ip) && best.is_none_or(|(_, b)| net.prefix_len() > b.prefix_len()) {
+                best = Some((id, *net));
+            }
+        }
+        best
+    }
+
+    fn policy_table(nets: &[IpNet]) -> PolicyTable {
+        let mut policies = PolicyTable::default();
+        for (id, net) in nets.iter().enumerate() {
+            policies.by_prefix.insert_new(*net, id);
+        }
+        policies
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Prefixes of both families mapped to policies, in config order: for every address, at the edges of
+        /// every prefix and at random, the policy chosen (by the trie and by the flat client table the packet
+        /// path reads) is the one of the longest configured prefix holding it.
+        #[test]
+        fn the_longest_prefix_wins(nets in prefixes(), random in prop::collection::vec(any::<(u32, u128)>(), 16)) {
+            let policies = policy_table(&nets);
+            let mut everyone = PrefixTable::default();
+            everyone.insert_new("0.0.0.0/0".parse().expect("prefix"), ());
+            everyone.insert_new("::/0".parse().expect("prefix"), ());
+            let clients = ClientTable::build(&everyone, &policies);
+            for ip in probes(&nets, &random) {
+                let want = brute_force(&nets, ip);
+                prop_assert_eq!(policies.for_client(ip), want, "{}", ip);
+                prop_assert_eq!(clients.classify(ip).policy, want.map(|(id, _)| id), "{}", ip);
+            }
+        }
+
+        /// The flat tables against the tries they flatten: `PrefixRanges` against `PrefixTable`, and the union
+        /// `ClientTable` against the two lookups it replaces (allow list, policy prefixes), with allow prefixes
+        /// that are policy prefixes, nest in them, hold them, or lie elsewhere.
+        #[test]
+        fn the_flat_tables_answer_as_the_tries(
+            nets in prefixes(),
+            shared in prop::collection::vec(any::<Index>(), 0..8),
+            own in prefixes(),
+            random in prop::collection::vec(any::<(u32, u128)>(), 16),
+        ) {
+            let policies = policy_table(&nets);
+            let mut allow = PrefixTable::default();
+            let from_policies = shared.iter().filter(|_| !nets.is_empty()).map(|i| *i.get(&nets));
+            for net in from_policies.chain(own.iter().copied()) {
+                allow.insert_new(net, ());
+            }
+            let clients = ClientTable::build(&allow, &policies);
+            let ranges = PrefixRanges::build(&policies.by_prefix);
+            let all: Vec<IpNet> = nets.iter().chain(&own).copied().collect();
+            for ip in probes(&all, &random) {
+                let trie = policies.by_prefix.longest_match(ip).map(|(_, id)| *id);
+                prop_assert_eq!(ranges.get(ip), trie, "{}", ip);
+                let class = clients.classify(ip);
+                prop_assert_eq!(class.allowed, allow.contains(ip), "{}", ip);
+                prop_assert_eq!(class.policy, trie, "{}", ip);
+            }
+        }
+    }
+}

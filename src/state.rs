@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::cache::TtlLimits;
-use crate::config::{Config, ConfigError, Diagnostic, HitsTarget};
+use crate::config::{Config, ConfigError, Diagnostic, HitsTarget, Origin};
 use crate::engine;
 use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
 use crate::policy::{ClientTable, PolicyTable, PrefixTable};
@@ -202,6 +202,9 @@ pub enum ConfigSource {
     Embedded,
     /// A file.
     File(PathBuf),
+    /// Config text already loaded by the caller ([`State::from_config`]): a reload parses the
+    /// same text again and reads its lists again.
+    Text(Origin),
 }
 
 impl ConfigSource {
@@ -210,6 +213,7 @@ impl ConfigSource {
         match self {
             ConfigSource::Embedded => Config::embedded(),
             ConfigSource::File(path) => Config::load(path),
+            ConfigSource::Text(origin) => Config::parse(origin.clone()),
         }
     }
 }
@@ -224,6 +228,18 @@ impl State {
     /// Loads the config and builds the first snapshot.
     pub fn new(source: ConfigSource) -> Result<State, ConfigError> {
         let snapshot = build(source.load()?)?;
+        publish(&snapshot);
+        Ok(State {
+            source,
+            current: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
+    /// Builds the first snapshot from a config the caller loaded (a test's config text, a tool's
+    /// own config), without a file to read it from again: a reload parses the same text again.
+    pub fn from_config(config: Config) -> Result<State, ConfigError> {
+        let source = ConfigSource::Text(config.origin.clone());
+        let snapshot = build(config)?;
         publish(&snapshot);
         Ok(State {
             source,

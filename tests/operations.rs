@@ -474,15 +474,19 @@ fn help_documents_the_commands() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--client"));
 }
 
+/// The salt of [`hits_with_privacy`].
+const SALT: &str = "a secret of the admins, 32 bytes";
+
 /// A daemon whose hit log uses `client_ip = mode` (and a salt), and one blocked query from STAFF_IP.
 fn hits_with_privacy(mode: &str) -> serde_json::Value {
+    hits_with_log(TestDir::new(), &format!("client_ip = \"{mode}\"\nsalt = \"{SALT}\"\n"))
+}
+
+/// The first hit of a daemon whose `[log]` section also holds `log`, after one blocked query from STAFF_IP.
+fn hits_with_log(dir: TestDir, log: &str) -> serde_json::Value {
     let up = FakeUpstream::start();
-    let dir = TestDir::new();
     dir.write_file("tiktok.txt", "tiktok.com\n");
-    let config = config(&up).replace(
-        "[log]\n",
-        &format!("[log]\nclient_ip = \"{mode}\"\nsalt = \"a secret of the admins, 32 bytes\"\n"),
-    );
+    let config = config(&up).replace("[log]\n", &format!("[log]\n{log}"));
     let d = Daemon::start_in(dir, &config);
     assert_eq!(rcode(&d, "tiktok.com"), ResponseCode::NXDomain);
     wait_for_hits(d.dir().join("hits.jsonl"), 1, Duration::from_secs(5)).remove(0)
@@ -501,6 +505,15 @@ fn hit_log_client_privacy_modes() {
         "{token}"
     );
     assert_eq!(hits_with_privacy("hashed")["client"], token, "stable for a salt");
+    // The same salt from a file only its owner and group may read, named relative to the config.
+    let dir = TestDir::new();
+    let file = dir.write_file("salt", &format!("{SALT}\n"));
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o640)).expect("chmod");
+    let from_file = hits_with_log(dir, "client_ip = \"hashed\"\nsalt_file = \"salt\"\n");
+    assert_eq!(
+        from_file["client"], token,
+        "the same token from the same salt in a file"
+    );
 }
 
 #[test]

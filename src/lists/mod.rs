@@ -960,3 +960,157 @@ www.deep.example
         }
     }
 }
+
+/// Properties of the suffix match, on random rules and names (proptest): what the table tests above show for
+/// chosen names must hold for any.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Labels from a small alphabet, so that random rules and names share labels often: the interesting names are
+    /// a rule, under one, beside one, or a rule with text glued on, and with a large alphabet they would be rare.
+    const LABELS: &[&str] = &["a", "b", "ab", "ba", "a-b", "x_1", "a0"];
+
+    /// 1 to `max` labels: a name as a list of labels, most specific first.
+    fn labels(max: usize) -> impl Strategy<Value = Vec<&'static str>> {
+        prop::collection::vec(prop::sample::select(LABELS), 1..=max)
+    }
+
+    /// One suffix rule as an operator may write it (plain, adblock, `*.`, hosts; any case) for `domain`.
+    fn written_as(domain: &str, format: u8, upper: bool) -> String {
+        let domain = if upper {
+            domain.to_ascii_uppercase()
+        } else {
+            domain.to_owned()
+        };
+        match format % 4 {
+            0 => domain,
+            1 => format!("||{domain}^"),
+            2 => format!("*.{domain}"),
+            _ => format!("0.0.0.0 {domain}"),
+        }
+    }
+
+    /// A random rule set: (domain labels, exact?, line format, uppercase?) per rule.
+    type Rules = Vec<(Vec<&'static str>, bool, u8, bool)>;
+
+    fn rules() -> impl Strategy<Value = Rules> {
+        prop::collection::vec(
+            (labels(3), prop::bool::weighted(0.2), any::<u8>(), any::<bool>()),
+            1..12,
+        )
+    }
+
+    fn build(rules: &Rules) -> DomainSet {
+        let mut text = String::new();
+        for (domain, exact, format, upper) in rules {
+            let domain = domain.join(".");
+            let line = if *exact {
+                format!("|{domain}^")
+            } else {
+                written_as(&domain, *format, *upper)
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let mut builder = DomainSetBuilder::new();
+        let bad = builder.add_text("property", &text);
+        assert!(bad.is_empty(), "{bad:?}");
+        builder.build()
+    }
+
+    /// The answer worked out the slow way: the longest label-boundary suffix of `name` that a suffix rule names,
+    /// or the whole name if an exact rule names it; as the apex length [`DomainSet::lookup`] reports.
+    fn brute_force(rules: &Rules, name: &str) -> Option<u8> {
+        let covers = |suffix: &str, whole: bool| {
+            rules
+                .iter()
+                .any(|(domain, exact, _, _)| domain.join(".") == suffix && (whole || !exact))
+        };
+        let starts = std::iter::once(0).chain(name.match_indices('.').map(|(i, _)| i + 1));
+        starts
+            .filter(|&start| covers(&name[start..], start == 0))
+            .map(|start| u8::try_from(name.len() - start).expect("test names are short"))
+            .next()
+    }
+
+    /// Names near `rule`: the rule with one label changed (a sibling), its parent, the rule with text glued to its
+    /// first label (`xa.b` beside `a.b`: not a label boundary), and the rule with a label after it (`a.b.x`).
+    fn neighbours(rule: &[&str], other: &str) -> Vec<String> {
+        let mut near = Vec::new();
+        if rule[0] != other {
+            let mut sibling = rule.to_vec();
+            sibling[0] = other;
+            near.push(sibling.join("."));
+        }
+        if rule.len() > 1 {
+            near.push(rule[1..].join("."));
+        }
+        near.push(format!("x{}", rule.join(".")));
+        near.push(format!("{}.x", rule.join(".")));
+        near
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// One rule: every name under it is blocked, with the rule's domain as the apex; no sibling, parent,
+        /// name that merely ends in the same text, or name that has the rule as a prefix, is.
+        #[test]
+        fn a_rule_blocks_every_subdomain_and_no_sibling(
+            rule in labels(3),
+            format in any::<u8>(),
+            upper in any::<bool>(),
+            below in prop::collection::vec(labels(4), 1..8),
+            other in prop::sample::select(LABELS),
+        ) {
+            let domain = rule.join(".");
+            let mut builder = DomainSetBuilder::new();
+            prop_assert!(builder.add_text("property", &written_as(&domain, format, upper)).is_empty());
+            let set = builder.build();
+            let apex = u8::try_from(domain.len()).ok();
+            prop_assert_eq!(set.lookup(domain.as_bytes()).map(|m| m.apex_len), Some(apex));
+            for prefix in &below {
+                let name = format!("{}.{domain}", prefix.join("."));
+                prop_assert_eq!(set.lookup(name.as_bytes()).map(|m| m.apex_len), Some(apex), "{}", name);
+            }
+            for name in neighbours(&rule, other) {
+                prop_assert_eq!(set.lookup(name.as_bytes()), None, "{}", name);
+            }
+        }
+
+        /// Many rules, suffix and exact: a name is matched exactly when some rule covers it, and the match is the
+        /// most specific covering rule. Names are drawn under, beside and around the rules, and at random.
+        #[test]
+        fn lookup_is_the_most_specific_covering_rule(
+            rules in rules(),
+            prefixes in prop::collection::vec(labels(3), 1..6),
+            other in prop::sample::select(LABELS),
+            random in prop::collection::vec(labels(5), 1..10),
+        ) {
+            let set = build(&rules);
+            let mut names: Vec<String> = random.iter().map(|n| n.join(".")).collect();
+            for ((rule, _, _, _), prefix) in rules.iter().zip(prefixes.iter().cycle()) {
+                names.push(rule.join("."));
+                names.push(format!("{}.{}", prefix.join("."), rule.join(".")));
+                names.extend(neighbours(rule, other));
+            }
+            for name in &names {
+                let got = set.lookup(name.as_bytes()).map(|m| m.apex_len);
+                let want = brute_force(&rules, name).map(Some);
+                prop_assert_eq!(got, want, "{}", name);
+                // Whatever matched names a rule that really covers the name.
+                if let Some(m) = set.lookup(name.as_bytes()) {
+                    let text = set.rule(m.rule);
+                    let domain = text.trim_start_matches('|').trim_end_matches('^');
+                    prop_assert!(
+                        name == domain || (!text.starts_with('|') && name.ends_with(&format!(".{domain}"))),
+                        "{} matched by {}", name, text
+                    );
+                }
+            }
+        }
+    }
+}

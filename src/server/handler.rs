@@ -562,3 +562,6 @@ impl Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -28,7 +28,16 @@ use crate::upstream::Sockets;
 
 /// Runs the daemon until SIGTERM or SIGINT. Listener settings are read from the state's
 /// current snapshot; they take effect at start only.
-pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> io::Result<()> {
+///
+/// `bound` runs once, when every UDP and TCP socket is bound and before any query is read: where
+/// `sinkhole run --user` gives up root (`privilege::Identity::assume`). An error from it stops
+/// the start.
+pub async fn serve(
+    state: Arc<State>,
+    hitlog: HitLog,
+    writer: HitLogWriter,
+    bound: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     let snapshot = state.load_full();
     let config = &snapshot.config;
     let listen: Vec<_> = config.server.listen.iter().map(|l| *l.get_ref()).collect();
@@ -43,21 +52,19 @@ pub async fn serve(state: Arc<State>, hitlog: HitLog, writer: HitLogWriter) -> i
     let handler = Arc::new(Handler::new(Arc::clone(&state), Arc::clone(&cache), hitlog.clone()));
     let (stop, stopped) = watch::channel(false);
 
-    let udp = UdpWorkers::start(
-        &listen,
-        threads,
-        config.server.max_inflight,
-        Arc::clone(&handler),
-        stopped,
-    )?;
-    // Every UDP worker has a set of upstream sockets, and the TCP side one more.
+    // Every UDP worker has a set of upstream sockets, and the TCP side one more. The descriptor
+    // limit is raised before anything is bound.
     let owners = listen.len() * threads + 1;
     let tcp_limits = tcp_limits(
         &config.server,
         owners * snapshot.upstream.servers().len() + listen.len() * threads,
     );
+    let udp_sockets = UdpWorkers::bind(&listen, threads)?;
+    let tcp_listeners = TcpServer::bind(&listen)?;
+    bound()?;
+    let udp = UdpWorkers::start(udp_sockets, config.server.max_inflight, Arc::clone(&handler), stopped)?;
     let tcp_upstream = Arc::new(Sockets::new(owners));
-    let tcp = TcpServer::start(&listen, tcp_limits, Arc::clone(&handler), tcp_upstream)?;
+    let tcp = TcpServer::start(tcp_listeners, tcp_limits, Arc::clone(&handler), tcp_upstream);
     let listening = listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     tracing::info!(
         listen = %listening,

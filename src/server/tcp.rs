@@ -70,15 +70,28 @@ pub struct TcpServer {
     stop: watch::Sender<bool>,
 }
 
+/// The TCP listeners, bound and listening but not yet accepting: what [`TcpServer::start`] serves.
+pub struct BoundTcp(Vec<TcpListener>);
+
 impl TcpServer {
-    /// Binds every address and starts serving. `upstream` is the set of upstream sockets its
+    /// Binds every address, before anything is served: privileges can be dropped in between.
+    pub fn bind(addrs: &[SocketAddr]) -> io::Result<BoundTcp> {
+        let mut listeners = Vec::new();
+        for addr in addrs {
+            let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
+            listeners.push(listener);
+        }
+        Ok(BoundTcp(listeners))
+    }
+
+    /// Starts serving the bound listeners. `upstream` is the set of upstream sockets its
     /// forwarded queries use.
     pub fn start(
-        addrs: &[SocketAddr],
+        BoundTcp(listeners): BoundTcp,
         limits: TcpLimits,
         handler: Arc<Handler>,
         upstream: Arc<Sockets>,
-    ) -> io::Result<TcpServer> {
+    ) -> TcpServer {
         let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             handler,
@@ -89,16 +102,11 @@ impl TcpServer {
             buffer: Arc::new(Semaphore::new(limits.buffer_bytes.div_ceil(1024))),
             metrics: TcpMetrics::new(),
         });
-        let mut loops = Vec::new();
-        for addr in addrs {
-            let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
-            loops.push(tokio::spawn(accept_loop(
-                listener,
-                Arc::clone(&shared),
-                stopped.clone(),
-            )));
-        }
-        Ok(TcpServer { loops, stop })
+        let loops = listeners
+            .into_iter()
+            .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped.clone())))
+            .collect();
+        TcpServer { loops, stop }
     }
 
     /// Stops accepting, lets the connections finish the queries in flight (for a few seconds at

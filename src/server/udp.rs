@@ -48,22 +48,29 @@ pub struct UdpWorkers {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// The UDP sockets of all listeners, bound and not yet read: what [`UdpWorkers::start`] serves.
+pub struct BoundUdp(Vec<(SocketAddr, std::net::UdpSocket)>);
+
 impl UdpWorkers {
-    /// Binds `threads` sockets to each address (all bound before any thread starts, so a bad
-    /// address fails the start) and starts a worker on each.
-    pub fn start(
-        addrs: &[SocketAddr],
-        threads: usize,
-        max_inflight: usize,
-        handler: Arc<Handler>,
-        shutdown: watch::Receiver<bool>,
-    ) -> io::Result<UdpWorkers> {
+    /// Binds `threads` sockets to each address, all before any worker starts: a bad address
+    /// fails the start, and privileges can be dropped between binding and serving.
+    pub fn bind(addrs: &[SocketAddr], threads: usize) -> io::Result<BoundUdp> {
         let mut sockets = Vec::new();
         for addr in addrs {
             for _ in 0..threads {
                 sockets.push((*addr, bind(*addr)?));
             }
         }
+        Ok(BoundUdp(sockets))
+    }
+
+    /// Starts a worker on each of the bound sockets.
+    pub fn start(
+        BoundUdp(sockets): BoundUdp,
+        max_inflight: usize,
+        handler: Arc<Handler>,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<UdpWorkers> {
         let mut workers = UdpWorkers { threads: Vec::new() };
         let count = sockets.len();
         for (i, (addr, socket)) in sockets.into_iter().enumerate() {

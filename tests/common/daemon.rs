@@ -94,9 +94,21 @@ pub struct Daemon {
     listen: Option<SocketAddr>,
     /// The value `{metrics}` was replaced with, if the config had one.
     metrics: Option<SocketAddr>,
+    /// What `sinkhole run -c FILE` is given after the file: [`harness_run_args`] unless the test chose.
+    run_args: Vec<String>,
     /// Holds config, lists, hit log and the captured stdout/stderr. Declared last: dropped after the child is
     /// killed, so the daemon never sees its files vanish.
     dir: TestDir,
+}
+
+/// The options the harness gives `sinkhole run`: `--allow-root` when the tests run as root (CI does), since the
+/// daemon refuses to run as root unasked; nothing otherwise.
+pub fn harness_run_args() -> Vec<String> {
+    if nix::unistd::geteuid().is_root() {
+        vec!["--allow-root".to_string()]
+    } else {
+        Vec::new()
+    }
 }
 
 impl Daemon {
@@ -115,6 +127,13 @@ impl Daemon {
     /// Like [`Daemon::start`], in a dir the test made and filled first (e.g. with the list files the config names,
     /// which must exist when the daemon starts).
     pub fn start_in(dir: TestDir, config_toml: &str) -> Daemon {
+        Self::start_with(dir, config_toml, &harness_run_args(), None)
+    }
+
+    /// Like [`Daemon::start_in`], for tests of `sinkhole run`'s own options: `run_args` go after `run -c FILE` in
+    /// place of [`harness_run_args`], and `port`, if given, is the port of `{listen}` (e.g. a privileged one)
+    /// rather than a free one the harness picks (a taken port then fails the start: there is no retry).
+    pub fn start_with(dir: TestDir, config_toml: &str, run_args: &[String], port: Option<u16>) -> Daemon {
         assert!(
             config_toml.contains("{listen}") || config_toml.contains("{port}"),
             "Daemon::start: the config must listen on \"{{listen}}\" (or on \"0.0.0.0:{{port}}\") so the harness \
@@ -124,10 +143,12 @@ impl Daemon {
             child: None,
             listen: None,
             metrics: None,
+            run_args: run_args.to_vec(),
             dir,
         };
         for attempt in 1..=START_ATTEMPTS {
-            daemon.listen = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()));
+            let listen_port = port.unwrap_or_else(free_port);
+            daemon.listen = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen_port));
             daemon.metrics = config_toml
                 .contains("{metrics}")
                 .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()));
@@ -140,7 +161,7 @@ impl Daemon {
             daemon.kill();
             let stderr = daemon.stderr();
             let port_taken = stderr.contains("in use") || stderr.contains("os error 98");
-            if !(port_taken && attempt < START_ATTEMPTS) {
+            if !(port_taken && port.is_none() && attempt < START_ATTEMPTS) {
                 panic!(
                     "sinkhole did not start ({why}); config:\n{config}\n--- stderr ---\n{stderr}\n--- stdout ---\n{}",
                     daemon.stdout()
@@ -278,6 +299,7 @@ impl Daemon {
             .arg("run")
             .arg("-c")
             .arg(&config)
+            .args(&self.run_args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(stdout)

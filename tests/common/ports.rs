@@ -36,3 +36,23 @@ pub fn free_port() -> u16 {
     let (udp, _tcp) = bind_udp_tcp();
     udp.local_addr().expect("local_addr of a bound socket").port()
 }
+
+/// A privileged loopback port (below 1024) free for UDP and TCP both, for a daemon that binds it as root and then
+/// drops to another user. Needs root (or CAP_NET_BIND_SERVICE); panics without.
+pub fn free_privileged_port() -> u16 {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    // High in the range, away from the well-known services a test machine may run.
+    for port in (900..1024).rev() {
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, port));
+        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port));
+        if udp.is_ok() && tcp.is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no privileged port between 900 and 1023 free for both UDP and TCP on 127.0.0.1 (are the tests root?)");
+}
