@@ -266,6 +266,23 @@ pub fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
     }
 }
 
+/// Writes an empty answer with TC set (and the client's OPT echoed): what a rate-limited UDP
+/// client gets now and then instead of silence, so that a real one retries over TCP.
+pub fn write_truncated(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
+    write_header(
+        packet,
+        query,
+        rcode::NOERROR,
+        [1, 0, 0, u16::from(query.edns.is_some())],
+        out,
+    );
+    let flags = crate::wire::flags(out) | flag::TC;
+    crate::wire::set_flags(out, flags);
+    if let Some(edns) = query.edns {
+        push_opt_record(out, None, edns.dnssec_ok);
+    }
+}
+
 /// TTL of the HINFO record that answers ANY: RFC 8482 4.2 leaves it to us; an hour spares
 /// caches the question without hiding anything, since no record is withheld for long by it.
 const ANY_TTL: u32 = 3600;

@@ -114,6 +114,9 @@ pub struct Config {
     /// The hit log.
     #[serde(default)]
     pub log: LogConfig,
+    /// Rate limits on UDP queries.
+    #[serde(default)]
+    pub ratelimit: RateLimitConfig,
     /// Where this config came from (not a key).
     #[serde(skip_deserializing, default = "Origin::embedded")]
     pub origin: Origin,
@@ -565,6 +568,76 @@ impl<'de> Deserialize<'de> for HitsTarget {
     }
 }
 
+/// `[ratelimit]`: token buckets on UDP queries (see `ratelimit`). Over a limit a query is
+/// dropped, but every `slip`-th gets an empty truncated answer, so that a real client retries
+/// over TCP (not limited here) and a spoofed one reflects nothing worth having.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// UDP queries per second one client may send: each IPv4 address, each IPv6 /64. 0 turns
+    /// the limit off. Default 1000: far above what one device asks, low enough that one flooding
+    /// device cannot take the resolver's time from the others.
+    #[serde(default = "default_client_qps")]
+    pub qps: u32,
+    /// Queries a client may send at once above its rate. Default: twice `qps`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The same question (name and type) per second from one client network (/24, /56):
+    /// response rate limiting against reflection, where a spoofed source asks one question
+    /// that draws a large answer at its victim. 0 (the default) turns it off; 10 to 50 is usual.
+    #[serde(default)]
+    pub identical_qps: u32,
+    /// Identical questions at once above that rate. Default: twice `identical_qps`.
+    #[serde(default)]
+    pub identical_burst: Option<u32>,
+    /// Every `slip`-th query over a limit gets an empty answer with TC set (the client retries
+    /// over TCP), the rest are dropped. 0 drops all, 1 truncates all. Default 2.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// Client prefixes never limited: the NAT address of a VLAN, whose one address is a whole
+    /// office. Default: the host itself (`127.0.0.0/8`, `::1`).
+    #[serde(default = "default_exempt")]
+    pub exempt: Vec<IpNet>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            qps: default_client_qps(),
+            burst: None,
+            identical_qps: 0,
+            identical_burst: None,
+            slip: default_slip(),
+            exempt: default_exempt(),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The client burst, its default applied.
+    pub fn client_burst(&self) -> u32 {
+        self.burst.unwrap_or(self.qps.saturating_mul(2))
+    }
+
+    /// The identical-question burst, its default applied.
+    pub fn identical_burst(&self) -> u32 {
+        self.identical_burst.unwrap_or(self.identical_qps.saturating_mul(2))
+    }
+}
+
+fn default_client_qps() -> u32 {
+    1000
+}
+fn default_slip() -> u32 {
+    2
+}
+fn default_exempt() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// `[log]`: the hit log (one JSON line per blocked or audited query). Allowed queries are never
 /// logged.
 #[derive(Debug, Deserialize)]
@@ -793,6 +866,20 @@ impl Config {
                 self.upstream.max_inflight.span(),
                 "upstream.max_inflight must be between 1 and 1000000",
             ));
+        }
+        let rl = &self.ratelimit;
+        for (key, value) in [
+            ("qps", rl.qps),
+            ("burst", rl.client_burst()),
+            ("identical_qps", rl.identical_qps),
+            ("identical_burst", rl.identical_burst()),
+        ] {
+            if value > 1_000_000 {
+                errors.push(o.error(0..0, format!("ratelimit.{key} is at most 1000000")));
+            }
+        }
+        if (rl.qps > 0 && rl.client_burst() == 0) || (rl.identical_qps > 0 && rl.identical_burst() == 0) {
+            errors.push(o.error(0..0, "a ratelimit burst must be at least 1 where its rate is set"));
         }
         if self.cache.max_bytes.get_ref().0 < 1 << 20 {
             errors.push(o.error(self.cache.max_bytes.span(), "cache.max_bytes must be at least 1 MiB"));

@@ -17,6 +17,7 @@ pub mod mmsg;
 pub mod packet;
 pub mod policy;
 pub mod privilege;
+pub mod ratelimit;
 pub mod replay;
 pub mod report;
 pub mod server;

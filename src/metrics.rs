@@ -43,6 +43,9 @@ pub const LAST_RELOAD_OK: &str = "sinkhole_last_reload_success";
 pub const HITLOG_DROPPED: &str = "sinkhole_hitlog_dropped_total";
 /// Packets dropped without an answer, by `protocol` and `reason` (short, response, unanswerable).
 pub const DROPPED: &str = "sinkhole_dropped_packets_total";
+/// UDP queries over a rate limit, by `limit` (client, identical) and `action` (dropped,
+/// truncated: an empty answer with TC sent instead).
+pub const RATELIMITED: &str = "sinkhole_ratelimited_total";
 /// TCP connections open now.
 pub const TCP_CONNECTIONS: &str = "sinkhole_tcp_connections";
 /// TCP connections closed at accept, by `reason` (not_allowed: outside `server.allow`; limit:
@@ -163,6 +166,11 @@ pub fn describe() {
         DROPPED,
         Unit::Count,
         "Packets dropped without an answer, by protocol and reason."
+    );
+    describe_counter!(
+        RATELIMITED,
+        Unit::Count,
+        "UDP queries over a rate limit, by limit and action."
     );
     describe_gauge!(TCP_CONNECTIONS, Unit::Count, "TCP connections open.");
     describe_counter!(

@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigError, Diagnostic, HitsTarget, Origin};
 use crate::engine;
 use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
 use crate::policy::{ClientTable, PolicyTable, PrefixTable};
+use crate::ratelimit::RateLimits;
 use crate::upstream::{PoolSettings, UpstreamPool};
 
 /// One compiled list.
@@ -48,6 +49,8 @@ pub struct Snapshot {
     pub upstream: Arc<UpstreamPool>,
     /// Cache lifetime limits.
     pub ttl_limits: TtlLimits,
+    /// Rate limits on UDP queries.
+    pub ratelimit: RateLimits,
     /// Non-fatal problems (duplicate prefixes, windows over, bad list lines), for the logs.
     pub warnings: Vec<Diagnostic>,
 }
@@ -171,7 +174,21 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         servfail: config.cache.servfail_ttl,
         stale: config.cache.serve_stale,
     };
+    let rl = &config.ratelimit;
+    let mut exempt = PrefixTable::default();
+    for net in &rl.exempt {
+        exempt.insert_new(*net, ());
+    }
+    let ratelimit = RateLimits {
+        qps: rl.qps,
+        burst: rl.client_burst(),
+        identical_qps: rl.identical_qps,
+        identical_burst: rl.identical_burst(),
+        slip: rl.slip,
+        exempt,
+    };
     Ok(Snapshot {
+        ratelimit,
         clients: ClientTable::build(&acl, &policies),
         acl,
         lists,

@@ -106,6 +106,10 @@ answer = "nxdomain"
 
 [log]
 hits = "off"
+
+# The limiter runs for every query, with a rate this test does not reach: its path is measured too.
+[ratelimit]
+qps = 500000
 "#;
 
 /// A file in the temp dir that is removed when dropped; named per process and test so parallel runs do not meet.

@@ -17,6 +17,7 @@ use crate::hitlog::{HitLog, HitRecord, HitSender};
 use crate::metrics::{self as names, Outcome};
 use crate::packet::{self, ParseError, QName, Query};
 use crate::policy::{ListId, PolicyId};
+use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::{Snapshot, State};
 use crate::upstream::{ForwardError, Transport};
 use crate::wire::{rcode, rtype};
@@ -152,6 +153,9 @@ struct Tally {
     blocks: BlockTally,
     /// The worker's own hit log queue; None: the shared one.
     hits: Option<HitSender>,
+    /// Queries over a rate limit so far: every `slip`-th gets a truncated answer. Kept across
+    /// flushes.
+    over_limit: u32,
 }
 
 /// The plain counts of a [`Tally`], zeroed as a whole at each flush.
@@ -161,6 +165,8 @@ struct Counts {
     dropped: [u64; 2],
     cache_hits: u64,
     cache_misses: u64,
+    /// Queries over a rate limit: [client, identical] x [dropped, truncated].
+    limited: [[u64; 2]; 2],
 }
 
 impl Tally {
@@ -232,6 +238,8 @@ struct Counters {
     dropped: [metrics::Counter; 2],
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
+    /// `sinkhole_ratelimited_total`, as [`Counts::limited`].
+    limited: [[metrics::Counter; 2]; 2],
 }
 
 /// The pipeline, shared by all workers of all transports.
@@ -240,6 +248,8 @@ pub struct Handler {
     cache: Arc<PacketCache>,
     hitlog: HitLog,
     counters: Counters,
+    /// The rate limit buckets of every client.
+    limiter: RateLimiter,
 }
 
 impl Handler {
@@ -259,7 +269,12 @@ impl Handler {
                 dropped: [dropped(Protocol::Udp), dropped(Protocol::Tcp)],
                 cache_hits: metrics::counter!(names::CACHE_HITS),
                 cache_misses: metrics::counter!(names::CACHE_MISSES),
+                limited: ["client", "identical"].map(|limit| {
+                    ["dropped", "truncated"]
+                        .map(|action| metrics::counter!(names::RATELIMITED, "limit" => limit, "action" => action))
+                }),
             },
+            limiter: RateLimiter::new(),
         }
     }
 
@@ -302,6 +317,13 @@ impl Handler {
         if counts.cache_misses > 0 {
             c.cache_misses.increment(counts.cache_misses);
         }
+        for (counters, counts) in c.limited.iter().zip(&counts.limited) {
+            for (counter, &n) in counters.iter().zip(counts) {
+                if n > 0 {
+                    counter.increment(n);
+                }
+            }
+        }
         tally.blocks.flush();
     }
 
@@ -329,7 +351,16 @@ impl Handler {
         worker: &mut Worker,
     ) -> Step {
         let Worker { tally, front } = worker;
-        let query = match packet::parse(packet) {
+        let snapshot = self.state.load();
+        let parsed = packet::parse(packet);
+        if protocol == Protocol::Udp {
+            let question = parsed.as_ref().ok().map(|q| (q.name.as_bytes(), q.qtype));
+            let limit = self.limiter.check(client, question, now.instant, &snapshot.ratelimit);
+            if limit != Limit::Pass {
+                return self.over_limit(limit, packet, parsed.ok().as_ref(), snapshot.ratelimit.slip, out, tally);
+            }
+        }
+        let query = match parsed {
             Ok(query) => query,
             Err(e) if !e.answerable() => {
                 tally.counts.dropped[protocol.index()] += 1;
@@ -345,7 +376,6 @@ impl Handler {
                 return Step::Reply;
             }
         };
-        let snapshot = self.state.load();
         let q = QueryCtx {
             now,
             snapshot: &snapshot,
@@ -415,6 +445,31 @@ impl Handler {
             inspect,
             audited,
         }))
+    }
+
+    /// What a UDP query over a rate limit gets: every `slip`-th an empty truncated answer (a
+    /// real client retries over TCP), the rest nothing. Counted by limit and action.
+    fn over_limit(
+        &self,
+        limit: Limit,
+        packet: &[u8],
+        query: Option<&Query>,
+        slip: u32,
+        out: &mut Vec<u8>,
+        tally: &mut Tally,
+    ) -> Step {
+        let counts = &mut tally.counts.limited[usize::from(limit == Limit::Identical)];
+        tally.over_limit = tally.over_limit.wrapping_add(1);
+        if let Some(query) = query
+            && slip > 0
+            && tally.over_limit.is_multiple_of(slip)
+        {
+            answer::write_truncated(packet, query, out);
+            counts[1] += 1;
+            return Step::Reply;
+        }
+        counts[0] += 1;
+        Step::Drop
     }
 
     /// Forwards a cache miss over `transport` (the worker's UDP sockets for a UDP client, TCP
