@@ -169,6 +169,48 @@ fn any_is_answered_minimally_and_not_forwarded() {
 }
 
 #[test]
+fn identical_queries_in_flight_go_upstream_once() {
+    // Found from outside: 50 clients asking one name made 50 upstream queries, so a spoofer had
+    // 50 ids and ports to hit at once.
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 5000));
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            let server = d.addr();
+            std::thread::spawn(move || {
+                let src: IpAddr = format!("127.30.0.{}", i + 1).parse().expect("address");
+                let query = new_query("slow.example", RecordType::A, false, false);
+                exchange_udp(server, src, &query, Duration::from_secs(6)).map(|answer| addresses(&answer))
+            })
+        })
+        .collect();
+    for client in clients {
+        let answer = client.join().expect("client thread").expect("an answer");
+        assert_eq!(answer, vec!["192.0.2.1"]);
+    }
+    assert_eq!(up.count("slow.example"), 1, "one upstream query for 50 clients");
+}
+
+#[test]
+fn when_every_upstream_fails_an_expired_answer_is_served_stale() {
+    let up = FakeUpstream::start();
+    // max_ttl = 1: answers expire after a second; serve_stale keeps them for a day.
+    let d = Daemon::start(&config(&[up.addr()], 500).replace("[lists.tiktok]", "[cache]\nmax_ttl = 1\n[lists.tiktok]"));
+    let fresh = query_udp(d.addr(), ip(NOBODY), "www.example.org", RecordType::A, true).expect("answer");
+    assert_eq!(addresses(&fresh), vec!["192.0.2.1"]);
+    drop(up);
+    std::thread::sleep(Duration::from_millis(1100));
+    let stale = query_udp(d.addr(), ip(NOBODY), "www.example.org", RecordType::A, true).expect("answer");
+    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&stale), vec!["192.0.2.1"]);
+    assert_eq!(answer_ttls(&stale), vec![30], "RFC 8767: stale answers live 30 s");
+    assert_eq!(ede(&stale).map(|e| e.0), Some(3), "EDE 3, Stale Answer");
+    // A name never answered is a SERVFAIL still.
+    let never = query_udp(d.addr(), ip(NOBODY), "never.example", RecordType::A, true).expect("answer");
+    assert_eq!(never.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
 fn upstream_timeout_gives_servfail_in_time() {
     let up = FakeUpstream::start();
     let d = Daemon::start(&config(&[up.addr()], 500));
