@@ -74,7 +74,8 @@ impl ErrorKind {
 
 /// How many answers in a row must come back in another case than asked before the 0x20 check
 /// is turned off for a server: a server that lowercases every question does so from its first
-/// answer, while a spoofer would have to guess the id and port of that many queries in a row.
+/// answer (the pool asks again at once, so its first query learns it), while a spoofer would
+/// have to guess the id and port of that many queries in a row, with no true answer between.
 const CASE_MISSES_TO_GIVE_UP: u32 = 3;
 
 /// Whether a server keeps the case of the question name, learnt from its answers (0x20, as in

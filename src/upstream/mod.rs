@@ -37,6 +37,10 @@ use exchange::QueryInfo;
 use health::{ErrorKind, Server, millis_since};
 pub use sockets::Sockets;
 
+/// Queries in random case one attempt sends at most before asking without it, whatever the
+/// server's case check says: one more than it takes to learn that a server does not keep case.
+const CASE_TRIES: u32 = 4;
+
 /// The least time one attempt gets, even when the remaining budget split over the servers left
 /// would be less: below this a real resolver cannot answer anyway.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
@@ -283,37 +287,32 @@ impl UpstreamPool {
                     .await;
             }
         };
-        let exact_case = self.settings.case_randomization && server.case.is_on();
-        if exact_case {
-            exchange::randomize_case(&mut outgoing[HEADER_LEN..HEADER_LEN + question_len]);
-        }
-        let sent = sockets
-            .udp(
-                server,
-                outgoing,
-                question_len,
-                exact_case,
-                limits,
-                max_inflight,
-                attempt.deadline,
-            )
-            .await;
-        let answer = match sent {
-            // Counted where it was seen; once more, without 0x20, within the same time.
-            Err(AttemptError::CaseMismatch) => {
-                sockets
-                    .udp(
-                        server,
-                        outgoing,
-                        question_len,
-                        false,
-                        limits,
-                        max_inflight,
-                        attempt.deadline,
-                    )
-                    .await?
+        // An answer in another case than sent is a spoofer's guess or a server that does not
+        // keep case: asked again (a new id, port and case) until the server is known for the
+        // latter, when it is asked without 0x20. A spoofer gains nothing by it: each retry needs
+        // a new guess of id, port and case.
+        let mut tries = 0;
+        let answer = loop {
+            tries += 1;
+            let exact_case = self.settings.case_randomization && server.case.is_on() && tries <= CASE_TRIES;
+            if exact_case {
+                exchange::randomize_case(&mut outgoing[HEADER_LEN..HEADER_LEN + question_len]);
             }
-            sent => sent?,
+            let sent = sockets
+                .udp(
+                    server,
+                    outgoing,
+                    question_len,
+                    exact_case,
+                    limits,
+                    max_inflight,
+                    attempt.deadline,
+                )
+                .await;
+            match sent {
+                Err(AttemptError::CaseMismatch) => continue,
+                sent => break sent?,
+            }
         };
         if !answer.is_truncated() {
             return Ok(answer);

@@ -9,7 +9,7 @@
 //! garbled datagram does not end a query the server is still answering. Over TCP, where no
 //! second answer comes, an answer that does not decode fails the query at once (it fails over).
 //! An answer in the wrong case ends the wait with [`AttemptError::CaseMismatch`]: the pool asks
-//! again without 0x20.
+//! again, in a new random case until it has learnt that the server does not keep case.
 //!
 //! The answer is analysed here, once, into the [`CachedResponse`] the cache keeps: the walk that
 //! checks it is the walk that learns its TTLs and CNAME chain.
@@ -137,8 +137,8 @@ impl Waiters {
         }
         let theirs = &message[HEADER_LEN..HEADER_LEN + waiter.question.len()];
         let (outcome, offer) = if waiter.exact_case && *theirs != *waiter.question {
-            // The caller asks again at once without 0x20: a server that does not keep case
-            // costs a round trip (until it is known), a spoofer a second guess of id and port.
+            // The caller asks again at once: a server that does not keep case costs a few round
+            // trips until it is known, a spoofer a new guess of id, port and case.
             (Err(AttemptError::CaseMismatch), Offer::CaseMismatch)
         } else {
             match CachedResponse::analyze(message.to_vec(), now, &waiter.limits) {
