@@ -285,7 +285,7 @@ fn attack(args: &Args, listen: SocketAddr, upstream: SocketAddrV4) -> Result<(),
                 let packet = forge(upstream, target, &payload);
                 let _ = raw.send_to(&packet, &SockAddr::from(target));
                 sent += 1;
-                if sent % ports.len() as u64 == 0 {
+                if sent.is_multiple_of(ports.len() as u64) {
                     id = id.wrapping_add(1);
                 }
             }
