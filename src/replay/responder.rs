@@ -7,6 +7,7 @@
 //! | anything else | A 192.0.2.1 / AAAA 2001:db8::1, TTL 300; other types NOERROR with no answer, SOA in authority |
 //! | `nx` | NXDOMAIN, SOA of the parent name in authority (TTL 60, MINIMUM 30) |
 //! | `cname` | CNAME `edge.tiktokcdn.com.` (TTL 300), then its A 192.0.2.7 / AAAA 2001:db8::7 |
+//! | `large` | A: [`LARGE_RECORDS`] A records 10.x.y.z (48 KB, for memory soaks); other types as anything else |
 //!
 //! The answer has the query's id, question and RD, with RA set. If the query has an OPT record the
 //! answer has one too (payload 1232, DO copied). Queries that do not parse are ignored.
@@ -41,6 +42,9 @@ pub const CNAME_TARGET: &str = "edge.tiktokcdn.com";
 pub const CNAME_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 /// Address of [`CNAME_TARGET`] for AAAA.
 pub const CNAME_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+/// A records in the answer to `large.*` A: 48 KB, near the largest UDP answer an upstream can send,
+/// to load the cache's byte bound.
+pub const LARGE_RECORDS: u16 = 3000;
 /// TTL of the SOA in negative answers.
 pub const SOA_TTL: u32 = 60;
 /// MINIMUM of that SOA (the negative-caching TTL, RFC 2308).
@@ -51,8 +55,8 @@ pub const MAX_TCP_CONNECTIONS: usize = 64;
 const BATCH: usize = 32;
 /// Largest query read; larger ones are cut and then do not parse.
 const QUERY_BUF: usize = 4096;
-/// Answers are always small: question plus two records.
-const ANSWER_BUF: usize = 1024;
+/// Room for any answer: the largest is `large.*`'s.
+const ANSWER_BUF: usize = 65_507;
 /// How often the serve loops look at their stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 /// An idle TCP connection is closed after this.
@@ -70,6 +74,7 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
     let name = q.name.as_bytes();
     let first = name.split(|&b| b == b'.').next().unwrap_or(b"");
     let (nx, cname) = (first == b"nx", first == b"cname");
+    let large = first == b"large" && q.qtype == rtype::A;
     let address = |v4, v6| match q.qtype {
         rtype::A => Some(IpAddr::V4(v4)),
         rtype::AAAA => Some(IpAddr::V6(v6)),
@@ -80,6 +85,8 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
     } else if cname {
         let target = address(CNAME_V4, CNAME_V6);
         (0, 1 + u16::from(target.is_some()), false)
+    } else if large {
+        (0, LARGE_RECORDS, false)
     } else {
         let a = address(DEFAULT_V4, DEFAULT_V6);
         (0, u16::from(a.is_some()), a.is_none())
@@ -100,6 +107,11 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(&rdata);
         if let Some(ip) = address(CNAME_V4, CNAME_V6) {
             push_address(out, 0xc000 | target_at as u16, ip);
+        }
+    } else if large {
+        for i in 0..LARGE_RECORDS {
+            let [high, low] = i.to_be_bytes();
+            push_address(out, owner, IpAddr::V4(Ipv4Addr::new(10, 0, high, low)));
         }
     } else if let Some(ip) = address(DEFAULT_V4, DEFAULT_V6).filter(|_| !nx) {
         push_address(out, owner, ip);
@@ -370,6 +382,18 @@ mod tests {
         assert_eq!(target.0.to_ascii(), format!("{CNAME_TARGET}."));
         assert_eq!(msg.answers[1].name.to_ascii(), format!("{CNAME_TARGET}."));
         assert_eq!(msg.answers[1].data, RData::A(CNAME_V4.into()));
+    }
+
+    #[test]
+    fn large_is_48_kb_of_a_records() {
+        let msg = ask("large.example.com", rtype::A, true);
+        assert_eq!(msg.answers.len(), usize::from(LARGE_RECORDS));
+        assert_eq!(msg.answers[2999].data, RData::A(Ipv4Addr::new(10, 0, 11, 183).into()));
+        let mut out = Vec::new();
+        let mut query = Vec::new();
+        encode_query("large.example.com", rtype::A, false, &mut query).expect("valid");
+        assert!(answer(&query, &mut out) && (48_000..ANSWER_BUF).contains(&out.len()));
+        assert_eq!(ask("large.example.com", rtype::AAAA, false).answers.len(), 1);
     }
 
     #[test]
