@@ -350,6 +350,44 @@ fn a_flapping_upstream_serves_stale_or_servfail_while_down_and_answers_as_soon_a
 }
 
 #[test]
+fn a_hit_log_on_a_full_disk_drops_and_counts_its_lines_while_queries_are_answered() {
+    // /dev/full takes the open and fails every write with ENOSPC.
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000, "[log]\nhits = \"/dev/full\"\n"));
+    for i in 0..20 {
+        let (blocked, _) = timed_query(&d, STAFF_IP, &format!("w{i}.tiktok.com"), RecordType::A);
+        assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain, "block {i}");
+        let (forwarded, _) = timed_query(&d, STAFF_IP, &format!("site{}.example", i % 5), RecordType::A);
+        assert_eq!(addresses(&forwarded), ["192.0.2.1"], "forward {i}");
+    }
+    let dropped = |p: &str| metric(p, "sinkhole_hitlog_dropped_total", &[]).unwrap_or(0.0);
+    let page = wait_for_metric(&d, "hit log lines dropped", 20.0, dropped);
+    assert_eq!(dropped(&page), 20.0, "one per blocked query");
+    assert_eq!(queries(&page, "blocked"), 20.0);
+    assert_eq!(
+        queries(&page, "forwarded") + queries(&page, "cached"),
+        21.0,
+        "with the probe"
+    );
+    assert_eq!(
+        d.stderr().matches("cannot write the hit log").count(),
+        1,
+        "logged once, not per line:\n{}",
+        d.stderr()
+    );
+    assert!(d.stderr().contains("No space left on device"), "{}", d.stderr());
+
+    // SIGHUP reopens the log (on the same full disk): still answering, still counting.
+    d.reload();
+    d.wait_for_stderr("reloaded", Duration::from_secs(5));
+    for i in 0..5 {
+        let (blocked, _) = timed_query(&d, STAFF_IP, "tiktok.com", RecordType::A);
+        assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain, "block {i}");
+    }
+    wait_for_metric(&d, "hit log lines dropped", 25.0, dropped);
+}
+
+#[test]
 fn a_reload_that_finds_its_list_or_config_unreadable_keeps_the_old_state() {
     // As root, chmod 000 does not stop a read: a directory where the file was does.
     let up = FakeUpstream::start();
