@@ -9,6 +9,8 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -435,4 +437,184 @@ fn a_reload_that_finds_its_list_or_config_unreadable_keeps_the_old_state() {
     assert_eq!(reloads(&page, "failed"), 2.0);
     assert_eq!(metric(&page, "sinkhole_last_reload_success", &[]), Some(1.0));
     assert_eq!(rcode("facebook.com"), ResponseCode::NXDomain, "the new list serves");
+}
+
+/// The reload storm's config: `tiktok.com` and one of `a.example`/`b.example` blocked for the
+/// staff clients, from `list` in the daemon's dir.
+fn storm_config(upstream: SocketAddr, list: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+metrics = "{{metrics}}"
+allow = ["127.0.0.0/8"]
+threads = 2
+[upstream]
+servers = ["{upstream}"]
+timeout_ms = 1500
+[lists.block]
+files = ["{{dir}}/{list}"]
+[[policy]]
+name = "staff"
+clients = ["127.10.0.0/16"]
+block = ["block"]
+[log]
+hits = "off"
+"#
+    )
+}
+
+/// What `sinkhole explain -c FILE --client STAFF_IP NAME` says the answer would be.
+fn explained(config: &std::path::Path, name: &str) -> Result<ResponseCode, String> {
+    let path = config.to_str().expect("utf-8 path");
+    let out = run_sinkhole(&["explain", "-c", path, "--client", STAFF_IP, name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    if text.contains("answer    NXDOMAIN") {
+        Ok(ResponseCode::NXDomain)
+    } else if text.contains("answer    forwarded") {
+        Ok(ResponseCode::NoError)
+    } else {
+        Err(format!("explain said neither block nor forward:\n{text}"))
+    }
+}
+
+#[test]
+fn fifty_reloads_under_fire_lose_no_query_and_each_good_one_applies_exactly() {
+    // Good configs alternate between blocking a.example and b.example (tiktok.com always);
+    // broken ones in between: a syntax error, an unknown key, a list file that is not there.
+    let up = FakeUpstream::start();
+    let dir = TestDir::new();
+    dir.write_file("list-a.txt", "tiktok.com\na.example\n");
+    dir.write_file("list-b.txt", "tiktok.com\nb.example\n");
+    let good_a = storm_config(up.addr(), "list-a.txt");
+    let good_b = storm_config(up.addr(), "list-b.txt");
+    let broken = [
+        ("a syntax error", good_a.replace("[[policy]]", "[[policy]")),
+        (
+            "an unknown key",
+            good_a.replace("[[policy]]\n", "[[policy]]\nnmae = \"typo\"\n"),
+        ),
+        ("a missing list file", storm_config(up.addr(), "missing.txt")),
+    ];
+    let d = Daemon::start_in(dir, &good_a);
+    let config_file = d.dir().join("sinkhole.toml");
+
+    // The client: blocked, allowed and cached names, one after another, UDP and now and then TCP.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (addr, stop, sent) = (d.addr(), Arc::clone(&stop), Arc::clone(&sent));
+        std::thread::spawn(move || {
+            let mut lost = Vec::new();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let (name, allowed) = match n % 5 {
+                    0 => ("tiktok.com".to_string(), &[ResponseCode::NXDomain][..]),
+                    1 => (
+                        "a.example".to_string(),
+                        &[ResponseCode::NXDomain, ResponseCode::NoError][..],
+                    ),
+                    2 => (
+                        "b.example".to_string(),
+                        &[ResponseCode::NXDomain, ResponseCode::NoError][..],
+                    ),
+                    3 => (format!("cached{}.example", n % 7), &[ResponseCode::NoError][..]),
+                    _ => (format!("fresh{n}.example"), &[ResponseCode::NoError][..]),
+                };
+                let answer = if n.is_multiple_of(11) {
+                    query_tcp(addr, ip(STAFF_IP), &name, RecordType::A, false)
+                } else {
+                    query_udp(addr, ip(STAFF_IP), &name, RecordType::A, false)
+                };
+                match answer {
+                    Ok(answer) if allowed.contains(&answer.metadata.response_code) => {}
+                    other => lost.push(format!("{name}: {:?}", other.map(|m| m.metadata.response_code))),
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            lost
+        })
+    };
+
+    let reloads =
+        |page: &str, result: &str| metric(page, "sinkhole_reloads_total", &[("result", result)]).unwrap_or(0.0);
+    let rcode = |name: &str| timed_query(&d, STAFF_IP, name, RecordType::A).0.metadata.response_code;
+    let (mut ok, mut failed) = (1.0, 0.0);
+    let mut blocking = "a.example";
+    for i in 0..50 {
+        let what = if i % 2 == 0 {
+            let (config, name) = if (i / 2) % 2 == 0 {
+                (&good_b, "b.example")
+            } else {
+                (&good_a, "a.example")
+            };
+            d.write_file("sinkhole.toml", config);
+            blocking = name;
+            ok += 1.0;
+            "a good config"
+        } else {
+            let (what, config) = &broken[(i / 2) % broken.len()];
+            d.write_file("sinkhole.toml", config);
+            failed += 1.0;
+            what
+        };
+        let sent_before = sent.load(Ordering::Relaxed);
+        d.reload();
+        let page = wait_for_metric(&d, "reloads", ok + failed, |p| reloads(p, "ok") + reloads(p, "failed"));
+        assert_eq!(
+            (
+                reloads(&page, "ok"),
+                reloads(&page, "failed"),
+                reloads(&page, "refused")
+            ),
+            (ok, failed, 0.0),
+            "reload {i} ({what})"
+        );
+        // The state is the last good config's, exactly; explain reads the same file the same way.
+        for name in ["a.example", "b.example"] {
+            let want = if name == blocking {
+                ResponseCode::NXDomain
+            } else {
+                ResponseCode::NoError
+            };
+            assert_eq!(rcode(name), want, "{name} after reload {i} ({what})");
+            if i % 2 == 0 {
+                assert_eq!(
+                    explained(&config_file, name),
+                    Ok(want),
+                    "explain {name} after reload {i}"
+                );
+            }
+        }
+        if i % 2 == 1 {
+            assert!(
+                explained(&config_file, "a.example").is_err(),
+                "explain refuses {what} as the daemon did"
+            );
+        }
+        // Queries flowed during this reload: the client is not starved.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sent.load(Ordering::Relaxed) < sent_before + 5 {
+            assert!(Instant::now() < deadline, "the client stalled at reload {i}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let lost = client.join().expect("client thread");
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        lost.is_empty(),
+        "{} of {sent} queries lost or wrong: {lost:#?}",
+        lost.len()
+    );
+    assert!(sent >= 250, "the client ran: {sent} queries");
+    let stderr = d.stderr();
+    assert_eq!(stderr.matches("reload failed").count(), 25, "every broken one reported");
+    assert_eq!(stderr.matches("reloaded").count(), 25, "every good one reported");
+    assert!(stderr.contains("unknown field `nmae`"), "{stderr}");
+    assert!(stderr.contains("missing.txt"), "{stderr}");
 }
