@@ -618,3 +618,75 @@ fn fifty_reloads_under_fire_lose_no_query_and_each_good_one_applies_exactly() {
     assert!(stderr.contains("unknown field `nmae`"), "{stderr}");
     assert!(stderr.contains("missing.txt"), "{stderr}");
 }
+
+#[test]
+fn a_sighup_the_moment_the_daemon_answers_reloads_it_rather_than_killing_it() {
+    // Found here: the SIGHUP handler was installed after the workers started answering, and in
+    // that window SIGHUP's default action ended the daemon (5 of 30 daemons signalled as soon as
+    // they answered a query; nearly every run of this test). A reload at start is what
+    // `systemctl reload` or logrotate does to a daemon just (re)started. The harness's probe is
+    // too slow to hit the window: this client asks in a tight loop.
+    let dir = TestDir::new();
+    for attempt in 0..10 {
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = dir.write_file(
+            "sinkhole.toml",
+            &format!(
+                "[server]\nlisten = [\"{listen}\"]\nmetrics = \"off\"\nthreads = 1\n[upstream]\nservers = \
+                 [\"127.0.0.1:9\"]\n[lists.tiktok]\ndomains = [\"tiktok.com\"]\n[[policy]]\nname = \"staff\"\n\
+                 clients = [\"127.0.0.0/8\"]\nblock = [\"tiktok\"]\n[log]\nhits = \"off\"\n"
+            ),
+        );
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+        let mut child = std::process::Command::new(SINKHOLE)
+            .arg("run")
+            .arg("-c")
+            .arg(&config)
+            .args(harness_run_args())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sinkhole");
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+        socket.connect(listen).expect("connect");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let probe = new_query("tiktok.com", RecordType::A, false, false)
+            .to_vec()
+            .expect("encode");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut buf = [0u8; 512];
+        loop {
+            // Errors (refused before the bind, nothing yet) only mean "not yet".
+            let _ = socket.send(&probe);
+            if socket.recv(&mut buf).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt}: the daemon never answered"
+            );
+            std::thread::yield_now();
+        }
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet: it cannot name another
+        // process, and it touches no memory.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(sent, 0, "attempt {attempt}: kill -HUP");
+        let log = dir.path().join("stderr.log");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let exited = loop {
+            let exited = child.try_wait().expect("try_wait");
+            let reloaded = std::fs::read_to_string(&log).is_ok_and(|text| text.contains("reloaded"));
+            if exited.is_some() || reloaded || Instant::now() > deadline {
+                break exited;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            exited.is_none() && text.contains("reloaded"),
+            "attempt {attempt}: SIGHUP did not reload the daemon (exit: {exited:?})\n{text}"
+        );
+    }
+}
