@@ -3,7 +3,9 @@
 //! The packet path hands a fixed-size [`HitRecord`] to a bounded queue and goes on; a writer
 //! thread, which wakes every 20 ms rather than per record, formats, applies the client-address
 //! privacy mode and writes the lines in batches. A full queue drops the record and counts it
-//! (`sinkhole_hitlog_dropped_total`) rather than slowing queries down. Each UDP worker has a
+//! (`sinkhole_hitlog_dropped_total`) rather than slowing queries down, and so does a write that
+//! fails (a full disk): the error is logged once, the lines are counted, and the writer goes on
+//! with the next batch, so that the log resumes when there is room again. Each UDP worker has a
 //! queue of its own ([`HitLog::sender`]) and names the snapshot its records were decided in only
 //! when it changes: a queue shared by all workers, and a reference count taken on the shared
 //! snapshot per record, would be two writes per block to memory every core uses.
@@ -140,9 +142,10 @@ impl HitLog {
             target => Sink::open(target)?,
         };
         let (tx, rx) = sync_channel(capacity);
-        let thread = std::thread::Builder::new()
-            .name("hitlog".into())
-            .spawn(move || write_loop(rx, sink))?;
+        let thread = std::thread::Builder::new().name("hitlog".into()).spawn({
+            let dropped = dropped.clone();
+            move || write_loop(rx, sink, dropped)
+        })?;
         Ok((
             HitLog {
                 queue: Some(tx),
@@ -266,12 +269,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Lines are gathered into writes of about this size.
 const BATCH_BYTES: usize = 64 << 10;
 
-fn write_loop(rx: Receiver<Message>, mut sink: Sink) {
-    let mut out = Lines {
-        batch: Vec::with_capacity(BATCH_BYTES + 1024),
-        hasher: ClientHasher::default(),
-        failing: false,
-    };
+fn write_loop(rx: Receiver<Message>, mut sink: Sink, dropped: metrics::Counter) {
+    let mut out = Lines::new(dropped);
     // The shared queue first, then the workers' own, each with the snapshot of its last record.
     let mut queues: Vec<(Receiver<Message>, Option<Arc<Snapshot>>)> = vec![(rx, None)];
     // The records of one pass over the queues: written in the order they were decided, since
@@ -328,9 +327,25 @@ struct Lines {
     batch: Vec<u8>,
     hasher: ClientHasher,
     failing: bool,
+    /// Lines lost to failed writes since the last one that succeeded, for the log line that
+    /// says the hit log is written again.
+    lost: u64,
+    /// `sinkhole_hitlog_dropped_total`: lines a failed write lost count as dropped, as do those
+    /// a full queue lost.
+    dropped: metrics::Counter,
 }
 
 impl Lines {
+    fn new(dropped: metrics::Counter) -> Lines {
+        Lines {
+            batch: Vec::with_capacity(BATCH_BYTES + 1024),
+            hasher: ClientHasher::default(),
+            failing: false,
+            lost: 0,
+            dropped,
+        }
+    }
+
     /// Formats and writes `records` (emptied) in the order they were decided.
     fn write_in_order(&mut self, records: &mut Vec<(Arc<Snapshot>, HitRecord)>, sink: &mut Sink) {
         records.sort_by_key(|(_, record)| record.time);
@@ -343,19 +358,39 @@ impl Lines {
         self.flush(sink);
     }
 
-    fn flush(&mut self, sink: &mut Sink) {
+    /// Writes the batch; returns how many lines a failed write lost (counted as dropped). A
+    /// write that fails part-way counts the whole batch: the line it cut is lost too.
+    fn flush(&mut self, sink: &mut Sink) -> u64 {
         if self.batch.is_empty() {
-            return;
+            return 0;
         }
-        match sink.write_all(&self.batch) {
-            Ok(()) => self.failing = false,
-            Err(e) if !self.failing => {
-                self.failing = true;
-                tracing::error!(error = %e, "cannot write the hit log");
-            }
-            Err(_) => {}
-        }
+        let result = sink.write_all(&self.batch);
+        // Every line ends in the one newline JSON leaves unescaped.
+        let lines = self.batch.iter().filter(|&&b| b == b'\n').count() as u64;
         self.batch.clear();
+        match result {
+            Ok(()) => {
+                if self.failing {
+                    tracing::warn!(lost = self.lost, "the hit log is written again");
+                }
+                self.failing = false;
+                self.lost = 0;
+                0
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(
+                        error = %e,
+                        "cannot write the hit log: its lines are dropped and counted \
+                         (sinkhole_hitlog_dropped_total) until a write succeeds"
+                    );
+                }
+                self.failing = true;
+                self.lost += lines;
+                self.dropped.increment(lines);
+                lines
+            }
+        }
     }
 }
 
@@ -524,6 +559,34 @@ mod tests {
             .filter_map(|l| l.split("\"qname\":\"").nth(1)?.split('"').next())
             .collect();
         assert_eq!(names, ["older.tiktok.com", "newer.tiktok.com"], "{text}");
+    }
+
+    #[test]
+    fn a_failed_write_drops_and_counts_its_lines_and_the_writer_goes_on() {
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        let full = Path::new("/dev/full");
+        let mut sink = Sink::File(full.into(), open_append(full).expect("open /dev/full"));
+        let mut lines = Lines::new(metrics::Counter::noop());
+        // A newline inside a value is escaped: only the ends of lines count.
+        lines
+            .batch
+            .extend_from_slice(b"{\"qname\":\"a\\nb\"}\n{\"qname\":\"c\"}\n");
+        assert_eq!(lines.flush(&mut sink), 2, "both lines dropped");
+        assert!(lines.batch.is_empty(), "not kept to grow without bound");
+        lines.batch.extend_from_slice(b"{}\n");
+        assert_eq!(lines.flush(&mut sink), 1, "every failed batch counts");
+        assert_eq!((lines.failing, lines.lost), (true, 3));
+
+        // Room again: the next batch is written, and nothing of the lost ones.
+        let path = std::env::temp_dir().join(format!("sinkhole-hitlog-full-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut sink = Sink::File(path.clone(), open_append(&path).expect("temp hit log"));
+        lines.batch.extend_from_slice(b"{\"qname\":\"d\"}\n");
+        assert_eq!(lines.flush(&mut sink), 0);
+        assert_eq!((lines.failing, lines.lost), (false, 0));
+        let text = std::fs::read_to_string(&path).expect("read the hit log");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text, "{\"qname\":\"d\"}\n");
     }
 
     fn field(ip: &str, mode: ClientIpMode, salt: Option<&str>, h: &mut ClientHasher) -> Option<String> {

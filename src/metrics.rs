@@ -39,7 +39,8 @@ pub const RELOADS: &str = "sinkhole_reloads_total";
 pub const LAST_RELOAD: &str = "sinkhole_last_reload_timestamp_seconds";
 /// Whether the last reload attempt succeeded (1) or failed and the previous state is serving (0).
 pub const LAST_RELOAD_OK: &str = "sinkhole_last_reload_success";
-/// Hit log lines dropped because the writer fell behind (the log queue was full).
+/// Hit log lines dropped because the writer fell behind (the log queue was full) or could not
+/// write them (a full disk).
 pub const HITLOG_DROPPED: &str = "sinkhole_hitlog_dropped_total";
 /// Packets dropped without an answer, by `protocol` and `reason` (short, response, unanswerable).
 pub const DROPPED: &str = "sinkhole_dropped_packets_total";
@@ -160,7 +161,7 @@ pub fn describe() {
     describe_counter!(
         HITLOG_DROPPED,
         Unit::Count,
-        "Hit log lines dropped: the writer fell behind."
+        "Hit log lines dropped: the writer fell behind, or its writes failed."
     );
     describe_counter!(
         DROPPED,

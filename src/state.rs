@@ -302,6 +302,10 @@ impl State {
                         "changed in the config, takes effect at the next restart"
                     );
                 }
+                // Swapped in before it is counted and logged: whoever sees "reloaded" (an admin,
+                // a script pacing reloads, a test) and asks at once must get the new state.
+                let snapshot = Arc::new(snapshot);
+                self.current.store(Arc::clone(&snapshot));
                 publish(&snapshot);
                 tracing::info!(
                     lists = snapshot.lists.len(),
@@ -309,7 +313,6 @@ impl State {
                     policies = snapshot.policies.len(),
                     "reloaded"
                 );
-                self.current.store(Arc::new(snapshot));
                 Ok(())
             }
             Err(e) => {
@@ -369,4 +372,65 @@ pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    /// At each "reloaded" log event, records the rule count of the snapshot a query would read.
+    struct RulesAtLog {
+        state: Arc<State>,
+        seen: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RulesAtLog {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            if message.0 == "reloaded" {
+                let rules = self.state.load().rule_count();
+                self.seen.lock().unwrap_or_else(|p| p.into_inner()).push(rules);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reload_is_serving_when_it_is_logged() {
+        // A script that waits for "reloaded" (or the ok count) and then queries must see the new
+        // lists: the log line and the count once came before the swap.
+        let dir = std::env::temp_dir().join(format!("sinkhole-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("sinkhole.toml");
+        let list = dir.join("block.txt");
+        std::fs::write(&list, "tiktok.com\n").expect("write the list");
+        let text = "[lists.block]\nfiles = [\"block.txt\"]\n[[policy]]\nname = \"staff\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"block\"]\n";
+        std::fs::write(&config, text).expect("write the config");
+        let state = Arc::new(State::new(ConfigSource::File(config)).expect("the first load"));
+        assert_eq!(state.load().rule_count(), 1);
+        std::fs::write(&list, "tiktok.com\nfacebook.com\n").expect("rewrite the list");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let probe = RulesAtLog {
+            state: Arc::clone(&state),
+            seen: Arc::clone(&seen),
+        };
+        let reloaded = tracing::subscriber::with_default(tracing_subscriber::registry().with(probe), || state.reload());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(reloaded.is_ok(), "{reloaded:?}");
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            [2],
+            "the new lists serve when it says so"
+        );
+    }
 }

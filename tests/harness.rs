@@ -165,6 +165,88 @@ fn garbage_is_not_dns() {
 }
 
 #[test]
+fn noise_sends_four_strays_then_the_right_answer() {
+    let upstream = FakeUpstream::start();
+    let query = new_query("noise.example.com", RecordType::A, false, false);
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a client socket");
+    socket.connect(upstream.addr()).expect("connect to the upstream");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+    socket.send(&query.to_vec().expect("encode")).expect("send");
+    let mut buf = [0u8; 4096];
+    let datagrams: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let len = socket.recv(&mut buf).unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+            buf[..len].to_vec()
+        })
+        .collect();
+    assert!(
+        Message::from_vec(&datagrams[0]).is_err(),
+        "first, bytes that are not DNS"
+    );
+    assert_eq!(datagrams[0][..2], query.metadata.id.to_be_bytes());
+    let replies: Vec<Message> = datagrams[1..]
+        .iter()
+        .map(|d| Message::from_vec(d).expect("the rest is DNS"))
+        .collect();
+    assert_ne!(replies[0].metadata.id, query.metadata.id, "a wrong id");
+    assert_eq!(replies[1].metadata.id, query.metadata.id);
+    assert_eq!(
+        replies[1].queries[0].name().to_ascii(),
+        "other.noise.test.",
+        "another name"
+    );
+    assert_eq!(replies[2].metadata.id, query.metadata.id);
+    assert_eq!(replies[2].queries[0].name(), query.queries[0].name());
+    assert_eq!(replies[2].queries[0].query_type(), RecordType::AAAA, "another type");
+    assert_eq!(replies[3].metadata.id, query.metadata.id, "then the answer");
+    assert_eq!(replies[3].queries, query.queries);
+    assert_eq!(addresses(&replies[3]), ["192.0.2.1"]);
+    let reply = query_tcp(upstream.addr(), LOCALHOST, "noise.example.com", RecordType::A, false).expect("TCP");
+    assert_eq!(addresses(&reply), ["192.0.2.1"], "TCP gets the answer alone");
+}
+
+#[test]
+fn a_late_upstream_answers_late_with_an_address_of_its_own() {
+    let upstream = FakeUpstream::start_late(Duration::from_millis(400));
+    let started = Instant::now();
+    let reply = query_udp(upstream.addr(), LOCALHOST, "www.example.com", RecordType::A, false).expect("late");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(addresses(&reply), [LATE_V4.to_string()]);
+    let reply = query_tcp(upstream.addr(), LOCALHOST, "nx.example.com", RecordType::A, false).expect("late");
+    assert_eq!(
+        reply.metadata.response_code,
+        ResponseCode::NXDomain,
+        "the table still holds"
+    );
+}
+
+#[test]
+fn a_stopped_upstream_refuses_and_a_restarted_one_answers_on_its_port() {
+    let mut upstream = FakeUpstream::start();
+    let addr = upstream.addr();
+    query_udp(addr, LOCALHOST, "www.example.com", RecordType::A, false).expect("up");
+    upstream.stop();
+    let started = Instant::now();
+    query_udp(addr, LOCALHOST, "www.example.com", RecordType::A, false).expect_err("stopped");
+    query_tcp(addr, LOCALHOST, "www.example.com", RecordType::A, false).expect_err("stopped over TCP");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the port refuses, no timeout"
+    );
+    upstream.stop();
+    upstream.restart();
+    assert_eq!(upstream.addr(), addr);
+    let reply = query_udp(addr, LOCALHOST, "www.example.com", RecordType::A, false).expect("up again");
+    assert_eq!(addresses(&reply), ["192.0.2.1"]);
+    query_tcp(addr, LOCALHOST, "www.example.com", RecordType::A, false).expect("up again over TCP");
+    assert_eq!(upstream.count("www.example.com"), 3, "the record survives a restart");
+}
+
+#[test]
 fn drop_never_answers() {
     let upstream = FakeUpstream::start();
     let query = new_query("drop.example.com", RecordType::A, false, false);

@@ -38,6 +38,12 @@ pub async fn serve(
     writer: HitLogWriter,
     bound: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
+    // Before anything answers: until a handler is installed SIGHUP's default action ends the
+    // process, and a reload sent as soon as the daemon answers (`systemctl reload` after a start,
+    // logrotate) must reload it. Signals that come before the loop below are kept for it.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let snapshot = state.load_full();
     let config = &snapshot.config;
     let listen: Vec<_> = config.server.listen.iter().map(|l| *l.get_ref()).collect();
@@ -80,9 +86,6 @@ pub async fn serve(
     drop(snapshot);
 
     let gauge = tokio::spawn(export_cache_size(Arc::clone(&cache)));
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {

@@ -2,7 +2,8 @@
 //! scripted upstream on loopback and check what a client would see.
 //!
 //! - [`FakeUpstream`] (`upstream.rs`): an upstream resolver whose answers are chosen by the first label of the
-//!   name (`cname.*`, `tc.*`, `nx.*`, `drop.*`, ...) and which records every query it gets.
+//!   name (`cname.*`, `tc.*`, `nx.*`, `drop.*`, `noise.*`, ...) and which records every query it gets; or one that
+//!   never answers, or answers everything late; any of them can be stopped and restarted on its port.
 //! - The client (`client.rs`): UDP/TCP queries from any 127.x source address, raw packets, pipelined TCP, and readers
 //!   for EDE, addresses and TTLs of a reply.
 //! - [`Daemon`] (`daemon.rs`): the built binary started from a TOML string with `{listen}`, `{metrics}` and `{dir}`

@@ -50,6 +50,11 @@ pub const SOA_TTL: u32 = 60;
 pub const SOA_MINIMUM: u32 = 30;
 /// How late `slow.*` is answered: later than any sane upstream timeout in a test config.
 pub const SLOW_DELAY: Duration = Duration::from_secs(3);
+/// The address a [`FakeUpstream::start_late`] upstream answers A queries with instead of [`DEFAULT_V4`], so that a
+/// test sees whether a client ever got the late answer rather than another upstream's.
+pub const LATE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+/// The name the other-name reply of `noise.*` carries in its question.
+pub const NOISE_OTHER_NAME: &str = "other.noise.test";
 /// Payload size the fake upstream advertises when it echoes EDNS (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
 
@@ -75,20 +80,26 @@ pub type ReceivedQuery = (String, u16, &'static str);
 /// | `nx` | NXDOMAIN, SOA in authority (TTL 60, MINIMUM 30) |
 /// | `servfail` | SERVFAIL, no records |
 /// | `wrongid` | first a reply with the id flipped carrying A 203.0.113.66, then the right default answer |
+/// | `noise` | UDP: first four datagrams that answer nothing asked: the `garbage` bytes, the `wrongid` spoof, a reply with the right id for `other.noise.test`, one with the right id and name but another type (AAAA for A, A otherwise); then the right default answer. TCP: the default answer |
 /// | `garbage` | 11 bytes that are not DNS (the query id, then junk), nothing else |
 /// | `drop` | nothing, ever |
 ///
 /// Negative answers carry an SOA owned by the name's parent (`nx.example.com` → `example.com.`). If the query had an
 /// OPT record the reply has one too (payload 1232, DO copied from the query). Malformed queries are ignored.
 /// Every query that parses is recorded (before its answer is sent), `drop.*` and `garbage.*` included.
+///
+/// Besides [`FakeUpstream::start`]: [`FakeUpstream::start_dead`] (a black hole), [`FakeUpstream::start_late`] (every
+/// answer late), and [`FakeUpstream::stop`]/[`FakeUpstream::restart`] to take one down and bring it back on its port.
 pub struct FakeUpstream {
     /// The one port both transports listen on, so a config can name a single upstream address.
     addr: SocketAddr,
-    /// Shared with the server thread, which appends every query it parses.
+    /// How it answers; kept for [`FakeUpstream::restart`].
+    behaviour: Behaviour,
+    /// Shared with the server thread, which appends every query it parses; kept across a restart.
     received: Arc<Mutex<Vec<ReceivedQuery>>>,
     /// Dropping or sending on it stops the server; `Option` so Drop can take it.
     shutdown: Option<oneshot::Sender<()>>,
-    /// Joined on Drop so that the sockets are closed when the `FakeUpstream` is gone.
+    /// Joined on stop and Drop so that the sockets are closed when the server is stopped.
     thread: Option<JoinHandle<()>>,
 }
 
@@ -102,6 +113,46 @@ impl FakeUpstream {
     /// answers anything: a dead resolver that still swallows packets, for failover and timeout tests.
     pub fn start_dead() -> FakeUpstream {
         Self::spawn(Behaviour::Dead)
+    }
+
+    /// Starts a fake upstream that answers per the table, but every reply `delay` late (on top of any delay the
+    /// table has), and A queries that would get [`DEFAULT_V4`] get [`LATE_V4`]: a slow resolver whose answers a
+    /// test can tell apart from another upstream's.
+    pub fn start_late(delay: Duration) -> FakeUpstream {
+        Self::spawn(Behaviour::Late(delay))
+    }
+
+    /// Stops serving: both sockets are closed (the port refuses: ICMP port unreachable, TCP reset) until
+    /// [`FakeUpstream::restart`]; replies not yet sent (late ones) are never sent. Stopping a stopped upstream does
+    /// nothing.
+    pub fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // An error only means the server already stopped; joining below still reaps it.
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // A panic in the server thread would be a harness bug; surface it unless we are already unwinding.
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("fake upstream {}: server thread panicked", self.addr);
+            }
+        }
+    }
+
+    /// Serves again on the same port, as before [`FakeUpstream::stop`] (the queries it recorded are kept). The port
+    /// was handed out to this upstream alone (`ports`), so it is free unless another process took it meanwhile,
+    /// and then this panics. Restarting a running upstream does nothing.
+    pub fn restart(&mut self) {
+        if self.thread.is_some() {
+            return;
+        }
+        let udp = StdUdpSocket::bind(self.addr)
+            .unwrap_or_else(|e| panic!("fake upstream: bind UDP {} again: {e}", self.addr));
+        // std sets SO_REUSEADDR on listeners, so the connections of the first run, in TIME_WAIT, are no obstacle.
+        let tcp = StdTcpListener::bind(self.addr)
+            .unwrap_or_else(|e| panic!("fake upstream: bind TCP {} again: {e}", self.addr));
+        let (shutdown, thread) = Self::serve(udp, tcp, self.behaviour, &self.received);
+        self.shutdown = Some(shutdown);
+        self.thread = Some(thread);
     }
 
     /// The address to put in the daemon's `upstream.servers`; the same port serves UDP and TCP.
@@ -125,52 +176,79 @@ impl FakeUpstream {
     /// the upstream rather than in a thread nobody joins.
     fn spawn(behaviour: Behaviour) -> FakeUpstream {
         let (udp, tcp) = bind_udp_tcp();
-        udp.set_nonblocking(true)
-            .expect("fake upstream: set UDP socket non-blocking");
-        tcp.set_nonblocking(true)
-            .expect("fake upstream: set TCP listener non-blocking");
         let addr = udp.local_addr().expect("fake upstream: local_addr of a bound socket");
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (shutdown, stop) = oneshot::channel();
-        let server = Server {
-            behaviour,
-            received: Arc::clone(&received),
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-upstream-{}", addr.port()))
-            .spawn(move || server.run(udp, tcp, stop))
-            .expect("fake upstream: spawn its thread");
+        let (shutdown, thread) = Self::serve(udp, tcp, behaviour, &received);
         FakeUpstream {
             addr,
+            behaviour,
             received,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
     }
+
+    /// Runs the server on bound sockets, on a thread of its own; returns what stops and reaps it.
+    fn serve(
+        udp: StdUdpSocket,
+        tcp: StdTcpListener,
+        behaviour: Behaviour,
+        received: &Arc<Mutex<Vec<ReceivedQuery>>>,
+    ) -> (oneshot::Sender<()>, JoinHandle<()>) {
+        udp.set_nonblocking(true)
+            .expect("fake upstream: set UDP socket non-blocking");
+        tcp.set_nonblocking(true)
+            .expect("fake upstream: set TCP listener non-blocking");
+        let port = udp
+            .local_addr()
+            .expect("fake upstream: local_addr of a bound socket")
+            .port();
+        let (shutdown, stop) = oneshot::channel();
+        let server = Server {
+            behaviour,
+            received: Arc::clone(received),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("fake-upstream-{port}"))
+            .spawn(move || server.run(udp, tcp, stop))
+            .expect("fake upstream: spawn its thread");
+        (shutdown, thread)
+    }
 }
 
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            // An error only means the server already stopped; joining below still reaps it.
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            // A panic in the server thread would be a harness bug; surface it unless we are already unwinding.
-            if thread.join().is_err() && !std::thread::panicking() {
-                panic!("fake upstream {}: server thread panicked", self.addr);
-            }
-        }
+        self.stop();
     }
 }
 
-/// Whether the server answers or only listens.
+/// Whether the server answers, late or at once, or only listens.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
     /// Answer per the table on [`FakeUpstream`].
     Answer,
     /// Record and swallow every query.
     Dead,
+    /// Answer per the table, this much later, with [`LATE_V4`] for [`DEFAULT_V4`].
+    Late(Duration),
+}
+
+impl Behaviour {
+    /// The last byte of the address plain answers carry: 192.0.2.`host`, 2001:db8::`host`.
+    fn default_host(self) -> u8 {
+        match self {
+            Behaviour::Late(_) => LATE_V4.octets()[3],
+            _ => DEFAULT_V4.octets()[3],
+        }
+    }
+
+    /// How much later than the table says every reply goes out.
+    fn extra_delay(self) -> Duration {
+        match self {
+            Behaviour::Late(delay) => delay,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// The transport a query came on; some answers differ (TC over UDP), and it is recorded.
@@ -314,6 +392,16 @@ impl Server {
 
     /// Records a query and decides the replies to it; nothing for a malformed query or a dead upstream.
     fn answer(&self, packet: &[u8], transport: Transport) -> Vec<Reply> {
+        let extra = self.behaviour.extra_delay();
+        let mut replies = self.scripted_replies(packet, transport);
+        for reply in &mut replies {
+            reply.delay += extra;
+        }
+        replies
+    }
+
+    /// The replies per the table, before the behaviour's extra delay.
+    fn scripted_replies(&self, packet: &[u8], transport: Transport) -> Vec<Reply> {
         let Some(query) = parse_query(packet) else {
             return Vec::new();
         };
@@ -335,6 +423,7 @@ impl Server {
             delay: Duration::ZERO,
             bytes,
         };
+        let host = self.behaviour.default_host();
         match label.as_str() {
             "drop" => Vec::new(),
             "many" if transport == Transport::Tcp && qtype == RecordType::A => vec![now(many_answer(packet))],
@@ -352,21 +441,25 @@ impl Server {
                         .answers
                         .push(Record::from_rdata(qname.clone(), DEFAULT_TTL, RData::A(A(SPOOF_V4))));
                 }
-                let right = default_answer(&query, &qname, qtype);
+                let right = default_answer(&query, &qname, qtype, host);
                 [encode(&spoof), encode(&right)]
                     .into_iter()
                     .flatten()
                     .map(now)
                     .collect()
             }
-            "slow" => encode(&default_answer(&query, &qname, qtype))
+            "noise" if transport == Transport::Udp => noise(packet, &query, &qname, qtype, host)
+                .into_iter()
+                .map(now)
+                .collect(),
+            "slow" => encode(&default_answer(&query, &qname, qtype, host))
                 .map(|bytes| Reply {
                     delay: SLOW_DELAY,
                     bytes,
                 })
                 .into_iter()
                 .collect(),
-            _ => encode(&scripted_answer(&query, &qname, qtype, &label, transport))
+            _ => encode(&scripted_answer(&query, &qname, qtype, &label, transport, host))
                 .map(now)
                 .into_iter()
                 .collect(),
@@ -399,8 +492,49 @@ fn response_to(query: &Message) -> Message {
     response
 }
 
-/// The answer for every first label but the few handled in [`Server::answer`].
-fn scripted_answer(query: &Message, qname: &Name, qtype: RecordType, label: &str, transport: Transport) -> Message {
+/// What `noise.*` sends over UDP: four datagrams that answer nothing the daemon asked (not DNS; a wrong id; the
+/// right id for another name; the right id and name for another type), then the right default answer.
+fn noise(packet: &[u8], query: &Message, qname: &Name, qtype: RecordType, host: u8) -> Vec<Vec<u8>> {
+    let mut junk = packet.get(..2).unwrap_or_default().to_vec();
+    junk.extend_from_slice(b"\xde\xad\xbe\xef\xffjunk");
+    let mut wrong_id = default_answer(query, qname, qtype, host);
+    wrong_id.metadata.id ^= 0x5a5a;
+    let mut replies = vec![wrong_id];
+    replies.extend(
+        Name::from_ascii(format!("{NOISE_OTHER_NAME}."))
+            .ok()
+            .map(|other| answer_as_if(query, &other, qtype, host)),
+    );
+    let other_type = if qtype == RecordType::A {
+        RecordType::AAAA
+    } else {
+        RecordType::A
+    };
+    replies.push(answer_as_if(query, qname, other_type, host));
+    replies.push(default_answer(query, qname, qtype, host));
+    let mut datagrams = vec![junk];
+    datagrams.extend(replies.iter().filter_map(encode));
+    datagrams
+}
+
+/// The default answer to `query` as if it had asked `name` `qtype`: the right id, another question.
+fn answer_as_if(query: &Message, name: &Name, qtype: RecordType, host: u8) -> Message {
+    let mut other = query.clone();
+    if let Some(question) = other.queries.first_mut() {
+        question.set_name(name.clone()).set_query_type(qtype);
+    }
+    default_answer(&other, name, qtype, host)
+}
+
+/// The answer for every first label but the few handled in [`Server::answer`]; plain addresses end in `host`.
+fn scripted_answer(
+    query: &Message,
+    qname: &Name,
+    qtype: RecordType,
+    label: &str,
+    transport: Transport,
+    host: u8,
+) -> Message {
     let mut response = response_to(query);
     match label {
         "cname" => chain(
@@ -465,7 +599,7 @@ fn scripted_answer(query: &Message, qname: &Name, qtype: RecordType, label: &str
             negative(&mut response, qname);
         }
         "servfail" => response.metadata.response_code = ResponseCode::ServFail,
-        _ => address(&mut response, qname, qtype, 1, DEFAULT_TTL),
+        _ => address(&mut response, qname, qtype, host, DEFAULT_TTL),
     }
     response
 }
@@ -488,10 +622,11 @@ fn many_answer(query: &[u8]) -> Vec<u8> {
     answer
 }
 
-/// The default answer (A 192.0.2.1 / AAAA 2001:db8::1 / NODATA), for `slow.*`, `wrongid.*` and unknown labels.
-fn default_answer(query: &Message, qname: &Name, qtype: RecordType) -> Message {
+/// The default answer (A 192.0.2.`host` / AAAA 2001:db8::`host` / NODATA), for `slow.*`, `wrongid.*`, `noise.*`
+/// and unknown labels.
+fn default_answer(query: &Message, qname: &Name, qtype: RecordType, host: u8) -> Message {
     let mut response = response_to(query);
-    address(&mut response, qname, qtype, 1, DEFAULT_TTL);
+    address(&mut response, qname, qtype, host, DEFAULT_TTL);
     response
 }
 
