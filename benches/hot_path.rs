@@ -25,6 +25,7 @@ use sinkhole::hitlog::HitLog;
 use sinkhole::lists::{DomainSet, DomainSetBuilder};
 use sinkhole::packet;
 use sinkhole::policy::{PrefixRanges, PrefixTable};
+use sinkhole::ratelimit::{RateLimiter, RateLimits};
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
 
@@ -361,7 +362,32 @@ block = ["tiktok"]
 
 [log]
 hits = "off"
+
+# One bench client asks millions of queries a second: exempt, as the host's own clients are by
+# default (the limiter's own cost is `ratelimit/check`).
+[ratelimit]
+exempt = ["10.0.0.0/8", "fd00::/8"]
 "#;
+
+/// The rate limiter's cost for a client under its limit: a hash and a compare-and-swap on the
+/// client's bucket, over 4096 clients in turn (so that their slots are not all in cache).
+fn ratelimit(c: &mut Criterion) {
+    let limiter = RateLimiter::new();
+    let limits = RateLimits {
+        qps: 1_000_000,
+        burst: 1_000_000,
+        slip: 2,
+        ..RateLimits::default()
+    };
+    let clients: Vec<IpAddr> = (0..4096u32).map(|i| IpAddr::V4((0x0a00_0000 + i).into())).collect();
+    let mut at = 0;
+    c.bench_function("ratelimit/check", |b| {
+        b.iter(|| {
+            at = (at + 1) % clients.len();
+            limiter.check(black_box(clients[at]), None, Instant::now(), &limits)
+        })
+    });
+}
 
 fn handler(c: &mut Criterion) {
     // Real metric handles, as `sinkhole run` has them: increments are atomic adds, not no-ops.
@@ -461,5 +487,14 @@ fn handler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lists, policy, parse, block_answer, cache_hit, handler);
+criterion_group!(
+    benches,
+    lists,
+    policy,
+    parse,
+    block_answer,
+    cache_hit,
+    ratelimit,
+    handler
+);
 criterion_main!(benches);

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::config::Mode;
 use crate::lists::RuleId;
-use crate::policy::{ListId, Policy, PolicyId};
+use crate::policy::{ClientClass, ListId, Policy, PolicyId};
 use crate::state::Snapshot;
 
 /// A policy's block list matched a name.
@@ -45,7 +45,12 @@ pub enum Verdict {
 /// Decides for a query from `client` for `name` (lowercase, dotted, no trailing dot) at `now`
 /// (Unix seconds).
 pub fn decide(snapshot: &Snapshot, client: IpAddr, name: &[u8], now: i64) -> Verdict {
-    let class = snapshot.clients.classify(client);
+    decide_for(snapshot, snapshot.clients.classify(client), name, now)
+}
+
+/// [`decide`] for a client already classified (the packet path classifies once, for the rate
+/// limit and the verdict both).
+pub fn decide_for(snapshot: &Snapshot, class: ClientClass, name: &[u8], now: i64) -> Verdict {
     if !class.allowed {
         return Verdict::Refused;
     }

@@ -199,21 +199,24 @@ impl<T: Copy + PartialEq> PrefixRanges<T> {
     }
 }
 
-/// What the packet path needs to know of a client address: may it query, and which policy is
-/// its. One longest-prefix lookup answers both.
+/// What the packet path needs to know of a client address: may it query, which policy is its,
+/// and is it exempt from rate limits. One longest-prefix lookup answers all three.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientClass {
     /// Inside `server.allow`.
     pub allowed: bool,
     /// Its policy (that of its most specific policy prefix), if any.
     pub policy: Option<PolicyId>,
+    /// Inside `ratelimit.exempt`: never rate limited.
+    pub exempt: bool,
 }
 
-/// `server.allow` and the policies' prefixes in one table. Each prefix of either set carries
-/// the answer for the addresses it is the most specific prefix of: whether an allow prefix
-/// covers it, and the policy of the most specific policy prefix covering it. Every prefix of
-/// either set that holds an address covers that address's most specific prefix in the union
-/// (else it would be more specific still), so the answers are exact.
+/// `server.allow`, `ratelimit.exempt` and the policies' prefixes in one table. Each prefix of
+/// any set carries the answer for the addresses it is the most specific prefix of: whether an
+/// allow prefix covers it, whether an exempt prefix does, and the policy of the most specific
+/// policy prefix covering it. Every prefix of any set that holds an address covers that
+/// address's most specific prefix in the union (else it would be more specific still), so the
+/// answers are exact.
 pub struct ClientTable {
     by_prefix: PrefixRanges<ClientClass>,
 }
@@ -227,13 +230,18 @@ impl Default for ClientTable {
 }
 
 impl ClientTable {
-    /// Builds the union table of `allow` and the policy prefixes of `policies`.
-    pub fn build(allow: &PrefixTable<()>, policies: &PolicyTable) -> ClientTable {
+    /// Builds the union table of `allow`, `exempt` and the policy prefixes of `policies`.
+    pub fn build(allow: &PrefixTable<()>, exempt: &PrefixTable<()>, policies: &PolicyTable) -> ClientTable {
         let mut by_prefix = PrefixTable::default();
-        for net in allow.prefixes().chain(policies.by_prefix.prefixes()) {
+        for net in allow
+            .prefixes()
+            .chain(exempt.prefixes())
+            .chain(policies.by_prefix.prefixes())
+        {
             let class = ClientClass {
                 allowed: allow.covering(net).is_some(),
                 policy: policies.by_prefix.covering(net).map(|(_, id)| *id),
+                exempt: exempt.covering(net).is_some(),
             };
             by_prefix.insert_new(net, class);
         }
@@ -247,6 +255,7 @@ impl ClientTable {
         self.by_prefix.get(ip).unwrap_or(ClientClass {
             allowed: false,
             policy: None,
+            exempt: false,
         })
     }
 }
@@ -471,14 +480,22 @@ mod tests {
         ] {
             policies.by_prefix.insert_new(net.parse().expect("prefix"), id);
         }
-        let clients = ClientTable::build(&allow, &policies);
+        let mut exempt = PrefixTable::default();
+        for net in ["10.10.50.128/25", "172.16.0.0/12"] {
+            exempt.insert_new(net.parse().expect("prefix"), ());
+        }
+        let clients = ClientTable::build(&allow, &exempt, &policies);
         let class = |a: &str| {
             let c = clients.classify(ip(a));
-            // The union table must agree with the two lookups it replaces.
+            // The union table must agree with the three lookups it replaces.
             assert_eq!(c.allowed, allow.contains(ip(a)), "{a}");
             assert_eq!(c.policy, policies.for_client(ip(a)).map(|(id, _)| id), "{a}");
+            assert_eq!(c.exempt, exempt.contains(ip(a).to_canonical()), "{a}");
             (c.allowed, c.policy)
         };
+        assert!(clients.classify(ip("10.10.50.200")).exempt, "inside a policy's prefix");
+        assert!(!clients.classify(ip("10.10.50.9")).exempt);
+        assert_eq!(class("172.16.1.1"), (false, None), "exempt, but not allowed");
         assert_eq!(class("10.10.1.1"), (true, Some(0)));
         assert_eq!(class("10.10.50.9"), (true, Some(1)));
         assert_eq!(class("10.20.0.1"), (true, None));
@@ -619,7 +636,7 @@ mod properties {
             let mut everyone = PrefixTable::default();
             everyone.insert_new("0.0.0.0/0".parse().expect("prefix"), ());
             everyone.insert_new("::/0".parse().expect("prefix"), ());
-            let clients = ClientTable::build(&everyone, &policies);
+            let clients = ClientTable::build(&everyone, &PrefixTable::default(), &policies);
             for ip in probes(&nets, &random) {
                 let want = brute_force(&nets, ip);
                 prop_assert_eq!(policies.for_client(ip), want, "{}", ip);
@@ -643,7 +660,7 @@ mod properties {
             for net in from_policies.chain(own.iter().copied()) {
                 allow.insert_new(net, ());
             }
-            let clients = ClientTable::build(&allow, &policies);
+            let clients = ClientTable::build(&allow, &PrefixTable::default(), &policies);
             let ranges = PrefixRanges::build(&policies.by_prefix);
             let all: Vec<IpNet> = nets.iter().chain(&own).copied().collect();
             for ip in probes(&all, &random) {

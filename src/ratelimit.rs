@@ -24,16 +24,16 @@ use std::time::Instant;
 
 use foldhash::fast::RandomState;
 
-use crate::policy::PrefixTable;
-
 /// Slots in each table: 512 KiB of atomics.
 pub const SLOTS: usize = 1 << 16;
 /// One token, in the thousandths the buckets count in (so that a rate of a few per second
 /// refills smoothly, per millisecond).
 const TOKEN: u64 = 1000;
 
-/// The limits, from `[ratelimit]`; part of the live snapshot, so a reload changes them.
-#[derive(Default)]
+/// The limits, from `[ratelimit]`; part of the live snapshot, so a reload changes them. Its
+/// exempt prefixes are in the snapshot's client table (`policy::ClientClass::exempt`), whose
+/// one lookup per query the caller makes anyway: an exempt client costs the limiter nothing.
+#[derive(Debug, Default)]
 pub struct RateLimits {
     /// Queries per second per client; 0: no client limit.
     pub qps: u32,
@@ -46,8 +46,6 @@ pub struct RateLimits {
     /// Every `slip`-th query over a limit gets a truncated answer, the others are dropped; 0:
     /// all dropped, 1: all truncated.
     pub slip: u32,
-    /// Clients never limited (a VLAN's NAT, the host itself).
-    pub exempt: PrefixTable<()>,
 }
 
 /// What to do with one query.
@@ -87,8 +85,8 @@ impl RateLimiter {
     }
 
     /// Takes a token from `client`'s bucket, and, with RRL on and `question` given (lowercase
-    /// name and type), from the bucket of its network and that question. Exempt clients pass
-    /// (looked up only when over a limit: the common case pays no prefix lookup).
+    /// name and type), from the bucket of its network and that question. The caller does not
+    /// ask for exempt clients.
     pub fn check(&self, client: IpAddr, question: Option<(&[u8], u16)>, now: Instant, limits: &RateLimits) -> Limit {
         if limits.qps == 0 && limits.identical_qps == 0 {
             return Limit::Pass;
@@ -117,9 +115,6 @@ impl RateLimiter {
             {
                 verdict = Limit::Identical;
             }
-        }
-        if verdict != Limit::Pass && limits.exempt.contains(client) {
-            return Limit::Pass;
         }
         verdict
     }
@@ -229,10 +224,9 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_clients_are_limited_per_64_and_exempt_prefixes_never() {
+    fn ipv6_clients_are_limited_per_64_and_mapped_ones_as_ipv4() {
         let limiter = RateLimiter::new();
-        let mut limits = limits(10, 10);
-        limits.exempt.insert_new("10.9.0.0/16".parse().unwrap(), ());
+        let limits = limits(10, 10);
         let now = limiter.epoch + Duration::from_secs(1);
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
@@ -242,13 +236,13 @@ mod tests {
         assert_eq!(limiter.check(b, None, now, &limits), Limit::Client, "the same /64");
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         assert_eq!(limiter.check(other, None, now, &limits), Limit::Pass);
-        let nat: IpAddr = "10.9.0.1".parse().unwrap();
-        for _ in 0..1000 {
-            assert_eq!(limiter.check(nat, None, now, &limits), Limit::Pass);
-        }
-        // IPv4-mapped IPv6 is the IPv4 client.
+        // IPv4-mapped IPv6 is the IPv4 client: one bucket.
+        let v4: IpAddr = "10.9.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.9.0.1".parse().unwrap();
-        assert_eq!(limiter.check(mapped, None, now, &limits), Limit::Pass);
+        for _ in 0..10 {
+            assert_eq!(limiter.check(v4, None, now, &limits), Limit::Pass);
+        }
+        assert_eq!(limiter.check(mapped, None, now, &limits), Limit::Client);
     }
 
     #[test]

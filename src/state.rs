@@ -38,7 +38,7 @@ pub struct Snapshot {
     pub config: Config,
     /// Who may query at all.
     pub acl: PrefixTable<()>,
-    /// `acl` and the policies' prefixes in one table, for the packet path.
+    /// `acl`, `ratelimit.exempt` and the policies' prefixes in one table, for the packet path.
     pub clients: ClientTable,
     /// Compiled lists, indexed by `policy::ListId`.
     pub lists: Vec<NamedList>,
@@ -185,11 +185,10 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         identical_qps: rl.identical_qps,
         identical_burst: rl.identical_burst(),
         slip: rl.slip,
-        exempt,
     };
     Ok(Snapshot {
         ratelimit,
-        clients: ClientTable::build(&acl, &policies),
+        clients: ClientTable::build(&acl, &exempt, &policies),
         acl,
         lists,
         policies,

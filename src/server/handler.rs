@@ -353,7 +353,8 @@ impl Handler {
         let Worker { tally, front } = worker;
         let snapshot = self.state.load();
         let parsed = packet::parse(packet);
-        if protocol == Protocol::Udp {
+        let class = snapshot.clients.classify(client);
+        if protocol == Protocol::Udp && !class.exempt {
             let question = parsed.as_ref().ok().map(|q| (q.name.as_bytes(), q.qtype));
             let limit = self.limiter.check(client, question, now.instant, &snapshot.ratelimit);
             if limit != Limit::Pass {
@@ -384,7 +385,7 @@ impl Handler {
             client,
             protocol,
         };
-        let verdict = engine::decide(&snapshot, client, query.name.as_bytes(), now.unix);
+        let verdict = engine::decide_for(&snapshot, class, query.name.as_bytes(), now.unix);
         let (inspect, audited) = match verdict {
             Verdict::Refused => {
                 let ede = Some((ede::PROHIBITED, "client not allowed"));
