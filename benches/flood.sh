@@ -18,17 +18,9 @@ SECS=${1:-60}
 BASE=${FLOOD_PORT:-26450}
 WORK=${FLOOD_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sinkhole-flood.XXXXXX")}
 mkdir -p "$WORK"
-log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+source "$(dirname "$0")/lib.sh"
 ((SECS >= 20)) || { log "SECONDS must be at least 20"; exit 2; }
-
-grep -qs '^name = "sinkhole"' Cargo.toml || { log "run from the repository root"; exit 2; }
-log "building sinkhole and bench-upstream (release); scratch folder $WORK"
-cargo build --release --quiet --bin sinkhole --example bench-upstream
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-SINKHOLE=$TARGET/release/sinkhole
-UPSTREAM=$TARGET/release/examples/bench-upstream
+build release
 
 log "writing 2,000,000 unique names, 1 % of them large answers"
 python3 - "$WORK/unique.txt" <<'PY'
@@ -58,7 +50,7 @@ hits = "off"
 EOF
 
 # The black hole: takes every query, answers none.
-timeout $((SECS + 300)) taskset -c 1 python3 -c '
+timeout $((SECS + 300)) "${PIN_LOAD[@]}" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", int(sys.argv[1])))
@@ -66,19 +58,9 @@ while True:
     s.recv(65535)
 ' "$BLACKHOLE" &
 PIDS+=("$!")
-taskset -c 1 "$UPSTREAM" "127.0.0.1:$UP" >"$WORK/upstream.log" 2>&1 &
-PIDS+=("$!")
-AS_ROOT=()
-[ "$(id -u)" = 0 ] && AS_ROOT=(--allow-root)
-taskset -c 0 "$SINKHOLE" run -c "$WORK/sinkhole.toml" "${AS_ROOT[@]}" >"$WORK/sinkhole.log" 2>&1 &
-DAEMON=$!
-PIDS+=("$DAEMON")
-for _ in $(seq 1 100); do
-  grep -q "answering DNS" "$WORK/sinkhole.log" && break
-  kill -0 "$DAEMON" 2>/dev/null || { cat "$WORK/sinkhole.log" >&2; exit 1; }
-  sleep 0.1
-done
-REPLAY=(taskset -c 1 "$SINKHOLE" replay --server "127.0.0.1:$LISTEN" --source 127.20.0.5)
+start_upstream "$UP"
+start_sinkhole "$WORK/sinkhole.toml"
+REPLAY=("${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$LISTEN" --source 127.20.0.5)
 
 log "5 s of cache misses as fast as they are answered, to find the capacity"
 timeout 60 "${REPLAY[@]}" --json --duration 5 "$WORK/unique.txt" >"$WORK/capacity.json" 2>/dev/null || true

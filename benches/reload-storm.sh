@@ -30,24 +30,11 @@ PROFILE=${STORM_PROFILE:-release}
 MAX_SECONDS=${STORM_MAX_SECONDS:-600}
 WORK=${STORM_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sinkhole-storm.XXXXXX")}
 mkdir -p "$WORK"
-log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
-
-grep -qs '^name = "sinkhole"' Cargo.toml || { log "run from the repository root"; exit 2; }
+source "$(dirname "$0")/lib.sh"
 case $PROFILE in
-  release) BUILD=(--release) ;;
-  debug) BUILD=() ;;
+  release | debug) build "$PROFILE" ;;
   *) log "STORM_PROFILE is release or debug"; exit 2 ;;
 esac
-log "building sinkhole and bench-upstream ($PROFILE); scratch folder $WORK"
-cargo build "${BUILD[@]}" --quiet --bin sinkhole --example bench-upstream
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-SINKHOLE=$TARGET/$PROFILE/sinkhole
-UPSTREAM=$TARGET/$PROFILE/examples/bench-upstream
-# The server on one core, load and upstream on the other, where there are two.
-PIN_SERVER=() PIN_LOAD=()
-if [ "$(nproc)" -ge 2 ]; then PIN_SERVER=(taskset -c 0) PIN_LOAD=(taskset -c 1); fi
 
 log "writing the lists, the configs and the mix workload"
 python3 - "$WORK" <<'PY'
@@ -102,18 +89,8 @@ good missing.txt >"$WORK/broken-missing.toml"
 BROKEN=(broken-syntax broken-key broken-missing)
 cp "$WORK/good-a.toml" "$WORK/sinkhole.toml"
 
-"${PIN_LOAD[@]}" "$UPSTREAM" "127.0.0.1:$BASE" >"$WORK/upstream.log" 2>&1 &
-PIDS+=("$!")
-AS_ROOT=()
-[ "$(id -u)" = 0 ] && AS_ROOT=(--allow-root)
-"${PIN_SERVER[@]}" "$SINKHOLE" run -c "$WORK/sinkhole.toml" "${AS_ROOT[@]}" >"$WORK/sinkhole.log" 2>&1 &
-DAEMON=$!
-PIDS+=("$DAEMON")
-for _ in $(seq 1 100); do
-  grep -q "answering DNS" "$WORK/sinkhole.log" && break
-  kill -0 "$DAEMON" 2>/dev/null || { cat "$WORK/sinkhole.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_upstream "$BASE"
+start_sinkhole "$WORK/sinkhole.toml"
 # The outcomes of reloads the daemon has logged so far.
 outcomes() { grep -cE 'reloaded|reload failed' "$WORK/sinkhole.log" || true; }
 # Queries the daemon has answered so far, from its metrics page (bash's /dev/tcp, no curl needed).

@@ -14,16 +14,8 @@ SECS=${2:-12}
 BASE=${RELOAD_PORT:-26420}
 WORK=${RELOAD_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sinkhole-reload.XXXXXX")}
 mkdir -p "$WORK"
-log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
-
-grep -qs '^name = "sinkhole"' Cargo.toml || { log "run from the repository root"; exit 2; }
-log "building sinkhole and bench-upstream (release); scratch folder $WORK"
-cargo build --release --quiet --bin sinkhole --example bench-upstream
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-SINKHOLE=$TARGET/release/sinkhole
-UPSTREAM=$TARGET/release/examples/bench-upstream
+source "$(dirname "$0")/lib.sh"
+build release
 
 log "writing a 1,000,014-domain list and the mix workload"
 python3 - "$WORK/big.txt" "$WORK/mix.txt" <<'PY'
@@ -64,25 +56,14 @@ block = ["big"]
 hits = "$WORK/hits.jsonl"
 EOF
 
-taskset -c 1 "$UPSTREAM" "127.0.0.1:$BASE" >"$WORK/upstream.log" 2>&1 &
-PIDS+=("$!")
-# As root, the daemon refuses to start unless told.
-AS_ROOT=()
-[ "$(id -u)" = 0 ] && AS_ROOT=(--allow-root)
-taskset -c 0 "$SINKHOLE" run -c "$WORK/sinkhole.toml" "${AS_ROOT[@]}" >"$WORK/sinkhole.log" 2>&1 &
-DAEMON=$!
-PIDS+=("$DAEMON")
-for _ in $(seq 1 100); do
-  grep -q "answering DNS" "$WORK/sinkhole.log" && break
-  kill -0 "$DAEMON" 2>/dev/null || { cat "$WORK/sinkhole.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_upstream "$BASE"
+start_sinkhole "$WORK/sinkhole.toml"
 log "warming the cache, then $SECS s at $RATE qps with a SIGHUP every 2 s"
-timeout 120 taskset -c 1 "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
+timeout 120 "${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
   --count 200000 "$WORK/mix.txt" >/dev/null 2>&1
 (for _ in $(seq 2 2 $((SECS - 2))); do sleep 2; kill -HUP "$DAEMON"; done) &
 PIDS+=("$!")
-timeout $((SECS + 60)) taskset -c 1 "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
+timeout $((SECS + 60)) "${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
   --json --rate "$RATE" --duration "$SECS" "$WORK/mix.txt" >"$WORK/replay.json" 2>/dev/null
 sleep 1
 python3 - "$WORK/replay.json" "$WORK/sinkhole.log" <<'PY'

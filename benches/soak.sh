@@ -19,17 +19,9 @@ RATE=${2:-}
 BASE=${SOAK_PORT:-26440}
 WORK=${SOAK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sinkhole-soak.XXXXXX")}
 mkdir -p "$WORK"
-log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+source "$(dirname "$0")/lib.sh"
 ((SECS >= 120)) || { log "SECONDS must be at least 120 (a first and a last minute)"; exit 2; }
-
-grep -qs '^name = "sinkhole"' Cargo.toml || { log "run from the repository root"; exit 2; }
-log "building sinkhole and bench-upstream (release); scratch folder $WORK"
-cargo build --release --quiet --bin sinkhole --example bench-upstream
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-SINKHOLE=$TARGET/release/sinkhole
-UPSTREAM=$TARGET/release/examples/bench-upstream
+build release
 
 log "writing the workload: the mix, 1 % of it large answers"
 python3 - "$WORK/soak.txt" <<'PY'
@@ -66,20 +58,10 @@ block = ["tiktok"]
 hits = "$WORK/hits.jsonl"
 EOF
 
-taskset -c 1 "$UPSTREAM" "127.0.0.1:$BASE" >"$WORK/upstream.log" 2>&1 &
-PIDS+=("$!")
-AS_ROOT=()
-[ "$(id -u)" = 0 ] && AS_ROOT=(--allow-root)
-taskset -c 0 "$SINKHOLE" run -c "$WORK/sinkhole.toml" "${AS_ROOT[@]}" >"$WORK/sinkhole.log" 2>&1 &
-DAEMON=$!
-PIDS+=("$DAEMON")
-for _ in $(seq 1 100); do
-  grep -q "answering DNS" "$WORK/sinkhole.log" && break
-  kill -0 "$DAEMON" 2>/dev/null || { cat "$WORK/sinkhole.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_upstream "$BASE"
+start_sinkhole "$WORK/sinkhole.toml"
 SERVER=127.0.0.1:$((BASE + 1))
-REPLAY=(taskset -c 1 "$SINKHOLE" replay --server "$SERVER" --source 127.10.0.5)
+REPLAY=("${PIN_LOAD[@]}" "$SINKHOLE" replay --server "$SERVER" --source 127.10.0.5)
 
 log "warming the cache, then 5 s at saturation to find the rate"
 timeout 120 "${REPLAY[@]}" --count 200000 "$WORK/soak.txt" >/dev/null 2>&1
@@ -90,7 +72,7 @@ GARBAGE=$((RATE / 100))
 log "capacity $CAPACITY qps; soaking $SECS s at $RATE qps, with $GARBAGE garbage packets/s"
 
 # 1 % garbage: random lengths of random bytes, cut headers, responses: none must cost memory.
-timeout $((SECS + 30)) taskset -c 1 python3 - "$SERVER" "$GARBAGE" "$SECS" <<'PY' &
+timeout $((SECS + 30)) "${PIN_LOAD[@]}" python3 - "$SERVER" "$GARBAGE" "$SECS" <<'PY' &
 import os, random, socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 rate, secs = int(sys.argv[2]), int(sys.argv[3])
