@@ -92,7 +92,8 @@ impl RateLimiter {
             return Limit::Pass;
         }
         let client = client.to_canonical();
-        let ms = u32::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u32::MAX);
+        // Milliseconds, wrapping every 49.7 days: buckets compare times with wrapping_sub.
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u32;
         let mut verdict = Limit::Pass;
         if limits.qps > 0 {
             let key = self.clients.slot(|h| h.write_u64(client_key(client)));
@@ -293,5 +294,22 @@ mod tests {
         }
         let days = now + Duration::from_secs(3 * 86_400);
         assert_eq!(limiter.check(client, None, days, &limits), Limit::Pass);
+    }
+
+    #[test]
+    fn the_clock_wraps_after_49_days_and_buckets_still_refill() {
+        // Milliseconds since the limiter started no longer fit 32 bits after 49.7 days: the
+        // buckets must go on refilling, not stop at a clock stuck at its maximum.
+        let limiter = RateLimiter::new();
+        let limits = limits(100, 10);
+        let client: IpAddr = "10.0.0.1".parse().unwrap();
+        let wrap = limiter.epoch + Duration::from_millis(u64::from(u32::MAX) - 500);
+        for step in 0..4u64 {
+            let now = wrap + Duration::from_secs(step);
+            let passed = (0..20)
+                .filter(|_| limiter.check(client, None, now, &limits) == Limit::Pass)
+                .count();
+            assert_eq!(passed, 10, "a full burst a second later, at step {step}");
+        }
     }
 }

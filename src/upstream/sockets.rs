@@ -52,7 +52,7 @@ impl ServerSockets {
     /// Whether nothing of it is in use or fresh: the entry of a server no longer asked.
     fn is_stale(&self, now: Instant) -> bool {
         self.load.load(Ordering::Relaxed) == 0
-            && self.tcp.is_empty()
+            && self.tcp.iter().all(|link| !link.is_open())
             && self.udp.iter().flatten().all(|link| !link.takes_more(now))
     }
 
