@@ -29,6 +29,8 @@ pub mod rtype {
     pub const CNAME: u16 = 5;
     /// Start of authority.
     pub const SOA: u16 = 6;
+    /// Text strings.
+    pub const TXT: u16 = 16;
     /// IPv6 address.
     pub const AAAA: u16 = 28;
     /// Subtree alias (RFC 6672).

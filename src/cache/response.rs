@@ -140,7 +140,7 @@ pub struct CachedResponse {
 
 impl CachedResponse {
     /// Walks and analyses an upstream response in one pass over its bytes: checks it decodes
-    /// (every name, and the data of the types clients read: A, AAAA, CNAME, DNAME, SOA),
+    /// (every name, and the data of the types clients read: A, AAAA, CNAME, DNAME, SOA, TXT),
     /// notes where each TTL sits and the CNAME/DNAME chain, and works out its cache lifetime.
     /// `now` is when it arrived; TTLs served later are lowered by the time since.
     pub fn analyze(bytes: Vec<u8>, now: Instant, limits: &TtlLimits) -> Result<Self, ResponseError> {
@@ -335,7 +335,8 @@ fn ttl_at(msg: &[u8], at: usize) -> u32 {
 
 /// Checks the data of the record types a client reads (an answer that a resolver library
 /// cannot decode must not be cached and served to every client after): fixed sizes for A and
-/// AAAA, one name filling the data for CNAME and DNAME, two names and five numbers for SOA.
+/// AAAA, one name filling the data for CNAME and DNAME, two names and five numbers for SOA,
+/// character-strings filling the data for TXT.
 fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
     let rdata = &record.rdata;
     let fits = match record.rtype {
@@ -346,6 +347,7 @@ fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
             let rname = wire::check_name(msg, rdata.start)?;
             rname < rdata.end && wire::check_name(msg, rname)? + 20 == rdata.end
         }
+        rtype::TXT => msg.get(rdata.clone()).is_some_and(character_strings_fill),
         _ => true,
     };
     if fits {
@@ -353,6 +355,17 @@ fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
     } else {
         Err(ResponseError::BadRdata(record.rtype))
     }
+}
+
+/// Whether `data` is one or more character-strings (a length byte, then that many bytes) that
+/// end exactly where it ends, as TXT data must be (RFC 1035 3.3.14). A decoder reads the strings
+/// one by one and refuses a last one that runs past the data, or data left over.
+fn character_strings_fill(data: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&len) = data.get(at) {
+        at += 1 + usize::from(len);
+    }
+    !data.is_empty() && at == data.len()
 }
 
 /// The MINIMUM field of an SOA record already checked by [`check_rdata`]: its last 4 bytes.

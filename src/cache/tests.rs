@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA};
+use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
@@ -240,6 +240,53 @@ fn analyze_rejects_broken_names_and_record_data() {
     negative[rdlength + 1] -= 1;
     negative.pop();
     assert!(matches!(check(negative), Err(ResponseError::BadRdata(6))));
+}
+
+/// The bytes of a hex string (test vectors found by fuzzing are kept as hex).
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn analyze_rejects_txt_data_that_its_strings_do_not_fill() {
+    let limits = TtlLimits::default();
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &limits);
+    // Found by the upstream_answer fuzz target: a TXT record of 6 bytes whose second string
+    // (length 5) runs one byte past them. hickory-proto refuses the message, so it was relayed
+    // over UDP but answered SERVFAIL over TCP (where the answer is decoded again).
+    let overrun = hex(
+        "61b581800001000100000000086261647264617461047365656404746573740000100001\
+         c00c001000010000012c00060005656c6c6f01",
+    );
+    assert!(Message::from_vec(&overrun).is_err());
+    assert!(matches!(check(overrun), Err(ResponseError::BadRdata(16))));
+
+    let mut m = response("txt.example.com.", RecordType::TXT);
+    let strings = TXT::new(vec!["v=spf1 -all".into(), "x".into()]);
+    m.add_answer(Record::from_rdata(name("txt.example.com."), 60, RData::TXT(strings)));
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    // RDLENGTH one byte longer than the strings (the message grown to match), and one shorter.
+    let rdlength = good.len() - 16;
+    assert_eq!(good[rdlength + 1], 14);
+    let mut left_over = good.clone();
+    left_over[rdlength + 1] += 1;
+    left_over.push(b'x');
+    assert!(Message::from_vec(&left_over).is_err());
+    assert!(matches!(check(left_over), Err(ResponseError::BadRdata(16))));
+    let mut cut = good.clone();
+    cut[rdlength + 1] -= 1;
+    cut.pop();
+    assert!(Message::from_vec(&cut).is_err());
+    assert!(matches!(check(cut), Err(ResponseError::BadRdata(16))));
+    // No string at all: TXT data is one or more of them.
+    let mut empty = good[..rdlength].to_vec();
+    empty.extend_from_slice(&[0, 0]);
+    assert!(Message::from_vec(&empty).is_err());
+    assert!(matches!(check(empty), Err(ResponseError::BadRdata(16))));
 }
 
 #[test]
