@@ -204,8 +204,9 @@ fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Res
                 let target = ((len & 0x3F) << 8) | usize::from(low);
                 hops += 1;
                 // A pointer must point back (RFC 1035 4.1.4 "a prior occurrence"); with the
-                // hop limit that rules out loops.
-                if target >= pos || hops > MAX_POINTERS {
+                // hop limit that rules out loops. Never into the header: no name is there, and
+                // a name made of header bytes would change with the id and flags we rewrite.
+                if target < HEADER_LEN || target >= pos || hops > MAX_POINTERS {
                     return Err(WireError::BadPointer);
                 }
                 end.get_or_insert(pos + 2);
@@ -263,24 +264,33 @@ pub(crate) fn read_record(msg: &[u8], pos: usize) -> Result<(RecordPos, usize), 
 mod tests {
     use super::*;
 
-    /// `www.Example.com` at 0, then a pointer to `Example.com` at offset 4.
-    const NAMES: &[u8] = b"\x03www\x07Example\x03com\x00\xC0\x04";
+    /// `names` after a 12-byte header: names start at 12, and pointers point past the header.
+    fn message(names: &[u8]) -> Vec<u8> {
+        let mut msg = vec![0; HEADER_LEN];
+        msg.extend_from_slice(names);
+        msg
+    }
+
+    /// `www.Example.com` at 12, then a pointer to `Example.com` at offset 16.
+    const NAMES: &[u8] = b"\x03www\x07Example\x03com\x00\xC0\x10";
 
     #[test]
     fn skip_name_stops_at_root_and_pointer() {
-        assert_eq!(skip_name(NAMES, 0), Ok(17));
-        assert_eq!(skip_name(NAMES, 17), Ok(19));
-        assert_eq!(skip_name(&NAMES[..10], 0), Err(WireError::Truncated("name")));
+        let names = message(NAMES);
+        assert_eq!(skip_name(&names, 12), Ok(29));
+        assert_eq!(skip_name(&names, 29), Ok(31));
+        assert_eq!(skip_name(&names[..22], 12), Err(WireError::Truncated("name")));
         assert_eq!(skip_name(b"\x40abc", 0), Err(WireError::BadLabel));
     }
 
     #[test]
     fn read_name_lowercases_and_follows_pointers() {
+        let names = message(NAMES);
         let mut out = Vec::new();
-        read_name_dotted(NAMES, 0, &mut out).unwrap();
+        read_name_dotted(&names, 12, &mut out).unwrap();
         assert_eq!(out, b"www.example.com");
         out.clear();
-        read_name_dotted(NAMES, 17, &mut out).unwrap();
+        read_name_dotted(&names, 29, &mut out).unwrap();
         assert_eq!(out, b"example.com");
         out.clear();
         read_name_dotted(b"\x00", 0, &mut out).unwrap();
@@ -289,27 +299,49 @@ mod tests {
 
     #[test]
     fn check_name_ends_after_the_first_pointer_and_checks_its_target() {
-        assert_eq!(check_name(NAMES, 0), Ok(17));
-        assert_eq!(check_name(NAMES, 17), Ok(19));
-        assert_eq!(check_name(b"\x01a\xC0\x05", 0), Err(WireError::BadPointer));
-        assert_eq!(check_name(b"\x01a\x00\xC0\x00", 3), Ok(5));
-        assert_eq!(check_name(b"\x01a\x00\xC0\x00", 0), Ok(3));
+        let names = message(NAMES);
+        assert_eq!(check_name(&names, 12), Ok(29));
+        assert_eq!(check_name(&names, 29), Ok(31));
+        assert_eq!(check_name(&message(b"\x01a\xC0\x11"), 12), Err(WireError::BadPointer));
+        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 15), Ok(17));
+        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 12), Ok(15));
+    }
+
+    #[test]
+    fn pointers_into_the_header_are_refused() {
+        // Found by the upstream_answer fuzz target: an answer whose owner name points at offset 1,
+        // so that the id's low byte is a label length and the flags and counts are its label.
+        // Served with another id or RD bit, the record's owner name changed.
+        let mut msg = b"\x42\x06\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        msg.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(b"\xC0\x01\x00\x01\x00\x01\x00\x01\x51\x80\x00\x04\xC0\x00\x02\x01");
+        assert_eq!(check_name(&msg, 33), Err(WireError::BadPointer));
+        assert_eq!(read_name_dotted(&msg, 33, &mut Vec::new()), Err(WireError::BadPointer));
+        // The question at 12 is the first place a name can be.
+        assert_eq!(check_name(&msg, 12), Ok(29));
+        msg[34] = 12;
+        assert_eq!(check_name(&msg, 33), Ok(35));
+        msg[34] = 11;
+        assert_eq!(check_name(&msg, 33), Err(WireError::BadPointer));
     }
 
     #[test]
     fn read_name_rejects_loops_and_forward_pointers() {
         let mut out = Vec::new();
         // A pointer to itself.
-        assert_eq!(read_name_dotted(b"\xC0\x00", 0, &mut out), Err(WireError::BadPointer));
+        assert_eq!(
+            read_name_dotted(&message(b"\xC0\x0C"), 12, &mut out),
+            Err(WireError::BadPointer)
+        );
         // A forward pointer.
         assert_eq!(
-            read_name_dotted(b"\xC0\x02\x00", 0, &mut out),
+            read_name_dotted(&message(b"\xC0\x0E\x00"), 12, &mut out),
             Err(WireError::BadPointer)
         );
         // A label followed by a pointer back to it: grows until the length limit stops it.
         out.clear();
         assert_eq!(
-            read_name_dotted(b"\x01a\xC0\x00", 0, &mut out),
+            read_name_dotted(&message(b"\x01a\xC0\x0C"), 12, &mut out),
             Err(WireError::NameTooLong)
         );
         // Too long without pointers.
