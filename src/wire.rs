@@ -183,11 +183,22 @@ pub(crate) fn check_name(msg: &[u8], pos: usize) -> Result<usize, WireError> {
 /// Walks the name at `pos` label by label (`on_label` gets each, root excluded), following
 /// compression pointers; returns the position just after the name in place (after its first
 /// pointer, or its root label).
+///
+/// Pointers follow the rules decoders apply (hickory-proto's among them), so that what is
+/// accepted here decodes for every client: a pointer points before the start of the run of
+/// labels it ends, and the labels it leads to end before that start too (no overlap).
 fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Result<usize, WireError> {
     let mut end = None;
     let mut wire_len = 1;
     let mut hops = 0;
+    // Where the current run of labels began, and (after a pointer) where the run that pointed
+    // here began: the labels read now must end before it.
+    let mut run_start = pos;
+    let mut limit = usize::MAX;
     loop {
+        if pos >= limit {
+            return Err(WireError::BadPointer);
+        }
         let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
         match len & 0xC0 {
             0x00 if len == 0 => return Ok(end.unwrap_or(pos + 1)),
@@ -203,13 +214,16 @@ fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Res
                 let low = *msg.get(pos + 1).ok_or(WireError::Truncated("name"))?;
                 let target = ((len & 0x3F) << 8) | usize::from(low);
                 hops += 1;
-                // A pointer must point back (RFC 1035 4.1.4 "a prior occurrence"); with the
-                // hop limit that rules out loops. Never into the header: no name is there, and
-                // a name made of header bytes would change with the id and flags we rewrite.
-                if target < HEADER_LEN || target >= pos || hops > MAX_POINTERS {
+                // A pointer must point back (RFC 1035 4.1.4 "a prior occurrence"), before the
+                // labels it ends, so the runs only ever move back: no loop. Never into the header:
+                // no name is there, and a name made of header bytes would change with the id and
+                // flags we rewrite.
+                if target < HEADER_LEN || target >= run_start || hops > MAX_POINTERS {
                     return Err(WireError::BadPointer);
                 }
                 end.get_or_insert(pos + 2);
+                limit = run_start;
+                run_start = target;
                 pos = target;
             }
             _ => return Err(WireError::BadLabel),
@@ -326,6 +340,27 @@ mod tests {
     }
 
     #[test]
+    fn pointers_point_before_the_labels_they_end_and_lead_to_labels_that_end_before_them() {
+        // Found by the upstream_answer fuzz target: names hickory-proto refuses (so TCP clients
+        // got SERVFAIL) that were accepted and relayed to UDP clients.
+        // A pointer into the run of labels it ends: at 16, inside the name that starts at 15.
+        let inside = message(b"\x01a\x00\x03\x01y\x00\xC0\x10");
+        assert_eq!(check_name(&inside, 15), Err(WireError::BadPointer));
+        // A pointer to 12, whose label runs over the start of the name that pointed there (15).
+        let overlap = message(b"\x03xy\x02\x00q\xC0\x0C");
+        assert_eq!(check_name(&overlap, 15), Err(WireError::BadPointer));
+        assert_eq!(
+            read_name_dotted(&overlap, 15, &mut Vec::new()),
+            Err(WireError::BadPointer)
+        );
+        // Chains of pointers, each to an earlier name, are fine.
+        let chain = message(b"\x03com\x00\x07example\xC0\x0C\x03www\xC0\x11");
+        let mut out = Vec::new();
+        assert_eq!(walk_name(&chain, 27, |l| out.push(l.to_vec())), Ok(33));
+        assert_eq!(out, [b"www".to_vec(), b"example".to_vec(), b"com".to_vec()]);
+    }
+
+    #[test]
     fn read_name_rejects_loops_and_forward_pointers() {
         let mut out = Vec::new();
         // A pointer to itself.
@@ -338,11 +373,11 @@ mod tests {
             read_name_dotted(&message(b"\xC0\x0E\x00"), 12, &mut out),
             Err(WireError::BadPointer)
         );
-        // A label followed by a pointer back to it: grows until the length limit stops it.
+        // A label followed by a pointer back to it: a loop, refused at the pointer.
         out.clear();
         assert_eq!(
             read_name_dotted(&message(b"\x01a\xC0\x0C"), 12, &mut out),
-            Err(WireError::NameTooLong)
+            Err(WireError::BadPointer)
         );
         // Too long without pointers.
         let mut long = Vec::new();
