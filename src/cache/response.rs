@@ -72,7 +72,8 @@ pub enum ResponseError {
 const HOP_BY_HOP_OPTIONS: [u16; 3] = [10, 11, 12];
 
 /// Removes [`HOP_BY_HOP_OPTIONS`] from the OPT record, if any is there (the bytes are returned
-/// untouched otherwise).
+/// untouched otherwise). An OPT record whose options do not fill its data is refused: the
+/// options are read here, and an answer with them broken does not decode for clients.
 fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError> {
     let [qd, an, ns, ar] = wire::counts(&bytes);
     let mut pos = HEADER_LEN;
@@ -86,6 +87,9 @@ fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError
         let (record, next) = wire::read_record(&bytes, pos)?;
         if record.rtype == rtype::OPT {
             let rdata = &bytes[record.rdata.clone()];
+            if !options_fill(rdata) {
+                return Err(ResponseError::BadRdata(rtype::OPT));
+            }
             // (code, start, end) of each option; most answers carry none of ours, and are
             // returned without a copy.
             let options = || {
@@ -112,6 +116,19 @@ fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError
         pos = next;
     }
     Ok(bytes)
+}
+
+/// Whether `data` is a run of whole EDNS options (code, length, that many bytes) that ends
+/// where it ends, as OPT data must be (RFC 6891 6.1.2).
+fn options_fill(data: &[u8]) -> bool {
+    let mut at = 0;
+    while at < data.len() {
+        match wire::u16_at(data, at + 2) {
+            Some(len) => at += 4 + usize::from(len),
+            None => return false,
+        }
+    }
+    at == data.len()
 }
 
 /// One upstream response, analysed once: its bytes, where each RR's TTL sits, the CNAME/DNAME

@@ -601,6 +601,41 @@ fn hop_by_hop_edns_options_are_not_cached() {
 }
 
 #[test]
+fn an_opt_record_whose_options_do_not_fill_its_data_is_refused() {
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default());
+    // Found by the upstream_answer fuzz target: a cookie, a padding option one byte short of its
+    // length, so that the next option's length (3840) runs past the OPT data. The cookie and the
+    // padding were stripped and the broken rest served: no client could decode it.
+    let fuzzed = hex(
+        "5eed8180000100010000000103777777076578616d706c6503636f6d0000010001c00c000100010000012c\
+         0004c000020100002904d0000080000053000a0018070707070707070707070707070707070707070707070707\
+         000c0028000000000000000000000000000000000000002f00000000000000000000000000000000000000\
+         0000000f000700117374616c65",
+    );
+    assert!(Message::from_vec(&fuzzed).is_err());
+    assert!(matches!(check(fuzzed), Err(ResponseError::BadRdata(41))));
+
+    let mut m = www_a();
+    let mut edns = Edns::new();
+    edns.options_mut()
+        .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(10, vec![7; 8]));
+    m.edns = Some(edns);
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    // The OPT record is last: its data (one 12-byte option) is the last 12 bytes.
+    let option_len = good.len() - 10;
+    assert_eq!(good[option_len + 1], 8);
+    let mut overrun = good.clone();
+    overrun[option_len + 1] = 9;
+    assert!(matches!(check(overrun), Err(ResponseError::BadRdata(41))));
+    // Two bytes left over after the option (RDLENGTH grown to match).
+    let mut left_over = good.clone();
+    left_over[good.len() - 13] += 2;
+    left_over.extend_from_slice(&[0, 3]);
+    assert!(matches!(check(left_over), Err(ResponseError::BadRdata(41))));
+}
+
+#[test]
 fn a_truncated_answer_keeps_the_opt_record() {
     let mut m = response("many.example.com.", RecordType::A);
     for i in 0..80 {
