@@ -60,6 +60,11 @@ pub enum ResponseError {
     /// A record's data does not fit its type (an A record that is not 4 bytes, say).
     #[error("upstream response has a type {0} record whose data is malformed")]
     BadRdata(u16),
+    /// An OPT record outside the additional section, a second one, or one not owned by the root.
+    #[error(
+        "upstream response has an OPT record outside the additional section, a second one, or one not owned by the root"
+    )]
+    MisplacedOpt,
     /// More CNAME/DNAME records than [`MAX_CHAIN`].
     #[error("upstream response has more than {MAX_CHAIN} CNAME/DNAME records")]
     ChainTooLong,
@@ -198,7 +203,11 @@ impl CachedResponse {
                 let ttl = ttl_at(&bytes, record.ttl_at);
                 if record.rtype != rtype::OPT {
                     ttl_offsets.push(offset(record.ttl_at));
-                } else if section == 2 && bytes.get(pos) == Some(&0) {
+                } else if section != 2 || opt.is_some() || bytes.get(pos) != Some(&0) {
+                    // RFC 6891 6.1.1: one OPT at most, in the additional section, owned by the
+                    // root. Another is neither read as EDNS nor TTL-patched, and decoders refuse it.
+                    return Err(ResponseError::MisplacedOpt);
+                } else {
                     opt = Some((offset(pos), offset(next)));
                     // The OPT TTL's first byte holds the upper 8 bits of the response code.
                     facts.extended_rcode = bytes[record.ttl_at];

@@ -636,6 +636,47 @@ fn an_opt_record_whose_options_do_not_fill_its_data_is_refused() {
 }
 
 #[test]
+fn opt_records_where_none_may_be_are_refused() {
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default());
+    // Found by the upstream_answer fuzz target: an OPT record counted in the answer section,
+    // whose options nobody checked (and whose "TTL" was lowered as a TTL).
+    let fuzzed = hex(
+        "5eed8180000100030000000103777777076578616d706c6503636f6d0000010001c00c000100010000012c00\
+         04c000020100002904d0000080000053000a0018070707070707070707ffffffffffffffffffffffffffffff\
+         ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0707070707\
+         07070707070707070707000c0028000000000000000000000071000000000000000000000000000000000000\
+         00000000000000000000000f000700117374616c65",
+    );
+    assert!(Message::from_vec(&fuzzed).is_err());
+    assert!(matches!(check(fuzzed), Err(ResponseError::MisplacedOpt)));
+
+    let mut m = www_a();
+    m.edns = Some(Edns::new());
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    let opt = good[good.len() - 11..].to_vec();
+    assert_eq!(opt[..3], [0, 0, 41]);
+    // The same OPT record twice.
+    let mut twice = good.clone();
+    twice[11] = 2;
+    twice.extend_from_slice(&opt);
+    assert!(Message::from_vec(&twice).is_err());
+    assert!(matches!(check(twice), Err(ResponseError::MisplacedOpt)));
+    // Counted as an authority record.
+    let mut authority = good.clone();
+    authority[9] = 1;
+    authority[11] = 0;
+    assert!(Message::from_vec(&authority).is_err());
+    assert!(matches!(check(authority), Err(ResponseError::MisplacedOpt)));
+    // Owned by a name other than the root (a pointer to the question).
+    let mut owned = good[..good.len() - 11].to_vec();
+    owned.extend_from_slice(b"\xC0\x0C");
+    owned.extend_from_slice(&opt[1..]);
+    assert!(Message::from_vec(&owned).is_err());
+    assert!(matches!(check(owned), Err(ResponseError::MisplacedOpt)));
+}
+
+#[test]
 fn a_truncated_answer_keeps_the_opt_record() {
     let mut m = response("many.example.com.", RecordType::A);
     for i in 0..80 {
