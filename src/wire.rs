@@ -165,7 +165,7 @@ pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> 
 /// (`b"www.example.com"`; the root is empty), following compression pointers.
 pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
-    walk_name(msg, pos, |label| {
+    walk_name(msg, pos, &[], |label| {
         if out.len() > start {
             out.push(b'.');
         }
@@ -176,8 +176,11 @@ pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Res
 
 /// Checks the name at `pos` as a decoder would, following compression pointers (each must
 /// point back, the whole name fit 255 bytes), and returns the position just after it in place.
-pub(crate) fn check_name(msg: &[u8], pos: usize) -> Result<usize, WireError> {
-    walk_name(msg, pos, |_| {})
+///
+/// `ttls` (ascending) are the offsets of TTL fields that will be rewritten: no byte of the name
+/// may lie in one, or the name would change when they do (only a pointer can lead there).
+pub(crate) fn check_name(msg: &[u8], pos: usize, ttls: &[u16]) -> Result<usize, WireError> {
+    walk_name(msg, pos, ttls, |_| {})
 }
 
 /// Walks the name at `pos` label by label (`on_label` gets each, root excluded), following
@@ -187,7 +190,12 @@ pub(crate) fn check_name(msg: &[u8], pos: usize) -> Result<usize, WireError> {
 /// Pointers follow the rules decoders apply (hickory-proto's among them), so that what is
 /// accepted here decodes for every client: a pointer points before the start of the run of
 /// labels it ends, and the labels it leads to end before that start too (no overlap).
-fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+fn walk_name(msg: &[u8], mut pos: usize, ttls: &[u16], mut on_label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+    // Whether bytes `start..end` reach into one of the 4-byte TTL fields.
+    let in_ttl = |start: usize, end: usize| {
+        let first = ttls.partition_point(|&ttl| usize::from(ttl) + 4 <= start);
+        ttls.get(first).is_some_and(|&ttl| usize::from(ttl) < end)
+    };
     let mut end = None;
     let mut wire_len = 1;
     let mut hops = 0;
@@ -200,6 +208,13 @@ fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Res
             return Err(WireError::BadPointer);
         }
         let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
+        let span = match len & 0xC0 {
+            0x00 => 1 + len,
+            _ => 2,
+        };
+        if in_ttl(pos, pos + span) {
+            return Err(WireError::BadPointer);
+        }
         match len & 0xC0 {
             0x00 if len == 0 => return Ok(end.unwrap_or(pos + 1)),
             0x00 => {
@@ -314,11 +329,14 @@ mod tests {
     #[test]
     fn check_name_ends_after_the_first_pointer_and_checks_its_target() {
         let names = message(NAMES);
-        assert_eq!(check_name(&names, 12), Ok(29));
-        assert_eq!(check_name(&names, 29), Ok(31));
-        assert_eq!(check_name(&message(b"\x01a\xC0\x11"), 12), Err(WireError::BadPointer));
-        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 15), Ok(17));
-        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 12), Ok(15));
+        assert_eq!(check_name(&names, 12, &[]), Ok(29));
+        assert_eq!(check_name(&names, 29, &[]), Ok(31));
+        assert_eq!(
+            check_name(&message(b"\x01a\xC0\x11"), 12, &[]),
+            Err(WireError::BadPointer)
+        );
+        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 15, &[]), Ok(17));
+        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 12, &[]), Ok(15));
     }
 
     #[test]
@@ -329,14 +347,14 @@ mod tests {
         let mut msg = b"\x42\x06\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00".to_vec();
         msg.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
         msg.extend_from_slice(b"\xC0\x01\x00\x01\x00\x01\x00\x01\x51\x80\x00\x04\xC0\x00\x02\x01");
-        assert_eq!(check_name(&msg, 33), Err(WireError::BadPointer));
+        assert_eq!(check_name(&msg, 33, &[]), Err(WireError::BadPointer));
         assert_eq!(read_name_dotted(&msg, 33, &mut Vec::new()), Err(WireError::BadPointer));
         // The question at 12 is the first place a name can be.
-        assert_eq!(check_name(&msg, 12), Ok(29));
+        assert_eq!(check_name(&msg, 12, &[]), Ok(29));
         msg[34] = 12;
-        assert_eq!(check_name(&msg, 33), Ok(35));
+        assert_eq!(check_name(&msg, 33, &[]), Ok(35));
         msg[34] = 11;
-        assert_eq!(check_name(&msg, 33), Err(WireError::BadPointer));
+        assert_eq!(check_name(&msg, 33, &[]), Err(WireError::BadPointer));
     }
 
     #[test]
@@ -345,10 +363,10 @@ mod tests {
         // got SERVFAIL) that were accepted and relayed to UDP clients.
         // A pointer into the run of labels it ends: at 16, inside the name that starts at 15.
         let inside = message(b"\x01a\x00\x03\x01y\x00\xC0\x10");
-        assert_eq!(check_name(&inside, 15), Err(WireError::BadPointer));
+        assert_eq!(check_name(&inside, 15, &[]), Err(WireError::BadPointer));
         // A pointer to 12, whose label runs over the start of the name that pointed there (15).
         let overlap = message(b"\x03xy\x02\x00q\xC0\x0C");
-        assert_eq!(check_name(&overlap, 15), Err(WireError::BadPointer));
+        assert_eq!(check_name(&overlap, 15, &[]), Err(WireError::BadPointer));
         assert_eq!(
             read_name_dotted(&overlap, 15, &mut Vec::new()),
             Err(WireError::BadPointer)
@@ -356,8 +374,26 @@ mod tests {
         // Chains of pointers, each to an earlier name, are fine.
         let chain = message(b"\x03com\x00\x07example\xC0\x0C\x03www\xC0\x11");
         let mut out = Vec::new();
-        assert_eq!(walk_name(&chain, 27, |l| out.push(l.to_vec())), Ok(33));
+        assert_eq!(walk_name(&chain, 27, &[], |l| out.push(l.to_vec())), Ok(33));
         assert_eq!(out, [b"www".to_vec(), b"example".to_vec(), b"com".to_vec()]);
+    }
+
+    #[test]
+    fn names_may_not_lead_into_the_ttls_that_are_rewritten() {
+        // A name at 12, then a record's fixed fields: type (15), class (17), TTL (19), RDLENGTH
+        // (23). The TTL's bytes read as a name ("a"), and the pointer at 25 leads there.
+        let mut msg = message(b"\x01x\x00\x00\x01\x00\x01\x01a\x00\x00\x00\x00\xC0\x13");
+        assert_eq!(check_name(&msg, 25, &[]), Ok(27));
+        assert_eq!(check_name(&msg, 25, &[19]), Err(WireError::BadPointer));
+        // Reaching into the TTL from before it counts too: a pointer to the root label at 14
+        // reads nothing of it; one to 15, where a label of 3 bytes starts, runs into it.
+        msg[26] = 14;
+        assert_eq!(check_name(&msg, 25, &[19]), Ok(27));
+        msg[15] = 3;
+        msg[26] = 15;
+        assert_eq!(check_name(&msg, 25, &[]), Ok(27));
+        assert_eq!(check_name(&msg, 25, &[19]), Err(WireError::BadPointer));
+        assert_eq!(check_name(&msg, 25, &[2, 8, 27]), Ok(27));
     }
 
     #[test]

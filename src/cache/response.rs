@@ -181,7 +181,7 @@ impl CachedResponse {
         }
         let bytes = strip_hop_by_hop_options(bytes)?;
 
-        wire::check_name(&bytes, HEADER_LEN)?;
+        wire::check_name(&bytes, HEADER_LEN, &[])?;
         let question_end = wire::skip_question(&bytes, HEADER_LEN)?;
         let mut pos = question_end;
         let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
@@ -197,9 +197,10 @@ impl CachedResponse {
         };
         for (section, count) in [an, ns, ar].into_iter().enumerate() {
             for _ in 0..count {
-                wire::check_name(&bytes, pos)?;
+                // Names may not lead into the TTLs lowered on the way out (this record's own
+                // included, for the names in its data): they would change as the TTLs do.
+                wire::check_name(&bytes, pos, &ttl_offsets)?;
                 let (record, next) = wire::read_record(&bytes, pos)?;
-                check_rdata(&bytes, &record)?;
                 let ttl = ttl_at(&bytes, record.ttl_at);
                 if record.rtype != rtype::OPT {
                     ttl_offsets.push(offset(record.ttl_at));
@@ -212,6 +213,7 @@ impl CachedResponse {
                     // The OPT TTL's first byte holds the upper 8 bits of the response code.
                     facts.extended_rcode = bytes[record.ttl_at];
                 }
+                check_rdata(&bytes, &record, &ttl_offsets)?;
                 match section {
                     0 => facts.lowest_answer = Some(facts.lowest_answer.map_or(ttl, |low: u32| low.min(ttl))),
                     1 if record.rtype == rtype::SOA && facts.negative.is_none() => {
@@ -362,16 +364,16 @@ fn ttl_at(msg: &[u8], at: usize) -> u32 {
 /// Checks the data of the record types a client reads (an answer that a resolver library
 /// cannot decode must not be cached and served to every client after): fixed sizes for A and
 /// AAAA, one name filling the data for CNAME and DNAME, two names and five numbers for SOA,
-/// character-strings filling the data for TXT.
-fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
+/// character-strings filling the data for TXT. `ttls` as for `wire::check_name`.
+fn check_rdata(msg: &[u8], record: &RecordPos, ttls: &[u16]) -> Result<(), ResponseError> {
     let rdata = &record.rdata;
     let fits = match record.rtype {
         rtype::A => rdata.len() == 4,
         rtype::AAAA => rdata.len() == 16,
-        rtype::CNAME | rtype::DNAME => wire::check_name(msg, rdata.start)? == rdata.end,
+        rtype::CNAME | rtype::DNAME => wire::check_name(msg, rdata.start, ttls)? == rdata.end,
         rtype::SOA => {
-            let rname = wire::check_name(msg, rdata.start)?;
-            rname < rdata.end && wire::check_name(msg, rname)? + 20 == rdata.end
+            let rname = wire::check_name(msg, rdata.start, ttls)?;
+            rname < rdata.end && wire::check_name(msg, rname, ttls)? + 20 == rdata.end
         }
         rtype::TXT => msg.get(rdata.clone()).is_some_and(character_strings_fill),
         _ => true,

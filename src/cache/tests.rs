@@ -290,6 +290,41 @@ fn analyze_rejects_txt_data_that_its_strings_do_not_fill() {
 }
 
 #[test]
+fn analyze_refuses_names_that_lead_into_a_ttl() {
+    let limits = TtlLimits::default();
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &limits);
+    // Found by the upstream_answer fuzz target: a CNAME target pointing at offset 120, inside
+    // the TTL (01 00 00 00) of the record before it. Served 7 seconds later the TTL was
+    // 00 ff ff f9 and the target no longer decoded.
+    let fuzzed = hex(
+        "5eed8180000100060000000001610162016301640165076578616d706c6503636f6d0000010001c00c0005\
+         00010000012c001604686f70300363646e076578616d706c65036e657400c033000500010000012b000704\
+         686f7031c038c055000500010000012a000704686f7632c038c068000a290101000000000704686f7033c0\
+         78c07b0005000100000128000704686f7034c038c08e000100010000001e0004c0000203",
+    );
+    assert!(Message::from_vec(&fuzzed).is_ok());
+    assert!(matches!(
+        check(fuzzed),
+        Err(ResponseError::Malformed(WireError::BadPointer))
+    ));
+    // An A record whose TTL (0x01610000) reads as the name "a", and a second record owned by a
+    // pointer to it: a second later the TTL is 0x0160ffff, not a name.
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(a("www.example.com.", 0x0161_0000, 1));
+    let mut bytes = m.to_vec().unwrap();
+    let ttl_at = bytes.len() - 10;
+    bytes[7] = 2;
+    bytes.extend_from_slice(&(0xC000 | ttl_at as u16).to_be_bytes());
+    bytes.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 2]);
+    let read = Message::from_vec(&bytes).unwrap();
+    assert_eq!(read.answers[1].name.to_ascii(), "a.");
+    assert!(matches!(
+        check(bytes),
+        Err(ResponseError::Malformed(WireError::BadPointer))
+    ));
+}
+
+#[test]
 fn an_extended_response_code_is_not_cached() {
     let mut m = response("www.example.com.", RecordType::A);
     m.add_answer(a("www.example.com.", 60, 1));
