@@ -890,7 +890,8 @@ fn labels_of_question(question: &[u8]) -> Vec<Vec<u8>> {
 /// `packet_parse` target: the bytes as a client query, read by `packet::parse` and by
 /// hickory-proto. When both read it they must agree on id, flags, the name (lowercased), type,
 /// class, where the question ends, and the EDNS payload size and DO bit. A plain query that
-/// hickory-proto reads (QUERY, one question, no compression pointer in it) must be read too.
+/// hickory-proto reads (QUERY, one question, no compression pointer and no dot inside a label in
+/// its name) must be read too.
 pub fn packet_parse(data: &[u8]) {
     let ours = packet::parse(data);
     let theirs = Message::from_vec(data);
@@ -931,7 +932,7 @@ pub fn packet_parse(data: &[u8]) {
             let plain = message.metadata.message_type == MessageType::Query
                 && message.metadata.op_code == OpCode::Query
                 && message.queries.len() == 1
-                && !has_pointer_at(data, 12);
+                && plain_name_at(data, 12);
             let refused = matches!(error, packet::ParseError::Question | packet::ParseError::Additional);
             assert!(
                 !plain || !refused,
@@ -943,13 +944,20 @@ pub fn packet_parse(data: &[u8]) {
     }
 }
 
-/// Whether the name at `at` holds a compression pointer (or cannot be walked at all).
-fn has_pointer_at(msg: &[u8], mut at: usize) -> bool {
+/// Whether the name at `at` is one the daemon reads: no compression pointer (nothing precedes
+/// the question to point at) and no dot inside a label (its names are dotted text).
+fn plain_name_at(msg: &[u8], mut at: usize) -> bool {
     loop {
         match msg.get(at) {
-            Some(0) => return false,
-            Some(&len) if len & 0xC0 == 0 => at += 1 + usize::from(len),
-            _ => return true,
+            Some(0) => return true,
+            Some(&len) if len & 0xC0 == 0 => {
+                let end = at + 1 + usize::from(len);
+                if msg.get(at + 1..end).is_none_or(|label| label.contains(&b'.')) {
+                    return false;
+                }
+                at = end;
+            }
+            _ => return false,
         }
     }
 }
