@@ -372,8 +372,11 @@ fn capture_seeds() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
-/// Configs: the embedded default, the query target's, and the shapes the config tests use.
+/// Configs: the embedded default, the deployment examples, the query target's, and the shapes
+/// the config tests use.
 fn config_seeds() -> Vec<(String, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| std::fs::read(root.join(path)).expect("a config file");
     let issue_example = r#"
 [server]
 listen = ["127.0.0.1:5353"]
@@ -417,6 +420,8 @@ salt = "0123456789abcdef"
             "embedded-default".into(),
             sinkhole::config::EMBEDDED_DEFAULT.as_bytes().to_vec(),
         ),
+        ("deploy-sinkhole".into(), read("deploy/sinkhole.toml")),
+        ("deploy-container".into(), read("deploy/container.toml")),
         ("query-target".into(), checks::QUERY_CONFIG.as_bytes().to_vec()),
         ("issue-example".into(), issue_example.as_bytes().to_vec()),
         (

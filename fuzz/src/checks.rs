@@ -46,6 +46,14 @@ pub const TARGETS: [(&str, Check); 6] = [
     ("capture", capture),
 ];
 
+/// A file name in the temp dir of this process and thread alone (the corpus test runs targets
+/// on threads of one process).
+fn temp_path(what: &str) -> PathBuf {
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    std::env::temp_dir().join(format!("sinkhole-fuzz-{what}-{}-{thread}", std::process::id()))
+}
+
 /// An input in hex, for failure messages (a crash is reproduced from it).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -278,7 +286,7 @@ struct QueryFixture {
 impl QueryFixture {
     fn new() -> QueryFixture {
         // `State::new` reads a config file; it is read once and not needed after.
-        let path = std::env::temp_dir().join(format!("sinkhole-fuzz-query-{}.toml", std::process::id()));
+        let path = temp_path("query");
         std::fs::write(&path, QUERY_CONFIG).expect("write the query target's config to the temp dir");
         let state = State::new(ConfigSource::File(path.clone()));
         let _ = std::fs::remove_file(&path);
@@ -1166,7 +1174,7 @@ pub fn capture(data: &[u8]) {
             );
         }
     }
-    let path = std::env::temp_dir().join(format!("sinkhole-fuzz-capture-{}", std::process::id()));
+    let path = temp_path("capture");
     std::fs::write(&path, data).expect("write the capture to the temp dir");
     let options = LoadOptions {
         source: "127.0.0.1".parse().expect("an address"),
