@@ -158,6 +158,7 @@ pub fn client_query(id: u16, name: &str, qtype: RecordType, edns: Option<bool>) 
     message.to_vec().expect("encode a test query")
 }
 
+/// A test name (panics on a bad one: the names are ours).
 fn dns_name(name: &str) -> Name {
     Name::from_ascii(name).expect("a valid test name")
 }
@@ -279,7 +280,10 @@ pub fn cached_answers() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
 /// What the `query` target answers with: the handler over [`QUERY_CONFIG`] with a warm cache,
 /// and one long-lived worker (a UDP worker's, with its front cache).
 struct QueryFixture {
+    /// The pipeline, as `server::serve` builds it (hit log off).
     handler: Handler,
+    /// The worker UDP queries are answered by: long-lived, so its front cache fills as a UDP
+    /// worker's does. TCP queries get a fresh `Worker::default()` each, as in the daemon.
     udp_worker: RefCell<Worker>,
 }
 
@@ -358,6 +362,7 @@ pub fn query(data: &[u8]) {
     QUERY_FIXTURE.with(|fixture| fixture.check(data));
 }
 
+/// The checks of one `Step::Reply` answer (`out`) to `packet`.
 fn check_reply(packet: &[u8], parsed: &Result<packet::Query, packet::ParseError>, protocol: Protocol, out: &[u8]) {
     let context = || format!("query {}\nanswer {}", hex(packet), hex(out));
     let answer = Message::from_vec(out).unwrap_or_else(|e| panic!("the answer does not decode ({e})\n{}", context()));
@@ -428,13 +433,16 @@ struct Located {
     start: usize,
     /// The record's data.
     rdata: Range<usize>,
+    /// The record as hickory-proto decodes it.
     record: Record,
 }
 
 /// A message as hickory-proto reads it record by record (what `Message::from_vec` does, without
 /// its rules across records), with positions.
 struct Walk {
+    /// Where the question section ends.
     question_end: usize,
+    /// Every record, in order.
     records: Vec<Located>,
 }
 
@@ -447,6 +455,7 @@ enum WalkError {
     Record(usize, DecodeError),
 }
 
+/// Reads `msg` as hickory-proto does, record by record, noting where each record is.
 fn walk(msg: &[u8]) -> Result<Walk, WalkError> {
     let mut decoder = BinDecoder::new(msg);
     let header = Header::read(&mut decoder).map_err(WalkError::Question)?;
@@ -600,6 +609,8 @@ pub fn upstream_answer(data: &[u8]) {
     }
 }
 
+/// hickory-proto refuses `data` with `error`, the cache took it: fine only where the cause lies in
+/// data the cache passes through unread.
 fn only_we_accept(data: &[u8], error: &DecodeError) {
     let context = || format!("hickory refuses ({error}), the cache accepts: {}", hex(data));
     match walk(data) {
@@ -653,6 +664,7 @@ fn only_we_accept(data: &[u8], error: &DecodeError) {
     }
 }
 
+/// The cache refused `data` (`ours`), hickory-proto read it: fine only for refusals by design.
 fn only_hickory_accepts(data: &[u8], ours: &ResponseError, message: &Message) {
     let by_design = match ours {
         ResponseError::NotAResponse | ResponseError::QuestionCount(_) | ResponseError::ChainTooLong => true,
@@ -833,6 +845,7 @@ fn agree(data: &[u8], response: &CachedResponse, message: &Message, walk: &Walk,
     }
 }
 
+/// Two record lists are the same, TTLs included (hickory-proto's `==` leaves TTLs out).
 fn same_records(written: &[Record], expected: &[Record], section: &str, what: &impl Fn() -> String) {
     assert_eq!(written.len(), expected.len(), "{section} records\n{}", what());
     for (w, e) in written.iter().zip(expected) {
@@ -840,6 +853,7 @@ fn same_records(written: &[Record], expected: &[Record], section: &str, what: &i
     }
 }
 
+/// `written` is `original` less the hop-by-hop options.
 fn same_edns(written: &Edns, original: &Edns, what: &impl Fn() -> String) {
     assert_eq!(written.max_payload(), original.max_payload(), "{}", what());
     assert_eq!(written.rcode_high(), original.rcode_high(), "{}", what());
@@ -1113,6 +1127,7 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// Every diagnostic of `error` is located in `text`.
 fn located(error: &ConfigError, text: &str) {
     match error {
         ConfigError::Invalid(diagnostics) => {
@@ -1129,6 +1144,7 @@ fn located(error: &ConfigError, text: &str) {
     }
 }
 
+/// The diagnostic says `fuzz.toml:LINE:COL`, a line of `text`.
 fn located_at(diagnostic: &Diagnostic, text: &str) {
     let context = || format!("{diagnostic}\nconfig {}", hex(text.as_bytes()));
     let place = diagnostic
