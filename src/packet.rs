@@ -365,11 +365,11 @@ mod tests {
 
     #[test]
     fn refuses_a_dot_inside_a_label() {
-        // Found by the query fuzz target: labels `x.tiktok` and `com` read as x.tiktok.com, so
-        // the policy's tiktok.com rule matched and the block answer's SOA pointed at offset 14,
-        // the middle of a label: no client could decode it. And a name of the same dotted form
-        // shares its cache key: a client could have NXDOMAIN cached for www.example.com by asking
-        // for `www.example` + `com`, whose question even has the same length.
+        // Found with the query fuzz target's check: labels `x.tiktok` and `com` read as
+        // x.tiktok.com, so the policy's tiktok.com rule matched and the block answer's SOA pointed
+        // at offset 14, the middle of a label: no client could decode it. And a name of the same
+        // dotted form shares its cache key: a client could have NXDOMAIN cached for
+        // www.example.com by asking for `www.example` + `com`, whose question has the same length.
         let mut dotted = query_bytes(0x4200, "x.tiktok.com", rtype::A, None);
         dotted[12..21].copy_from_slice(b"\x08x.tiktok");
         assert_eq!(parse(&dotted).unwrap_err(), ParseError::Question);
