@@ -245,7 +245,9 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
 }
 
 /// Reads the question name at offset 12 into `name`, lowercased and dotted; returns the offset
-/// after it. Compression pointers are refused: nothing precedes the question to point at.
+/// after it. Compression pointers are refused: nothing precedes the question to point at. So is
+/// a label with a dot in it: dotted, `x.tiktok` + `com` would be `x` + `tiktok` + `com`, the same
+/// list matches and the same cache key for another name.
 fn read_question_name(packet: &[u8], name: &mut QName) -> Option<usize> {
     let mut at = HEADER_LEN;
     let mut out = 0usize;
@@ -259,6 +261,9 @@ fn read_question_name(packet: &[u8], name: &mut QName) -> Option<usize> {
             return None;
         }
         let label = packet.get(at..at + len)?;
+        if label.contains(&b'.') {
+            return None;
+        }
         if out > 0 {
             name.buf[out] = b'.';
             out += 1;
@@ -356,6 +361,21 @@ mod tests {
         let mut no_opt = query_bytes(7, "a.example", rtype::A, Some((1232, false)));
         no_opt.truncate(no_opt.len() - 3);
         assert_eq!(parse(&no_opt).unwrap_err(), ParseError::Additional);
+    }
+
+    #[test]
+    fn refuses_a_dot_inside_a_label() {
+        // Found with the query fuzz target's check: labels `x.tiktok` and `com` read as
+        // x.tiktok.com, so the policy's tiktok.com rule matched and the block answer's SOA pointed
+        // at offset 14, the middle of a label: no client could decode it. And a name of the same
+        // dotted form shares its cache key: a client could have NXDOMAIN cached for
+        // www.example.com by asking for `www.example` + `com`, whose question has the same length.
+        let mut dotted = query_bytes(0x4200, "x.tiktok.com", rtype::A, None);
+        dotted[12..21].copy_from_slice(b"\x08x.tiktok");
+        assert_eq!(parse(&dotted).unwrap_err(), ParseError::Question);
+        let plain = query_bytes(0x4200, "x.tiktok.com", rtype::A, None);
+        assert_eq!(plain.len(), dotted.len());
+        assert_eq!(parse(&plain).expect("valid").name.as_bytes(), b"x.tiktok.com");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub mod rtype {
     pub const SOA: u16 = 6;
     /// Host information: the record RFC 8482 answers ANY with.
     pub const HINFO: u16 = 13;
+    /// Text strings.
+    pub const TXT: u16 = 16;
     /// IPv6 address.
     pub const AAAA: u16 = 28;
     /// Subtree alias (RFC 6672).
@@ -167,7 +169,7 @@ pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> 
 /// (`b"www.example.com"`; the root is empty), following compression pointers.
 pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
-    walk_name(msg, pos, |label| {
+    walk_name(msg, pos, &[], |label| {
         if out.len() > start {
             out.push(b'.');
         }
@@ -178,19 +180,45 @@ pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Res
 
 /// Checks the name at `pos` as a decoder would, following compression pointers (each must
 /// point back, the whole name fit 255 bytes), and returns the position just after it in place.
-pub(crate) fn check_name(msg: &[u8], pos: usize) -> Result<usize, WireError> {
-    walk_name(msg, pos, |_| {})
+///
+/// `ttls` (ascending) are the offsets of TTL fields that will be rewritten: no byte of the name
+/// may lie in one, or the name would change when they do (only a pointer can lead there).
+pub(crate) fn check_name(msg: &[u8], pos: usize, ttls: &[u16]) -> Result<usize, WireError> {
+    walk_name(msg, pos, ttls, |_| {})
 }
 
 /// Walks the name at `pos` label by label (`on_label` gets each, root excluded), following
 /// compression pointers; returns the position just after the name in place (after its first
 /// pointer, or its root label).
-fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+///
+/// Pointers follow the rules decoders apply (hickory-proto's among them), so that what is
+/// accepted here decodes for every client: a pointer points before the start of the run of
+/// labels it ends, and the labels it leads to end before that start too (no overlap).
+fn walk_name(msg: &[u8], mut pos: usize, ttls: &[u16], mut on_label: impl FnMut(&[u8])) -> Result<usize, WireError> {
+    // Whether bytes `start..end` reach into one of the 4-byte TTL fields.
+    let in_ttl = |start: usize, end: usize| {
+        let first = ttls.partition_point(|&ttl| usize::from(ttl) + 4 <= start);
+        ttls.get(first).is_some_and(|&ttl| usize::from(ttl) < end)
+    };
     let mut end = None;
     let mut wire_len = 1;
     let mut hops = 0;
+    // Where the current run of labels began, and (after a pointer) where the run that pointed
+    // here began: the labels read now must end before it.
+    let mut run_start = pos;
+    let mut limit = usize::MAX;
     loop {
+        if pos >= limit {
+            return Err(WireError::BadPointer);
+        }
         let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
+        let span = match len & 0xC0 {
+            0x00 => 1 + len,
+            _ => 2,
+        };
+        if in_ttl(pos, pos + span) {
+            return Err(WireError::BadPointer);
+        }
         match len & 0xC0 {
             0x00 if len == 0 => return Ok(end.unwrap_or(pos + 1)),
             0x00 => {
@@ -205,12 +233,16 @@ fn walk_name(msg: &[u8], mut pos: usize, mut on_label: impl FnMut(&[u8])) -> Res
                 let low = *msg.get(pos + 1).ok_or(WireError::Truncated("name"))?;
                 let target = ((len & 0x3F) << 8) | usize::from(low);
                 hops += 1;
-                // A pointer must point back (RFC 1035 4.1.4 "a prior occurrence"); with the
-                // hop limit that rules out loops.
-                if target >= pos || hops > MAX_POINTERS {
+                // A pointer must point back (RFC 1035 4.1.4 "a prior occurrence"), before the
+                // labels it ends, so the runs only ever move back: no loop. Never into the header:
+                // no name is there, and a name made of header bytes would change with the id and
+                // flags we rewrite.
+                if target < HEADER_LEN || target >= run_start || hops > MAX_POINTERS {
                     return Err(WireError::BadPointer);
                 }
                 end.get_or_insert(pos + 2);
+                limit = run_start;
+                run_start = target;
                 pos = target;
             }
             _ => return Err(WireError::BadLabel),
@@ -265,24 +297,33 @@ pub(crate) fn read_record(msg: &[u8], pos: usize) -> Result<(RecordPos, usize), 
 mod tests {
     use super::*;
 
-    /// `www.Example.com` at 0, then a pointer to `Example.com` at offset 4.
-    const NAMES: &[u8] = b"\x03www\x07Example\x03com\x00\xC0\x04";
+    /// `names` after a 12-byte header: names start at 12, and pointers point past the header.
+    fn message(names: &[u8]) -> Vec<u8> {
+        let mut msg = vec![0; HEADER_LEN];
+        msg.extend_from_slice(names);
+        msg
+    }
+
+    /// `www.Example.com` at 12, then a pointer to `Example.com` at offset 16.
+    const NAMES: &[u8] = b"\x03www\x07Example\x03com\x00\xC0\x10";
 
     #[test]
     fn skip_name_stops_at_root_and_pointer() {
-        assert_eq!(skip_name(NAMES, 0), Ok(17));
-        assert_eq!(skip_name(NAMES, 17), Ok(19));
-        assert_eq!(skip_name(&NAMES[..10], 0), Err(WireError::Truncated("name")));
+        let names = message(NAMES);
+        assert_eq!(skip_name(&names, 12), Ok(29));
+        assert_eq!(skip_name(&names, 29), Ok(31));
+        assert_eq!(skip_name(&names[..22], 12), Err(WireError::Truncated("name")));
         assert_eq!(skip_name(b"\x40abc", 0), Err(WireError::BadLabel));
     }
 
     #[test]
     fn read_name_lowercases_and_follows_pointers() {
+        let names = message(NAMES);
         let mut out = Vec::new();
-        read_name_dotted(NAMES, 0, &mut out).unwrap();
+        read_name_dotted(&names, 12, &mut out).unwrap();
         assert_eq!(out, b"www.example.com");
         out.clear();
-        read_name_dotted(NAMES, 17, &mut out).unwrap();
+        read_name_dotted(&names, 29, &mut out).unwrap();
         assert_eq!(out, b"example.com");
         out.clear();
         read_name_dotted(b"\x00", 0, &mut out).unwrap();
@@ -291,28 +332,92 @@ mod tests {
 
     #[test]
     fn check_name_ends_after_the_first_pointer_and_checks_its_target() {
-        assert_eq!(check_name(NAMES, 0), Ok(17));
-        assert_eq!(check_name(NAMES, 17), Ok(19));
-        assert_eq!(check_name(b"\x01a\xC0\x05", 0), Err(WireError::BadPointer));
-        assert_eq!(check_name(b"\x01a\x00\xC0\x00", 3), Ok(5));
-        assert_eq!(check_name(b"\x01a\x00\xC0\x00", 0), Ok(3));
+        let names = message(NAMES);
+        assert_eq!(check_name(&names, 12, &[]), Ok(29));
+        assert_eq!(check_name(&names, 29, &[]), Ok(31));
+        assert_eq!(
+            check_name(&message(b"\x01a\xC0\x11"), 12, &[]),
+            Err(WireError::BadPointer)
+        );
+        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 15, &[]), Ok(17));
+        assert_eq!(check_name(&message(b"\x01a\x00\xC0\x0C"), 12, &[]), Ok(15));
+    }
+
+    #[test]
+    fn pointers_into_the_header_are_refused() {
+        // Found by the upstream_answer fuzz target: an answer whose owner name points at offset 1,
+        // so that the id's low byte is a label length and the flags and counts are its label.
+        // Served with another id or RD bit, the record's owner name changed.
+        let mut msg = b"\x42\x06\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        msg.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        msg.extend_from_slice(b"\xC0\x01\x00\x01\x00\x01\x00\x01\x51\x80\x00\x04\xC0\x00\x02\x01");
+        assert_eq!(check_name(&msg, 33, &[]), Err(WireError::BadPointer));
+        assert_eq!(read_name_dotted(&msg, 33, &mut Vec::new()), Err(WireError::BadPointer));
+        // The question at 12 is the first place a name can be.
+        assert_eq!(check_name(&msg, 12, &[]), Ok(29));
+        msg[34] = 12;
+        assert_eq!(check_name(&msg, 33, &[]), Ok(35));
+        msg[34] = 11;
+        assert_eq!(check_name(&msg, 33, &[]), Err(WireError::BadPointer));
+    }
+
+    #[test]
+    fn pointers_point_before_the_labels_they_end_and_lead_to_labels_that_end_before_them() {
+        // Found by the upstream_answer fuzz target: names hickory-proto refuses (so TCP clients
+        // got SERVFAIL) that were accepted and relayed to UDP clients.
+        // A pointer into the run of labels it ends: at 16, inside the name that starts at 15.
+        let inside = message(b"\x01a\x00\x03\x01y\x00\xC0\x10");
+        assert_eq!(check_name(&inside, 15, &[]), Err(WireError::BadPointer));
+        // A pointer to 12, whose label runs over the start of the name that pointed there (15).
+        let overlap = message(b"\x03xy\x02\x00q\xC0\x0C");
+        assert_eq!(check_name(&overlap, 15, &[]), Err(WireError::BadPointer));
+        assert_eq!(
+            read_name_dotted(&overlap, 15, &mut Vec::new()),
+            Err(WireError::BadPointer)
+        );
+        // Chains of pointers, each to an earlier name, are fine.
+        let chain = message(b"\x03com\x00\x07example\xC0\x0C\x03www\xC0\x11");
+        let mut out = Vec::new();
+        assert_eq!(walk_name(&chain, 27, &[], |l| out.push(l.to_vec())), Ok(33));
+        assert_eq!(out, [b"www".to_vec(), b"example".to_vec(), b"com".to_vec()]);
+    }
+
+    #[test]
+    fn names_may_not_lead_into_the_ttls_that_are_rewritten() {
+        // A name at 12, then a record's fixed fields: type (15), class (17), TTL (19), RDLENGTH
+        // (23). The TTL's bytes read as a name ("a"), and the pointer at 25 leads there.
+        let mut msg = message(b"\x01x\x00\x00\x01\x00\x01\x01a\x00\x00\x00\x00\xC0\x13");
+        assert_eq!(check_name(&msg, 25, &[]), Ok(27));
+        assert_eq!(check_name(&msg, 25, &[19]), Err(WireError::BadPointer));
+        // Reaching into the TTL from before it counts too: a pointer to the root label at 14
+        // reads nothing of it; one to 15, where a label of 3 bytes starts, runs into it.
+        msg[26] = 14;
+        assert_eq!(check_name(&msg, 25, &[19]), Ok(27));
+        msg[15] = 3;
+        msg[26] = 15;
+        assert_eq!(check_name(&msg, 25, &[]), Ok(27));
+        assert_eq!(check_name(&msg, 25, &[19]), Err(WireError::BadPointer));
+        assert_eq!(check_name(&msg, 25, &[2, 8, 27]), Ok(27));
     }
 
     #[test]
     fn read_name_rejects_loops_and_forward_pointers() {
         let mut out = Vec::new();
         // A pointer to itself.
-        assert_eq!(read_name_dotted(b"\xC0\x00", 0, &mut out), Err(WireError::BadPointer));
-        // A forward pointer.
         assert_eq!(
-            read_name_dotted(b"\xC0\x02\x00", 0, &mut out),
+            read_name_dotted(&message(b"\xC0\x0C"), 12, &mut out),
             Err(WireError::BadPointer)
         );
-        // A label followed by a pointer back to it: grows until the length limit stops it.
+        // A forward pointer.
+        assert_eq!(
+            read_name_dotted(&message(b"\xC0\x0E\x00"), 12, &mut out),
+            Err(WireError::BadPointer)
+        );
+        // A label followed by a pointer back to it: a loop, refused at the pointer.
         out.clear();
         assert_eq!(
-            read_name_dotted(b"\x01a\xC0\x00", 0, &mut out),
-            Err(WireError::NameTooLong)
+            read_name_dotted(&message(b"\x01a\xC0\x0C"), 12, &mut out),
+            Err(WireError::BadPointer)
         );
         // Too long without pointers.
         let mut long = Vec::new();

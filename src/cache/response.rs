@@ -72,6 +72,11 @@ pub enum ResponseError {
     /// A record's data does not fit its type (an A record that is not 4 bytes, say).
     #[error("upstream response has a type {0} record whose data is malformed")]
     BadRdata(u16),
+    /// An OPT record outside the additional section, a second one, or one not owned by the root.
+    #[error(
+        "upstream response has an OPT record outside the additional section, a second one, or one not owned by the root"
+    )]
+    MisplacedOpt,
     /// More CNAME/DNAME records than [`MAX_CHAIN`].
     #[error("upstream response has more than {MAX_CHAIN} CNAME/DNAME records")]
     ChainTooLong,
@@ -87,7 +92,8 @@ const OPTION_EDE: u16 = 15;
 const HOP_BY_HOP_OPTIONS: [u16; 3] = [10, 11, 12];
 
 /// Removes [`HOP_BY_HOP_OPTIONS`] from the OPT record, if any is there (the bytes are returned
-/// untouched otherwise).
+/// untouched otherwise). An OPT record whose options do not fill its data is refused: the
+/// options are read here, and an answer with them broken does not decode for clients.
 fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError> {
     let [qd, an, ns, ar] = wire::counts(&bytes);
     let mut pos = HEADER_LEN;
@@ -101,6 +107,9 @@ fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError
         let (record, next) = wire::read_record(&bytes, pos)?;
         if record.rtype == rtype::OPT {
             let rdata = &bytes[record.rdata.clone()];
+            if !options_fill(rdata) {
+                return Err(ResponseError::BadRdata(rtype::OPT));
+            }
             // (code, start, end) of each option; most answers carry none of ours, and are
             // returned without a copy.
             let options = || {
@@ -127,6 +136,19 @@ fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError
         pos = next;
     }
     Ok(bytes)
+}
+
+/// Whether `data` is a run of whole EDNS options (code, length, that many bytes) that ends
+/// where it ends, as OPT data must be (RFC 6891 6.1.2).
+fn options_fill(data: &[u8]) -> bool {
+    let mut at = 0;
+    while at < data.len() {
+        match wire::u16_at(data, at + 2) {
+            Some(len) => at += 4 + usize::from(len),
+            None => return false,
+        }
+    }
+    at == data.len()
 }
 
 /// One upstream response, analysed once: its bytes, where each RR's TTL sits, the CNAME/DNAME
@@ -157,7 +179,7 @@ pub struct CachedResponse {
 
 impl CachedResponse {
     /// Walks and analyses an upstream response in one pass over its bytes: checks it decodes
-    /// (every name, and the data of the types clients read: A, AAAA, CNAME, DNAME, SOA),
+    /// (every name, and the data of the types clients read: A, AAAA, CNAME, DNAME, SOA, TXT),
     /// notes where each TTL sits and the CNAME/DNAME chain, and works out its cache lifetime.
     /// `now` is when it arrived; TTLs served later are lowered by the time since.
     pub fn analyze(bytes: Vec<u8>, now: Instant, limits: &TtlLimits) -> Result<Self, ResponseError> {
@@ -176,7 +198,7 @@ impl CachedResponse {
         }
         let bytes = strip_hop_by_hop_options(bytes)?;
 
-        wire::check_name(&bytes, HEADER_LEN)?;
+        wire::check_name(&bytes, HEADER_LEN, &[])?;
         let question_end = wire::skip_question(&bytes, HEADER_LEN)?;
         let mut pos = question_end;
         let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
@@ -192,17 +214,23 @@ impl CachedResponse {
         };
         for (section, count) in [an, ns, ar].into_iter().enumerate() {
             for _ in 0..count {
-                wire::check_name(&bytes, pos)?;
+                // Names may not lead into the TTLs lowered on the way out (this record's own
+                // included, for the names in its data): they would change as the TTLs do.
+                wire::check_name(&bytes, pos, &ttl_offsets)?;
                 let (record, next) = wire::read_record(&bytes, pos)?;
-                check_rdata(&bytes, &record)?;
                 let ttl = ttl_at(&bytes, record.ttl_at);
                 if record.rtype != rtype::OPT {
                     ttl_offsets.push(offset(record.ttl_at));
-                } else if section == 2 && bytes.get(pos) == Some(&0) {
+                } else if section != 2 || opt.is_some() || bytes.get(pos) != Some(&0) {
+                    // RFC 6891 6.1.1: one OPT at most, in the additional section, owned by the
+                    // root. Another is neither read as EDNS nor TTL-patched, and decoders refuse it.
+                    return Err(ResponseError::MisplacedOpt);
+                } else {
                     opt = Some((offset(pos), offset(next)));
                     // The OPT TTL's first byte holds the upper 8 bits of the response code.
                     facts.extended_rcode = bytes[record.ttl_at];
                 }
+                check_rdata(&bytes, &record, &ttl_offsets)?;
                 match section {
                     0 => facts.lowest_answer = Some(facts.lowest_answer.map_or(ttl, |low: u32| low.min(ttl))),
                     1 if record.rtype == rtype::SOA && facts.negative.is_none() => {
@@ -412,17 +440,19 @@ fn ttl_at(msg: &[u8], at: usize) -> u32 {
 
 /// Checks the data of the record types a client reads (an answer that a resolver library
 /// cannot decode must not be cached and served to every client after): fixed sizes for A and
-/// AAAA, one name filling the data for CNAME and DNAME, two names and five numbers for SOA.
-fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
+/// AAAA, one name filling the data for CNAME and DNAME, two names and five numbers for SOA,
+/// character-strings filling the data for TXT. `ttls` as for `wire::check_name`.
+fn check_rdata(msg: &[u8], record: &RecordPos, ttls: &[u16]) -> Result<(), ResponseError> {
     let rdata = &record.rdata;
     let fits = match record.rtype {
         rtype::A => rdata.len() == 4,
         rtype::AAAA => rdata.len() == 16,
-        rtype::CNAME | rtype::DNAME => wire::check_name(msg, rdata.start)? == rdata.end,
+        rtype::CNAME | rtype::DNAME => wire::check_name(msg, rdata.start, ttls)? == rdata.end,
         rtype::SOA => {
-            let rname = wire::check_name(msg, rdata.start)?;
-            rname < rdata.end && wire::check_name(msg, rname)? + 20 == rdata.end
+            let rname = wire::check_name(msg, rdata.start, ttls)?;
+            rname < rdata.end && wire::check_name(msg, rname, ttls)? + 20 == rdata.end
         }
+        rtype::TXT => msg.get(rdata.clone()).is_some_and(character_strings_fill),
         _ => true,
     };
     if fits {
@@ -430,6 +460,17 @@ fn check_rdata(msg: &[u8], record: &RecordPos) -> Result<(), ResponseError> {
     } else {
         Err(ResponseError::BadRdata(record.rtype))
     }
+}
+
+/// Whether `data` is one or more character-strings (a length byte, then that many bytes) that
+/// end exactly where it ends, as TXT data must be (RFC 1035 3.3.14). A decoder reads the strings
+/// one by one and refuses a last one that runs past the data, or data left over.
+fn character_strings_fill(data: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&len) = data.get(at) {
+        at += 1 + usize::from(len);
+    }
+    !data.is_empty() && at == data.len()
 }
 
 /// The MINIMUM field of an SOA record already checked by [`check_rdata`]: its last 4 bytes.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA};
+use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
@@ -240,6 +240,88 @@ fn analyze_rejects_broken_names_and_record_data() {
     negative[rdlength + 1] -= 1;
     negative.pop();
     assert!(matches!(check(negative), Err(ResponseError::BadRdata(6))));
+}
+
+/// The bytes of a hex string (test vectors found by fuzzing are kept as hex).
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn analyze_rejects_txt_data_that_its_strings_do_not_fill() {
+    let limits = TtlLimits::default();
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &limits);
+    // Found by the upstream_answer fuzz target: a TXT record of 6 bytes whose second string
+    // (length 5) runs one byte past them. hickory-proto refuses the message, so it was relayed
+    // over UDP but answered SERVFAIL over TCP (where the answer is decoded again).
+    let overrun = hex(
+        "61b581800001000100000000086261647264617461047365656404746573740000100001\
+         c00c001000010000012c00060005656c6c6f01",
+    );
+    assert!(Message::from_vec(&overrun).is_err());
+    assert!(matches!(check(overrun), Err(ResponseError::BadRdata(16))));
+
+    let mut m = response("txt.example.com.", RecordType::TXT);
+    let strings = TXT::new(vec!["v=spf1 -all".into(), "x".into()]);
+    m.add_answer(Record::from_rdata(name("txt.example.com."), 60, RData::TXT(strings)));
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    // RDLENGTH one byte longer than the strings (the message grown to match), and one shorter.
+    let rdlength = good.len() - 16;
+    assert_eq!(good[rdlength + 1], 14);
+    let mut left_over = good.clone();
+    left_over[rdlength + 1] += 1;
+    left_over.push(b'x');
+    assert!(Message::from_vec(&left_over).is_err());
+    assert!(matches!(check(left_over), Err(ResponseError::BadRdata(16))));
+    let mut cut = good.clone();
+    cut[rdlength + 1] -= 1;
+    cut.pop();
+    assert!(Message::from_vec(&cut).is_err());
+    assert!(matches!(check(cut), Err(ResponseError::BadRdata(16))));
+    // No string at all: TXT data is one or more of them.
+    let mut empty = good[..rdlength].to_vec();
+    empty.extend_from_slice(&[0, 0]);
+    assert!(Message::from_vec(&empty).is_err());
+    assert!(matches!(check(empty), Err(ResponseError::BadRdata(16))));
+}
+
+#[test]
+fn analyze_refuses_names_that_lead_into_a_ttl() {
+    let limits = TtlLimits::default();
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &limits);
+    // Found by the upstream_answer fuzz target: a CNAME target pointing at offset 120, inside
+    // the TTL (01 00 00 00) of the record before it. Served 7 seconds later the TTL was
+    // 00 ff ff f9 and the target no longer decoded.
+    let fuzzed = hex(
+        "5eed8180000100060000000001610162016301640165076578616d706c6503636f6d0000010001c00c0005\
+         00010000012c001604686f70300363646e076578616d706c65036e657400c033000500010000012b000704\
+         686f7031c038c055000500010000012a000704686f7632c038c068000a290101000000000704686f7033c0\
+         78c07b0005000100000128000704686f7034c038c08e000100010000001e0004c0000203",
+    );
+    assert!(Message::from_vec(&fuzzed).is_ok());
+    assert!(matches!(
+        check(fuzzed),
+        Err(ResponseError::Malformed(WireError::BadPointer))
+    ));
+    // An A record whose TTL (0x01610000) reads as the name "a", and a second record owned by a
+    // pointer to it: a second later the TTL is 0x0160ffff, not a name.
+    let mut m = response("www.example.com.", RecordType::A);
+    m.add_answer(a("www.example.com.", 0x0161_0000, 1));
+    let mut bytes = m.to_vec().unwrap();
+    let ttl_at = bytes.len() - 10;
+    bytes[7] = 2;
+    bytes.extend_from_slice(&(0xC000 | ttl_at as u16).to_be_bytes());
+    bytes.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 2]);
+    let read = Message::from_vec(&bytes).unwrap();
+    assert_eq!(read.answers[1].name.to_ascii(), "a.");
+    assert!(matches!(
+        check(bytes),
+        Err(ResponseError::Malformed(WireError::BadPointer))
+    ));
 }
 
 #[test]
@@ -551,6 +633,82 @@ fn hop_by_hop_edns_options_are_not_cached() {
         .collect();
     assert_eq!(options, vec![u16::from(EdnsCode::NSID)], "only NSID is kept");
     assert_eq!(served.answers.len(), 2, "records intact");
+}
+
+#[test]
+fn an_opt_record_whose_options_do_not_fill_its_data_is_refused() {
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default());
+    // Found by the upstream_answer fuzz target: a cookie, a padding option one byte short of its
+    // length, so that the next option's length (3840) runs past the OPT data. The cookie and the
+    // padding were stripped and the broken rest served: no client could decode it.
+    let fuzzed = hex(
+        "5eed8180000100010000000103777777076578616d706c6503636f6d0000010001c00c000100010000012c\
+         0004c000020100002904d0000080000053000a0018070707070707070707070707070707070707070707070707\
+         000c0028000000000000000000000000000000000000002f00000000000000000000000000000000000000\
+         0000000f000700117374616c65",
+    );
+    assert!(Message::from_vec(&fuzzed).is_err());
+    assert!(matches!(check(fuzzed), Err(ResponseError::BadRdata(41))));
+
+    let mut m = www_a();
+    let mut edns = Edns::new();
+    edns.options_mut()
+        .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(10, vec![7; 8]));
+    m.edns = Some(edns);
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    // The OPT record is last: its data (one 12-byte option) is the last 12 bytes.
+    let option_len = good.len() - 10;
+    assert_eq!(good[option_len + 1], 8);
+    let mut overrun = good.clone();
+    overrun[option_len + 1] = 9;
+    assert!(matches!(check(overrun), Err(ResponseError::BadRdata(41))));
+    // Two bytes left over after the option (RDLENGTH grown to match).
+    let mut left_over = good.clone();
+    left_over[good.len() - 13] += 2;
+    left_over.extend_from_slice(&[0, 3]);
+    assert!(matches!(check(left_over), Err(ResponseError::BadRdata(41))));
+}
+
+#[test]
+fn opt_records_where_none_may_be_are_refused() {
+    let check = |bytes: Vec<u8>| CachedResponse::analyze(bytes, Instant::now(), &TtlLimits::default());
+    // Found by the upstream_answer fuzz target: an OPT record counted in the answer section,
+    // whose options nobody checked (and whose "TTL" was lowered as a TTL).
+    let fuzzed = hex(
+        "5eed8180000100030000000103777777076578616d706c6503636f6d0000010001c00c000100010000012c00\
+         04c000020100002904d0000080000053000a0018070707070707070707ffffffffffffffffffffffffffffff\
+         ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0707070707\
+         07070707070707070707000c0028000000000000000000000071000000000000000000000000000000000000\
+         00000000000000000000000f000700117374616c65",
+    );
+    assert!(Message::from_vec(&fuzzed).is_err());
+    assert!(matches!(check(fuzzed), Err(ResponseError::MisplacedOpt)));
+
+    let mut m = www_a();
+    m.edns = Some(Edns::new());
+    let good = m.to_vec().unwrap();
+    assert!(check(good.clone()).is_ok());
+    let opt = good[good.len() - 11..].to_vec();
+    assert_eq!(opt[..3], [0, 0, 41]);
+    // The same OPT record twice.
+    let mut twice = good.clone();
+    twice[11] = 2;
+    twice.extend_from_slice(&opt);
+    assert!(Message::from_vec(&twice).is_err());
+    assert!(matches!(check(twice), Err(ResponseError::MisplacedOpt)));
+    // Counted as an authority record.
+    let mut authority = good.clone();
+    authority[9] = 1;
+    authority[11] = 0;
+    assert!(Message::from_vec(&authority).is_err());
+    assert!(matches!(check(authority), Err(ResponseError::MisplacedOpt)));
+    // Owned by a name other than the root (a pointer to the question).
+    let mut owned = good[..good.len() - 11].to_vec();
+    owned.extend_from_slice(b"\xC0\x0C");
+    owned.extend_from_slice(&opt[1..]);
+    assert!(Message::from_vec(&owned).is_err());
+    assert!(matches!(check(owned), Err(ResponseError::MisplacedOpt)));
 }
 
 #[test]
