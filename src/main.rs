@@ -227,11 +227,11 @@ fn config_failed(e: ConfigError) -> anyhow::Error {
 }
 
 /// Operational logs go to stderr, filtered by SINKHOLE_LOG (or RUST_LOG): info by default, with
-/// hickory's per-request lines kept quiet.
+/// hickory-proto's lines kept quiet.
 fn init_tracing() {
     let filter = std::env::var("SINKHOLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn".into());
+        .unwrap_or_else(|_| "info,hickory_proto=warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
