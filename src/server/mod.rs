@@ -61,10 +61,7 @@ pub async fn serve(
     // Every UDP worker has a set of upstream sockets, and the TCP side one more. The descriptor
     // limit is raised before anything is bound.
     let owners = listen.len() * threads + 1;
-    let tcp_limits = tcp_limits(
-        &config.server,
-        owners * snapshot.upstream.servers().len() + listen.len() * threads,
-    );
+    let tcp_limits = tcp_limits(&config.server, listen.len() * threads, owners * snapshot.upstream.servers().len());
     let udp_sockets = UdpWorkers::bind(&listen, threads)?;
     let tcp_listeners = TcpServer::bind(&listen)?;
     bound()?;
@@ -116,13 +113,15 @@ pub async fn serve(
 const SPARE_DESCRIPTORS: usize = 64;
 
 /// The TCP limits from `[server]`, with the connection limit lowered if the file descriptor
-/// limit would not leave room beside it for `sockets` UDP listener sockets and upstream socket
-/// sets (each [`Sockets::DESCRIPTORS_PER_SERVER`]): a TCP flood must never take the descriptors
-/// the UDP path forwards on. The soft limit is raised to the hard limit first.
-fn tcp_limits(server: &ServerConfig, sockets: usize) -> TcpLimits {
+/// limit would not leave room beside it for `listeners` UDP sockets and `upstream_sets` sets of
+/// upstream sockets to one server (each [`Sockets::DESCRIPTORS_PER_SERVER`]): a TCP flood must
+/// never take the descriptors the UDP path forwards on. The soft limit is raised to the hard
+/// limit first. (Sized for the upstream servers at start: a reload that adds many servers eats
+/// into the spare descriptors.)
+fn tcp_limits(server: &ServerConfig, listeners: usize, upstream_sets: usize) -> TcpLimits {
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let nofile = usize::try_from(nofile).unwrap_or(usize::MAX);
-    let reserved = SPARE_DESCRIPTORS + sockets * Sockets::DESCRIPTORS_PER_SERVER;
+    let reserved = SPARE_DESCRIPTORS + listeners + upstream_sets * Sockets::DESCRIPTORS_PER_SERVER;
     let room = nofile.saturating_sub(reserved);
     let mut max_connections = server.tcp_max_connections;
     if room < max_connections {
