@@ -280,7 +280,7 @@ pub struct UpstreamConfig {
     pub max_inflight: Spanned<usize>,
     /// Send query names in random case (0x20) and require answers to repeat it: against
     /// spoofed answers, one more bit per letter to guess. A server seen to answer in another
-    /// case three times in a row is asked without it. Default true.
+    /// case eight times in a row is asked without it for ten minutes. Default true.
     #[serde(default = "default_true")]
     pub case_randomization: bool,
 }

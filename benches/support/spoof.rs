@@ -178,7 +178,10 @@ fn start_sinkhole(args: &Args, listen: SocketAddr, upstream: SocketAddrV4) -> Re
         .arg(&config)
         .args(&args.extra_args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::fs::File::create(dir.join("sinkhole.log")) {
+            Ok(file) => Stdio::from(file),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .map_err(|e| format!("start {}: {e}", args.sinkhole))?;
     // Up when it answers a blocked name.

@@ -61,7 +61,11 @@ pub async fn serve(
     // Every UDP worker has a set of upstream sockets, and the TCP side one more. The descriptor
     // limit is raised before anything is bound.
     let owners = listen.len() * threads + 1;
-    let tcp_limits = tcp_limits(&config.server, listen.len() * threads, owners * snapshot.upstream.servers().len());
+    let tcp_limits = tcp_limits(
+        &config.server,
+        listen.len() * threads,
+        owners * snapshot.upstream.servers().len(),
+    );
     let udp_sockets = UdpWorkers::bind(&listen, threads)?;
     let tcp_listeners = TcpServer::bind(&listen)?;
     bound()?;

@@ -8,7 +8,7 @@
 //! does. Any answer marks it up again.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -74,26 +74,43 @@ impl ErrorKind {
 
 /// How many answers in a row must come back in another case than asked before the 0x20 check
 /// is turned off for a server: a server that lowercases every question does so from its first
-/// answer (the pool asks again at once, so its first query learns it), while a spoofer would
-/// have to guess the id and port of that many queries in a row, with no true answer between.
-const CASE_MISSES_TO_GIVE_UP: u32 = 3;
+/// answer (the pool asks again at once, so its first query learns it in as many round trips),
+/// while a spoofer would have to guess the id and port of that many queries in a row, with no
+/// true answer between (at the odds `benches/support/spoof.rs` measures, 1 in 10^9 or less).
+pub(crate) const CASE_MISSES_TO_GIVE_UP: u32 = 8;
+/// How long the check stays off once turned off: then the server is tried with 0x20 again, so
+/// that a server fixed (or a spoofer's lucky run) does not cost the protection for good.
+const CASE_OFF_FOR: Duration = Duration::from_secs(600);
 
 /// Whether a server keeps the case of the question name, learnt from its answers (0x20, as in
 /// draft-vixie-dnsext-dns0x20): while it does, an answer must repeat the randomised case exactly,
 /// so that a spoofed answer must also guess one bit per letter of the name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CaseCheck {
-    /// Set once the server has answered [`CASE_MISSES_TO_GIVE_UP`] times in a row in another
-    /// case: its answers are then matched without case, and names are no longer randomised.
-    off: AtomicBool,
+    /// Origin of `off_until_ms`.
+    epoch: std::time::Instant,
+    /// Until when (milliseconds since `epoch`) answers are matched without case and names are
+    /// sent as asked; 0: the check is on.
+    off_until_ms: AtomicU64,
     /// Answers in a row that came back in another case.
     misses: AtomicU32,
 }
 
+impl Default for CaseCheck {
+    fn default() -> Self {
+        CaseCheck {
+            epoch: std::time::Instant::now(),
+            off_until_ms: AtomicU64::new(0),
+            misses: AtomicU32::new(0),
+        }
+    }
+}
+
 impl CaseCheck {
-    /// Whether answers must repeat the case exactly.
+    /// Whether answers must repeat the case exactly. Reads no clock while the check is on.
     pub(crate) fn is_on(&self) -> bool {
-        !self.off.load(Ordering::Relaxed)
+        let until = self.off_until_ms.load(Ordering::Relaxed);
+        until == 0 || self.now_ms() >= until
     }
 
     /// An answer repeated the case: the server keeps it. Writes only after a miss, so that the
@@ -104,10 +121,22 @@ impl CaseCheck {
         }
     }
 
-    /// An answer came back in another case; true if this turns the check off.
+    /// An answer came back in another case; true if this turns the check off (for
+    /// [`CASE_OFF_FOR`]).
     pub(crate) fn missed(&self) -> bool {
         let misses = self.misses.fetch_add(1, Ordering::Relaxed) + 1;
-        misses >= CASE_MISSES_TO_GIVE_UP && !self.off.swap(true, Ordering::Relaxed)
+        if misses < CASE_MISSES_TO_GIVE_UP || !self.is_on() {
+            return false;
+        }
+        self.misses.store(0, Ordering::Relaxed);
+        let until = self.now_ms() + CASE_OFF_FOR.as_millis() as u64;
+        self.off_until_ms.store(until, Ordering::Relaxed);
+        true
+    }
+
+    fn now_ms(&self) -> u64 {
+        // At least 1: 0 means "on".
+        (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 }
 
@@ -207,6 +236,7 @@ impl Server {
         if self.case.missed() {
             warn!(
                 upstream = %self.addr,
+                off_for = ?CASE_OFF_FOR,
                 "upstream does not keep the case of query names: 0x20 randomisation is off for it"
             );
         }
@@ -243,16 +273,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_case_check_gives_up_only_on_misses_in_a_row() {
+    fn the_case_check_gives_up_only_on_misses_in_a_row_and_for_a_while() {
         let case = CaseCheck::default();
         assert!(case.is_on());
-        assert!(!case.missed());
-        assert!(!case.missed());
+        for _ in 1..CASE_MISSES_TO_GIVE_UP {
+            assert!(!case.missed());
+        }
         case.matched();
-        assert!(!case.missed() && !case.missed(), "a match starts the count over");
-        assert!(case.missed(), "the third in a row turns it off");
+        for _ in 1..CASE_MISSES_TO_GIVE_UP {
+            assert!(!case.missed(), "a match starts the count over");
+        }
+        assert!(case.missed(), "the eighth in a row turns it off");
         assert!(!case.is_on());
         assert!(!case.missed(), "reported once");
+        // Ten minutes later it is on again: a spoofer's lucky run does not cost it for good.
+        case.off_until_ms.store(case.now_ms(), Ordering::Relaxed);
+        assert!(case.is_on());
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use sockets::Sockets;
 
 /// Queries in random case one attempt sends at most before asking without it, whatever the
 /// server's case check says: one more than it takes to learn that a server does not keep case.
-const CASE_TRIES: u32 = 4;
+const CASE_TRIES: u32 = health::CASE_MISSES_TO_GIVE_UP + 1;
 
 /// The least time one attempt gets, even when the remaining budget split over the servers left
 /// would be less: below this a real resolver cannot answer anyway.
