@@ -284,14 +284,14 @@ impl State {
             // wrong file, a list emptied by a bad edit. Lifting a ban is done with its window
             // (active_until) or by a restart, never by a reload that looks like any other.
             Ok(snapshot) if old.blocking_rules() > 0 && snapshot.blocking_rules() == 0 => {
-                metrics::counter!(crate::metrics::RELOADS, "result" => "refused").increment(1);
-                metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(0.0);
                 tracing::error!(
                     rules_now = old.blocking_rules(),
                     "reload refused: the new config blocks nothing (no policy blocks a list with rules) while the \
                      running one blocks; the previous config keeps serving. To lift the ban, end it with \
                      active_until, or restart sinkhole with the new config"
                 );
+                metrics::counter!(crate::metrics::RELOADS, "result" => "refused").increment(1);
+                metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(0.0);
                 Err(ReloadError::StopsBlocking)
             }
             Ok(snapshot) => {
@@ -315,9 +315,10 @@ impl State {
                 Ok(())
             }
             Err(e) => {
+                // Logged, then counted: whoever sees the count can find the reason in the log.
+                tracing::error!(error = %e, "reload failed, the previous config keeps serving");
                 metrics::counter!(crate::metrics::RELOADS, "result" => "failed").increment(1);
                 metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(0.0);
-                tracing::error!(error = %e, "reload failed, the previous config keeps serving");
                 Err(ReloadError::Config(e))
             }
         }
