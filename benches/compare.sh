@@ -107,14 +107,14 @@ prerequisites() {
 
 build() {
   log "building sinkhole, bench-upstream and bare-loop (release)"
-  cargo build --release --quiet --bin sinkhole --example bench-upstream --example bare-loop \
+  cargo build --release --quiet -p sinkhole --bin sinkhole -p sinkhole-bench --bin bench-upstream --bin bare-loop \
     >"$WORK/build.log" 2>&1 || { tail -20 "$WORK/build.log" >&2; die "release build failed"; }
   local target
   target=$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   SINKHOLE=$target/release/sinkhole
-  UPSTREAM=$target/release/examples/bench-upstream
-  BARE=$target/release/examples/bare-loop
+  UPSTREAM=$target/release/bench-upstream
+  BARE=$target/release/bare-loop
   "$SINKHOLE" replay --help >/dev/null 2>&1 || die "this sinkhole has no 'replay' subcommand"
 }
 

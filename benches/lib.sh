@@ -14,12 +14,12 @@ build() {
   local profile=${1:-release} flags=()
   [ "$profile" = release ] && flags=(--release)
   log "building sinkhole and bench-upstream ($profile); scratch folder $WORK"
-  cargo build "${flags[@]}" --quiet --bin sinkhole --example bench-upstream
+  cargo build "${flags[@]}" --quiet -p sinkhole --bin sinkhole -p sinkhole-bench --bin bench-upstream
   local target
   target=$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   SINKHOLE=$target/$profile/sinkhole
-  UPSTREAM=$target/$profile/examples/bench-upstream
+  UPSTREAM=$target/$profile/bench-upstream
 }
 
 # The server on one core, load and upstreams on the other, where there are two.

@@ -3,8 +3,8 @@
 //!
 //! What it does, all on loopback:
 //! 1. builds (or refreshes) the release `sinkhole` binary and the `bench-upstream` example with
-//!    `cargo build --release --bin sinkhole --example bench-upstream` (a no-op when up to date);
-//! 2. writes the mix files (`sinkhole::replay::mix`: 200k queries, 80 % allowed Zipf-like, 20 %
+//!    `cargo build --release -p sinkhole --bin sinkhole -p sinkhole-bench --bin bench-upstream` (a no-op when up to date);
+//! 2. writes the mix files (`sinkhole_testkit::mix`: 200k queries, 80 % allowed Zipf-like, 20 %
 //!    TikTok) into a scratch directory;
 //! 3. starts `bench-upstream` and a daemon (the mix blocklist blocked with NXDOMAIN for
 //!    127.10.0.0/16, cache 100000, hit log to a file, metrics off, one UDP thread) on free ports;
@@ -94,7 +94,7 @@ fn run(guard: &mut Processes, scratch: &Path) -> Result<(), String> {
         scratch.join("unique.txt"),
         scratch.join("block.txt"),
     );
-    sinkhole::replay::mix::write_files(&mix, &unique, &block)
+    sinkhole_testkit::mix::write_files(&mix, &unique, &block)
         .map_err(|e| format!("cannot write the mix files: {e}"))?;
 
     let pins = Pins::detect();
@@ -258,9 +258,13 @@ fn build() -> Result<(PathBuf, PathBuf), String> {
             "build",
             "--release",
             "--quiet",
+            "-p",
+            "sinkhole",
             "--bin",
             "sinkhole",
-            "--example",
+            "-p",
+            "sinkhole-bench",
+            "--bin",
             "bench-upstream",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -269,11 +273,11 @@ fn build() -> Result<(PathBuf, PathBuf), String> {
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "cargo build --release --bin sinkhole --example bench-upstream failed ({status})"
+            "cargo build --release -p sinkhole --bin sinkhole -p sinkhole-bench --bin bench-upstream failed ({status})"
         ));
     }
     let sinkhole = release.join("sinkhole");
-    let upstream = release.join("examples").join("bench-upstream");
+    let upstream = release.join("bench-upstream");
     for path in [&sinkhole, &upstream] {
         if !path.exists() {
             return Err(format!("{} is missing after the build", path.display()));

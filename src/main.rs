@@ -87,7 +87,7 @@ enum Command {
     /// Block verdicts are counted by policy from the EDE "Blocked" text of each answer (queries
     /// carry EDNS for that). A policy in audit mode answers normally and adds no EDE: to preview
     /// an audit policy, replay the capture and read the daemon's hit log.
-    Replay(sinkhole::replay::Args),
+    Replay(sinkhole_replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             name,
             qtype,
         } => explain(source(config), client, &name, &qtype),
-        Command::Replay(args) => sinkhole::replay::run(&args).map_err(anyhow::Error::from),
+        Command::Replay(args) => sinkhole_replay::run(&args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

@@ -1,14 +1,12 @@
 //! Proof that the UDP fast path does not allocate: a blocked query and a cache hit go through
 //! [`Handler::answer_fast`] with zero heap allocations per query once warm (issue 5, DESIGN.md "Speed").
 //!
-//! A counting allocator wraps the system one in this test binary only. It counts per thread, so tests running in
+//! A counting allocator (allocation-counter's) wraps the system one in this test binary only. It counts per thread, so tests running in
 //! parallel, and the hit log's writer thread (which formats and allocates later, off the packet path), do not
 //! disturb the count of the thread that answers. The metrics recorder is the daemon's own (Prometheus), so that
 //! counter increments are real, not no-ops. A cache miss must allocate (it boxes the query for the forwarder):
 //! that shows the counter sees what the fast path would do.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -24,54 +22,10 @@ use sinkhole::packet;
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
 
-/// Counts every allocation (and growing reallocation) made by the current thread.
-struct CountingAllocator;
-
-thread_local! {
-    /// Allocations by this thread so far. `const` and without a destructor, so the allocator may touch it at any
-    /// time, thread start and exit included.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    // `try_with`: a thread being torn down has no slot left; its allocations are not ours to count.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only a thread-local Cell.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Allocations this thread makes while running `f`.
+/// Allocations this thread makes while running `f`, counted by allocation-counter's global allocator (per thread;
+/// a reallocation counts as one).
 fn allocations_in(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
+    allocation_counter::measure(f).count_total
 }
 
 /// Calls per measurement: enough that one lazy allocation per N calls would show.

@@ -1,14 +1,12 @@
 //! Blocking as clients see it: the real daemon on loopback, a fake upstream owned by the test,
 //! and queries from source addresses inside and outside the policies.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
+use sinkhole_testkit::*;
 
 /// Client addresses, one per policy of [`CONFIG`].
 const STAFF: &str = "127.10.0.5";

@@ -6,16 +6,14 @@
 //! Time bounds are loose on purpose (a loaded 2-core CI machine): an answer "in time" is one
 //! within the configured budget plus [`SLACK`].
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use sinkhole_testkit::*;
 
 /// A client in the "staff" policy of [`config`], which blocks `tiktok.com`.
 const STAFF_IP: &str = "127.10.0.5";
@@ -639,7 +637,7 @@ fn a_sighup_the_moment_the_daemon_answers_reloads_it_rather_than_killing_it() {
             ),
         );
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let mut child = std::process::Command::new(SINKHOLE)
+        let mut child = std::process::Command::new(sinkhole_bin())
             .arg("run")
             .arg("-c")
             .arg(&config)
@@ -668,10 +666,10 @@ fn a_sighup_the_moment_the_daemon_answers_reloads_it_rather_than_killing_it() {
             );
             std::thread::yield_now();
         }
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet: it cannot name another
-        // process, and it touches no memory.
-        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
-        assert_eq!(sent, 0, "attempt {attempt}: kill -HUP");
+        // A child we have not reaped yet: its pid cannot name another process.
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in pid_t"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)
+            .unwrap_or_else(|e| panic!("attempt {attempt}: kill -HUP: {e}"));
         let log = dir.path().join("stderr.log");
         let deadline = Instant::now() + Duration::from_secs(5);
         let exited = loop {

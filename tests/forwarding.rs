@@ -1,14 +1,12 @@
 //! Forwarding, caching and transports as clients see them: TCP, truncation, timeouts, failover,
 //! the cache's TTLs, and packets that are not proper queries.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use sinkhole_testkit::*;
 
 const STAFF: &str = "127.10.0.5";
 const NOBODY: &str = "127.20.0.5";

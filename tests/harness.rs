@@ -1,15 +1,13 @@
 //! Self-tests of the test harness: the fake upstream answers as documented and the client reads what arrives.
 //! They query `FakeUpstream` directly, without the daemon, so a failure here is the harness's, not the daemon's.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::*;
 use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{RData, RecordType};
+use sinkhole_testkit::*;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Short wait for tests that expect silence, so the suite stays fast.

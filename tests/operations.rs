@@ -1,17 +1,15 @@
 //! Operating the daemon: reloads (good, bad, under load), the metrics page, and the `check` and
 //! `explain` commands, as an admin would use them.
 
-mod common;
-
 use std::net::IpAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use sinkhole_testkit::*;
 
 const STAFF_IP: &str = "127.10.0.5";
 const NOBODY_IP: &str = "127.20.0.5";

@@ -5,16 +5,14 @@
 //! Binding a port below 1024 and switching users need root: run as anyone else, the tests that need it say so on
 //! stderr and pass without checking anything (CI runs as root).
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nix::unistd::{Group, User};
+use sinkhole_testkit::*;
 
 const CONFIG: &str = r#"
 [server]

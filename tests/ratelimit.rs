@@ -3,14 +3,12 @@
 //! retries over TCP), its neighbours and exempt prefixes are served, and identical questions from
 //! one network are limited when RRL is on.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use sinkhole_testkit::*;
 
 /// The tests of this file flood the machine: run one at a time, so that one's flood does not take
 /// the CPU another's daemon needs to answer (a 2-core CI machine, debug builds).

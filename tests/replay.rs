@@ -3,18 +3,16 @@
 //! and the block verdicts by policy, for queries from a dnsperf file and from a capture whose
 //! client subnets are mapped into 127.0.0.0/8.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::*;
 use etherparse::PacketBuilder;
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use serde_json::Value;
+use sinkhole_testkit::*;
 
 const CONFIG: &str = r#"
 [server]
@@ -193,12 +191,12 @@ fn capture_keeps_each_clients_subnet_and_policy() {
 
 #[test]
 fn loads_the_bench_responder_at_a_fixed_rate_from_many_threads() {
-    let sockets = sinkhole::replay::responder::bind("127.0.0.1:0".parse().expect("literal"), 1).expect("bind");
+    let sockets = sinkhole_testkit::responder::bind("127.0.0.1:0".parse().expect("literal"), 1).expect("bind");
     let addr: SocketAddr = sockets.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let udp = sockets.udp.into_iter().next().expect("one socket");
     let udp_stop = Arc::clone(&stop);
-    let server = std::thread::spawn(move || sinkhole::replay::responder::serve_udp(&udp, &udp_stop));
+    let server = std::thread::spawn(move || sinkhole_testkit::responder::serve_udp(&udp, &udp_stop));
     let dir = TestDir::new();
     let file = query_file(&dir);
     let s = replay(&[

@@ -2,15 +2,13 @@
 //! queries answered out of order, answers sent as cached (compressed), the allow list checked at
 //! accept, connection limits in total and per client, and slow clients cut off.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use sinkhole_testkit::*;
 
 const NOBODY: &str = "127.20.0.5";
 

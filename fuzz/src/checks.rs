@@ -28,10 +28,10 @@ use sinkhole::config::{Config, ConfigError, Diagnostic, Origin};
 use sinkhole::hitlog::HitLog;
 use sinkhole::lists::DomainSetBuilder;
 use sinkhole::packet;
-use sinkhole::replay::clients::ClientMap;
-use sinkhole::replay::input::{self, LoadOptions};
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{self, ConfigSource, State};
+use sinkhole_replay::clients::ClientMap;
+use sinkhole_replay::input::{self, LoadOptions};
 
 /// One target's check: runs one input, panics on a finding.
 pub type Check = fn(&[u8]);

@@ -20,16 +20,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::handler::{Clock, Handler, Protocol, Step, Worker};
 use super::inflight::{Follower, InFlight};
-use crate::mmsg::{Batch, send_one};
 use crate::upstream::{Sockets, Transport};
+use sinkhole_batchio::{Batch, send_one};
 
 /// Datagrams received and answers sent per system call.
 const BATCH: usize = 32;
@@ -99,7 +98,7 @@ impl UdpWorkers {
 
 /// Sends answers `0..queued` of a batch. An answer the kernel refuses (a full socket buffer, an
 /// unreachable client) is dropped, as a UDP server must, and the rest still go.
-fn send_all(outgoing: &mut Batch, fd: RawFd, queued: usize) {
+fn send_all(outgoing: &mut Batch, fd: BorrowedFd<'_>, queued: usize) {
     let mut sent = 0;
     while sent < queued {
         match outgoing.send_from(fd, sent, queued - sent) {
@@ -129,7 +128,7 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
     if addr.ip().is_unspecified() {
         // A wildcard listener answers each query from the address it was sent to (see `run`).
-        crate::mmsg::enable_destinations(socket.as_raw_fd(), addr.is_ipv6())
+        sinkhole_batchio::enable_destinations(socket.as_fd(), addr.is_ipv6())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot ask for packet addresses on UDP {addr}: {e}")))?;
     }
     Ok(socket.into())
@@ -148,13 +147,14 @@ fn run(
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let fd = socket.as_raw_fd();
         // Readiness only: every call on the socket is ours, with MSG_DONTWAIT where it must not
-        // block, so the blocking socket is safe under the event loop.
-        // SAFETY: the UdpSocket owns its descriptor and the AsyncFd owns the UdpSocket, so the
-        // descriptor stays open and the same for as long as it is registered.
-        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
-            .map_err(|e| io::Error::other(format!("cannot register a UDP socket: {e}")))?;
+        // block, so the blocking socket is safe under the event loop. Shared with the
+        // forwarding tasks, which send their answers on it.
+        let socket = Rc::new(
+            sinkhole_batchio::register(socket, Interest::READABLE)
+                .map_err(|e| io::Error::other(format!("cannot register a UDP socket: {e}")))?,
+        );
+        let fd = socket.get_ref().as_fd();
         let inflight = Rc::new(Cell::new(0usize));
         let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
         let mut incoming = Batch::new(BATCH, RECV_LEN);
@@ -241,6 +241,7 @@ fn run(
                         };
                         let (handler, inflight) = (Arc::clone(&handler), Rc::clone(&inflight));
                         let (upstream, questions) = (Arc::clone(&upstream), Rc::clone(&questions));
+                        let socket = Rc::clone(&socket);
                         tokio::task::spawn_local(async move {
                             let mut out = Vec::with_capacity(512);
                             let resolution = handler.resolve(&leader.pending, Transport::Udp(&upstream)).await;
@@ -248,7 +249,7 @@ fn run(
                             let answered = 1 + followers.len();
                             for client in std::iter::once(leader).chain(followers) {
                                 handler.reply(&client.pending, &resolution, &mut out);
-                                if let Err(e) = send_one(fd, &out, client.peer, client.source) {
+                                if let Err(e) = send_one(socket.get_ref().as_fd(), &out, client.peer, client.source) {
                                     tracing::debug!(peer = %client.peer, error = %e, "UDP send failed");
                                 }
                             }

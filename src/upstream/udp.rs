@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -31,7 +31,7 @@ use super::exchange::question_of;
 use super::health::{ErrorKind, Server};
 use super::waiters::{MAX_WAITING, Offer, Waiters};
 use crate::cache::{CachedResponse, TtlLimits};
-use crate::mmsg::Batch;
+use sinkhole_batchio::Batch;
 
 /// Sockets a worker spreads its queries to one server over, each on its own random port.
 pub(super) const PORTS: usize = 4;
@@ -72,9 +72,7 @@ impl Link {
         socket.connect(server.addr)?;
         socket.set_nonblocking(true)?;
         let interest = Interest::READABLE | Interest::WRITABLE | Interest::ERROR;
-        // SAFETY: the UdpSocket owns its descriptor and the AsyncFd owns the UdpSocket, so the
-        // descriptor stays open and the same for as long as it is registered.
-        let socket = unsafe { AsyncFd::register_with_interest(socket, interest) }?;
+        let socket = sinkhole_batchio::register(socket, interest)?;
         let link = Arc::new(Link {
             server: Arc::clone(server),
             socket,
@@ -129,7 +127,7 @@ impl Link {
 
     /// Receives what is queued on the socket (`fd`, this link's) into `batch` with one
     /// `recvmmsg` and offers each datagram to the waiting queries; returns how many came.
-    fn receive_batch(&self, fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
+    fn receive_batch(&self, fd: BorrowedFd<'_>, batch: &mut Batch) -> io::Result<usize> {
         let got = batch.recv(fd, RECV_BATCH, false)?;
         let now = std::time::Instant::now();
         let (mut strays, mut malformed) = (0, 0);
@@ -183,7 +181,7 @@ async fn receive(link: Arc<Link>) {
             }
             guard.clear_ready_matching(Ready::ERROR);
         }
-        let fd = guard.get_inner().as_raw_fd();
+        let fd = guard.get_inner().as_fd();
         let mut drained = false;
         for _ in 0..DRAIN_ROUNDS {
             match SCRATCH.with_borrow_mut(|batch| link.receive_batch(fd, batch)) {

@@ -2,7 +2,7 @@
 //! (RFC 5452), on loopback, against a sinkhole binary it starts itself.
 //!
 //! ```text
-//! cargo run --release --example spoof -- --sinkhole target/release/sinkhole [--trials 40]
+//! cargo run --release -p sinkhole-bench --bin spoof -- --sinkhole target/release/sinkhole [--trials 40]
 //!     [--delay-ms 100] [--rate 200000] [--arg --allow-root] [--upstream-extra 'TOML']
 //! ```
 //!

@@ -1,19 +1,31 @@
 //! Batched UDP I/O on Linux: `sendmmsg`/`recvmmsg` over preallocated message arrays, the
-//! per-message source address (`IP_PKTINFO`/`IPV6_PKTINFO`), and `ppoll` over a few sockets.
+//! per-message source address (`IP_PKTINFO`/`IPV6_PKTINFO`), `ppoll` over a few sockets, and the
+//! registration of a socket with tokio's reactor.
 //!
-//! It is shared by the server's UDP workers, its upstream sockets, `replay` and the bench upstream, and holds their
-//! `unsafe` code for batched I/O (one place to audit). It owns nothing but buffers: which bytes to send and what an answer means are decided by the
+//! It is shared by the server's UDP workers, its upstream sockets, `replay` and the bench upstream, and holds all
+//! of sinkhole's `unsafe` code (one crate to audit; every other crate forbids `unsafe`): the calls neither std,
+//! socket2 nor nix offer for preallocated batches. What socket2 and nix do safely (socket addresses, `sendmsg`,
+//! socket options, `ppoll`) is taken from them. Every function takes the socket as a [`BorrowedFd`], so that
+//! no call can outlive the descriptor it works on. It owns nothing but buffers: which bytes to send and what an answer means are decided by the
 //! callers. A [`Batch`] is allocated once and reused for every call, so that a hot loop built on
 //! it allocates nothing per packet. The raw pointers handed to the kernel are rebuilt from the
 //! batch's own vectors at the start of every call, so no pointer outlives the borrow it came from.
 
-use std::io;
+// This crate exists to hold the unsafe code of batched I/O (see above); each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSlice};
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use socket2::{MsgHdr, SockAddr, SockAddrStorage, SockRef};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// Bytes of control-message room per message: CMSG_SPACE(sizeof(in6_pktinfo)) is 40 on 64-bit
 /// Linux, the largest we write; 64 leaves margin on any layout.
@@ -92,11 +104,6 @@ impl Batch {
         self.lens.len()
     }
 
-    /// The size of each message buffer.
-    pub fn buf_len(&self) -> usize {
-        self.buf_len
-    }
-
     /// Message `i`'s whole buffer, to write a datagram into before [`Batch::set_len`].
     /// Panics if `i` is not below [`Batch::capacity`] (a caller bug, not input).
     pub fn buf_mut(&mut self, i: usize) -> &mut [u8] {
@@ -111,7 +118,12 @@ impl Batch {
 
     /// Where to send message `i`.
     pub fn set_peer(&mut self, i: usize, peer: SocketAddr) {
-        self.peer_lens[i] = write_sockaddr(&mut self.peers[i], peer);
+        // socket2 lays the address out; the batch keeps libc's storage, which the kernel writes.
+        let peer = SockAddr::from(peer);
+        self.peer_lens[i] = peer.len();
+        let mut storage = peer.as_storage();
+        // SAFETY: sockaddr_storage is the type SockAddrStorage wraps (repr(transparent)).
+        self.peers[i] = unsafe { *storage.view_as::<libc::sockaddr_storage>() };
     }
 
     /// The source address message `i` leaves from (`IP_PKTINFO`'s `ipi_spec_dst`, or
@@ -151,19 +163,31 @@ impl Batch {
 
     /// Where message `i` of the last [`Batch::recv`] (with `want_peers`) came from.
     pub fn peer(&self, i: usize) -> Option<SocketAddr> {
-        read_sockaddr(&self.peers[i], self.peer_lens[i])
+        let len = self.peer_lens[i];
+        if len == 0 {
+            return None;
+        }
+        let mut storage = SockAddrStorage::zeroed();
+        // SAFETY: sockaddr_storage is the type SockAddrStorage wraps; peers[i] holds the address
+        // the kernel wrote on the last receive and `len` is the length it reported, so the
+        // SockAddr is a valid address of that length.
+        let peer = unsafe {
+            *storage.view_as::<libc::sockaddr_storage>() = self.peers[i];
+            SockAddr::new(storage, len)
+        };
+        peer.as_socket()
     }
 
     /// Sends messages `0..n` (as set up with `set_len`, `set_peer`, `set_source`) on `fd` with one
     /// `sendmmsg`; returns how many the kernel took, which may be fewer than `n` (the rest were not
     /// sent). `WouldBlock` when the socket buffer is full.
-    pub fn send(&mut self, fd: RawFd, n: usize) -> io::Result<usize> {
+    pub fn send(&mut self, fd: BorrowedFd<'_>, n: usize) -> io::Result<usize> {
         self.send_from(fd, 0, n)
     }
 
     /// Like [`Batch::send`], for messages `first..first + n`: the rest of a batch the kernel took
     /// only part of.
-    pub fn send_from(&mut self, fd: RawFd, first: usize, n: usize) -> io::Result<usize> {
+    pub fn send_from(&mut self, fd: BorrowedFd<'_>, first: usize, n: usize) -> io::Result<usize> {
         let first = first.min(self.capacity());
         let n = n.min(self.capacity() - first);
         if n == 0 {
@@ -200,7 +224,7 @@ impl Batch {
         // held, i.e. for the whole call. The kernel only reads them (and writes msg_len).
         let sent = unsafe {
             libc::sendmmsg(
-                fd,
+                fd.as_raw_fd(),
                 self.hdrs[first..].as_mut_ptr(),
                 n as libc::c_uint,
                 libc::MSG_DONTWAIT,
@@ -215,18 +239,18 @@ impl Batch {
     /// Receives up to `n` datagrams waiting on `fd` with one non-blocking `recvmmsg`; returns how
     /// many (`WouldBlock` if none were waiting). With `want_peers`, each one's source is kept
     /// for [`Batch::peer`].
-    pub fn recv(&mut self, fd: RawFd, n: usize, want_peers: bool) -> io::Result<usize> {
+    pub fn recv(&mut self, fd: BorrowedFd<'_>, n: usize, want_peers: bool) -> io::Result<usize> {
         self.recv_with(fd, n, want_peers, libc::MSG_DONTWAIT)
     }
 
     /// Like [`Batch::recv`], but sleeps in the kernel until one datagram comes (or the socket's
     /// receive timeout passes: `WouldBlock`), then takes what else is queued: one system call
     /// per wake-up, as a bare loop makes, for a worker with nothing else to do.
-    pub fn recv_waiting(&mut self, fd: RawFd, n: usize, want_peers: bool) -> io::Result<usize> {
+    pub fn recv_waiting(&mut self, fd: BorrowedFd<'_>, n: usize, want_peers: bool) -> io::Result<usize> {
         self.recv_with(fd, n, want_peers, libc::MSG_WAITFORONE)
     }
 
-    fn recv_with(&mut self, fd: RawFd, n: usize, want_peers: bool, flags: libc::c_int) -> io::Result<usize> {
+    fn recv_with(&mut self, fd: BorrowedFd<'_>, n: usize, want_peers: bool, flags: libc::c_int) -> io::Result<usize> {
         let n = n.min(self.capacity());
         if n == 0 {
             return Ok(0);
@@ -260,7 +284,15 @@ impl Batch {
         // and stays in place for the call, with the capacity given beside it (buf_len bytes per
         // iovec, a whole sockaddr_storage per name, CONTROL_ROOM bytes of control); the kernel
         // writes at most that much.
-        let got = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as libc::c_uint, flags, ptr::null_mut()) };
+        let got = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                flags,
+                ptr::null_mut(),
+            )
+        };
         if got < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -285,35 +317,16 @@ impl Batch {
 
 /// Sends one datagram to `peer` without blocking, from `source` if given (see
 /// [`Batch::set_source`]): an answer that comes outside a batch (to a forwarded query).
-pub fn send_one(fd: RawFd, bytes: &[u8], peer: SocketAddr, source: Option<IpAddr>) -> io::Result<()> {
-    // SAFETY: all-zero bytes are a valid sockaddr_storage (see `Batch::new`).
-    let mut storage = unsafe { mem::zeroed::<libc::sockaddr_storage>() };
-    let name_len = write_sockaddr(&mut storage, peer);
+pub fn send_one(fd: BorrowedFd<'_>, bytes: &[u8], peer: SocketAddr, source: Option<IpAddr>) -> io::Result<()> {
+    let peer = SockAddr::from(peer);
     let mut control = Control([0; CONTROL_ROOM]);
     let control_len = source.map_or(0, |ip| write_pktinfo(&mut control, ip));
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr().cast_mut().cast(),
-        iov_len: bytes.len(),
-    };
-    // SAFETY: all-zero bytes are a valid msghdr (null pointers, zero lengths).
-    let mut msg = unsafe { mem::zeroed::<libc::msghdr>() };
-    msg.msg_name = (&raw mut storage).cast();
-    msg.msg_namelen = name_len;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if control_len > 0 {
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control_len as _;
-    }
-    // SAFETY: every pointer in msg (the address, the one iovec over `bytes`, the control buffer)
-    // is live for the call with the length given beside it; the kernel only reads them (the
-    // iovec's base is const data it never writes on a send).
-    let sent = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    let buffers = [IoSlice::new(bytes)];
+    let msg = MsgHdr::new()
+        .with_addr(&peer)
+        .with_buffers(&buffers)
+        .with_control(&control.0[..control_len]);
+    SockRef::from(&fd).sendmsg(&msg, libc::MSG_DONTWAIT).map(drop)
 }
 
 /// Asks the kernel to attach to each datagram received on `fd` the local address it was sent
@@ -321,160 +334,57 @@ pub fn send_one(fd: RawFd, bytes: &[u8], peer: SocketAddr, source: Option<IpAddr
 /// A socket bound to the unspecified address needs it to answer from the address a client
 /// asked: otherwise the kernel picks the source by route, and on a host with several addresses
 /// clients drop the answer as coming from a stranger.
-pub fn enable_destinations(fd: RawFd, ipv6: bool) -> io::Result<()> {
-    let (level, option) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+pub fn enable_destinations(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let set = if ipv6 {
+        setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true)
     } else {
-        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+        setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)
     };
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a live c_int of the size given.
-    let result = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            option,
-            (&raw const on).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set.map_err(io::Error::from)
 }
 
 /// Waits until at least one of `fds` (at most [`MAX_POLL`]) is readable or `timeout` passes;
 /// sets `ready[i]` for each readable one and returns how many. A zero timeout only looks.
 /// An interrupted wait (EINTR) returns 0.
-pub fn wait_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io::Result<usize> {
-    let n = fds.len().min(MAX_POLL).min(ready.len());
-    let mut polls = [libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    }; MAX_POLL];
-    for (poll, &fd) in polls.iter_mut().zip(&fds[..n]) {
-        poll.fd = fd;
-        poll.events = libc::POLLIN;
-    }
-    let spec = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+pub fn wait_readable<'fd>(
+    fds: impl IntoIterator<Item = BorrowedFd<'fd>>,
+    ready: &mut [bool],
+    timeout: Duration,
+) -> io::Result<usize> {
+    let mut fds = fds.into_iter();
+    let Some(first) = fds.next() else {
+        return Ok(0);
     };
-    // SAFETY: `polls` is a live stack array of at least n pollfd entries; `spec` is a valid
-    // timespec; a null signal mask leaves the mask unchanged. The kernel writes only revents.
-    let count = unsafe { libc::ppoll(polls.as_mut_ptr(), n as libc::nfds_t, &spec, ptr::null()) };
-    if count < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted {
-            Ok(0)
-        } else {
-            Err(err)
-        };
+    // On the stack: the replay loop calls this between every batch. Entries past `n` are unused.
+    let mut polls: [PollFd<'_>; MAX_POLL] = std::array::from_fn(|_| PollFd::new(first, PollFlags::POLLIN));
+    let mut n = 1;
+    for (poll, fd) in polls[1..].iter_mut().zip(fds) {
+        *poll = PollFd::new(fd, PollFlags::POLLIN);
+        n += 1;
+    }
+    let n = n.min(ready.len());
+    match nix::poll::ppoll(&mut polls[..n], Some(TimeSpec::from(timeout)), None) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(0),
+        Err(e) => return Err(e.into()),
     }
     let mut readable = 0;
     for (flag, poll) in ready.iter_mut().zip(&polls[..n]) {
         // POLLERR/POLLHUP also wake us: the following recv reports what happened.
-        *flag = poll.revents != 0;
+        *flag = poll.revents().is_some_and(|r| !r.is_empty());
         readable += usize::from(*flag);
     }
     Ok(readable)
 }
 
-/// Set by the SIGINT handler that [`catch_interrupt`] installs.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_signal: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-/// Makes the first Ctrl-C (SIGINT) set the returned flag instead of ending the process, so that a
-/// run can stop sending, wait for the queries in flight and still print its summary. The second
-/// Ctrl-C ends the process as usual.
-pub fn catch_interrupt() -> &'static AtomicBool {
-    // SAFETY: a zeroed sigaction is a valid value to fill in; the handler only stores to an atomic,
-    // which is async-signal-safe; SA_RESETHAND restores the default action after the first signal.
-    // Failure leaves the default action, which only loses the summary on Ctrl-C.
-    unsafe {
-        let mut action: libc::sigaction = mem::zeroed();
-        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESETHAND;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, ptr::null_mut());
-    }
-    &INTERRUPTED
-}
-
-/// Writes `addr` into `storage` as a sockaddr_in or sockaddr_in6; returns its length.
-fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: SocketAddr) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned at least as sockaddr_in (that
-            // is its purpose), so the write stays inside `storage` and is aligned.
-            unsafe {
-                ptr::write(
-                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
-                    sin,
-                )
-            };
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo().to_be(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: as above, for sockaddr_in6.
-            unsafe {
-                ptr::write(
-                    (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
-                    sin6,
-                )
-            };
-            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
-}
-
-/// Reads the address the kernel wrote into `storage` (`len` valid bytes).
-fn read_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    let len = len as usize;
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the kernel wrote a sockaddr_in, `len` says all of it, and
-            // sockaddr_storage is aligned for it.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                u32::from_be(sin6.sin6_flowinfo),
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
+/// Registers `socket` with the current tokio reactor for `interest`. The socket is owned by the
+/// returned `AsyncFd`, which is what makes the registration sound; callers use their own system
+/// calls on it (this crate's batches) and the `AsyncFd` only for readiness.
+pub fn register(socket: std::net::UdpSocket, interest: Interest) -> io::Result<AsyncFd<std::net::UdpSocket>> {
+    // SAFETY: the AsyncFd takes the UdpSocket, which owns its descriptor: the descriptor stays
+    // open and the same (as_raw_fd always returns it) for as long as it is registered.
+    unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
 }
 
 /// The destination address from the IP_PKTINFO or IPV6_PKTINFO control message of a received
@@ -575,17 +485,18 @@ fn write_pktinfo(control: &mut Control, source: IpAddr) -> usize {
 mod tests {
     use super::*;
     use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     #[test]
-    fn sockaddr_round_trips() {
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-        for addr in ["127.1.2.3:5353", "[::1]:53", "[2001:db8::7]:65535"] {
-            let addr: SocketAddr = addr.parse().expect("literal");
-            let len = write_sockaddr(&mut storage, addr);
-            assert_eq!(read_sockaddr(&storage, len), Some(addr));
-        }
+    fn send_one_reaches_the_peer_from_the_chosen_source() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind server");
+        let client = UdpSocket::bind("0.0.0.0:0").expect("bind client");
+        let source = IpAddr::V4(Ipv4Addr::new(127, 10, 0, 5));
+        send_one(client.as_fd(), b"abc", server.local_addr().expect("addr"), Some(source)).expect("sendmsg");
+        server.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut buf = [0; 8];
+        let (len, from) = server.recv_from(&mut buf).expect("datagram");
+        assert_eq!((&buf[..len], from.ip()), (&b"abc"[..], source));
     }
 
     #[test]
@@ -601,17 +512,17 @@ mod tests {
             batch.set_peer(i, server_addr);
             batch.set_source(i, Some(IpAddr::V4(Ipv4Addr::from(*octets))));
         }
-        assert_eq!(batch.send(client.as_raw_fd(), 3).expect("sendmmsg"), 3);
+        assert_eq!(batch.send(client.as_fd(), 3).expect("sendmmsg"), 3);
 
         server.set_nonblocking(true).expect("nonblocking");
         let mut ready = [false];
         assert_eq!(
-            wait_readable(&[server.as_raw_fd()], &mut ready, Duration::from_secs(2)).expect("ppoll"),
+            wait_readable([server.as_fd()], &mut ready, Duration::from_secs(2)).expect("ppoll"),
             1
         );
         let mut got = Vec::new();
         for _ in 0..100 {
-            match batch.recv(server.as_raw_fd(), 4, true) {
+            match batch.recv(server.as_fd(), 4, true) {
                 Ok(n) => (0..n).for_each(|i| got.push((batch.received(i).to_vec(), batch.peer(i)))),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && got.len() < 3 => {
                     std::thread::sleep(Duration::from_millis(5))
@@ -640,7 +551,7 @@ mod tests {
     fn wait_readable_times_out_quietly() {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mut ready = [true];
-        let n = wait_readable(&[socket.as_raw_fd()], &mut ready, Duration::from_millis(10)).expect("ppoll");
+        let n = wait_readable([socket.as_fd()], &mut ready, Duration::from_millis(10)).expect("ppoll");
         assert_eq!((n, ready[0]), (0, false));
     }
 }

@@ -82,7 +82,7 @@ pub mod flag {
 }
 
 /// A name on the wire is at most 255 bytes (RFC 1035 3.1), so its dotted text form at most 253.
-pub(crate) const MAX_NAME_WIRE: usize = 255;
+pub const MAX_NAME_WIRE: usize = 255;
 /// Compression pointers followed in one name before giving up: a legal name has at most 127
 /// labels, so more hops than that can only be a loop.
 const MAX_POINTERS: usize = 127;
@@ -117,14 +117,14 @@ pub fn set_flags(msg: &mut [u8], flags: u16) {
 }
 
 /// Appends a big-endian u16.
-pub(crate) fn push_u16(out: &mut Vec<u8>, value: u16) {
+pub fn push_u16(out: &mut Vec<u8>, value: u16) {
     out.extend_from_slice(&value.to_be_bytes());
 }
 
 /// Appends a dotted name (a trailing dot or none) in uncompressed wire form. The name must be
 /// valid already (labels of 1 to 63 bytes, 255 in all: config-checked or our own constants);
 /// `packet::encode_query` is the checking encoder for names from input.
-pub(crate) fn push_name(out: &mut Vec<u8>, name: &str) {
+pub fn push_name(out: &mut Vec<u8>, name: &str) {
     for label in name.split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
@@ -133,19 +133,19 @@ pub(crate) fn push_name(out: &mut Vec<u8>, name: &str) {
 }
 
 /// The big-endian u16 at `pos`, if the message is long enough.
-pub(crate) fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
+pub fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
     let b = msg.get(pos..pos.checked_add(2)?)?;
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// The four section counts of the header (QD, AN, NS, AR); zeros if the header is short.
-pub(crate) fn counts(msg: &[u8]) -> [u16; 4] {
+pub fn counts(msg: &[u8]) -> [u16; 4] {
     [4, 6, 8, 10].map(|pos| u16_at(msg, pos).unwrap_or(0))
 }
 
 /// The position just after the name that starts at `pos`. A compression pointer ends the name
 /// in place, so it is not followed.
-pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> {
+pub fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> {
     let mut wire_len = 1;
     loop {
         let len = usize::from(*msg.get(pos).ok_or(WireError::Truncated("name"))?);
@@ -167,7 +167,7 @@ pub(crate) fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, WireError> 
 
 /// Appends the name at `pos` to `out` as lowercase dotted ASCII without the trailing dot
 /// (`b"www.example.com"`; the root is empty), following compression pointers.
-pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+pub fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
     walk_name(msg, pos, &[], |label| {
         if out.len() > start {
@@ -183,7 +183,7 @@ pub(crate) fn read_name_dotted(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Res
 ///
 /// `ttls` (ascending) are the offsets of TTL fields that will be rewritten: no byte of the name
 /// may lie in one, or the name would change when they do (only a pointer can lead there).
-pub(crate) fn check_name(msg: &[u8], pos: usize, ttls: &[u16]) -> Result<usize, WireError> {
+pub fn check_name(msg: &[u8], pos: usize, ttls: &[u16]) -> Result<usize, WireError> {
     walk_name(msg, pos, ttls, |_| {})
 }
 
@@ -251,7 +251,7 @@ fn walk_name(msg: &[u8], mut pos: usize, ttls: &[u16], mut on_label: impl FnMut(
 }
 
 /// The position just after the question (name, type, class) that starts at `pos`.
-pub(crate) fn skip_question(msg: &[u8], pos: usize) -> Result<usize, WireError> {
+pub fn skip_question(msg: &[u8], pos: usize) -> Result<usize, WireError> {
     let end = skip_name(msg, pos)? + 4;
     if end > msg.len() {
         return Err(WireError::Truncated("question"));
@@ -261,7 +261,7 @@ pub(crate) fn skip_question(msg: &[u8], pos: usize) -> Result<usize, WireError> 
 
 /// The fixed fields of one resource record and where its parts are.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RecordPos {
+pub struct RecordPos {
     /// TYPE.
     pub rtype: u16,
     /// CLASS (for OPT: the requester's UDP payload size).
@@ -273,7 +273,7 @@ pub(crate) struct RecordPos {
 }
 
 /// Reads the resource record that starts at `pos`; returns it and the position after it.
-pub(crate) fn read_record(msg: &[u8], pos: usize) -> Result<(RecordPos, usize), WireError> {
+pub fn read_record(msg: &[u8], pos: usize) -> Result<(RecordPos, usize), WireError> {
     let fixed = skip_name(msg, pos)?;
     let truncated = WireError::Truncated("resource record");
     let rtype = u16_at(msg, fixed).ok_or(truncated)?;

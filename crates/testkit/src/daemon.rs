@@ -10,16 +10,38 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::RecordType;
 
-use super::client::new_query;
-use super::ports::free_port;
+use crate::client::new_query;
+use crate::ports::free_port;
 
-/// The binary under test, built by Cargo for integration tests.
-pub const SINKHOLE: &str = env!("CARGO_BIN_EXE_sinkhole");
+/// The binary under test: `$SINKHOLE_BIN` if set, else the `sinkhole` Cargo built beside the running test or
+/// bench (`target/<profile>/sinkhole`, next to `target/<profile>/deps/<test>`): Cargo builds the root package's
+/// binary before its integration tests and benches run.
+pub fn sinkhole_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("SINKHOLE_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("the test binary's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("a test binary lives in target/<profile>/deps");
+        let bin = profile_dir.join("sinkhole");
+        assert!(
+            bin.exists(),
+            "no {} (build it: cargo build, or set SINKHOLE_BIN)",
+            bin.display()
+        );
+        bin
+    })
+}
 /// How long [`Daemon::start`] waits for the first answer: loading lists and binding sockets takes well under this.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The name [`Daemon::start`] asks to see that the daemon answers; upstreams may see it (tests count other names).
@@ -295,7 +317,7 @@ impl Daemon {
         let stdout = fs::File::create(self.dir.path().join("stdout.log")).expect("create stdout.log in the test dir");
         let stderr = fs::File::create(self.dir.path().join("stderr.log")).expect("create stderr.log in the test dir");
         let config = self.dir.path().join("sinkhole.toml");
-        let child = Command::new(SINKHOLE)
+        let child = Command::new(sinkhole_bin())
             .arg("run")
             .arg("-c")
             .arg(&config)
@@ -305,7 +327,7 @@ impl Daemon {
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {SINKHOLE}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", sinkhole_bin().display()));
         self.child = Some(child);
     }
 
@@ -452,13 +474,13 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 /// Runs `sinkhole <args>` (e.g. `check -c <file>`, `explain ...`) to completion, up to 10 s, with the output
 /// captured. Panics if it does not finish in time (a CLI command that hangs is a bug).
 pub fn run_sinkhole(args: &[&str]) -> Output {
-    let mut child = Command::new(SINKHOLE)
+    let mut child = Command::new(sinkhole_bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {SINKHOLE} {args:?}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", sinkhole_bin().display()));
     // Read the pipes on threads, or a chatty command would block on a full pipe and look hung.
     let mut stdout = child.stdout.take().expect("stdout was piped");
     let mut stderr = child.stderr.take().expect("stderr was piped");

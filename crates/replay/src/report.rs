@@ -14,7 +14,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::wire::{self, HEADER_LEN, rtype, u16_at};
+use sinkhole_dns::wire::{self, HEADER_LEN, rtype, u16_at};
 
 use super::input::InputStats;
 
@@ -36,7 +36,7 @@ const MAX_LATENCY_NS: u64 = 120_000_000_000;
 
 /// Counts of one sending thread, merged into the [`Summary`] at the end.
 #[derive(Clone, Debug)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Queries sent.
     pub sent: u64,
     /// Answers matched to a query in time.
@@ -66,7 +66,7 @@ impl Default for Tally {
 
 impl Tally {
     /// An empty tally; the histogram is allocated here, once, for the whole run.
-    pub fn new() -> Tally {
+    pub(crate) fn new() -> Tally {
         Tally {
             sent: 0,
             answered: 0,
@@ -84,7 +84,7 @@ impl Tally {
 
     /// Records one answer to a query in flight, `latency` after it was sent. Allocates only the
     /// first time a Blocked text is seen.
-    pub fn answer(&mut self, answer: &[u8], latency: Duration) {
+    pub(crate) fn answer(&mut self, answer: &[u8], latency: Duration) {
         self.answered += 1;
         let latency_ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency.saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
@@ -118,7 +118,7 @@ impl Tally {
     }
 
     /// Adds another thread's counts to this one.
-    pub fn merge(&mut self, other: &Tally) {
+    pub(crate) fn merge(&mut self, other: &Tally) {
         self.sent += other.sent;
         self.answered += other.answered;
         self.lost += other.lost;
@@ -143,7 +143,7 @@ impl Tally {
 
 /// The first EDE option of the answer's OPT record: (info code, text). None without OPT or EDE,
 /// or if the message cannot be walked that far.
-pub fn find_ede(answer: &[u8]) -> Option<(u16, &[u8])> {
+pub(crate) fn find_ede(answer: &[u8]) -> Option<(u16, &[u8])> {
     let [qd, an, ns, ar] = wire::counts(answer);
     if ar == 0 {
         return None;
@@ -176,7 +176,7 @@ pub fn find_ede(answer: &[u8]) -> Option<(u16, &[u8])> {
 }
 
 /// The mnemonic of an rcode (RFC 6895), `RCODEn` for unassigned ones.
-pub fn rcode_name(rcode: u8) -> String {
+pub(crate) fn rcode_name(rcode: u8) -> String {
     let name = match rcode {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -196,7 +196,7 @@ pub fn rcode_name(rcode: u8) -> String {
 
 /// Latency percentiles of answered queries, microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Median.
     pub p50: f64,
     /// 90th percentile.
@@ -212,7 +212,7 @@ pub struct Latency {
 /// The run's result: what `--json` prints as one object (field names are a contract: scripts
 /// and `cargo bench --bench replay` read them).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Queries sent.
     pub sent: u64,
     /// Queries answered within the timeout.
@@ -255,7 +255,7 @@ pub struct Summary {
 
 /// What [`Summary::new`] needs besides the tally.
 #[derive(Clone, Debug)]
-pub struct RunFacts {
+pub(crate) struct RunFacts {
     /// See [`Summary::duration_s`].
     pub duration: Duration,
     /// See [`Summary::server`].
@@ -274,7 +274,7 @@ pub struct RunFacts {
 
 impl Summary {
     /// The summary of a run from its merged tally.
-    pub fn new(tally: &Tally, facts: RunFacts) -> Summary {
+    pub(crate) fn new(tally: &Tally, facts: RunFacts) -> Summary {
         let secs = facts.duration.as_secs_f64();
         let us = |ns: u64| ns as f64 / 1000.0;
         let h = &tally.latency;
@@ -339,13 +339,13 @@ impl Summary {
     }
 
     /// The summary as one line of JSON.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         // A struct of numbers, strings and string-keyed maps always serializes.
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
     /// The summary as a table for people.
-    pub fn to_table(&self) -> String {
+    pub(crate) fn to_table(&self) -> String {
         let mut out = String::new();
         let rate = self
             .rate
@@ -403,16 +403,28 @@ fn join(map: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::{BlockAnswer, BlockTemplate};
-    use crate::packet::encode_query;
-    use crate::wire::rcode;
+    use sinkhole_dns::packet::encode_query;
+    use sinkhole_dns::wire::rcode;
 
+    /// The daemon's NXDOMAIN block answer as it goes on the wire (tests/replay.rs reads the real
+    /// one): the question echoed and, with EDNS, an OPT record carrying EDE 15 "Blocked" (RFC 8914)
+    /// with the text "blocked by policy <policy>".
     fn block_answer(policy: &str, edns: bool) -> Vec<u8> {
-        let mut query = Vec::new();
-        encode_query("www.tiktok.com", rtype::A, edns, &mut query).expect("valid");
-        let parsed = crate::packet::parse(&query).expect("parses");
         let mut out = Vec::new();
-        BlockTemplate::new(policy, BlockAnswer::Nxdomain, 60).write(&query, &parsed, Some(10), &mut out);
+        encode_query("www.tiktok.com", rtype::A, edns, &mut out).expect("valid");
+        out[2] |= 0x80; // QR
+        out[3] = 0x80 | 3; // RA, NXDOMAIN
+        if edns {
+            // The query's OPT record ends with RDLENGTH 0: replace it by the EDE option.
+            out.truncate(out.len() - 2);
+            let text = format!("blocked by policy {policy}");
+            let option_len = 2 + text.len() as u16;
+            out.extend_from_slice(&(4 + option_len).to_be_bytes());
+            out.extend_from_slice(&15u16.to_be_bytes()); // OPTION-CODE: EDE
+            out.extend_from_slice(&option_len.to_be_bytes());
+            out.extend_from_slice(&15u16.to_be_bytes()); // INFO-CODE: Blocked
+            out.extend_from_slice(text.as_bytes());
+        }
         out
     }
 

@@ -9,27 +9,28 @@
 //! blocks, from the EDE "Blocked" texts; a policy in audit mode adds no EDE, so for audit mode
 //! read the daemon's hit log instead).
 //!
-//! Parts: [`input`] reads the file into a [`table::QueryTable`] (pre-encoded queries, one source
-//! each, via [`clients`]); [`load`] is the per-thread hot loop over [`sys`]'s batched I/O;
-//! [`report`] tallies answers and prints the summary. [`mix`] writes the "mix" workload
-//! and [`responder`] is the loopback upstream the benches and tests answer with.
+//! Parts: [`input`] reads the file into a `table::QueryTable` (pre-encoded queries, one source
+//! each, via [`clients`]); `load` is the per-thread hot loop over sinkhole-batchio's batched I/O;
+//! `report` tallies answers and prints the summary. The daemon's binary runs it as its `replay`
+//! subcommand ([`Args`], [`run`]); this crate knows nothing of the daemon but the wire format.
 //!
 //! It talks to loopback only unless `--allow-remote` is given: pointed at a production resolver
 //! by mistake, a load generator is an outage.
 
+#![forbid(unsafe_code)]
+
 pub mod clients;
 pub mod input;
-pub mod load;
-pub mod mix;
-pub mod report;
-pub mod responder;
-pub mod table;
+mod load;
+mod report;
+mod table;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -186,7 +187,8 @@ pub fn run(args: &Args) -> Result<ExitCode, ReplayError> {
     };
     let (table, input) = input::load(&args.file, &options)?;
     let plans = plans(args, table.len());
-    let stop = crate::mmsg::catch_interrupt();
+    let interrupted = catch_interrupt();
+    let stop = &*interrupted;
     let progress: Vec<Progress> = plans.iter().map(|_| Progress::default()).collect();
     let outcomes = thread::scope(|scope| {
         let workers: Vec<_> = plans
@@ -330,6 +332,19 @@ fn summarize(args: &Args, plans: &[Plan], input: input::InputStats, outcomes: &[
             aborted,
         },
     )
+}
+
+/// Makes the first Ctrl-C (SIGINT) set the returned flag instead of ending the process, so that a
+/// run can stop sending, wait for the queries in flight and still print its summary; the second
+/// Ctrl-C ends the process as usual (exit status 130). Registration failing leaves the default
+/// action, which only loses the summary on Ctrl-C.
+fn catch_interrupt() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // In this order: the shutdown is checked first, so it acts only once the flag is already set.
+    let _ =
+        signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, Arc::clone(&interrupted));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted));
+    interrupted
 }
 
 #[cfg(test)]

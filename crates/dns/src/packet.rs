@@ -286,7 +286,7 @@ mod tests {
     use hickory_proto::rr::RecordType;
 
     /// A query packet as clients send it: header, one question, optional OPT.
-    pub(crate) fn query_bytes(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
+    fn query_bytes(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> {
         let mut p = Vec::new();
         p.extend_from_slice(&id.to_be_bytes());
         p.extend_from_slice(&flag::RD.to_be_bytes());

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::wire::HEADER_LEN;
+use sinkhole_dns::wire::HEADER_LEN;
 
 /// Longest query the table holds: the send buffers are this big. Real queries are under 512 bytes.
-pub const MAX_QUERY: usize = 4096;
+pub(crate) const MAX_QUERY: usize = 4096;
 /// Most queries one table holds (its offsets are 32-bit); a file with more is cut there.
-pub const MAX_QUERIES: usize = 50_000_000;
+pub(crate) const MAX_QUERIES: usize = 50_000_000;
 /// Most bytes of queries one table holds (32-bit offsets).
 const MAX_BYTES: usize = u32::MAX as usize;
 
@@ -53,7 +53,7 @@ impl QueryTable {
         if query.len() > MAX_QUERY || self.entries.len() >= MAX_QUERIES || self.bytes.len() + query.len() > MAX_BYTES {
             return false;
         }
-        let Ok(question_end) = crate::wire::skip_question(query, HEADER_LEN) else {
+        let Ok(question_end) = sinkhole_dns::wire::skip_question(query, HEADER_LEN) else {
             return false;
         };
         let next = self.sources.len() as u32;
@@ -109,8 +109,8 @@ impl QueryTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::encode_query;
-    use crate::wire::rtype;
+    use sinkhole_dns::packet::encode_query;
+    use sinkhole_dns::wire::rtype;
 
     #[test]
     fn table_keeps_queries_questions_and_sources() {

@@ -1,8 +1,9 @@
 //! The "mix" workload of issue 5, generated here so that the repository's benches need nothing
 //! outside it. Three files: a dnsperf file of 200k queries (80 % allowed names drawn Zipf-like,
 //! Pareto with alpha 1, from 20k names; 20 % TikTok hostnames; 70 % A and 30 % AAAA), an
-//! all-unique cache-miss file, and the blocklist of TikTok apexes. The recipe is the one of
-//! `../shared/bench/mix.py` with a PRNG of our own: deterministic, not byte-identical to the script.
+//! all-unique cache-miss file, and the blocklist of TikTok apexes. The recipe is the one
+//! benches/compare.sh writes its files with (issue 5's), with a PRNG of our own: deterministic,
+//! not byte-identical to compare.sh's files.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -131,7 +132,7 @@ mod tests {
         assert!(head > LINES / 10, "site00001 is drawn {head} times");
         for line in &lines {
             assert!(
-                crate::replay::input::parse_line(line).is_ok_and(|l| l.is_some()),
+                sinkhole_replay::input::parse_line(line).is_ok_and(|l| l.is_some()),
                 "{line}"
             );
         }

@@ -21,7 +21,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::report::Tally;
 use super::table::{MAX_QUERY, QueryTable};
-use crate::mmsg::{self as sys, Batch};
-use crate::wire::{HEADER_LEN, u16_at};
+use sinkhole_batchio::{self as sys, Batch};
+use sinkhole_dns::wire::{HEADER_LEN, u16_at};
 
 /// Receive buffer per message: larger answers are cut (MSG_TRUNC) but still counted by rcode.
 const ANSWER_BUF: usize = 4096;
@@ -47,7 +47,7 @@ const SEND_BACKOFF: Duration = Duration::from_micros(200);
 
 /// What one thread does.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The server loaded.
     pub server: SocketAddr,
     /// Queries in flight at most, over all of this thread's sockets.
@@ -72,7 +72,7 @@ pub struct Plan {
 
 /// Counters a thread publishes while it runs, for the progress bar.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Queries sent so far.
     pub sent: AtomicU64,
     /// Answers so far.
@@ -83,7 +83,7 @@ pub struct Progress {
 
 /// What a thread did.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Its counts and latencies.
     pub tally: Tally,
     /// When it sent its first query.
@@ -149,7 +149,12 @@ struct Slot {
 }
 
 /// Runs one thread's share of the load. `stop` ends sending early (Ctrl-C).
-pub fn run(table: &QueryTable, plan: &Plan, progress: &Progress, stop: &AtomicBool) -> Result<Outcome, LoadError> {
+pub(crate) fn run(
+    table: &QueryTable,
+    plan: &Plan,
+    progress: &Progress,
+    stop: &AtomicBool,
+) -> Result<Outcome, LoadError> {
     Worker::new(table, plan)?.run(progress, stop)
 }
 
@@ -164,8 +169,6 @@ struct Worker<'a> {
     per_message_source: bool,
     /// The sockets with their slots.
     lanes: Vec<Lane>,
-    /// The sockets' descriptors, for ppoll.
-    fds: Vec<RawFd>,
     /// Which sockets the last wait found readable.
     ready: Vec<bool>,
     /// Messages per call.
@@ -234,7 +237,6 @@ impl<'a> Worker<'a> {
             table,
             plan,
             per_message_source: single_source.is_none(),
-            fds: lanes.iter().map(|l| l.socket.as_raw_fd()).collect(),
             ready: vec![false; lanes.len()],
             lanes,
             batch,
@@ -410,7 +412,7 @@ impl<'a> Worker<'a> {
             }
         }
         let sent_at = Instant::now();
-        let sent = match self.out.send(lane.socket.as_raw_fd(), n) {
+        let sent = match self.out.send(lane.socket.as_fd(), n) {
             Ok(k) => k,
             Err(e) if transient(&e) => 0,
             Err(source) => {
@@ -442,7 +444,8 @@ impl<'a> Worker<'a> {
     /// Waits up to `wait` for a socket to be readable, then takes every answer waiting on the
     /// readable ones; returns how many datagrams it took.
     fn receive(&mut self, wait: Duration) -> Result<usize, LoadError> {
-        let readable = sys::wait_readable(&self.fds, &mut self.ready, wait).map_err(LoadError::Receive)?;
+        let readable = sys::wait_readable(self.lanes.iter().map(|l| l.socket.as_fd()), &mut self.ready, wait)
+            .map_err(LoadError::Receive)?;
         if readable == 0 {
             return Ok(0);
         }
@@ -466,7 +469,7 @@ impl<'a> Worker<'a> {
     /// One recvmmsg on lane `lane`: matches each datagram to its slot and tallies it.
     fn receive_batch(&mut self, lane: usize) -> Result<usize, LoadError> {
         let lane = &mut self.lanes[lane];
-        let got = match self.inbox.recv(lane.socket.as_raw_fd(), self.batch, false) {
+        let got = match self.inbox.recv(lane.socket.as_fd(), self.batch, false) {
             Ok(n) => n,
             Err(e) if transient(&e) => return Ok(0),
             Err(e) => return Err(LoadError::Receive(e)),
@@ -574,8 +577,8 @@ fn open_socket(server: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::encode_query;
-    use crate::wire::rtype;
+    use sinkhole_dns::packet::encode_query;
+    use sinkhole_dns::wire::rtype;
     use std::net::UdpSocket;
     use std::thread;
 

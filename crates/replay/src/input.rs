@@ -20,7 +20,7 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 
 use super::clients::ClientMap;
 use super::table::QueryTable;
-use crate::packet::{EncodeError, encode_query};
+use sinkhole_dns::packet::{EncodeError, encode_query};
 
 /// Longest line of a dnsperf file we read (a name is at most 253 bytes; comments may be longer).
 const MAX_LINE: usize = 4096;
@@ -169,7 +169,7 @@ pub fn parse_line(line: &str) -> Result<Option<(&str, u16)>, String> {
         return Ok(None);
     };
     let qtype = match fields.next() {
-        None => crate::wire::rtype::A,
+        None => sinkhole_dns::wire::rtype::A,
         Some(text) => {
             parse_type(text).ok_or_else(|| format!("unknown query type {text:?} (A, AAAA, MX, ... or TYPEnnn)"))?
         }
@@ -323,7 +323,7 @@ pub fn udp_query(link: DataLink, frame: &[u8], port: u16) -> Option<(IpAddr, &[u
         return None;
     }
     let payload = udp.payload();
-    crate::packet::parse(payload).ok()?;
+    sinkhole_dns::packet::parse(payload).ok()?;
     Some((client, payload))
 }
 
@@ -340,8 +340,8 @@ pub(crate) mod tests {
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
 
-    use crate::replay::clients::ClientMap;
-    use crate::wire::rtype;
+    use crate::clients::ClientMap;
+    use sinkhole_dns::wire::rtype;
 
     fn options() -> LoadOptions {
         LoadOptions {

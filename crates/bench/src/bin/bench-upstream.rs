@@ -2,10 +2,10 @@
 //! the server in front of it, never the upstream.
 //!
 //! ```text
-//! cargo run --release --example bench-upstream -- ADDR [--threads N]
+//! cargo run --release -p sinkhole-bench --bin bench-upstream -- ADDR [--threads N]
 //! ```
 //!
-//! It answers every query at once, from the question alone (see `sinkhole::replay::responder`):
+//! It answers every query at once, from the question alone (see `sinkhole_testkit::responder`):
 //! A 192.0.2.1 / AAAA 2001:db8::1 with TTL 300 by default; NXDOMAIN with an SOA for `nx.*`;
 //! for `cname.*` a CNAME into edge.tiktokcdn.com plus its address; EDNS echoed when the query has
 //! it. UDP is served with recvmmsg/sendmmsg batches, one thread per SO_REUSEPORT socket (`--threads`,
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread;
 
-use sinkhole::replay::responder;
+use sinkhole_testkit::responder;
 
 fn main() -> ExitCode {
     match run() {

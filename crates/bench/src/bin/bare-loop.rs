@@ -4,7 +4,7 @@
 //! nothing else. A server that does real work (ACL, policy, lists, cache, hit log) can approach
 //! this figure but not beat it.
 //!
-//! `cargo run --release --example bare-loop -- MODE ADDR`
+//! `cargo run --release -p sinkhole-bench --bin bare-loop -- MODE ADDR`
 //! - `plain`: one `recv_from`/`send_to` per packet, the floor for a per-packet server.
 //! - `mmsg`: `recvmmsg`/`sendmmsg` batches of up to 32, the floor for a batching server; batches
 //!   only fill when packets queue, i.e. at saturation.
@@ -12,11 +12,11 @@
 //! It binds loopback addresses only: it answers anything, so it must never face a network.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
+use sinkhole_batchio::Batch;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Most datagrams one `recvmmsg`/`sendmmsg` call moves, as in the daemon and the replay tool.
@@ -102,84 +102,42 @@ fn plain(socket: &UdpSocket) -> io::Result<()> {
 }
 
 /// Batches: block until at least one datagram is queued, take up to `BATCH` of those queued, and
-/// answer them all with one `sendmmsg`.
-///
-/// The kernel reads and writes the buffers through raw pointers held in the headers, so every
-/// header is rebuilt from fresh pointers after the buffers were last touched from Rust: 32 pointer
-/// writes per batch, nothing next to a system call.
+/// answer them all with one `sendmmsg`, through the daemon's own batch type (sinkhole-batchio),
+/// so that the floor and the daemon pay the same system calls.
 fn mmsg(socket: &UdpSocket) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
-    let mut bufs = [[0u8; DATAGRAM]; BATCH];
-    // SAFETY (for the four zeroed values): sockaddr_storage, iovec and mmsghdr are plain C
-    // structs for which all-zero bytes are a valid value (null pointers, zero lengths).
-    let mut peers: [libc::sockaddr_storage; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-    let mut iovs: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-    // Answers go out from a separate array, compacted, so that dropped datagrams leave no holes.
-    let mut out: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-    let mut lens = [0usize; BATCH];
-    let full_name = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let fd = socket.as_fd();
+    let mut incoming = Batch::new(BATCH, DATAGRAM);
+    let mut outgoing = Batch::new(BATCH, DATAGRAM);
     loop {
-        for i in 0..BATCH {
-            iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = DATAGRAM;
-        }
-        for i in 0..BATCH {
-            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_name = (&raw mut peers[i]).cast();
-            msgs[i].msg_hdr.msg_namelen = full_name;
-            msgs[i].msg_hdr.msg_flags = 0;
-        }
-        // SAFETY: `msgs` holds BATCH headers, each pointing at one live iovec over a live
-        // DATAGRAM-byte buffer and at a live sockaddr_storage of the length given, all created
-        // just above and untouched since; all outlive the call. MSG_WAITFORONE blocks for the
-        // first datagram, then takes only those already queued.
-        let got = unsafe {
-            libc::recvmmsg(
-                fd,
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
+        let got = match incoming.recv_waiting(fd, BATCH, true) {
+            Ok(got) => got,
+            Err(e) if transient(&e) => continue,
+            Err(e) => return Err(e),
         };
-        if got < 0 {
-            let e = io::Error::last_os_error();
-            if transient(&e) {
-                continue;
-            }
-            return Err(e);
-        }
-        // Flip the answers from Rust first, then point the send headers at them.
-        let mut keep = [false; BATCH];
-        for i in 0..got as usize {
-            lens[i] = msgs[i].msg_len as usize;
-            let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            keep[i] = !truncated && flip(&mut bufs[i][..lens[i]]);
-        }
+        // The answer is the query's own bytes, flipped, sent back to the address it came from.
         let mut n = 0;
-        for i in (0..got as usize).filter(|&i| keep[i]) {
-            // The answer is the query's own bytes, sent back to the address it came from.
-            iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = lens[i];
-            out[n].msg_hdr.msg_iov = &raw mut iovs[i];
-            out[n].msg_hdr.msg_iovlen = 1;
-            out[n].msg_hdr.msg_name = (&raw mut peers[i]).cast();
-            out[n].msg_hdr.msg_namelen = msgs[i].msg_hdr.msg_namelen;
-            n += 1;
+        for i in 0..got {
+            let Some(peer) = incoming.peer(i).filter(|_| !incoming.truncated(i)) else {
+                continue;
+            };
+            let query = incoming.received(i);
+            let len = query.len();
+            let out = outgoing.buf_mut(n);
+            out[..len].copy_from_slice(query);
+            if flip(&mut out[..len]) {
+                outgoing.set_len(n, len);
+                outgoing.set_peer(n, peer);
+                n += 1;
+            }
         }
         let mut sent = 0;
         while sent < n {
-            // SAFETY: out[sent..n] point at iovecs over live buffers of the given lengths and at
-            // peer addresses written by recvmmsg, all set just above and live across the call.
-            let r = unsafe { libc::sendmmsg(fd, out[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0) };
-            if r <= 0 {
-                // A full send buffer or a vanished client: drop the rest of this batch, as a
+            match outgoing.send_from(fd, sent, n - sent) {
+                Ok(0) | Err(_) => break,
+                // A full send buffer or a vanished client drops the rest of this batch, as a
                 // server under overload would.
-                break;
+                Ok(k) => sent += k,
             }
-            sent += r as usize;
         }
     }
 }

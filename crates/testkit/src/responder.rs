@@ -1,5 +1,5 @@
 //! A fast loopback DNS responder for benchmarks and tests: the bench upstream
-//! (`cargo run --release --example bench-upstream -- ADDR`) and the tiny server the replay tests
+//! (`cargo run --release -p sinkhole-bench --bin bench-upstream -- ADDR`) and the tiny server the replay tests
 //! load. It answers every query at once, from the question alone:
 //!
 //! | first label | answer |
@@ -18,7 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::mmsg::{self as sys, Batch};
-use crate::packet;
-use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16, rtype};
+use sinkhole_batchio::{self as sys, Batch};
+use sinkhole_dns::packet;
+use sinkhole_dns::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16, rtype};
 
 /// Address of plain A answers.
 pub const DEFAULT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -229,7 +229,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Serves UDP on `socket` until `stop` is set: waits for queries, reads up to a batch with one
 /// `recvmmsg`, answers them with one `sendmmsg`. Returns how many queries it answered.
 pub fn serve_udp(socket: &UdpSocket, stop: &AtomicBool) -> io::Result<u64> {
-    let fd = socket.as_raw_fd();
+    let fd = socket.as_fd();
     let mut inbox = Batch::new(BATCH, QUERY_BUF);
     let mut outbox = Batch::new(BATCH, ANSWER_BUF);
     let mut scratch = Vec::with_capacity(ANSWER_BUF);
@@ -239,7 +239,7 @@ pub fn serve_udp(socket: &UdpSocket, stop: &AtomicBool) -> io::Result<u64> {
         let got = match inbox.recv(fd, BATCH, true) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                sys::wait_readable(&[fd], &mut ready, STOP_CHECK)?;
+                sys::wait_readable([fd], &mut ready, STOP_CHECK)?;
                 continue;
             }
             // ICMP errors from earlier answers (a client gone) and interrupted calls: not ours to fix.
@@ -284,7 +284,7 @@ pub fn serve_tcp(listener: &TcpListener, stop: &Arc<AtomicBool>) -> io::Result<(
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                sys::wait_readable(&[listener.as_raw_fd()], &mut ready, STOP_CHECK)?;
+                sys::wait_readable([listener.as_fd()], &mut ready, STOP_CHECK)?;
                 continue;
             }
             Err(_) => continue,
@@ -325,9 +325,9 @@ fn serve_connection(mut stream: TcpStream, stop: &AtomicBool) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::encode_query;
     use hickory_proto::op::{Message, ResponseCode};
     use hickory_proto::rr::{RData, RecordType};
+    use sinkhole_dns::packet::encode_query;
 
     fn ask(name: &str, qtype: u16, edns: bool) -> Message {
         let mut query = Vec::new();
