@@ -115,10 +115,35 @@ fn dnsperf_file_from_a_blocked_subnet_reports_the_policy() {
     assert_eq!(s["blocked"], serde_json::json!({}), "{s}");
     assert_eq!(count(&s, &["rcodes", "NOERROR"]), 100, "{s}");
 
-    // Without EDNS the daemon cannot say why: blocked answers, no verdicts.
+    // Without EDNS the daemon cannot say which policy: no verdicts by policy, but its block answers are still
+    // told from the upstream's NXDOMAIN by the SOA it writes, and counted.
     let s = replay(&["--server", &server, "--source", "127.10.0.5", "--no-edns", &file]);
     assert_eq!(count(&s, &["rcodes", "NXDOMAIN"]), 200, "{s}");
     assert_eq!(s["blocked"], serde_json::json!({}), "{s}");
+    assert_eq!(count(&s, &["blocked_without_policy"]), 100, "{s}");
+    let out = run_sinkhole(&[
+        "replay",
+        "--server",
+        &server,
+        "--source",
+        "127.10.0.5",
+        "--no-edns",
+        &file,
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("blocked      100 (policy not named: queries without EDNS)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_error_is_said_once() {
+    let out = run_sinkhole(&["replay", "--server", "127.0.0.1:53", "/nonexistent/queries.txt"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/queries.txt"), "{stderr}");
 }
 
 /// An Ethernet frame with a UDP datagram from `client` to a resolver's port 53.

@@ -9,6 +9,11 @@
 
 use std::ops::Range;
 
+/// MNAME of the SOA in sinkhole's negative block answers (NXDOMAIN, NODATA): a name of the
+/// reserved `.invalid` TLD, so that a block answer can be told from an upstream's negative answer
+/// even without the EDE that names the policy (a query without EDNS gets none).
+pub const SINKHOLE_SOA_MNAME: &str = "sinkhole.invalid";
+
 /// Length of the fixed message header.
 pub const HEADER_LEN: usize = 12;
 /// The largest DNS message (its length must fit the TCP 2-byte length prefix).

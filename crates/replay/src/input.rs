@@ -65,12 +65,12 @@ impl Format {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file cannot be opened or read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
+        /// The I/O error: in the message, not a `source`, so that it is said once.
+        error: io::Error,
     },
     /// A line of a dnsperf file is not `NAME [TYPE]`.
     #[error("{}:{line}: {why}", path.display())]
@@ -128,9 +128,9 @@ pub struct InputStats {
 
 /// Reads `path` into a query table.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<(QueryTable, InputStats), InputError> {
-    let io_error = |source| InputError::Io {
+    let io_error = |error| InputError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut file = BufReader::new(File::open(path).map_err(io_error)?);
     let format = Format::detect(file.fill_buf().map_err(io_error)?);
@@ -208,7 +208,7 @@ fn read_dnsperf(
                 io::ErrorKind::InvalidData => line_error(path, number, "not UTF-8 text".into()),
                 _ => InputError::Io {
                     path: path.to_path_buf(),
-                    source: e,
+                    error: e,
                 },
             })?;
         if read == 0 {

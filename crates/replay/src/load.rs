@@ -98,16 +98,16 @@ pub(crate) struct Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A socket could not be opened, set up or bound.
-    #[error("cannot open a UDP socket for {server}: {source}")]
+    #[error("cannot open a UDP socket for {server}: {error}")]
     Socket {
         /// The server.
         server: SocketAddr,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error: in the message, not a `source`, so that it is said once.
+        error: io::Error,
     },
     /// The kernel refused to send.
     #[error(
-        "cannot send from {from} to {server}: {source} (is {from} an address of this host? on Linux all of \
+        "cannot send from {from} to {server}: {error} (is {from} an address of this host? on Linux all of \
          127.0.0.0/8 is; other systems need each source configured on lo)"
     )]
     Send {
@@ -115,8 +115,8 @@ pub enum LoadError {
         from: IpAddr,
         /// The server.
         server: SocketAddr,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error: in the message, not a `source`, so that it is said once.
+        error: io::Error,
     },
     /// Receiving or waiting failed.
     #[error("cannot receive answers: {0}")]
@@ -214,9 +214,9 @@ impl<'a> Worker<'a> {
         let mut lanes = Vec::with_capacity(sockets);
         for s in 0..sockets {
             let slots = (window / sockets + usize::from(s < window % sockets)).min(1 << 16);
-            let socket = open_socket(plan.server, single_source).map_err(|source| LoadError::Socket {
+            let socket = open_socket(plan.server, single_source).map_err(|error| LoadError::Socket {
                 server: plan.server,
-                source,
+                error,
             })?;
             lanes.push(Lane {
                 socket,
@@ -415,11 +415,11 @@ impl<'a> Worker<'a> {
         let sent = match self.out.send(lane.socket.as_fd(), n) {
             Ok(k) => k,
             Err(e) if transient(&e) => 0,
-            Err(source) => {
+            Err(error) => {
                 return Err(LoadError::Send {
                     from: table.source(self.cursor),
                     server: self.plan.server,
-                    source,
+                    error,
                 });
             }
         };

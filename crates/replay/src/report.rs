@@ -54,6 +54,8 @@ pub(crate) struct Tally {
     ede: [u64; EDE_CODES + 1],
     /// Blocked answers by EDE text, policy prefix stripped.
     blocked: Vec<(Box<[u8]>, u64)>,
+    /// Negative block answers with no EDE (see [`Summary::blocked_without_policy`]).
+    blocked_without_policy: u64,
     /// Latency of answered queries, nanoseconds.
     latency: Histogram<u64>,
 }
@@ -76,6 +78,7 @@ impl Tally {
             rcodes: [0; 16],
             ede: [0; EDE_CODES + 1],
             blocked: Vec::with_capacity(8),
+            blocked_without_policy: 0,
             // 3 significant digits from 1 ns to MAX_LATENCY_NS: fixed size, never resized.
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
                 .expect("constant bounds are valid: low 1, high > 2 * low, 3 significant digits"),
@@ -95,11 +98,15 @@ impl Tally {
         if flags & wire::flag::TC != 0 {
             self.truncated += 1;
         }
-        if let Some((code, text)) = find_ede(answer) {
-            self.ede[usize::from(code).min(EDE_CODES)] += 1;
-            if code == EDE_BLOCKED {
-                self.count_blocked(text.strip_prefix(BLOCKED_PREFIX).unwrap_or(text));
+        match find_ede(answer) {
+            Some((code, text)) => {
+                self.ede[usize::from(code).min(EDE_CODES)] += 1;
+                if code == EDE_BLOCKED {
+                    self.count_blocked(text.strip_prefix(BLOCKED_PREFIX).unwrap_or(text));
+                }
             }
+            None if has_sinkhole_soa(answer) => self.blocked_without_policy += 1,
+            None => {}
         }
     }
 
@@ -130,6 +137,7 @@ impl Tally {
         for (a, b) in self.ede.iter_mut().zip(&other.ede) {
             *a += b;
         }
+        self.blocked_without_policy += other.blocked_without_policy;
         for (text, count) in &other.blocked {
             match self.blocked.iter_mut().find(|(t, _)| t == text) {
                 Some(entry) => entry.1 += count,
@@ -139,6 +147,52 @@ impl Tally {
         // Same bounds on both sides, so adding cannot fail; a failure would only lose latency data.
         let _ = self.latency.add(&other.latency);
     }
+}
+
+/// Whether the first authority record of `answer` is the SOA sinkhole writes in a negative block
+/// answer (MNAME [`wire::SINKHOLE_SOA_MNAME`], written uncompressed): a block whose policy the
+/// answer does not name (no EDE without EDNS). Allocates nothing.
+fn has_sinkhole_soa(answer: &[u8]) -> bool {
+    let [qd, an, ns, _] = wire::counts(answer);
+    if ns == 0 {
+        return false;
+    }
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        let Ok(next) = wire::skip_question(answer, at) else {
+            return false;
+        };
+        at = next;
+    }
+    for _ in 0..an {
+        let Ok((_, next)) = wire::read_record(answer, at) else {
+            return false;
+        };
+        at = next;
+    }
+    let Ok((record, _)) = wire::read_record(answer, at) else {
+        return false;
+    };
+    let mname = answer.get(record.rdata).unwrap_or_default();
+    record.rtype == rtype::SOA && starts_with_name(mname, wire::SINKHOLE_SOA_MNAME)
+}
+
+/// Whether `bytes` start with `name` (dotted) in uncompressed wire form, case-insensitively.
+fn starts_with_name(bytes: &[u8], name: &str) -> bool {
+    let mut at = 0;
+    for label in name.split('.') {
+        let Some(&len) = bytes.get(at) else {
+            return false;
+        };
+        let Some(got) = bytes.get(at + 1..at + 1 + usize::from(len)) else {
+            return false;
+        };
+        if usize::from(len) != label.len() || !got.eq_ignore_ascii_case(label.as_bytes()) {
+            return false;
+        }
+        at += 1 + usize::from(len);
+    }
+    bytes.get(at) == Some(&0)
 }
 
 /// The first EDE option of the answer's OPT record: (info code, text). None without OPT or EDE,
@@ -233,6 +287,10 @@ pub(crate) struct Summary {
     /// Answers carrying EDE "Blocked" (15), by policy name (the EDE text without "blocked by
     /// policy "; other servers' texts as they are).
     pub blocked: BTreeMap<String, u64>,
+    /// Block answers that name no policy: NXDOMAIN/NODATA with sinkhole's SOA and no EDE, as the
+    /// daemon answers a query without EDNS. A block with an address answer (`answer = "0.0.0.0"`)
+    /// and no EDE cannot be told from a real answer and is not counted anywhere.
+    pub blocked_without_policy: u64,
     /// Answers carrying any EDE, by info code (a blocked answer counts under "15").
     pub ede: BTreeMap<String, u64>,
     /// Answers with TC set (not retried over TCP).
@@ -326,6 +384,7 @@ impl Summary {
             latency_us,
             rcodes,
             blocked,
+            blocked_without_policy: tally.blocked_without_policy,
             ede,
             truncated: tally.truncated,
             unmatched: tally.unmatched,
@@ -370,10 +429,17 @@ impl Summary {
             l.p50, l.p90, l.p99, l.p999, l.max
         );
         let _ = writeln!(out, "  rcodes       {}", join(&self.rcodes));
-        let blocked = if self.blocked.is_empty() {
-            "none seen (audit-mode policies add no EDE: read the hit log)".to_string()
-        } else {
-            join(&self.blocked)
+        let unnamed = self.blocked_without_policy;
+        let blocked = match (self.blocked.is_empty(), unnamed) {
+            (true, 0) => "none seen (audit-mode policies add no EDE, and an address answer to a query without \
+                          EDNS cannot be told from a real one: read the hit log)"
+                .to_string(),
+            (true, _) => format!("{unnamed} (policy not named: queries without EDNS)"),
+            (false, 0) => join(&self.blocked),
+            (false, _) => format!(
+                "{}, {unnamed} more (policy not named: queries without EDNS)",
+                join(&self.blocked)
+            ),
         };
         let _ = writeln!(out, "  blocked      {blocked}");
         if self.ede.keys().any(|k| k != "15") {
