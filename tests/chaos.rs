@@ -156,16 +156,21 @@ fn stray_datagrams_are_ignored_and_the_real_answer_is_taken() {
     let before = d.scrape_metrics();
     let strays = |page: &str| upstream_errors(page, up.addr(), "stray") - upstream_errors(&before, up.addr(), "stray");
 
-    // Before each answer: bytes that are not DNS, a wrong id, another name, another type.
+    // Before each answer: bytes that are not DNS, a wrong id, another name, another type, the answer without QR
+    // (strays), and the answer cut short (malformed); each with an address of its own (192.0.2.200).
     let (answer, took) = timed_query(&d, NOBODY_IP, "noise.example", RecordType::A);
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     assert_eq!(addresses(&answer), ["192.0.2.1"], "not the spoof of the wrong id");
     assert!(took < Duration::from_millis(1000), "answered, not timed out: {took:?}");
     let (answer, _) = timed_query(&d, NOBODY_IP, "noise.example", RecordType::AAAA);
     assert_eq!(addresses(&answer), ["2001:db8::1"], "the AAAA answer, not the A one");
-    let page = wait_for_metric(&d, "strays", 8.0, strays);
-    assert_eq!(strays(&page), 8.0, "4 per query");
-    for kind in ["timeout", "malformed", "network", "case"] {
+    let malformed =
+        |page: &str| upstream_errors(page, up.addr(), "malformed") - upstream_errors(&before, up.addr(), "malformed");
+    let page = wait_for_metric(&d, "strays", 10.0, strays);
+    assert_eq!(strays(&page), 10.0, "5 per query");
+    let page = wait_for_metric(&d, "malformed", 2.0, malformed);
+    assert_eq!(malformed(&page), 2.0, "the cut-short one of each query");
+    for kind in ["timeout", "network", "case"] {
         assert_eq!(
             upstream_errors(&page, up.addr(), kind),
             upstream_errors(&before, up.addr(), kind),
@@ -182,7 +187,7 @@ fn stray_datagrams_are_ignored_and_the_real_answer_is_taken() {
         took >= Duration::from_millis(900) && took < Duration::from_millis(1000) + SLACK,
         "garbage does not end the wait, the budget does: {took:?}"
     );
-    let page = wait_for_metric(&d, "strays", 9.0, strays);
+    let page = wait_for_metric(&d, "strays", 11.0, strays);
     assert_eq!(
         upstream_errors(&page, up.addr(), "timeout") - upstream_errors(&before, up.addr(), "timeout"),
         1.0

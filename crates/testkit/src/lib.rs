@@ -29,6 +29,7 @@ pub mod ports;
 pub mod responder;
 pub mod upstream;
 
+pub use answers::*;
 pub use client::*;
 pub use daemon::*;
 pub use ports::*;

@@ -1,13 +1,8 @@
 //! A fast loopback DNS responder for benchmarks and tests: the bench upstream
 //! (`cargo run --release -p sinkhole-bench --bin bench-upstream -- ADDR`) and the tiny server the replay tests
-//! load. It answers every query at once, from the question alone:
-//!
-//! | first label | answer |
-//! | --- | --- |
-//! | anything else | A 192.0.2.1 / AAAA 2001:db8::1, TTL 300; other types NOERROR with no answer, SOA in authority |
-//! | `nx` | NXDOMAIN, SOA of the parent name in authority (TTL 60, MINIMUM 30) |
-//! | `cname` | CNAME `edge.tiktokcdn.com.` (TTL 300), then its A 192.0.2.7 / AAAA 2001:db8::7 |
-//! | `large` | A: [`LARGE_RECORDS`] A records 10.x.y.z (48 KB, for memory soaks); other types as anything else |
+//! load. It answers every query at once, from the question alone, as the fake upstream does (the one table,
+//! [`Script`]): [`Script::Default`], [`Script::Nx`], [`Script::Cname`] and [`Script::Large`] are played, every
+//! other script is answered as `Default` (a measuring tool has no use for noise or delays).
 //!
 //! The answer has the query's id, question and RD, with RA set. If the query has an OPT record the
 //! answer has one too (payload 1232, DO copied). Queries that do not parse are ignored.
@@ -17,7 +12,7 @@
 //! addresses only: it is a measuring tool, never a resolver anyone should reach.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,27 +23,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use sinkhole_batchio::{self as sys, Batch};
 use sinkhole_dns::packet;
-use sinkhole_dns::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16, rtype};
+use sinkhole_dns::wire::{CLASS_IN, HEADER_LEN, flag, push_name, push_u16, rtype};
 
-/// Address of plain A answers.
-pub const DEFAULT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-/// Address of plain AAAA answers.
-pub const DEFAULT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-/// TTL of answer records.
-pub const TTL: u32 = 300;
-/// Where `cname.*` points: a TikTok CDN host, so a sinkhole in front must block through the chain.
-pub const CNAME_TARGET: &str = "edge.tiktokcdn.com";
-/// Address of [`CNAME_TARGET`] for A.
-pub const CNAME_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
-/// Address of [`CNAME_TARGET`] for AAAA.
-pub const CNAME_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
-/// A records in the answer to `large.*` A: 48 KB, near the largest UDP answer an upstream can send,
-/// to load the cache's byte bound.
-pub const LARGE_RECORDS: u16 = 3000;
-/// TTL of the SOA in negative answers.
-pub const SOA_TTL: u32 = 60;
-/// MINIMUM of that SOA (the negative-caching TTL, RFC 2308).
-pub const SOA_MINIMUM: u32 = 30;
+use crate::answers::*;
+
 /// Most TCP connections served at once; more wait in the listen backlog.
 pub const MAX_TCP_CONNECTIONS: usize = 64;
 /// Messages per recvmmsg/sendmmsg.
@@ -72,9 +50,9 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     };
     let name = q.name.as_bytes();
-    let first = name.split(|&b| b == b'.').next().unwrap_or(b"");
-    let (nx, cname) = (first == b"nx", first == b"cname");
-    let large = first == b"large" && q.qtype == rtype::A;
+    let script = Script::for_name(name);
+    let (nx, cname) = (script == Script::Nx, script == Script::Cname);
+    let large = script == Script::Large && q.qtype == rtype::A;
     let address = |v4, v6| match q.qtype {
         rtype::A => Some(IpAddr::V4(v4)),
         rtype::AAAA => Some(IpAddr::V6(v6)),
@@ -99,10 +77,10 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(&query[q.question.clone()]);
     let owner = 0xc000 | HEADER_LEN as u16;
     if cname {
-        push_record_head(out, owner, rtype::CNAME, TTL);
+        push_record_head(out, owner, rtype::CNAME, DEFAULT_TTL);
         let target_at = out.len() + 2;
-        let mut rdata = Vec::with_capacity(CNAME_TARGET.len() + 2);
-        push_name(&mut rdata, CNAME_TARGET);
+        let mut rdata = Vec::with_capacity(TIKTOK_CNAME_TARGET.len() + 2);
+        push_name(&mut rdata, TIKTOK_CNAME_TARGET);
         push_u16(out, rdata.len() as u16);
         out.extend_from_slice(&rdata);
         if let Some(ip) = address(CNAME_V4, CNAME_V6) {
@@ -131,8 +109,8 @@ pub fn answer(query: &[u8], out: &mut Vec<u8>) -> bool {
         push_u16(out, CLASS_IN);
         out.extend_from_slice(&SOA_TTL.to_be_bytes());
         let mut rdata = Vec::with_capacity(64);
-        push_name(&mut rdata, "ns.bench.invalid");
-        push_name(&mut rdata, "hostmaster.bench.invalid");
+        push_name(&mut rdata, SOA_MNAME);
+        push_name(&mut rdata, SOA_RNAME);
         for value in [1, 3600, 600, 86400, SOA_MINIMUM] {
             rdata.extend_from_slice(&u32::to_be_bytes(value));
         }
@@ -159,12 +137,12 @@ fn push_record_head(out: &mut Vec<u8>, owner: u16, rtype: u16, ttl: u32) {
 fn push_address(out: &mut Vec<u8>, owner: u16, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            push_record_head(out, owner, rtype::A, TTL);
+            push_record_head(out, owner, rtype::A, DEFAULT_TTL);
             push_u16(out, 4);
             out.extend_from_slice(&v4.octets());
         }
         IpAddr::V6(v6) => {
-            push_record_head(out, owner, rtype::AAAA, TTL);
+            push_record_head(out, owner, rtype::AAAA, DEFAULT_TTL);
             push_u16(out, 16);
             out.extend_from_slice(&v6.octets());
         }
@@ -348,7 +326,7 @@ mod tests {
         assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
         assert_eq!(msg.answers.len(), 1);
         assert_eq!(msg.answers[0].data, RData::A(DEFAULT_V4.into()));
-        assert_eq!(msg.answers[0].ttl, TTL);
+        assert_eq!(msg.answers[0].ttl, DEFAULT_TTL);
         assert!(msg.edns.is_none());
         let msg = ask("www.example.com", rtype::AAAA, true);
         assert_eq!(msg.answers[0].data, RData::AAAA(DEFAULT_V6.into()));
@@ -379,8 +357,8 @@ mod tests {
         let RData::CNAME(target) = &msg.answers[0].data else {
             panic!("{:?}", msg.answers)
         };
-        assert_eq!(target.0.to_ascii(), format!("{CNAME_TARGET}."));
-        assert_eq!(msg.answers[1].name.to_ascii(), format!("{CNAME_TARGET}."));
+        assert_eq!(target.0.to_ascii(), format!("{TIKTOK_CNAME_TARGET}."));
+        assert_eq!(msg.answers[1].name.to_ascii(), format!("{TIKTOK_CNAME_TARGET}."));
         assert_eq!(msg.answers[1].data, RData::A(CNAME_V4.into()));
     }
 
@@ -448,6 +426,51 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         for t in threads {
             t.join().expect("thread").expect("served without error");
+        }
+    }
+
+    /// One table: for the scripts both play, the responder's answer says what the fake upstream's says (rcode,
+    /// every record's type, data and TTL, the SOA's owner), though one writes bytes by hand and the other uses
+    /// hickory.
+    #[test]
+    fn answers_as_the_fake_upstream_does() {
+        let fake = crate::FakeUpstream::start();
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let cases = [
+            ("www.example.com", RecordType::A),
+            ("www.example.com", RecordType::AAAA),
+            ("www.example.com", RecordType::MX),
+            ("nx.example.com", RecordType::A),
+            ("cname.example.com", RecordType::A),
+            ("cname.example.com", RecordType::AAAA),
+            ("large.example.com", RecordType::A),
+        ];
+        let records = |records: &[hickory_proto::rr::Record]| {
+            records
+                .iter()
+                .map(|r| (r.name.to_ascii(), r.record_type(), r.ttl, r.data.clone()))
+                .collect::<Vec<_>>()
+        };
+        for (name, qtype) in cases {
+            let ours = ask(name, u16::from(qtype), true);
+            let theirs = crate::query_tcp(fake.addr(), local, name, qtype, true).expect("the fake answers");
+            let what = format!("{name} {qtype}");
+            assert_eq!(ours.metadata.response_code, theirs.metadata.response_code, "{what}");
+            for (section, ours, theirs) in [
+                ("answer", records(&ours.answers), records(&theirs.answers)),
+                ("authority", records(&ours.authorities), records(&theirs.authorities)),
+            ] {
+                // The first difference, not 3000 records of both.
+                let differ = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+                assert!(
+                    ours.len() == theirs.len() && differ.is_none(),
+                    "{what}, {section}: {} records against {}; first difference at {differ:?}: {:?} against {:?}",
+                    ours.len(),
+                    theirs.len(),
+                    differ.map(|i| &ours[i]),
+                    differ.map(|i| &theirs[i]),
+                );
+            }
         }
     }
 }

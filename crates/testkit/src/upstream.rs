@@ -1,12 +1,13 @@
 //! `FakeUpstream`: a scripted upstream resolver on loopback, so that a test decides exactly what the daemon gets
 //! back from "the Internet" and can count what the daemon asked.
 //!
-//! It answers by the first label of the query name (see [`FakeUpstream`] for the table). It runs on a thread of its
+//! It answers by the first label of the query name (the table is [`Script`]'s, in `answers`). It runs on a thread of its
 //! own with its own current-thread tokio runtime, so it serves while a sync test blocks on a socket and while an async
 //! test's runtime is busy. It must never panic on what arrives from the network: whatever it cannot read as a query
 //! is ignored, as a real resolver would do.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,45 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::answers::*;
 use crate::ports::bind_udp_tcp;
-
-/// The address every plain A answer carries (`anything.else` A).
-pub const DEFAULT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-/// The address every plain AAAA answer carries (`anything.else` AAAA).
-pub const DEFAULT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-/// TTL of every record the fake upstream sends, but for `ttl5.*` and the SOA.
-pub const DEFAULT_TTL: u32 = 300;
-/// The CDN name `cname.*` points to: a TikTok CDN host, so the daemon must block through the CNAME chain.
-pub const TIKTOK_CNAME_TARGET: &str = "edge.tiktokcdn.com";
-/// Address of [`TIKTOK_CNAME_TARGET`] in the `cname.*` answer.
-pub const CNAME_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
-/// Address at the end of the harmless `cdn.*` chain (through akamaized.net), which must not be blocked.
-pub const CDN_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 8);
-/// Address of `ttl5.*`, answered with TTL 5 so that cache expiry can be tested in seconds.
-pub const TTL5_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
-/// First address of `tc.*` over TCP (more follow, to pass 512 bytes).
-pub const TC_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
-/// The address the wrong-id reply of `wrongid.*` carries, so a test can see if a daemon ever accepted it.
-pub const SPOOF_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
-/// How many A records `big.*` (and the extra records of `tc.*` over TCP) carry: enough for more than 512 bytes.
-pub const BIG_RECORDS: usize = 40;
-/// How many A records `huge.*` carries: over 3 KB (under 4096), more than any UDP answer sinkhole sends by default (1232).
-pub const HUGE_RECORDS: usize = 150;
-/// How many A records `many.*` carries over TCP: 16 KB with name compression, about 28 KB without.
-pub const MANY_RECORDS: usize = 1000;
-/// TTL of the SOA in negative answers (`nx.*`, and NODATA for other types).
-pub const SOA_TTL: u32 = 60;
-/// MINIMUM field of that SOA: the negative-caching TTL is min(SOA TTL, MINIMUM) = 30 s (RFC 2308).
-pub const SOA_MINIMUM: u32 = 30;
-/// How late `slow.*` is answered: later than any sane upstream timeout in a test config.
-pub const SLOW_DELAY: Duration = Duration::from_secs(3);
-/// The address a [`FakeUpstream::start_late`] upstream answers A queries with instead of [`DEFAULT_V4`], so that a
-/// test sees whether a client ever got the late answer rather than another upstream's.
-pub const LATE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
-/// The name the other-name reply of `noise.*` carries in its question.
-pub const NOISE_OTHER_NAME: &str = "other.noise.test";
-/// Payload size the fake upstream advertises when it echoes EDNS (the DNS flag day 2020 value).
-pub const EDNS_PAYLOAD: u16 = 1232;
 
 /// One query the fake upstream received: (qname lowercase without trailing dot, qtype, transport "udp"/"tcp").
 pub type ReceivedQuery = (String, u16, &'static str);
@@ -64,39 +28,24 @@ pub type ReceivedQuery = (String, u16, &'static str);
 /// A fake upstream resolver owned by the test: UDP and TCP on `127.0.0.1:<free port>`, runs on its own thread with
 /// its own tokio runtime (so it works from sync tests and from any test runtime), stops on Drop.
 ///
-/// It answers by the first label of the query name, with the query's id, question and RD echoed and RA set:
-///
-/// | first label | answer |
-/// | --- | --- |
-/// | anything else | A 192.0.2.1 / AAAA 2001:db8::1, TTL 300; other types NOERROR, no answer, SOA in authority |
-/// | `cname` | CNAME `edge.tiktokcdn.com.`, then its A 192.0.2.7 (AAAA 2001:db8::7); a name hiding behind TikTok's CDN |
-/// | `cdn` | CNAME `cdn-<rest>.akamaized.net.` (`cdn.example.com` → `cdn-example.com.akamaized.net.`), then A 192.0.2.8 (AAAA 2001:db8::8) |
-/// | `ttl5` | A 192.0.2.5 (AAAA 2001:db8::5), TTL 5 |
-/// | `tc` | UDP: no answer, TC set; TCP: A 192.0.2.9 then 40 more A records (198.51.100.1..=40), over 512 bytes |
-/// | `big` | UDP and TCP: 40 A records 203.0.113.1..=40 (AAAA 2001:db8::1:1..), over 512 bytes, TC never set |
-/// | `many` | UDP: no answer, TC set; TCP: 1000 A records 10.1.x.y (16 KB, compressed; the query's OPT not echoed) |
-/// | `huge` | UDP and TCP: 150 A records 10.0.0.1.. (over 3 KB), TC never set, whatever size the query allows |
-/// | `slow` | the default answer, 3 s late |
-/// | `nx` | NXDOMAIN, SOA in authority (TTL 60, MINIMUM 30) |
-/// | `servfail` | SERVFAIL, no records |
-/// | `wrongid` | first a reply with the id flipped carrying A 203.0.113.66, then the right default answer |
-/// | `noise` | UDP: first four datagrams that answer nothing asked: the `garbage` bytes, the `wrongid` spoof, a reply with the right id for `other.noise.test`, one with the right id and name but another type (AAAA for A, A otherwise); then the right default answer. TCP: the default answer |
-/// | `garbage` | 11 bytes that are not DNS (the query id, then junk), nothing else |
-/// | `drop` | nothing, ever |
-///
-/// Negative answers carry an SOA owned by the name's parent (`nx.example.com` → `example.com.`). If the query had an
-/// OPT record the reply has one too (payload 1232, DO copied from the query). Malformed queries are ignored.
-/// Every query that parses is recorded (before its answer is sent), `drop.*` and `garbage.*` included.
+/// It answers by the first label of the query name as [`Script`] says (`nx.*` NXDOMAIN, `cname.*` a CNAME to
+/// TikTok's CDN, `tc.*` truncated over UDP, `noise.*` stray datagrams first, `drop.*` nothing, ...), with the
+/// query's id, question, RD and CD echoed and RA set. Negative answers carry an SOA owned by the name's parent
+/// (`nx.example.com` → `example.com.`). If the query had an OPT record the reply has one too (payload 1232, DO
+/// copied from the query). Malformed queries are ignored. Every query that parses is recorded (before its answer
+/// is sent), `drop.*` and `garbage.*` included.
 ///
 /// Besides [`FakeUpstream::start`]: [`FakeUpstream::start_dead`] (a black hole), [`FakeUpstream::start_late`] (every
-/// answer late), and [`FakeUpstream::stop`]/[`FakeUpstream::restart`] to take one down and bring it back on its port.
+/// answer late), [`FakeUpstream::start_as`] (one script for every name, plain answers ending in a byte of the
+/// test's), [`FakeUpstream::start_holding`] (UDP answers held until a batch is in, then sent last first), and
+/// [`FakeUpstream::stop`]/[`FakeUpstream::restart`] to take one down and bring it back on its port.
 pub struct FakeUpstream {
     /// The one port both transports listen on, so a config can name a single upstream address.
     addr: SocketAddr,
     /// How it answers; kept for [`FakeUpstream::restart`].
     behaviour: Behaviour,
-    /// Shared with the server thread, which appends every query it parses; kept across a restart.
-    received: Arc<Mutex<Vec<ReceivedQuery>>>,
+    /// Shared with the server thread, which records every query it parses; kept across a restart.
+    log: Arc<Log>,
     /// Dropping or sending on it stops the server; `Option` so Drop can take it.
     shutdown: Option<oneshot::Sender<()>>,
     /// Joined on stop and Drop so that the sockets are closed when the server is stopped.
@@ -106,20 +55,47 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// Starts a fake upstream that answers per the table above. Panics if no loopback port can be bound.
     pub fn start() -> FakeUpstream {
-        Self::spawn(Behaviour::Answer)
+        Self::spawn(Behaviour::ANSWER)
     }
 
     /// Starts a fake upstream that is bound (UDP and TCP, connections accepted) and records queries, but never
     /// answers anything: a dead resolver that still swallows packets, for failover and timeout tests.
     pub fn start_dead() -> FakeUpstream {
-        Self::spawn(Behaviour::Dead)
+        Self::spawn(Behaviour {
+            dead: true,
+            ..Behaviour::ANSWER
+        })
     }
 
     /// Starts a fake upstream that answers per the table, but every reply `delay` late (on top of any delay the
     /// table has), and A queries that would get [`DEFAULT_V4`] get [`LATE_V4`]: a slow resolver whose answers a
     /// test can tell apart from another upstream's.
     pub fn start_late(delay: Duration) -> FakeUpstream {
-        Self::spawn(Behaviour::Late(delay))
+        Self::spawn(Behaviour {
+            delay,
+            host: LATE_V4.octets()[3],
+            ..Behaviour::ANSWER
+        })
+    }
+
+    /// Starts a fake upstream that plays `script` for every name, whatever its first label, and whose plain
+    /// answers carry A 192.0.2.`host` / AAAA 2001:db8::`host`: a server that always fails, always lowercases, always
+    /// sends noise, told apart from the others of a test by `host`.
+    pub fn start_as(script: Script, host: u8) -> FakeUpstream {
+        Self::spawn(Behaviour {
+            every: Some(script),
+            host,
+            ..Behaviour::ANSWER
+        })
+    }
+
+    /// Starts a fake upstream that holds its UDP answers until `batch` queries have come, then sends them last
+    /// first: a forwarder must give each of its waiting queries its own answer, whatever the order.
+    pub fn start_holding(batch: usize) -> FakeUpstream {
+        Self::spawn(Behaviour {
+            hold: batch.max(1),
+            ..Behaviour::ANSWER
+        })
     }
 
     /// Stops serving: both sockets are closed (the port refuses: ICMP port unreachable, TCP reset) until
@@ -150,7 +126,7 @@ impl FakeUpstream {
         // std sets SO_REUSEADDR on listeners, so the connections of the first run, in TIME_WAIT, are no obstacle.
         let tcp = StdTcpListener::bind(self.addr)
             .unwrap_or_else(|e| panic!("fake upstream: bind TCP {} again: {e}", self.addr));
-        let (shutdown, thread) = Self::serve(udp, tcp, self.behaviour, &self.received);
+        let (shutdown, thread) = Self::serve(udp, tcp, self.behaviour, &self.log);
         self.shutdown = Some(shutdown);
         self.thread = Some(thread);
     }
@@ -163,13 +139,28 @@ impl FakeUpstream {
     /// Queries received so far (UDP+TCP), in arrival order, as (qname lowercase without trailing dot, qtype,
     /// transport "udp"/"tcp").
     pub fn received(&self) -> Vec<ReceivedQuery> {
-        lock(&self.received).clone()
+        lock(&self.log.queries).clone()
+    }
+
+    /// The queries received so far (UDP+TCP), in arrival order, as the bytes that came (the name's case kept).
+    pub fn received_wire(&self) -> Vec<Vec<u8>> {
+        lock(&self.log.wire).clone()
+    }
+
+    /// The source port of every UDP query received so far, in arrival order.
+    pub fn client_ports(&self) -> Vec<u16> {
+        lock(&self.log.ports).clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.log.connections.load(Ordering::Relaxed)
     }
 
     /// How many times `name` was asked, any type, any transport (case and a trailing dot do not matter).
     pub fn count(&self, name: &str) -> usize {
         let name = normalize(name);
-        lock(&self.received).iter().filter(|(n, _, _)| *n == name).count()
+        lock(&self.log.queries).iter().filter(|(n, _, _)| *n == name).count()
     }
 
     /// Binds both sockets here, on the caller's thread, so that a bind failure panics in the test that asked for
@@ -177,12 +168,12 @@ impl FakeUpstream {
     fn spawn(behaviour: Behaviour) -> FakeUpstream {
         let (udp, tcp) = bind_udp_tcp();
         let addr = udp.local_addr().expect("fake upstream: local_addr of a bound socket");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (shutdown, thread) = Self::serve(udp, tcp, behaviour, &received);
+        let log = Arc::new(Log::default());
+        let (shutdown, thread) = Self::serve(udp, tcp, behaviour, &log);
         FakeUpstream {
             addr,
             behaviour,
-            received,
+            log,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -193,7 +184,7 @@ impl FakeUpstream {
         udp: StdUdpSocket,
         tcp: StdTcpListener,
         behaviour: Behaviour,
-        received: &Arc<Mutex<Vec<ReceivedQuery>>>,
+        log: &Arc<Log>,
     ) -> (oneshot::Sender<()>, JoinHandle<()>) {
         udp.set_nonblocking(true)
             .expect("fake upstream: set UDP socket non-blocking");
@@ -206,7 +197,7 @@ impl FakeUpstream {
         let (shutdown, stop) = oneshot::channel();
         let server = Server {
             behaviour,
-            received: Arc::clone(received),
+            log: Arc::clone(log),
         };
         let thread = std::thread::Builder::new()
             .name(format!("fake-upstream-{port}"))
@@ -222,33 +213,43 @@ impl Drop for FakeUpstream {
     }
 }
 
-/// Whether the server answers, late or at once, or only listens.
+/// How the server answers: by the table or one script for all, at once or late, or not at all.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// Answer per the table on [`FakeUpstream`].
-    Answer,
+struct Behaviour {
+    /// Play this script for every name instead of choosing by the first label.
+    every: Option<Script>,
+    /// The last byte of the address plain answers carry: 192.0.2.`host`, 2001:db8::`host`.
+    host: u8,
+    /// How much later than the script says every reply goes out.
+    delay: Duration,
     /// Record and swallow every query.
-    Dead,
-    /// Answer per the table, this much later, with [`LATE_V4`] for [`DEFAULT_V4`].
-    Late(Duration),
+    dead: bool,
+    /// UDP answers are held until this many queries have come, then sent last first (1: at once).
+    hold: usize,
 }
 
 impl Behaviour {
-    /// The last byte of the address plain answers carry: 192.0.2.`host`, 2001:db8::`host`.
-    fn default_host(self) -> u8 {
-        match self {
-            Behaviour::Late(_) => LATE_V4.octets()[3],
-            _ => DEFAULT_V4.octets()[3],
-        }
-    }
+    /// Answer per the table, at once.
+    const ANSWER: Behaviour = Behaviour {
+        every: None,
+        host: DEFAULT_HOST,
+        delay: Duration::ZERO,
+        dead: false,
+        hold: 1,
+    };
+}
 
-    /// How much later than the table says every reply goes out.
-    fn extra_delay(self) -> Duration {
-        match self {
-            Behaviour::Late(delay) => delay,
-            _ => Duration::ZERO,
-        }
-    }
+/// What the server records, shared with the [`FakeUpstream`] that reads it.
+#[derive(Default)]
+struct Log {
+    /// Every query that parsed: (qname lowercase without trailing dot, qtype, transport).
+    queries: Mutex<Vec<ReceivedQuery>>,
+    /// The same queries as the bytes that came.
+    wire: Mutex<Vec<Vec<u8>>>,
+    /// The source port of every UDP query.
+    ports: Mutex<Vec<u16>>,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
 }
 
 /// The transport a query came on; some answers differ (TC over UDP), and it is recorded.
@@ -280,7 +281,7 @@ struct Reply {
 #[derive(Clone)]
 struct Server {
     behaviour: Behaviour,
-    received: Arc<Mutex<Vec<ReceivedQuery>>>,
+    log: Arc<Log>,
 }
 
 /// Largest DNS message over UDP or TCP; the receive buffer size.
@@ -313,20 +314,29 @@ impl Server {
     async fn serve_udp(self, socket: UdpSocket) {
         let socket = Arc::new(socket);
         let mut buf = vec![0u8; MAX_MESSAGE];
+        // Replies held back until `hold` queries have come (see `FakeUpstream::start_holding`).
+        let mut held: Vec<(Vec<Reply>, SocketAddr)> = Vec::new();
         loop {
             // Errors on an unconnected UDP socket (e.g. ICMP from a client that went away) are not fatal.
             let Ok((len, client)) = socket.recv_from(&mut buf).await else {
                 continue;
             };
-            for reply in self.answer(&buf[..len], Transport::Udp) {
-                if reply.delay.is_zero() {
-                    let _ = socket.send_to(&reply.bytes, client).await;
-                } else {
-                    let socket = Arc::clone(&socket);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(reply.delay).await;
+            lock(&self.log.ports).push(client.port());
+            held.push((self.answer(&buf[..len], Transport::Udp), client));
+            if held.len() < self.behaviour.hold {
+                continue;
+            }
+            for (replies, client) in held.drain(..).rev() {
+                for reply in replies {
+                    if reply.delay.is_zero() {
                         let _ = socket.send_to(&reply.bytes, client).await;
-                    });
+                    } else {
+                        let socket = Arc::clone(&socket);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(reply.delay).await;
+                            let _ = socket.send_to(&reply.bytes, client).await;
+                        });
+                    }
                 }
             }
         }
@@ -338,6 +348,7 @@ impl Server {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            self.log.connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(self.clone().serve_connection(stream));
         }
     }
@@ -392,15 +403,14 @@ impl Server {
 
     /// Records a query and decides the replies to it; nothing for a malformed query or a dead upstream.
     fn answer(&self, packet: &[u8], transport: Transport) -> Vec<Reply> {
-        let extra = self.behaviour.extra_delay();
         let mut replies = self.scripted_replies(packet, transport);
         for reply in &mut replies {
-            reply.delay += extra;
+            reply.delay += self.behaviour.delay;
         }
         replies
     }
 
-    /// The replies per the table, before the behaviour's extra delay.
+    /// The replies the script says, before the behaviour's delay.
     fn scripted_replies(&self, packet: &[u8], transport: Transport) -> Vec<Reply> {
         let Some(query) = parse_query(packet) else {
             return Vec::new();
@@ -410,30 +420,33 @@ impl Server {
         };
         let qname = question.name().to_lowercase();
         let qtype = question.query_type();
-        lock(&self.received).push((normalize(&qname.to_ascii()), u16::from(qtype), transport.as_str()));
-        if self.behaviour == Behaviour::Dead {
+        lock(&self.log.queries).push((normalize(&qname.to_ascii()), u16::from(qtype), transport.as_str()));
+        lock(&self.log.wire).push(packet.to_vec());
+        if self.behaviour.dead {
             return Vec::new();
         }
-        let label = qname
-            .iter()
-            .next()
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .unwrap_or_default();
+        let script = self
+            .behaviour
+            .every
+            .unwrap_or_else(|| Script::for_label(qname.iter().next().unwrap_or_default()));
         let now = |bytes| Reply {
             delay: Duration::ZERO,
             bytes,
         };
-        let host = self.behaviour.default_host();
-        match label.as_str() {
-            "drop" => Vec::new(),
-            "many" if transport == Transport::Tcp && qtype == RecordType::A => vec![now(many_answer(packet))],
-            "garbage" => {
-                // The query's id first, so a forwarder that matches replies by id alone must still reject it.
-                let mut junk = packet.get(..2).unwrap_or_default().to_vec();
-                junk.extend_from_slice(b"\xde\xad\xbe\xef\xffjunk");
-                vec![now(junk)]
+        let host = self.behaviour.host;
+        let default = || default_answer(&query, &qname, qtype, host);
+        match script {
+            Script::Drop => Vec::new(),
+            Script::Many if transport == Transport::Tcp && qtype == RecordType::A => {
+                let addresses = (1..MANY_RECORDS + 1).map(|i| Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8));
+                vec![now(compressed_answer(packet, addresses))]
             }
-            "wrongid" => {
+            Script::Large if qtype == RecordType::A => {
+                let addresses = (0..LARGE_RECORDS).map(|i| Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8));
+                vec![now(compressed_answer(packet, addresses))]
+            }
+            Script::Garbage => vec![now(junk(packet))],
+            Script::WrongId => {
                 let mut spoof = response_to(&query);
                 spoof.metadata.id ^= 0x5a5a;
                 if qtype == RecordType::A {
@@ -441,30 +454,54 @@ impl Server {
                         .answers
                         .push(Record::from_rdata(qname.clone(), DEFAULT_TTL, RData::A(A(SPOOF_V4))));
                 }
-                let right = default_answer(&query, &qname, qtype, host);
-                [encode(&spoof), encode(&right)]
+                [encode(&spoof), encode(&default())]
                     .into_iter()
                     .flatten()
                     .map(now)
                     .collect()
             }
-            "noise" if transport == Transport::Udp => noise(packet, &query, &qname, qtype, host)
+            Script::Noise if transport == Transport::Udp => noise(packet, &query, &qname, qtype, host)
                 .into_iter()
                 .map(now)
                 .collect(),
-            "slow" => encode(&default_answer(&query, &qname, qtype, host))
+            Script::Slow => encode(&default())
                 .map(|bytes| Reply {
                     delay: SLOW_DELAY,
                     bytes,
                 })
                 .into_iter()
                 .collect(),
-            _ => encode(&scripted_answer(&query, &qname, qtype, &label, transport, host))
+            Script::Lowercase => {
+                // The question as the server "normalised" it: the client's 0x20 case lost.
+                let mut lowered = query.clone();
+                if let Some(question) = lowered.queries.first_mut() {
+                    question.set_name(qname.clone());
+                }
+                encode(&default_answer(&lowered, &qname, qtype, host))
+                    .map(now)
+                    .into_iter()
+                    .collect()
+            }
+            Script::CutShort => encode(&default())
+                .map(|mut bytes| {
+                    bytes.truncate(bytes.len().saturating_sub(6));
+                    now(bytes)
+                })
+                .into_iter()
+                .collect(),
+            _ => encode(&scripted_answer(&query, &qname, qtype, script, transport, host))
                 .map(now)
                 .into_iter()
                 .collect(),
         }
     }
+}
+
+/// The query's id, then bytes that are not DNS: a forwarder that matches replies by id alone must still reject it.
+fn junk(query: &[u8]) -> Vec<u8> {
+    let mut junk = query.get(..2).unwrap_or_default().to_vec();
+    junk.extend_from_slice(b"\xde\xad\xbe\xef\xffjunk");
+    junk
 }
 
 /// A query we are willing to answer: parses, is a standard query (not a response), one question.
@@ -492,28 +529,34 @@ fn response_to(query: &Message) -> Message {
     response
 }
 
-/// What `noise.*` sends over UDP: four datagrams that answer nothing the daemon asked (not DNS; a wrong id; the
-/// right id for another name; the right id and name for another type), then the right default answer.
+/// What `noise.*` sends over UDP: six datagrams that answer nothing the daemon asked, each carrying A
+/// 192.0.2.[`NOISE_HOST`] (not DNS; a wrong id; the right id for another name; the right id and name for another
+/// type; the answer without QR; the answer cut short), then the right default answer.
 fn noise(packet: &[u8], query: &Message, qname: &Name, qtype: RecordType, host: u8) -> Vec<Vec<u8>> {
-    let mut junk = packet.get(..2).unwrap_or_default().to_vec();
-    junk.extend_from_slice(b"\xde\xad\xbe\xef\xffjunk");
-    let mut wrong_id = default_answer(query, qname, qtype, host);
+    let mut wrong_id = default_answer(query, qname, qtype, NOISE_HOST);
     wrong_id.metadata.id ^= 0x5a5a;
-    let mut replies = vec![wrong_id];
-    replies.extend(
+    let mut strays = vec![wrong_id];
+    strays.extend(
         Name::from_ascii(format!("{NOISE_OTHER_NAME}."))
             .ok()
-            .map(|other| answer_as_if(query, &other, qtype, host)),
+            .map(|other| answer_as_if(query, &other, qtype, NOISE_HOST)),
     );
     let other_type = if qtype == RecordType::A {
         RecordType::AAAA
     } else {
         RecordType::A
     };
-    replies.push(answer_as_if(query, qname, other_type, host));
-    replies.push(default_answer(query, qname, qtype, host));
-    let mut datagrams = vec![junk];
-    datagrams.extend(replies.iter().filter_map(encode));
+    strays.push(answer_as_if(query, qname, other_type, NOISE_HOST));
+    let mut datagrams = vec![junk(packet)];
+    datagrams.extend(strays.iter().filter_map(encode));
+    if let Some(right_but_noise) = encode(&default_answer(query, qname, qtype, NOISE_HOST)) {
+        let mut not_a_response = right_but_noise.clone();
+        not_a_response[2] &= 0x7f;
+        datagrams.push(not_a_response);
+        let cut = right_but_noise.len().saturating_sub(3);
+        datagrams.push(right_but_noise[..cut].to_vec());
+    }
+    datagrams.extend(encode(&default_answer(query, qname, qtype, host)));
     datagrams
 }
 
@@ -531,20 +574,20 @@ fn scripted_answer(
     query: &Message,
     qname: &Name,
     qtype: RecordType,
-    label: &str,
+    script: Script,
     transport: Transport,
     host: u8,
 ) -> Message {
     let mut response = response_to(query);
-    match label {
-        "cname" => chain(
+    match script {
+        Script::Cname => chain(
             &mut response,
             qname,
             qtype,
-            Name::from_ascii("edge.tiktokcdn.com.").ok(),
-            7,
+            Name::from_ascii(format!("{TIKTOK_CNAME_TARGET}.")).ok(),
+            CNAME_HOST,
         ),
-        "cdn" => {
+        Script::Cdn => {
             let rest = normalize(&qname.base_name().to_ascii());
             let target = if rest.is_empty() {
                 "cdn.akamaized.net.".to_string()
@@ -553,10 +596,10 @@ fn scripted_answer(
             };
             chain(&mut response, qname, qtype, Name::from_ascii(target).ok(), 8);
         }
-        "ttl5" => address(&mut response, qname, qtype, 5, 5),
-        "tc" if transport == Transport::Udp => response.metadata.truncation = true,
-        "tc" => {
-            address(&mut response, qname, qtype, 9, DEFAULT_TTL);
+        Script::Ttl5 => address(&mut response, qname, qtype, TTL5_V4.octets()[3], 5),
+        Script::Tc if transport == Transport::Udp => response.metadata.truncation = true,
+        Script::Tc => {
+            address(&mut response, qname, qtype, TC_V4.octets()[3], DEFAULT_TTL);
             if qtype == RecordType::A {
                 for i in 1..=BIG_RECORDS {
                     let ip = Ipv4Addr::new(198, 51, 100, i as u8);
@@ -566,7 +609,7 @@ fn scripted_answer(
                 }
             }
         }
-        "big" => match qtype {
+        Script::Big => match qtype {
             RecordType::A => {
                 for i in 1..=BIG_RECORDS {
                     let ip = Ipv4Addr::new(203, 0, 113, i as u8);
@@ -585,8 +628,8 @@ fn scripted_answer(
             }
             _ => negative(&mut response, qname),
         },
-        "many" if transport == Transport::Udp => response.metadata.truncation = true,
-        "huge" if qtype == RecordType::A => {
+        Script::Many if transport == Transport::Udp => response.metadata.truncation = true,
+        Script::Huge if qtype == RecordType::A => {
             for i in 1..=HUGE_RECORDS {
                 let ip = Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8);
                 response
@@ -594,30 +637,33 @@ fn scripted_answer(
                     .push(Record::from_rdata(qname.clone(), DEFAULT_TTL, RData::A(A(ip))));
             }
         }
-        "nx" => {
+        Script::Nx => {
             response.metadata.response_code = ResponseCode::NXDomain;
             negative(&mut response, qname);
         }
-        "servfail" => response.metadata.response_code = ResponseCode::ServFail,
+        Script::ServFail => response.metadata.response_code = ResponseCode::ServFail,
         _ => address(&mut response, qname, qtype, host, DEFAULT_TTL),
     }
     response
 }
 
-/// The answer to `many.*` A over TCP, written by hand so that every owner name is a compression pointer to the
-/// question (hickory's encoder does not compress them): 1000 A records 10.1.x.y in about 16 KB, as real resolvers
-/// send such answers. A server that decodes and encodes again without compression would send nearly twice that.
-fn many_answer(query: &[u8]) -> Vec<u8> {
+/// The answer to `many.*` A over TCP (1000 A records 10.1.x.y, about 16 KB; the query's OPT not echoed) and to
+/// `large.*` A (3000 A records 10.0.x.y, 48 KB), written by hand so that every owner name is a compression pointer
+/// to the question (hickory's encoder does not compress them) as real resolvers send such answers; `large.*` would
+/// not even fit in a message without. A server that decodes and encodes again without compression would send
+/// nearly twice that.
+fn compressed_answer(query: &[u8], addresses: impl ExactSizeIterator<Item = Ipv4Addr>) -> Vec<u8> {
     let question_end = 12 + query[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
     let mut answer = query[..2].to_vec();
     answer.extend_from_slice(&[0x81, 0x80, 0, 1]);
-    answer.extend_from_slice(&(MANY_RECORDS as u16).to_be_bytes());
+    answer.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
     answer.extend_from_slice(&[0, 0, 0, 0]);
     answer.extend_from_slice(&query[12..question_end.min(query.len())]);
-    for i in 1..=MANY_RECORDS {
+    for ip in addresses {
         answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
         answer.extend_from_slice(&DEFAULT_TTL.to_be_bytes());
-        answer.extend_from_slice(&[0, 4, 10, 1, (i >> 8) as u8, i as u8]);
+        answer.extend_from_slice(&[0, 4]);
+        answer.extend_from_slice(&ip.octets());
     }
     answer
 }
@@ -661,8 +707,8 @@ fn chain(response: &mut Message, owner: &Name, qtype: RecordType, target: Option
 /// Puts the SOA of `qname`'s parent zone in the authority section, as negative answers carry (RFC 2308).
 fn negative(response: &mut Message, qname: &Name) {
     let (Ok(mname), Ok(rname)) = (
-        Name::from_ascii("ns.fake-upstream.test."),
-        Name::from_ascii("hostmaster.fake-upstream.test."),
+        Name::from_ascii(format!("{SOA_MNAME}.")),
+        Name::from_ascii(format!("{SOA_RNAME}.")),
     ) else {
         return;
     };
@@ -683,6 +729,6 @@ fn normalize(name: &str) -> String {
 }
 
 /// Locks the query log; a poisoned lock only means a test thread panicked while reading, the data is still whole.
-fn lock(received: &Mutex<Vec<ReceivedQuery>>) -> std::sync::MutexGuard<'_, Vec<ReceivedQuery>> {
-    received.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(log: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
