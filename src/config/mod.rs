@@ -1,0 +1,5 @@
+//! The TOML configuration (see `schema`).
+
+mod schema;
+
+pub use schema::*;
