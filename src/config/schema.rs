@@ -67,7 +67,10 @@ pub struct ServerConfig {
     /// Client prefixes that may query at all; others get REFUSED. Default: loopback, RFC 1918,
     /// ULA (fc00::/7) and link-local ([`defaults::ALLOW`]). `check` and `run` warn about a
     /// policy whose clients lie outside it: those clients are refused, whatever their policy.
-    #[serde(default = "default_allow", deserialize_with = "spanned_prefixes")]
+    #[serde(rename = "allow", default)]
+    pub(super) allow_written: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `allow` as prefixes, read by validation (not a key).
+    #[serde(skip, default = "default_allow")]
     pub allow: Spanned<Vec<IpNet>>,
     /// UDP worker threads, each with its own socket (SO_REUSEPORT). Default: one per CPU.
     #[serde(default)]
@@ -112,6 +115,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             metrics: default_metrics(),
+            allow_written: None,
             allow: default_allow(),
             threads: None,
             tcp_idle_timeout: default_tcp_idle(),
@@ -392,7 +396,10 @@ pub struct PolicyConfig {
     /// Client prefixes this policy covers. A client belongs to the policy with its most specific
     /// matching prefix; clients in no policy are never blocked. They must lie inside
     /// `server.allow` to be served at all (`check` warns when they do not).
-    #[serde(deserialize_with = "spanned_spanned_prefixes")]
+    #[serde(rename = "clients")]
+    pub(super) clients_written: Spanned<Vec<Spanned<String>>>,
+    /// `clients` as prefixes, read by validation (not a key).
+    #[serde(skip, default = "no_prefixes")]
     pub clients: Spanned<Vec<Spanned<IpNet>>>,
     /// Lists whose names this policy blocks (with all subdomains). `[]` exempts its clients.
     #[serde(default)]
@@ -501,7 +508,10 @@ pub struct RateLimitConfig {
     pub slip: u32,
     /// Client prefixes never limited: the NAT address of a VLAN, whose one address is a whole
     /// office. Default: the host itself (`127.0.0.0/8`, `::1`).
-    #[serde(default = "default_exempt", deserialize_with = "prefixes")]
+    #[serde(rename = "exempt", default)]
+    pub(super) exempt_written: Option<Vec<Spanned<String>>>,
+    /// `exempt` as prefixes, read by validation (not a key).
+    #[serde(skip, default = "default_exempt")]
     pub exempt: Vec<IpNet>,
 }
 
@@ -513,6 +523,7 @@ impl Default for RateLimitConfig {
             identical_qps: defaults::IDENTICAL_QPS,
             identical_burst: None,
             slip: default_slip(),
+            exempt_written: None,
             exempt: default_exempt(),
         }
     }
@@ -636,7 +647,8 @@ impl FromStr for LogFormat {
 
 /// Reads a client prefix as an operator writes it (`"10.0.0.0/8"`, `"fc00::/7"`), with a message
 /// that says what is wrong with it rather than "invalid IP address syntax". Host bits may be set
-/// (`10.1.2.3/8` is `10.0.0.0/8`): the prefix is what counts.
+/// (`10.1.2.3/8` is `10.0.0.0/8`): the prefix is what counts. Prefixes are read as strings and
+/// parsed by validation, so that every bad one is reported, each at its place.
 pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let Some((addr, len)) = text.split_once('/') else {
         return Err(match text.parse::<IpAddr>() {
@@ -663,37 +675,6 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
         .ok_or_else(|| format!("{text}: not a prefix"))
 }
 
-/// A prefix read with [`parse_prefix`]'s messages.
-struct Prefix(IpNet);
-
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_prefix(&String::deserialize(d)?)
-            .map(Prefix)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-fn prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    Ok(Vec::<Prefix>::deserialize(d)?.into_iter().map(|p| p.0).collect())
-}
-
-fn spanned_prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Vec<IpNet>>, D::Error> {
-    let list = Spanned::<Vec<Prefix>>::deserialize(d)?;
-    let span = list.span();
-    Ok(Spanned::new(span, list.into_inner().into_iter().map(|p| p.0).collect()))
-}
-
-fn spanned_spanned_prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Vec<Spanned<IpNet>>>, D::Error> {
-    let list = Spanned::<Vec<Spanned<Prefix>>>::deserialize(d)?;
-    let span = list.span();
-    let prefixes = list
-        .into_inner()
-        .into_iter()
-        .map(|p| {
-            let span = p.span();
-            Spanned::new(span, p.into_inner().0)
-        })
-        .collect();
-    Ok(Spanned::new(span, prefixes))
+fn no_prefixes() -> Spanned<Vec<Spanned<IpNet>>> {
+    Spanned::new(0..0, Vec::new())
 }

@@ -9,8 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use ipnet::IpNet;
 
+use toml::Spanned;
+
 use super::keys::KeySpans;
-use super::{ClientIpMode, Config, Diagnostic};
+use super::{ClientIpMode, Config, Diagnostic, parse_prefix};
 use crate::policy::Window;
 
 /// One problem: where it is in the config text, and what is wrong.
@@ -58,6 +60,30 @@ impl Problems<'_> {
         let span = self.keys.of(path);
         self.at(span, message);
     }
+
+    /// Prefixes as written, parsed; each bad one is a problem at its place.
+    fn prefixes(&mut self, written: &[Spanned<String>]) -> Vec<Spanned<IpNet>> {
+        written
+            .iter()
+            .filter_map(|text| match parse_prefix(text.get_ref()) {
+                Ok(net) => Some(Spanned::new(text.span(), net)),
+                Err(message) => {
+                    self.at(text.span(), message);
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// The prefix lists of a config, parsed by validation.
+struct Prefixes {
+    /// `server.allow`, if written.
+    allow: Option<Spanned<Vec<IpNet>>>,
+    /// `ratelimit.exempt`, if written.
+    exempt: Option<Vec<IpNet>>,
+    /// Each policy's `clients`.
+    clients: Vec<Spanned<Vec<Spanned<IpNet>>>>,
 }
 
 impl Config {
@@ -68,6 +94,7 @@ impl Config {
             keys: &self.keys,
             found: Vec::new(),
         };
+        let prefixes = self.read_prefixes(&mut problems);
         self.check_server(&mut problems);
         self.check_upstream(&mut problems);
         self.check_ratelimit(&mut problems);
@@ -77,14 +104,44 @@ impl Config {
         self.check_log(&mut problems);
         let salt = self.read_salt_file();
         let mut found = problems.found;
-        for (policy, window) in self.policies.iter_mut().zip(windows) {
+        if let Some(allow) = prefixes.allow {
+            self.server.allow = allow;
+        }
+        if let Some(exempt) = prefixes.exempt {
+            self.ratelimit.exempt = exempt;
+        }
+        for ((policy, window), clients) in self.policies.iter_mut().zip(windows).zip(prefixes.clients) {
             policy.window = window;
+            policy.clients = clients;
         }
         match salt {
             Ok(salt) => self.log.salt_from_file = salt,
             Err(problem) => found.push(problem),
         }
         found
+    }
+
+    fn read_prefixes(&self, p: &mut Problems<'_>) -> Prefixes {
+        let allow = self.server.allow_written.as_ref().map(|written| {
+            let nets = p.prefixes(written.get_ref());
+            Spanned::new(written.span(), nets.into_iter().map(Spanned::into_inner).collect())
+        });
+        let exempt = self
+            .ratelimit
+            .exempt_written
+            .as_ref()
+            .map(|written| p.prefixes(written).into_iter().map(Spanned::into_inner).collect());
+        let clients = self
+            .policies
+            .iter()
+            .map(|policy| {
+                Spanned::new(
+                    policy.clients_written.span(),
+                    p.prefixes(policy.clients_written.get_ref()),
+                )
+            })
+            .collect();
+        Prefixes { allow, exempt, clients }
     }
 
     fn check_server(&self, p: &mut Problems<'_>) {
@@ -326,9 +383,9 @@ impl Config {
                 p.at(policy.name.span(), format!("a policy {name:?} is defined twice"));
             }
             names.push(name);
-            if policy.clients.get_ref().is_empty() {
+            if policy.clients_written.get_ref().is_empty() {
                 p.at(
-                    policy.clients.span(),
+                    policy.clients_written.span(),
                     format!("policy {name:?} has no clients: it would apply to no one"),
                 );
             }
