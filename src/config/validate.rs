@@ -355,13 +355,11 @@ impl Config {
                     continue;
                 }
                 let path = self.resolve(file.get_ref());
-                match std::fs::File::open(&path).and_then(|f| f.metadata()) {
-                    Ok(meta) if meta.is_dir() => p.at(
-                        file.span(),
-                        format!("list {name}: {} is a directory, not a list file", path.display()),
-                    ),
-                    Ok(_) => {}
-                    Err(e) => p.at(file.span(), format!("list {name}: cannot read {}: {e}", path.display())),
+                // One byte read, not the whole list: enough to see a missing file, a directory
+                // or a file the daemon may not read, with the error the read in `state` would give.
+                let readable = std::fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1]));
+                if let Err(e) = readable {
+                    p.at(file.span(), format!("list {name}: cannot read {}: {e}", path.display()));
                 }
             }
         }
