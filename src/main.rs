@@ -1,15 +1,17 @@
 //! The `sinkhole` command: parses the command line and wires the library together. No logic
 //! lives here beyond choosing what to run.
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use sinkhole::config::{ConfigError, HitsTarget};
+use clap::{Args, Parser, Subcommand};
+use sinkhole::config::{Config, ConfigError, HitsTarget, LogFormat};
 use sinkhole::hitlog::HitLog;
 use sinkhole::privilege::{self, Identity};
 use sinkhole::state::{ConfigSource, State};
@@ -27,11 +29,46 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// says so, logs each block as a JSON line, and forwards everything else to upstream resolvers,
 /// with a cache. Without a command it runs the daemon; without -c it uses the embedded default
 /// config (loopback only, 127.0.0.1:5353, the TikTok list compiled in).
+///
+/// Operational logs go to stderr: text, coloured only on a terminal, or JSON lines with
+/// SINKHOLE_LOG_FORMAT=json (or `log.format = "json"`); SINKHOLE_LOG sets the level (info).
 #[derive(Parser)]
-#[command(name = "sinkhole", version, about, long_about)]
+#[command(
+    name = "sinkhole",
+    version,
+    about,
+    long_about,
+    // `sinkhole [run] [-c FILE] ...`: run's options work without the word `run`, and never
+    // beside another command.
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `run`'s options, for `sinkhole -c FILE` without the command.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The options of `run`, also taken by `sinkhole` alone.
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Config file (TOML). Without it, the embedded default config.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Once the sockets are bound, the metrics listener is up and the hit log is open, drop
+    /// root and run as this user (a name or a numeric id) for good. Reloads then read the
+    /// config and lists, and reopen the hit log, as this user.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The group to run as with --user (a name or a numeric id); its only group. Default: the
+    /// user's primary group.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    group: Option<String>,
+    /// Run as root anyway, without --user. Not recommended: everything the daemon parses
+    /// comes from the network.
+    #[arg(long, conflicts_with = "user")]
+    allow_root: bool,
 }
 
 #[derive(Subcommand)]
@@ -41,26 +78,9 @@ enum Command {
     /// As root it refuses to start unless told what to do about it: --user NAME (bind as root,
     /// then serve as NAME) or --allow-root. An unprivileged user that holds CAP_NET_BIND_SERVICE
     /// (as deploy/sinkhole.service runs it) needs neither.
-    Run {
-        /// Config file (TOML). Without it, the embedded default config.
-        #[arg(short, long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Once the sockets are bound, the metrics listener is up and the hit log is open, drop
-        /// root and run as this user (a name or a numeric id) for good. Reloads then read the
-        /// config and lists, and reopen the hit log, as this user.
-        #[arg(long, value_name = "NAME")]
-        user: Option<String>,
-        /// The group to run as with --user (a name or a numeric id); its only group. Default: the
-        /// user's primary group.
-        #[arg(long, value_name = "NAME", requires = "user")]
-        group: Option<String>,
-        /// Run as root anyway, without --user. Not recommended: everything the daemon parses
-        /// comes from the network.
-        #[arg(long, conflicts_with = "user")]
-        allow_root: bool,
-    },
+    Run(RunArgs),
     /// Check a config and its lists without serving: prints a summary and warnings (exit 0), or
-    /// `file:line:col: message` errors (exit 1).
+    /// every error of the file as `file:line:col: message`, in line order (exit 1).
     Check {
         /// Config file (TOML). Without it, the embedded default config.
         #[arg(short, long, value_name = "FILE")]
@@ -92,19 +112,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default = Command::Run {
-        config: None,
-        user: None,
-        group: None,
-        allow_root: false,
-    };
-    let result = match cli.command.unwrap_or(default) {
-        Command::Run {
-            config,
-            user,
-            group,
-            allow_root,
-        } => run_as(user.as_deref(), group.as_deref(), allow_root).and_then(|identity| run(source(config), identity)),
+    let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Run(args) => run_as(args.user.as_deref(), args.group.as_deref(), args.allow_root)
+            .and_then(|identity| run(source(args.config), identity)),
         Command::Check { config } => check(source(config)),
         Command::Explain {
             config,
@@ -117,7 +127,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sinkhole: {e:#}");
+            // Once logging is up, the reason goes where (and as) the rest of the log goes: a log
+            // collector reading JSON lines must not meet a line of plain text.
+            if LOGGING.load(Ordering::Relaxed) {
+                tracing::error!(error = %format!("{e:#}"), "sinkhole stopped");
+            } else {
+                eprintln!("sinkhole: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -140,7 +156,9 @@ fn run_as(user: Option<&str>, group: Option<&str>, allow_root: bool) -> anyhow::
 }
 
 fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitCode> {
-    init_tracing();
+    // Loaded once: its settings for the start (log format, metrics, hit log), then the state.
+    let first = source.load().map_err(config_failed)?;
+    init_tracing(log_format(&first)?);
     if identity.is_none() && privilege::effective_user().is_root() {
         tracing::warn!("running as root (--allow-root): consider --user NAME, or CAP_NET_BIND_SERVICE");
     }
@@ -152,7 +170,6 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         // The recorder must exist before anything takes a metric handle, the state included.
-        let first = source.load().map_err(config_failed)?;
         if let Some(addr) = first.server.metrics {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
@@ -171,8 +188,7 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
             other => other.clone(),
         };
         let queue = first.log.queue;
-        drop(first);
-        let state = Arc::new(State::new(source).map_err(config_failed)?);
+        let state = Arc::new(State::with_config(source, first).map_err(config_failed)?);
         let (hitlog, writer) = HitLog::start(hits, queue).context("cannot start the hit log")?;
         // Root is needed no longer once the DNS sockets are bound: the metrics listener is up
         // and the hit log open already.
@@ -226,14 +242,33 @@ fn config_failed(e: ConfigError) -> anyhow::Error {
     anyhow::anyhow!("{e}\nthe config has errors; `sinkhole check -c FILE` shows them all")
 }
 
+/// Whether [`init_tracing`] ran: errors are then logged rather than printed.
+static LOGGING: AtomicBool = AtomicBool::new(false);
+
+/// The operational log's format: SINKHOLE_LOG_FORMAT (`text` or `json`) if set, else `log.format`.
+fn log_format(config: &Config) -> anyhow::Result<LogFormat> {
+    match std::env::var("SINKHOLE_LOG_FORMAT") {
+        Ok(value) => value
+            .parse()
+            .map_err(|why| anyhow::anyhow!("SINKHOLE_LOG_FORMAT: {why}")),
+        Err(_) => Ok(config.log.format),
+    }
+}
+
 /// Operational logs go to stderr, filtered by SINKHOLE_LOG (or RUST_LOG): info by default, with
-/// hickory-proto's lines kept quiet.
-fn init_tracing() {
+/// hickory-proto's lines kept quiet. Colour codes only when stderr is a terminal: in a file, a
+/// pipe or the journal they are noise in every line.
+fn init_tracing(format: LogFormat) {
     let filter = std::env::var("SINKHOLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,hickory_proto=warn".into());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    LOGGING.store(true, Ordering::Relaxed);
 }

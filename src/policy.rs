@@ -10,7 +10,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
 use crate::answer::{BlockAnswer, BlockTemplate};
-use crate::config::{Mode, PolicyConfig, Window};
+use crate::config::PolicyConfig;
 
 /// Index of a named list in the snapshot's lists.
 pub type ListId = usize;
@@ -257,6 +257,45 @@ impl ClientTable {
             policy: None,
             exempt: false,
         })
+    }
+}
+
+/// Whether a policy answers with the block answer or only logs and counts what it would block
+/// (`mode` in a `[[policy]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Block.
+    #[default]
+    Enforce,
+    /// Log and count, answer normally: to see what a policy would do before switching it on.
+    Audit,
+}
+
+impl Mode {
+    /// The `mode` label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// When a policy blocks, as Unix seconds: built by config validation from `active_from` and
+/// `active_until`, and read on the packet path with the clock of the moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Blocks from this time on, if set.
+    pub from: Option<i64>,
+    /// Blocks until just before this time, if set.
+    pub until: Option<i64>,
+}
+
+impl Window {
+    /// Whether the window holds the time `now` (Unix seconds).
+    pub fn contains(self, now: i64) -> bool {
+        self.from.is_none_or(|from| now >= from) && self.until.is_none_or(|until| now < until)
     }
 }
 

@@ -251,6 +251,17 @@ impl State {
         })
     }
 
+    /// Builds the first snapshot from a config the caller already loaded from `source` (so that
+    /// `run` reads its config once); reloads read `source` again.
+    pub fn with_config(source: ConfigSource, config: Config) -> Result<State, ConfigError> {
+        let snapshot = build(config)?;
+        publish(&snapshot);
+        Ok(State {
+            source,
+            current: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
     /// Builds the first snapshot from a config the caller loaded (a test's config text, a tool's
     /// own config), without a file to read it from again: a reload parses the same text again.
     pub fn from_config(config: Config) -> Result<State, ConfigError> {

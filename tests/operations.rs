@@ -532,3 +532,245 @@ fn sighup_reopens_the_hit_log_for_logrotate() {
         "the rotated file keeps the old line"
     );
 }
+
+/// Runs `sinkhole check -c FILE` on `config` written to a fresh dir: (success, stdout, stderr).
+fn check_config(config: &str) -> (bool, String, String) {
+    let dir = TestDir::new();
+    let path = dir.write_file("sinkhole.toml", config);
+    let out = run_sinkhole(&["check", "-c", path.to_str().expect("utf-8 path")]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_lists_every_error_of_the_file_in_line_order() {
+    // Three mistakes, in an order unlike the order validation looks at sections in.
+    let config = r#"[log]
+client_ip = "hashed"
+[lists.tiktok]
+builtin = ["tiktok"]
+[[policy]]
+name = "staff"
+clients = ["10.0.0.0/8"]
+block = ["tiktk"]
+[server]
+tcp_idle_timeout = 0
+"#;
+    let (ok, _, err) = check_config(config);
+    assert!(!ok, "errors fail the check:\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("sinkhole.toml:")).collect();
+    assert_eq!(lines.len(), 3, "each error once:\n{err}");
+    assert!(
+        lines[0].contains("sinkhole.toml:2:13: log.client_ip = \"hashed\" needs log.salt"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("sinkhole.toml:8:10: policy \"staff\" names list \"tiktk\""),
+        "{err}"
+    );
+    assert!(
+        lines[2].contains("sinkhole.toml:10:20: server.tcp_idle_timeout must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_list_file_that_is_a_url_says_where_urls_go() {
+    let (ok, _, err) = check_config(
+        "[lists.tiktok]\nfiles = [\"https://example.com/tiktok.txt\"]\n[[policy]]\nname = \"staff\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"tiktok\"]\n",
+    );
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("sinkhole.toml:2:10: list tiktok: \"https://example.com/tiktok.txt\" is a URL"),
+        "{err}"
+    );
+    assert!(err.contains("`urls`") && !err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn a_policy_whose_clients_lie_outside_server_allow_warns_in_check_and_at_start() {
+    let config = r#"
+[server]
+allow = ["127.0.0.0/8", "10.0.0.0/9"]
+[upstream]
+servers = ["127.0.0.1:5300"]
+[lists.tiktok]
+builtin = ["tiktok"]
+[[policy]]
+name = "staff"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+[[policy]]
+name = "guests"
+clients = ["192.0.2.0/24"]
+block = ["tiktok"]
+"#;
+    let (ok, out, err) = check_config(config);
+    assert!(ok, "a warning, not an error:\n{out}\n{err}");
+    assert!(
+        out.contains(
+            "sinkhole.toml:10:12: policy \"staff\": part of 10.0.0.0/8 is outside server.allow (10.128.0.0/9)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "sinkhole.toml:14:12: policy \"guests\" never applies to 192.0.2.0/24: none of it is in server.allow"
+        ),
+        "{out}"
+    );
+
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&format!(
+        "[server]\nlisten = [\"{{listen}}\"]\nallow = [\"127.0.0.0/8\"]\n[upstream]\nservers = [\"{}\"]\n[lists.tiktok]\nbuiltin = [\"tiktok\"]\n[[policy]]\nname = \"guests\"\nclients = [\"192.0.2.0/24\"]\nblock = [\"tiktok\"]\n",
+        up.addr()
+    ));
+    d.wait_for_stderr(
+        "policy \"guests\" never applies to 192.0.2.0/24",
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn an_upstream_that_is_sinkhole_itself_is_refused() {
+    for (listen, upstream) in [
+        ("0.0.0.0:53", "127.0.0.1:53"),
+        ("0.0.0.0:53", "127.0.0.1"),
+        ("[::]:5353", "[::1]:5353"),
+        ("127.0.0.1:5353", "127.0.0.1:5353"),
+    ] {
+        let (ok, _, err) = check_config(&format!(
+            "[server]\nlisten = [\"{listen}\"]\n[upstream]\nservers = [\"192.0.2.1\", \"{upstream}\"]\n"
+        ));
+        assert!(!ok, "{listen} forwarding to {upstream}:\n{err}");
+        assert!(
+            err.contains("sinkhole.toml:4:25: upstream ") && err.contains("is sinkhole itself"),
+            "{listen} forwarding to {upstream}:\n{err}"
+        );
+    }
+    let (ok, out, err) =
+        check_config("[server]\nlisten = [\"0.0.0.0:53\"]\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n");
+    assert!(ok, "another port is another server:\n{out}\n{err}");
+}
+
+/// Starts `sinkhole ARGS` with stderr piped and `env` set, and returns it with the first `lines` lines of
+/// its stderr (or fewer, if it stops writing for 10 s).
+fn stderr_lines(args: &[&str], env: &[(&str, &str)], lines: usize) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(SINKHOLE)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sinkhole");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < lines {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    (child, seen)
+}
+
+/// A config for a daemon started by hand on `port` (with `log`, a `[log]` section's keys).
+fn hand_started(dir: &TestDir, port: u16, up: &FakeUpstream, log: &str) -> String {
+    let path = dir.write_file(
+        "sinkhole.toml",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nmetrics = \"off\"\nthreads = 1\n[upstream]\nservers = [\"{}\"]\n[lists.tiktok]\nbuiltin = [\"tiktok\"]\n[[policy]]\nname = \"staff\"\nclients = [\"127.0.0.0/8\"]\nblock = [\"tiktok\"]\n[log]\n{log}",
+            up.addr()
+        ),
+    );
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[test]
+fn logs_through_a_pipe_have_no_colour_and_are_json_on_request() {
+    let up = FakeUpstream::start();
+    let dir = TestDir::new();
+    let root = harness_run_args();
+    let root: Vec<&str> = root.iter().map(String::as_str).collect();
+
+    let config = hand_started(&dir, free_port(), &up, "");
+    let args = [&["run", "-c", config.as_str()][..], &root].concat();
+    let (mut child, lines) = stderr_lines(&args, &[], 3);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!lines.is_empty(), "it logs at start");
+    for line in &lines {
+        assert!(!line.contains("\x1b["), "no ANSI colour through a pipe: {line:?}");
+    }
+
+    for (env, log) in [
+        (&[("SINKHOLE_LOG_FORMAT", "json")][..], ""),
+        (&[][..], "format = \"json\"\n"),
+        (&[("SINKHOLE_LOG_FORMAT", "json")][..], "format = \"text\"\n"),
+    ] {
+        let config = hand_started(&dir, free_port(), &up, log);
+        let args = [&["run", "-c", config.as_str()][..], &root].concat();
+        let (mut child, lines) = stderr_lines(&args, env, 3);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!lines.is_empty(), "{env:?} {log}: it logs at start");
+        for line in &lines {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{env:?} {log}: not JSON ({e}): {line}"));
+            assert!(value["level"].is_string() && value["fields"].is_object(), "{line}");
+        }
+    }
+}
+
+#[test]
+fn run_flags_work_without_the_run_subcommand() {
+    let up = FakeUpstream::start();
+    let dir = TestDir::new();
+    let port = free_port();
+    let config = hand_started(&dir, port, &up, "");
+    let root = harness_run_args();
+    let root: Vec<&str> = root.iter().map(String::as_str).collect();
+    let args = [&["-c", config.as_str()][..], &root].concat();
+    let (mut child, lines) = stderr_lines(&args, &[], 1);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        match query_udp(addr, ip(STAFF_IP), "www.tiktok.com", RecordType::A, false) {
+            Ok(answer) => break answer,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "`sinkhole -c FILE` never answered ({e}): {lines:?}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        answer.metadata.response_code,
+        ResponseCode::NXDomain,
+        "it runs the config given"
+    );
+
+    let out = run_sinkhole(&[&["-c", "/nonexistent/sinkhole.toml"][..], &root].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/sinkhole.toml: cannot read the config"),
+        "{err}"
+    );
+}

@@ -34,11 +34,12 @@ impl Default for TtlLimits {
     /// The limits of a config that says nothing, but for `stale`: 0 here, so that tests of
     /// expiry see expired entries go.
     fn default() -> Self {
+        use crate::config::defaults;
         TtlLimits {
-            min: 0,
-            max: 86400,
-            negative_max: 3600,
-            servfail: 0,
+            min: defaults::MIN_TTL,
+            max: defaults::MAX_TTL,
+            negative_max: defaults::NEGATIVE_MAX_TTL,
+            servfail: defaults::SERVFAIL_TTL,
             stale: 0,
         }
     }

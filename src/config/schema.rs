@@ -1,0 +1,680 @@
+//! The configuration's schema: one serde struct per TOML section, every key documented where it
+//! is defined (this is the configuration reference), with its default from [`super::defaults`].
+//!
+//! Deserialising checks what a type can check alone (an address, a prefix, a size); what needs
+//! the whole file (ranges, references between sections, files on disk) is `validate`'s.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::Origin;
+use super::defaults;
+use super::keys::KeySpans;
+use crate::answer::BlockAnswer;
+use crate::policy::{Mode, Window};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, metrics endpoint and who may query.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where allowed queries are forwarded.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// The packet cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Named domain lists (`[lists.NAME]`), referred to by policies' `block` and `allow`.
+    #[serde(default)]
+    pub lists: BTreeMap<String, ListConfig>,
+    /// Policies (`[[policy]]`), each for a set of client prefixes; the most specific prefix wins.
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+    /// The hit log.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Rate limits on UDP queries.
+    #[serde(default)]
+    pub ratelimit: RateLimitConfig,
+    /// Where this config came from (not a key).
+    #[serde(skip_deserializing, default = "Origin::embedded")]
+    pub origin: Origin,
+    /// Where each key of the text is, for errors and warnings found after deserialising (not a key).
+    #[serde(skip)]
+    pub(super) keys: KeySpans,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to answer DNS on, each over UDP and TCP. Default `["127.0.0.1:5353"]`
+    /// ([`defaults::LISTEN`]).
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<SocketAddr>>,
+    /// Address of the Prometheus endpoint (`/metrics`), or `"off"`. Default `"127.0.0.1:9153"`.
+    #[serde(default = "default_metrics", deserialize_with = "metrics_addr")]
+    pub metrics: Option<SocketAddr>,
+    /// Client prefixes that may query at all; others get REFUSED. Default: loopback, RFC 1918,
+    /// ULA (fc00::/7) and link-local ([`defaults::ALLOW`]). `check` and `run` warn about a
+    /// policy whose clients lie outside it: those clients are refused, whatever their policy.
+    #[serde(rename = "allow", default)]
+    pub(super) allow_written: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `allow` as prefixes, read by validation (not a key).
+    #[serde(skip, default = "default_allow")]
+    pub allow: Spanned<Vec<IpNet>>,
+    /// UDP worker threads, each with its own socket (SO_REUSEPORT). Default: one per CPU.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Seconds a TCP connection may stay idle before it is closed. Default 10.
+    #[serde(default = "default_tcp_idle")]
+    pub tcp_idle_timeout: u64,
+    /// Seconds a TCP client has to send the rest of a query it started, and to take an answer:
+    /// a slow client loses its connection rather than hold it (slowloris). Default 5.
+    #[serde(default = "default_tcp_io_timeout")]
+    pub tcp_io_timeout: u64,
+    /// TCP connections open at most, over all listeners. It is lowered at start if the file
+    /// descriptor limit (raised to its hard limit first) would not leave room for the upstream
+    /// sockets. Default 256.
+    #[serde(default = "default_tcp_max_connections")]
+    pub tcp_max_connections: usize,
+    /// TCP connections open at most from one client address. Default 32.
+    #[serde(default = "default_tcp_max_per_client")]
+    pub tcp_max_connections_per_client: usize,
+    /// Queries one TCP connection may have in flight at once (answered as each is ready, RFC
+    /// 7766); it reads no further queries until one is answered. Default 16.
+    #[serde(default = "default_tcp_pipeline")]
+    pub tcp_pipeline: usize,
+    /// Memory the TCP answers waiting to be written may take, over all connections. Default
+    /// 16 MiB.
+    #[serde(default = "default_tcp_buffer")]
+    pub tcp_buffer: ByteSize,
+    /// Forwarded queries in flight per UDP worker; past it new cache misses are dropped (and
+    /// counted) so that memory stays bounded under a flood. Default 4096.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+    /// Largest answer sent over UDP, whatever size a client's EDNS advertises (512 to 4096).
+    /// Default 1232 (DNS Flag Day 2020): no IP fragmentation, and a spoofed 40-byte query draws
+    /// at most 1232 bytes at its victim instead of 64 KiB. Longer answers are sent truncated
+    /// (TC), and the client asks again over TCP.
+    #[serde(default = "default_max_udp_payload")]
+    pub max_udp_payload: Spanned<u16>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            metrics: default_metrics(),
+            allow_written: None,
+            allow: default_allow(),
+            threads: None,
+            tcp_idle_timeout: default_tcp_idle(),
+            tcp_io_timeout: default_tcp_io_timeout(),
+            tcp_max_connections: default_tcp_max_connections(),
+            tcp_max_connections_per_client: default_tcp_max_per_client(),
+            tcp_pipeline: default_tcp_pipeline(),
+            tcp_buffer: default_tcp_buffer(),
+            max_inflight: default_max_inflight(),
+            max_udp_payload: default_max_udp_payload(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<Spanned<SocketAddr>> {
+    vec![Spanned::new(0..0, defaults::LISTEN)]
+}
+fn default_metrics() -> Option<SocketAddr> {
+    Some(defaults::METRICS)
+}
+fn default_allow() -> Spanned<Vec<IpNet>> {
+    Spanned::new(0..0, defaults::ALLOW.to_vec())
+}
+fn default_tcp_idle() -> u64 {
+    defaults::TCP_IDLE_TIMEOUT
+}
+fn default_tcp_io_timeout() -> u64 {
+    defaults::TCP_IO_TIMEOUT
+}
+fn default_tcp_max_connections() -> usize {
+    defaults::TCP_MAX_CONNECTIONS
+}
+fn default_tcp_max_per_client() -> usize {
+    defaults::TCP_MAX_CONNECTIONS_PER_CLIENT
+}
+fn default_tcp_pipeline() -> usize {
+    defaults::TCP_PIPELINE
+}
+fn default_tcp_buffer() -> ByteSize {
+    ByteSize(defaults::TCP_BUFFER)
+}
+fn default_max_inflight() -> usize {
+    defaults::MAX_INFLIGHT
+}
+fn default_max_udp_payload() -> Spanned<u16> {
+    Spanned::new(0..0, defaults::MAX_UDP_PAYLOAD)
+}
+
+fn metrics_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an address:port (or \"off\")")))
+}
+
+/// `[upstream]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Resolvers to forward to, in order of preference (`"192.0.2.1"` means port 53). Default:
+    /// the nameservers of /etc/resolv.conf.
+    #[serde(default)]
+    pub servers: Option<Spanned<Vec<UpstreamAddr>>>,
+    /// Total time for one query, failover included; past it the client gets SERVFAIL.
+    /// Default 1500.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Queries in flight to one server at most, counted over the whole daemon (each worker
+    /// thread takes its share). Past it the server is skipped (the next one is asked), and when
+    /// every server is at its cap the client gets SERVFAIL at once: a flood of cache misses must
+    /// not pile up on a resolver that is not keeping up. Default 4096.
+    #[serde(default = "default_upstream_inflight")]
+    pub max_inflight: Spanned<usize>,
+    /// Send query names in random case (0x20) and require answers to repeat it: against
+    /// spoofed answers, one more bit per letter to guess. A server seen to answer in another
+    /// case eight times in a row is asked without it for ten minutes. Default true.
+    #[serde(default = "default_case_randomization")]
+    pub case_randomization: bool,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            servers: None,
+            timeout_ms: default_timeout_ms(),
+            max_inflight: default_upstream_inflight(),
+            case_randomization: defaults::CASE_RANDOMIZATION,
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    defaults::UPSTREAM_TIMEOUT_MS
+}
+fn default_upstream_inflight() -> Spanned<usize> {
+    Spanned::new(0..0, defaults::UPSTREAM_MAX_INFLIGHT)
+}
+fn default_case_randomization() -> bool {
+    defaults::CASE_RANDOMIZATION
+}
+
+/// An upstream address: `ip:port`, `[v6]:port`, or an IP alone for port 53.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamAddr(pub SocketAddr);
+
+impl FromStr for UpstreamAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<SocketAddr>()
+            .or_else(|_| {
+                s.parse::<IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, defaults::UPSTREAM_PORT))
+            })
+            .map(UpstreamAddr)
+            .map_err(|_| format!("{s:?} is not an upstream address (ip, ip:port or [ipv6]:port)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most answers held. Default 100000. Changing it takes a restart (the cache outlives reloads).
+    #[serde(default = "default_entries")]
+    pub entries: usize,
+    /// Most memory the answers take: an integer (bytes) or a size such as `"64MiB"` (B, KiB,
+    /// MiB, GiB; KB, MB, GB are powers of 1000). Whichever of `entries` and `max_bytes` is
+    /// reached first bounds the cache: a few thousand 64 KiB answers must not take a small VM
+    /// down. Default 64 MiB. Takes a restart, as `entries` does.
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: Spanned<ByteSize>,
+    /// Answers are kept at least this many seconds. Default 0.
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl: u32,
+    /// And at most this many. Default 86400.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: u32,
+    /// Negative answers (NXDOMAIN, NODATA) at most this many seconds (RFC 2308). Default 3600.
+    #[serde(default = "default_negative_max_ttl")]
+    pub negative_max_ttl: u32,
+    /// SERVFAIL answers from upstreams are kept this many seconds, 0 to 30. Default 0 (never).
+    #[serde(default = "default_servfail_ttl")]
+    pub servfail_ttl: u32,
+    /// Seconds an answer is kept past its expiry to be served stale when no upstream answers
+    /// (RFC 8767), with TTL 30 and the EDE "Stale Answer": offices keep resolving the names they
+    /// use through an upstream outage. 0 turns it off; at most 604800 (7 days). Default 86400.
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            entries: default_entries(),
+            max_bytes: default_cache_bytes(),
+            min_ttl: defaults::MIN_TTL,
+            max_ttl: default_max_ttl(),
+            negative_max_ttl: default_negative_max_ttl(),
+            servfail_ttl: defaults::SERVFAIL_TTL,
+            serve_stale: default_serve_stale(),
+        }
+    }
+}
+
+fn default_entries() -> usize {
+    defaults::CACHE_ENTRIES
+}
+fn default_cache_bytes() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(defaults::CACHE_MAX_BYTES))
+}
+fn default_min_ttl() -> u32 {
+    defaults::MIN_TTL
+}
+fn default_max_ttl() -> u32 {
+    defaults::MAX_TTL
+}
+fn default_negative_max_ttl() -> u32 {
+    defaults::NEGATIVE_MAX_TTL
+}
+fn default_servfail_ttl() -> u32 {
+    defaults::SERVFAIL_TTL
+}
+fn default_serve_stale() -> u32 {
+    defaults::SERVE_STALE
+}
+
+/// An amount of memory, from an integer (bytes) or a string with a unit (`"64MiB"`, `"512 KiB"`,
+/// `"1GB"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_size: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a size unit: use B, KiB, MiB, GiB, KB, MB or GB"
+                ));
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_size))
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is not a size like \"64MiB\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            n if n >= 1 << 30 && n % (1 << 30) == 0 => write!(f, "{} GiB", n >> 30),
+            n if n >= 1 << 20 && n % (1 << 20) == 0 => write!(f, "{} MiB", n >> 20),
+            n if n >= 1 << 10 && n % (1 << 10) == 0 => write!(f, "{} KiB", n >> 10),
+            n => write!(f, "{n} B"),
+        }
+    }
+}
+
+/// `[lists.NAME]`: where one list's rules come from. All sources are merged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    /// List files (domains, hosts, `||domain^` lines), relative to the config file's directory.
+    /// Paths only: a URL here is an error that says where URLs go.
+    #[serde(default)]
+    pub files: Vec<Spanned<PathBuf>>,
+    /// Lists compiled into the binary, by name (`"tiktok"`).
+    #[serde(default)]
+    pub builtin: Vec<Spanned<String>>,
+    /// Rules written inline, in any list line format.
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+}
+
+/// `[[policy]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name, used in logs, metrics and the EDE text of block answers.
+    pub name: Spanned<String>,
+    /// Client prefixes this policy covers. A client belongs to the policy with its most specific
+    /// matching prefix; clients in no policy are never blocked. They must lie inside
+    /// `server.allow` to be served at all (`check` warns when they do not).
+    #[serde(rename = "clients")]
+    pub(super) clients_written: Spanned<Vec<Spanned<String>>>,
+    /// `clients` as prefixes, read by validation (not a key).
+    #[serde(skip, default = "no_prefixes")]
+    pub clients: Spanned<Vec<Spanned<IpNet>>>,
+    /// Lists whose names this policy blocks (with all subdomains). `[]` exempts its clients.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
+    /// Lists of exceptions: names here are never blocked by this policy.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// `nxdomain` (default), `nodata`, `null`, `refused`, or an IP address.
+    #[serde(default = "default_answer")]
+    pub answer: BlockAnswer,
+    /// `enforce` (default) or `audit`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Seconds block answers are cached by clients (record TTL and negative TTL). Default 10:
+    /// short, so that an exception added by an admin takes effect at once.
+    #[serde(default = "default_block_ttl")]
+    pub block_ttl: u32,
+    /// RFC 3339 time from which the policy blocks (`"2023-03-17T00:00:00+01:00"`, or a TOML
+    /// date-time with its offset). Optional. Read into `window` by validation.
+    #[serde(default)]
+    pub active_from: Option<Spanned<toml::Value>>,
+    /// RFC 3339 time from which it no longer blocks. Optional. Read into `window` by validation.
+    #[serde(default)]
+    pub active_until: Option<Spanned<toml::Value>>,
+    /// `active_from` and `active_until` as the packet path reads them, parsed once, by
+    /// validation (not a key).
+    #[serde(skip)]
+    pub window: Window,
+}
+
+fn default_answer() -> BlockAnswer {
+    BlockAnswer::Nxdomain
+}
+fn default_block_ttl() -> u32 {
+    defaults::BLOCK_TTL
+}
+
+/// How client addresses appear in the hit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIpMode {
+    /// As they are.
+    #[default]
+    Full,
+    /// The network only: /24 for IPv4, /56 for IPv6.
+    Truncated,
+    /// A keyed hash (with `salt`): the same client gives the same token, which reveals nothing
+    /// without the salt.
+    Hashed,
+    /// Not logged.
+    None,
+}
+
+/// Where hit log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HitsTarget {
+    /// Standard error (journald picks it up under systemd).
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// Appended to this file, reopened on SIGHUP (for logrotate).
+    File(PathBuf),
+    /// No hit log (counts remain in metrics).
+    Off,
+}
+
+impl<'de> Deserialize<'de> for HitsTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match String::deserialize(d)?.as_str() {
+            "stderr" => HitsTarget::Stderr,
+            "stdout" => HitsTarget::Stdout,
+            "off" => HitsTarget::Off,
+            "" => {
+                return Err(serde::de::Error::custom("empty path: use \"off\" to disable"));
+            }
+            path => HitsTarget::File(PathBuf::from(path)),
+        })
+    }
+}
+
+/// `[ratelimit]`: token buckets on UDP queries (see `ratelimit`). Over a limit a query is
+/// dropped, but every `slip`-th gets an empty truncated answer, so that a real client retries
+/// over TCP (not limited here) and a spoofed one reflects nothing worth having.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// UDP queries per second one client may send: each IPv4 address, each IPv6 /64. 0 turns
+    /// the limit off. Default 1000: far above what one device asks, low enough that one flooding
+    /// device cannot take the resolver's time from the others.
+    #[serde(default = "default_client_qps")]
+    pub qps: u32,
+    /// Queries a client may send at once above its rate. Default: twice `qps`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The same question (name and type) per second from one client network (/24, /56):
+    /// response rate limiting against reflection, where a spoofed source asks one question
+    /// that draws a large answer at its victim. 0 (the default) turns it off; 10 to 50 is usual.
+    #[serde(default = "default_identical_qps")]
+    pub identical_qps: u32,
+    /// Identical questions at once above that rate. Default: twice `identical_qps`.
+    #[serde(default)]
+    pub identical_burst: Option<u32>,
+    /// Every `slip`-th query over a limit gets an empty answer with TC set (the client retries
+    /// over TCP), the rest are dropped. 0 drops all, 1 truncates all. Default 2.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// Client prefixes never limited: the NAT address of a VLAN, whose one address is a whole
+    /// office. Default: the host itself (`127.0.0.0/8`, `::1`).
+    #[serde(rename = "exempt", default)]
+    pub(super) exempt_written: Option<Vec<Spanned<String>>>,
+    /// `exempt` as prefixes, read by validation (not a key).
+    #[serde(skip, default = "default_exempt")]
+    pub exempt: Vec<IpNet>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            qps: default_client_qps(),
+            burst: None,
+            identical_qps: defaults::IDENTICAL_QPS,
+            identical_burst: None,
+            slip: default_slip(),
+            exempt_written: None,
+            exempt: default_exempt(),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The client burst, its default applied.
+    pub fn client_burst(&self) -> u32 {
+        self.burst.unwrap_or(self.qps.saturating_mul(defaults::BURST_FACTOR))
+    }
+
+    /// The identical-question burst, its default applied.
+    pub fn identical_burst(&self) -> u32 {
+        self.identical_burst
+            .unwrap_or(self.identical_qps.saturating_mul(defaults::BURST_FACTOR))
+    }
+}
+
+fn default_client_qps() -> u32 {
+    defaults::CLIENT_QPS
+}
+fn default_identical_qps() -> u32 {
+    defaults::IDENTICAL_QPS
+}
+fn default_slip() -> u32 {
+    defaults::SLIP
+}
+fn default_exempt() -> Vec<IpNet> {
+    defaults::RATELIMIT_EXEMPT.to_vec()
+}
+
+/// `[log]`: the hit log (one JSON line per blocked or audited query). Allowed queries are never
+/// logged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"stderr"` (default), `"stdout"`, `"off"`, or a file path (relative to the config's directory).
+    #[serde(default = "default_hits")]
+    pub hits: HitsTarget,
+    /// `full` (default), `truncated`, `hashed` or `none`.
+    #[serde(default)]
+    pub client_ip: ClientIpMode,
+    /// Secret for `client_ip = "hashed"`, at least 16 characters. Keep it out of version control,
+    /// or use `salt_file`.
+    #[serde(default)]
+    pub salt: Option<Spanned<String>>,
+    /// A file holding the secret instead of `salt` (its content, trimmed, at least 16 characters),
+    /// so that the config itself holds no secret and can be world-readable. Relative to the
+    /// config's directory. It must not be readable or writable by others (`chmod o-rwx`), and must
+    /// be readable by the user the daemon runs as (`run --user`), since reloads read it again. Not
+    /// with `salt`.
+    #[serde(default)]
+    pub salt_file: Option<Spanned<PathBuf>>,
+    /// What `salt_file` holds, trimmed, read when the config is loaded (not a key).
+    #[serde(skip)]
+    pub(super) salt_from_file: Option<String>,
+    /// Hit log lines queued for the writer, shared out between the UDP worker threads (at least
+    /// 2048 each); past it lines are dropped and counted. Default 8192.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// The format of the operational log on stderr (start, reloads, warnings; not the hit log,
+    /// which is always JSON lines): `"text"` (default; coloured only on a terminal) or `"json"`,
+    /// one object per line, for a log collector. The environment variable `SINKHOLE_LOG_FORMAT`
+    /// (`text` or `json`) wins over this key. Read at start only.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            hits: default_hits(),
+            client_ip: ClientIpMode::Full,
+            salt: None,
+            salt_file: None,
+            salt_from_file: None,
+            queue: default_queue(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The secret client addresses are hashed with: `salt`, or what `salt_file` holds.
+    pub fn hash_salt(&self) -> Option<&str> {
+        self.salt
+            .as_ref()
+            .map(|salt| salt.get_ref().as_str())
+            .or(self.salt_from_file.as_deref())
+    }
+}
+
+fn default_hits() -> HitsTarget {
+    HitsTarget::Stderr
+}
+fn default_queue() -> usize {
+    defaults::LOG_QUEUE
+}
+
+/// The format of the operational log (`log.format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not a log format: use \"text\" or \"json\"")),
+        }
+    }
+}
+
+/// Reads a client prefix as an operator writes it (`"10.0.0.0/8"`, `"fc00::/7"`), with a message
+/// that says what is wrong with it rather than "invalid IP address syntax". Host bits may be set
+/// (`10.1.2.3/8` is `10.0.0.0/8`): the prefix is what counts. Prefixes are read as strings and
+/// parsed by validation, so that every bad one is reported, each at its place.
+pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let Some((addr, len)) = text.split_once('/') else {
+        return Err(match text.parse::<IpAddr>() {
+            Ok(ip) => format!(
+                "{text}: a prefix needs its length: write {text}/{} for this one address",
+                if ip.is_ipv4() { 32 } else { 128 }
+            ),
+            Err(_) => format!("{text:?} is not a prefix like \"10.0.0.0/8\" or \"fc00::/7\""),
+        });
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text}: {addr:?} is not an IPv4 or IPv6 address"))?;
+    let len: u32 = len
+        .parse()
+        .map_err(|_| format!("{text}: prefix length {len:?} is not a number"))?;
+    let (max, family) = if ip.is_ipv4() { (32, "IPv4") } else { (128, "IPv6") };
+    if len > max {
+        return Err(format!("{text}: prefix length {len} is longer than {max} for {family}"));
+    }
+    u8::try_from(len)
+        .ok()
+        .and_then(|len| IpNet::new(ip, len).ok())
+        .ok_or_else(|| format!("{text}: not a prefix"))
+}
+
+fn no_prefixes() -> Spanned<Vec<Spanned<IpNet>>> {
+    Spanned::new(0..0, Vec::new())
+}
