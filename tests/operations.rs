@@ -660,7 +660,7 @@ fn an_upstream_that_is_sinkhole_itself_is_refused() {
 /// its stderr (or fewer, if it stops writing for 10 s).
 fn stderr_lines(args: &[&str], env: &[(&str, &str)], lines: usize) -> (std::process::Child, Vec<String>) {
     use std::io::BufRead;
-    let mut child = Command::new(SINKHOLE)
+    let mut child = Command::new(sinkhole_bin())
         .args(args)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())

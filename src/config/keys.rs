@@ -12,14 +12,14 @@ use toml::de::{DeTable, DeValue};
 
 /// The byte span of every value of a config text, by path.
 #[derive(Clone, Debug, Default)]
-pub struct KeySpans {
+pub(super) struct KeySpans {
     /// Path → span of the value; for a table, of its `[header]` where it has one.
     spans: HashMap<String, Range<usize>>,
 }
 
 impl KeySpans {
     /// Indexes a parsed document.
-    pub fn index(document: &DeTable<'_>) -> KeySpans {
+    pub(super) fn index(document: &DeTable<'_>) -> KeySpans {
         let mut keys = KeySpans::default();
         keys.table("", document);
         keys
@@ -52,7 +52,7 @@ impl KeySpans {
     /// The span of the value at `path`; where the key is not in the text (its default applies),
     /// the span of the nearest table around it that is (its `[section]` header), or the start of
     /// the file.
-    pub fn of(&self, path: &str) -> Range<usize> {
+    pub(super) fn of(&self, path: &str) -> Range<usize> {
         let mut path = path;
         loop {
             if let Some(span) = self.spans.get(path) {
