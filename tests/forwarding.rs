@@ -166,6 +166,61 @@ fn any_is_answered_minimally_and_not_forwarded() {
     assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
 }
 
+/// A CHAOS-class TXT query for `name` (`version.bind`, `id.server`, ...), as `dig NAME CH TXT` sends it.
+fn chaos_query(name: &str) -> hickory_proto::op::Message {
+    let mut query = new_query(name, RecordType::TXT, true, false);
+    query.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+    query
+}
+
+/// The TXT strings of the answer section.
+fn txt(answer: &hickory_proto::op::Message) -> Vec<String> {
+    answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::TXT(txt) => Some(txt.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn chaos_queries_are_answered_here_and_never_forwarded() {
+    // Forwarded, version.bind and hostname.bind would tell every client the upstream's software and host name.
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&config(&[up.addr()], 1000));
+    for name in ["version.bind", "version.server", "hostname.bind", "id.server", "authors.bind"] {
+        let answer = exchange_udp(d.addr(), ip(NOBODY), &chaos_query(name), TIMEOUT).expect("answer");
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused, "{name}");
+        assert!(answer.answers.is_empty(), "{name}: {answer:?}");
+    }
+    let answers = exchange_tcp(d.addr(), ip(NOBODY), &[chaos_query("version.bind")], TIMEOUT).expect("TCP answer");
+    assert_eq!(answers[0].metadata.response_code, ResponseCode::Refused);
+    assert!(up.received().is_empty(), "nothing forwarded: {:?}", up.received());
+
+    // Told what to say, it says that and nothing more.
+    let told = config(&[up.addr()], 1000).replace(
+        "metrics = \"off\"",
+        "metrics = \"off\"\nidentity = \"resolver-1.office\"\nversion = \"sinkhole\"",
+    );
+    let d = Daemon::start(&told);
+    for (name, said) in [
+        ("version.bind", "sinkhole"),
+        ("VERSION.server", "sinkhole"),
+        ("hostname.bind", "resolver-1.office"),
+        ("id.server", "resolver-1.office"),
+    ] {
+        let answer = exchange_udp(d.addr(), ip(NOBODY), &chaos_query(name), TIMEOUT).expect("answer");
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(txt(&answer), [said], "{name}");
+        assert_eq!(answer.answers[0].dns_class, hickory_proto::rr::DNSClass::CH, "{name}");
+    }
+    let answer = exchange_udp(d.addr(), ip(NOBODY), &chaos_query("authors.bind"), TIMEOUT).expect("answer");
+    assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+    assert!(up.received().is_empty(), "nothing forwarded: {:?}", up.received());
+}
+
 #[test]
 fn identical_queries_in_flight_go_upstream_once() {
     // Found from outside: 50 clients asking one name made 50 upstream queries, so a spoofer had
