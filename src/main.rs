@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sinkhole::config::{ConfigError, HitsTarget};
-use sinkhole::hitlog::HitLog;
+use sinkhole::hitlog::{self, HitLog};
 use sinkhole::privilege::{self, Identity};
 use sinkhole::state::{ConfigSource, State};
 
@@ -166,14 +166,18 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         }
         sinkhole::metrics::describe();
         metrics::gauge!(sinkhole::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        let hits = match &first.log.hits {
-            HitsTarget::File(path) => HitsTarget::File(first.resolve(path)),
-            other => other.clone(),
+        let hits = hitlog::Settings {
+            target: match &first.log.hits {
+                HitsTarget::File(path) => hitlog::Target::File(first.resolve(path)),
+                HitsTarget::Stdout => hitlog::Target::Stdout,
+                HitsTarget::Stderr => hitlog::Target::Stderr,
+                HitsTarget::Off => hitlog::Target::Off,
+            },
+            queue: first.log.queue,
         };
-        let queue = first.log.queue;
         drop(first);
         let state = Arc::new(State::new(source).map_err(config_failed)?);
-        let (hitlog, writer) = HitLog::start(hits, queue).context("cannot start the hit log")?;
+        let (hitlog, writer) = HitLog::start(hits).context("cannot start the hit log")?;
         // Root is needed no longer once the DNS sockets are bound: the metrics listener is up
         // and the hit log open already.
         let drop_root = move || match identity {

@@ -42,7 +42,7 @@ pub fn check(snapshot: &Snapshot) -> String {
         c.cache.max_bytes.get_ref()
     );
     let _ = writeln!(out, "lists");
-    for list in &snapshot.lists {
+    for list in &snapshot.rules.lists {
         let _ = writeln!(
             out,
             "  {:<14} {:>7} rules, {} bad lines, from {}",
@@ -53,10 +53,10 @@ pub fn check(snapshot: &Snapshot) -> String {
         );
     }
     let _ = writeln!(out, "policies (a client gets the policy of its most specific prefix)");
-    for policy in snapshot.policies.iter() {
+    for policy in snapshot.rules.policies.iter() {
         let clients: Vec<String> = policy.clients.iter().map(ToString::to_string).collect();
         let names = |ids: &mut dyn Iterator<Item = usize>| -> String {
-            let v: Vec<&str> = ids.map(|id| &*snapshot.lists[id].name).collect();
+            let v: Vec<&str> = ids.map(|id| &*snapshot.rules.lists[id].name).collect();
             if v.is_empty() { "nothing".into() } else { v.join(", ") }
         };
         let _ = writeln!(out, "  {}: clients {}", policy.name, clients.join(", "));
@@ -118,12 +118,12 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
         let _ = writeln!(out, "answer    REFUSED (EDE 18 Prohibited)");
         return Ok(out);
     }
-    match snapshot.policies.for_client(client) {
+    match snapshot.rules.policies.for_client(client) {
         None => {
             let _ = writeln!(out, "policy    none: no policy covers {client}, so nothing is blocked");
         }
         Some((id, prefix)) => {
-            let p = snapshot.policies.get(id);
+            let p = snapshot.rules.policies.get(id);
             let _ = writeln!(
                 out,
                 "policy    {} (through {prefix}; mode {}; {})",
@@ -132,18 +132,19 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
                 window_text(p.window)
             );
             for &list in &p.allow {
-                if let Some(m) = snapshot.lists[list].set.lookup(qname.as_bytes()) {
+                let list = &snapshot.rules.lists[list];
+                if let Some(m) = list.set.lookup(qname.as_bytes()) {
                     let _ = writeln!(
                         out,
                         "exception list {} rule {:?}: never blocked by this policy",
-                        snapshot.lists[list].name,
-                        snapshot.lists[list].set.rule(m.rule)
+                        list.name,
+                        list.set.rule(m.rule)
                     );
                 }
             }
         }
     }
-    match engine::decide(snapshot, client, qname.as_bytes(), now_unix()) {
+    match engine::decide(&snapshot.rules, client, qname.as_bytes(), now_unix()) {
         Verdict::Refused => {
             let _ = writeln!(out, "answer    REFUSED");
         }
@@ -173,7 +174,7 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
             );
         }
         Verdict::Blocked(hit) => {
-            let list = &snapshot.lists[hit.list];
+            let list = &snapshot.rules.lists[hit.list];
             let _ = writeln!(out, "match     list {} rule {:?}", list.name, list.set.rule(hit.rule));
             if hit.mode == Mode::Audit {
                 let _ = writeln!(
@@ -199,8 +200,8 @@ fn block_answer_text(snapshot: &Snapshot, hit: engine::Hit, qname: &QName, qtype
         return "answer    (cannot encode this name)\n".into();
     };
     let mut bytes = Vec::new();
-    let policy = snapshot.policies.get(hit.policy);
-    policy.template.write(&packet, &query, hit.apex_len, &mut bytes);
+    let policy = snapshot.rules.policies.get(hit.policy);
+    policy.write_block_answer(&packet, &query, hit.apex_len, &mut bytes);
     let Ok(message) = hickory_proto::op::Message::from_vec(&bytes) else {
         return "answer    (undecodable)\n".into();
     };

@@ -13,24 +13,12 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::cache::TtlLimits;
-use crate::config::{Config, ConfigError, Diagnostic, HitsTarget, Origin};
-use crate::engine;
-use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
-use crate::policy::{ClientTable, PolicyTable, PrefixTable};
+use crate::config::{ClientIpMode, Config, ConfigError, Diagnostic, HitsTarget, Origin};
+use crate::hitlog::{ClientPrivacy, HitContext};
+use crate::lists::{self, DomainSetBuilder};
+use crate::policy::{NamedList, PolicySpec, PrefixTable, Rules};
 use crate::ratelimit::RateLimits;
 use crate::upstream::{PoolSettings, UpstreamPool};
-
-/// One compiled list.
-pub struct NamedList {
-    /// Its `[lists.NAME]` name.
-    pub name: Arc<str>,
-    /// The compiled rules.
-    pub set: DomainSet,
-    /// Lines that were skipped, with file and line number (for `check` and the logs).
-    pub bad_lines: Vec<BadLine>,
-    /// Where the rules came from, for reports: file paths, `builtin:NAME`, `inline`.
-    pub sources: Vec<String>,
-}
 
 /// Everything a query reads, immutable once built.
 pub struct Snapshot {
@@ -38,12 +26,10 @@ pub struct Snapshot {
     pub config: Config,
     /// Who may query at all.
     pub acl: PrefixTable<()>,
-    /// `acl`, `ratelimit.exempt` and the policies' prefixes in one table, for the packet path.
-    pub clients: ClientTable,
-    /// Compiled lists, indexed by `policy::ListId`.
-    pub lists: Vec<NamedList>,
-    /// Client prefix → policy.
-    pub policies: PolicyTable,
+    /// What verdicts are decided from: the client table, the policies and their lists.
+    pub rules: Rules,
+    /// How the hit log shows the clients of the hits decided in this snapshot.
+    pub hit_privacy: ClientPrivacy,
     /// Where to forward. Kept across reloads when its settings did not change, so that server
     /// health survives.
     pub upstream: Arc<UpstreamPool>,
@@ -56,30 +42,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Index of a list by name.
-    pub fn list_id(&self, name: &str) -> Option<usize> {
-        self.lists.iter().position(|l| &*l.name == name)
-    }
-
     /// Total rules over all lists.
     pub fn rule_count(&self) -> usize {
-        self.lists.iter().map(|l| l.set.len()).sum()
+        self.rules.rule_count()
+    }
+}
+
+impl HitContext for Snapshot {
+    fn rules(&self) -> &Rules {
+        &self.rules
     }
 
-    /// The verdict for a query; see `engine::decide`.
-    pub fn decide(&self, client: std::net::IpAddr, name: &[u8], now: i64) -> engine::Verdict {
-        engine::decide(self, client, name, now)
-    }
-
-    /// Rules that some policy blocks, counted once per (policy, list): zero when the config
-    /// blocks nothing at all, which a reload must not bring about by accident.
-    pub fn blocking_rules(&self) -> usize {
-        self.policies
-            .iter()
-            .flat_map(|p| &p.block)
-            .filter_map(|(list, _)| self.lists.get(*list))
-            .map(|l| l.set.len())
-            .sum()
+    fn client_privacy(&self) -> &ClientPrivacy {
+        &self.hit_privacy
     }
 }
 
@@ -152,10 +127,22 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
     for net in config.server.allow.get_ref() {
         acl.insert_new(*net, ());
     }
-    let windows: Vec<_> = config.policies.iter().map(|p| config.window(p)).collect();
-    let policies = PolicyTable::build(&config.policies, &windows, |name| {
-        lists.iter().position(|l| &*l.name == name)
-    });
+    let list_id = |name: &str| lists.iter().position(|l| &*l.name == name);
+    let specs: Vec<PolicySpec> = config
+        .policies
+        .iter()
+        .map(|p| PolicySpec {
+            name: p.name.get_ref().clone(),
+            clients: p.clients.get_ref().iter().map(|c| *c.get_ref()).collect(),
+            // Names were validated by config.
+            block: p.block.iter().filter_map(|l| list_id(l.get_ref())).collect(),
+            allow: p.allow.iter().filter_map(|l| list_id(l.get_ref())).collect(),
+            mode: p.mode,
+            window: config.window(p),
+            answer: p.answer,
+            block_ttl: p.block_ttl,
+        })
+        .collect();
     let settings = PoolSettings {
         timeout: Duration::from_millis(config.upstream.timeout_ms),
         max_inflight: *config.upstream.max_inflight.get_ref(),
@@ -186,12 +173,18 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         identical_burst: rl.identical_burst(),
         slip: rl.slip,
     };
+    let hit_privacy = match config.log.client_ip {
+        ClientIpMode::Full => ClientPrivacy::Full,
+        ClientIpMode::Truncated => ClientPrivacy::Truncated,
+        // Validation makes sure of a salt.
+        ClientIpMode::Hashed => ClientPrivacy::Hashed(config.log.hash_salt().unwrap_or_default().into()),
+        ClientIpMode::None => ClientPrivacy::Omitted,
+    };
     Ok(Snapshot {
         ratelimit,
-        clients: ClientTable::build(&acl, &exempt, &policies),
+        rules: Rules::build(&acl, &exempt, lists, &specs),
         acl,
-        lists,
-        policies,
+        hit_privacy,
         upstream,
         ttl_limits,
         warnings,
@@ -283,9 +276,9 @@ impl State {
             // A config that blocks nothing where the running one blocks: a truncated file, the
             // wrong file, a list emptied by a bad edit. Lifting a ban is done with its window
             // (active_until) or by a restart, never by a reload that looks like any other.
-            Ok(snapshot) if old.blocking_rules() > 0 && snapshot.blocking_rules() == 0 => {
+            Ok(snapshot) if old.rules.blocking_rules() > 0 && snapshot.rules.blocking_rules() == 0 => {
                 tracing::error!(
-                    rules_now = old.blocking_rules(),
+                    rules_now = old.rules.blocking_rules(),
                     "reload refused: the new config blocks nothing (no policy blocks a list with rules) while the \
                      running one blocks; the previous config keeps serving. To lift the ban, end it with \
                      active_until, or restart sinkhole with the new config"
@@ -307,9 +300,9 @@ impl State {
                 self.current.store(Arc::clone(&snapshot));
                 publish(&snapshot);
                 tracing::info!(
-                    lists = snapshot.lists.len(),
+                    lists = snapshot.rules.lists.len(),
                     rules = snapshot.rule_count(),
-                    policies = snapshot.policies.len(),
+                    policies = snapshot.rules.policies.len(),
                     "reloaded"
                 );
                 Ok(())
@@ -327,7 +320,7 @@ impl State {
 
 /// Exports a newly built snapshot's figures and warnings.
 fn publish(snapshot: &Snapshot) {
-    for list in &snapshot.lists {
+    for list in &snapshot.rules.lists {
         let name = list.name.to_string();
         metrics::gauge!(crate::metrics::LIST_RULES, "list" => name.clone()).set(list.set.len() as f64);
         metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name).set(list.bad_lines.len() as f64);

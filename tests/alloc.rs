@@ -18,8 +18,7 @@ use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
-use sinkhole::config::HitsTarget;
-use sinkhole::hitlog::{HitLog, HitLogWriter};
+use sinkhole::hitlog::{self, HitLog, HitLogWriter};
 use sinkhole::packet;
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
@@ -338,8 +337,11 @@ fn cache_miss_allocates() {
 fn blocked_query_with_hit_log_does_not_allocate() {
     install_metrics();
     let log = TempFile::new("hitlog", "jsonl");
-    let (hitlog, writer): (HitLog, HitLogWriter) =
-        HitLog::start(HitsTarget::File(log.0.clone()), 8192).expect("open the hit log in the temp dir");
+    let (hitlog, writer): (HitLog, HitLogWriter) = HitLog::start(hitlog::Settings {
+        target: hitlog::Target::File(log.0.clone()),
+        queue: 8192,
+    })
+    .expect("open the hit log in the temp dir");
     let (handler, _config) = handler("hitlog", hitlog.clone());
     let packet = query("www.tiktok.com.", RecordType::A, true);
     let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
