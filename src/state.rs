@@ -231,6 +231,10 @@ impl ConfigSource {
 pub struct State {
     source: ConfigSource,
     current: ArcSwap<Snapshot>,
+    /// The settings that take effect at start only, as the daemon started with them: what a
+    /// reload compares with to say which changes wait for a restart (not the previous reload,
+    /// which may hold a change that never took effect).
+    running: RestartOnly,
 }
 
 impl State {
@@ -240,6 +244,7 @@ impl State {
         publish(&snapshot);
         Ok(State {
             source,
+            running: RestartOnly::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
         })
     }
@@ -252,6 +257,7 @@ impl State {
         publish(&snapshot);
         Ok(State {
             source,
+            running: RestartOnly::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
         })
     }
@@ -288,7 +294,7 @@ impl State {
                 Err(ReloadError::StopsBlocking)
             }
             Ok(snapshot) => {
-                for change in restart_only_changes(&old.config, &snapshot.config) {
+                for change in self.running.changes(&RestartOnly::of(&snapshot.config)) {
                     tracing::warn!(
                         setting = change,
                         "changed in the config, takes effect at the next restart"
@@ -333,31 +339,48 @@ fn publish(snapshot: &Snapshot) {
     metrics::gauge!(crate::metrics::LAST_RELOAD).set(now_unix() as f64);
 }
 
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let listen = |c: &Config| -> Vec<SocketAddr> { c.server.listen.iter().map(|l| *l.get_ref()).collect() };
-    let hits = |c: &Config| -> HitsTarget {
-        match &c.log.hits {
+/// The settings read once, at start (listeners, threads, cache size, hit log target), as one
+/// config gives them.
+#[derive(Debug, PartialEq)]
+struct RestartOnly {
+    listen: Vec<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    threads: Option<usize>,
+    cache: (usize, u64),
+    /// The target (a file resolved against the config's directory) and the queue.
+    hits: (HitsTarget, usize),
+}
+
+impl RestartOnly {
+    fn of(c: &Config) -> RestartOnly {
+        let target = match &c.log.hits {
             HitsTarget::File(p) => HitsTarget::File(c.resolve(p)),
             other => other.clone(),
+        };
+        RestartOnly {
+            listen: c.server.listen.iter().map(|l| *l.get_ref()).collect(),
+            metrics: c.server.metrics,
+            threads: c.server.threads,
+            cache: (c.cache.entries, c.cache.max_bytes.get_ref().0),
+            hits: (target, c.log.queue),
         }
-    };
-    let mut changes = Vec::new();
-    if listen(old) != listen(new) {
-        changes.push("server.listen");
     }
-    if old.server.metrics != new.server.metrics {
-        changes.push("server.metrics");
+
+    /// The settings (by config name) that differ in `new`.
+    fn changes(&self, new: &RestartOnly) -> Vec<&'static str> {
+        let differ = [
+            (self.listen != new.listen, "server.listen"),
+            (self.metrics != new.metrics, "server.metrics"),
+            (self.threads != new.threads, "server.threads"),
+            (self.cache != new.cache, "cache size"),
+            (self.hits != new.hits, "log.hits"),
+        ];
+        differ
+            .into_iter()
+            .filter(|(differs, _)| *differs)
+            .map(|(_, name)| name)
+            .collect()
     }
-    if old.server.threads != new.server.threads {
-        changes.push("server.threads");
-    }
-    if old.cache.entries != new.cache.entries || old.cache.max_bytes.get_ref() != new.cache.max_bytes.get_ref() {
-        changes.push("cache size");
-    }
-    if hits(old) != hits(new) || old.log.queue != new.log.queue {
-        changes.push("log.hits");
-    }
-    changes
 }
 
 /// Seconds since the Unix epoch, as policy windows count them.
@@ -425,5 +448,69 @@ mod tests {
             [2],
             "the new lists serve when it says so"
         );
+    }
+
+    /// Records the `setting` field of every "takes effect at the next restart" warning.
+    struct RestartWarnings(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RestartWarnings {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            struct Setting(Option<String>, bool);
+            impl tracing::field::Visit for Setting {
+                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                    if field.name() == "setting" {
+                        self.0 = Some(value.to_string());
+                    }
+                }
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    match field.name() {
+                        "setting" => self.0 = Some(format!("{value:?}").trim_matches('"').to_string()),
+                        "message" => self.1 = format!("{value:?}").contains("next restart"),
+                        _ => {}
+                    }
+                }
+            }
+            let mut seen = Setting(None, false);
+            event.record(&mut seen);
+            if let Setting(Some(setting), true) = seen {
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).push(setting);
+            }
+        }
+    }
+
+    #[test]
+    fn restart_only_changes_are_reported_against_what_is_running() {
+        // The daemon listens where it was started until it restarts: every reload while a change is
+        // pending says so, and a change put back says nothing.
+        let dir = std::env::temp_dir().join(format!("sinkhole-state-restart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("sinkhole.toml");
+        let write = |listen: &str, threads: u32| {
+            let text = format!("[server]\nlisten = [\"{listen}\"]\nthreads = {threads}\n[log]\nhits = \"off\"\n");
+            std::fs::write(&config, text).expect("write the config");
+        };
+        write("127.0.0.1:5399", 2);
+        let state = State::new(ConfigSource::File(config.clone())).expect("the first load");
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let dispatch =
+            tracing::Dispatch::new(tracing_subscriber::registry().with(RestartWarnings(Arc::clone(&warnings))));
+        let reload = |listen: &str, threads: u32| {
+            write(listen, threads);
+            tracing::dispatcher::with_default(&dispatch, || state.reload()).expect("reloads");
+            std::mem::take(&mut *warnings.lock().expect("not poisoned"))
+        };
+        let changed = reload("127.0.0.1:5400", 2);
+        let again = reload("127.0.0.1:5400", 2);
+        let threads_too = reload("127.0.0.1:5400", 4);
+        let reverted = reload("127.0.0.1:5399", 2);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(changed, ["server.listen"]);
+        assert_eq!(
+            again,
+            ["server.listen"],
+            "still pending: the daemon listens on the old address"
+        );
+        assert_eq!(threads_too, ["server.listen", "server.threads"]);
+        assert_eq!(reverted, Vec::<String>::new(), "back to what is running");
     }
 }
