@@ -208,8 +208,8 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
 
 fn explain(source: ConfigSource, client: IpAddr, name: &str, qtype: &str) -> anyhow::Result<ExitCode> {
     let qtype = parse_type(qtype)?;
-    let snapshot = source.load().and_then(sinkhole::state::build).map_err(config_failed)?;
-    let text = sinkhole::report::explain(&snapshot, client, name, qtype).map_err(anyhow::Error::msg)?;
+    let state = source.load().and_then(State::from_config).map_err(config_failed)?;
+    let text = sinkhole::report::explain(&Arc::new(state), client, name, qtype).map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
