@@ -71,6 +71,9 @@ pub enum ClientPrivacy {
     Omitted,
 }
 
+/// A record's [`HitContext`], as the writer holds it.
+type Context = Arc<dyn HitContext>;
+
 /// What the writer reads, for each record, of the configuration that decided it: the rules that
 /// name its policy, list and rule, and how to show its client. The live snapshot is one
 /// (`state`); the writer holds it while its records wait, so that a line names what decided it
@@ -106,7 +109,7 @@ pub struct HitRecord {
 enum Message {
     /// A record, and the context that decided it (to name policy, list and rule); None on a
     /// worker's own queue when it is the one of the queue's previous record.
-    Hit(Option<Arc<dyn HitContext>>, HitRecord),
+    Hit(Option<Context>, HitRecord),
     /// A worker's own queue, to be read from now on (sent on the shared queue).
     Join(Receiver<Message>),
     Reopen,
@@ -325,10 +328,10 @@ const BATCH_BYTES: usize = 64 << 10;
 fn write_loop(rx: Receiver<Message>, mut sink: Sink, dropped: metrics::Counter) {
     let mut out = Lines::new(dropped);
     // The shared queue first, then the workers' own, each with the snapshot of its last record.
-    let mut queues: Vec<(Receiver<Message>, Option<Arc<dyn HitContext>>)> = vec![(rx, None)];
+    let mut queues: Vec<(Receiver<Message>, Option<Context>)> = vec![(rx, None)];
     // The records of one pass over the queues: written in the order they were decided, since
     // each worker's queue is drained in turn.
-    let mut pass: Vec<(Arc<dyn HitContext>, HitRecord)> = Vec::new();
+    let mut pass: Vec<(Context, HitRecord)> = Vec::new();
     let mut closing = false;
     loop {
         let mut i = 0;
@@ -400,7 +403,7 @@ impl Lines {
     }
 
     /// Formats and writes `records` (emptied) in the order they were decided.
-    fn write_in_order(&mut self, records: &mut Vec<(Arc<dyn HitContext>, HitRecord)>, sink: &mut Sink) {
+    fn write_in_order(&mut self, records: &mut Vec<(Context, HitRecord)>, sink: &mut Sink) {
         records.sort_by_key(|(_, record)| record.time);
         for (snapshot, record) in records.drain(..) {
             write_line(&mut self.batch, &*snapshot, &record, &mut self.hasher);
