@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::packet::{self, Query};
-use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, flag, push_name, push_u16, rcode, rtype};
+use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, SINKHOLE_SOA_MNAME, flag, push_name, push_u16, rcode, rtype};
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
 pub mod ede {
@@ -130,8 +130,9 @@ impl BlockTemplate {
         push_u16(&mut soa, CLASS_IN);
         soa.extend_from_slice(&ttl.to_be_bytes());
         let mut rdata = Vec::with_capacity(48);
-        push_name(&mut rdata, "sinkhole.invalid");
-        push_name(&mut rdata, "hostmaster.sinkhole.invalid");
+        // The MNAME tells a block answer from an upstream's negative answer without EDE (replay counts them).
+        push_name(&mut rdata, SINKHOLE_SOA_MNAME);
+        push_name(&mut rdata, &format!("hostmaster.{}", SINKHOLE_SOA_MNAME));
         // serial, refresh, retry, expire, minimum (the negative TTL, RFC 2308 5)
         for value in [1, 3600, 600, 86400, ttl] {
             rdata.extend_from_slice(&u32::to_be_bytes(value));

@@ -1,15 +1,16 @@
 //! The verdict for one query: may this client ask, and does its policy block this name?
 //!
-//! Pure and synchronous: it reads the snapshot and the clock value it is given, does no I/O and
-//! does not allocate, so it runs inline on the packet path and is tested with a table of cases.
-//! What to do with a verdict (answer, log, count, forward) is the server's business.
+//! Pure and synchronous: it reads the policy side's [`Rules`] and the clock value it is given,
+//! does no I/O and does not allocate, so it runs inline on the packet path and is tested with a
+//! table of cases. It knows nothing of the live state that holds the rules (`state`), nor of the
+//! config they were built from. What to do with a verdict (answer, log, count, forward) is the
+//! server's business.
 
 use std::net::IpAddr;
 
-use crate::config::Mode;
 use crate::lists::RuleId;
-use crate::policy::{ClientClass, ListId, Policy, PolicyId};
-use crate::state::Snapshot;
+use crate::policy::Mode;
+use crate::policy::{ClientClass, ListId, Policy, PolicyId, Rules};
 
 /// A policy's block list matched a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,24 +45,24 @@ pub enum Verdict {
 
 /// Decides for a query from `client` for `name` (lowercase, dotted, no trailing dot) at `now`
 /// (Unix seconds).
-pub fn decide(snapshot: &Snapshot, client: IpAddr, name: &[u8], now: i64) -> Verdict {
-    decide_for(snapshot, snapshot.clients.classify(client), name, now)
+pub fn decide(rules: &Rules, client: IpAddr, name: &[u8], now: i64) -> Verdict {
+    decide_for(rules, rules.clients.classify(client), name, now)
 }
 
 /// [`decide`] for a client already classified (the packet path classifies once, for the rate
 /// limit and the verdict both).
-pub fn decide_for(snapshot: &Snapshot, class: ClientClass, name: &[u8], now: i64) -> Verdict {
+pub fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i64) -> Verdict {
     if !class.allowed {
         return Verdict::Refused;
     }
     let Some(id) = class.policy else {
         return Verdict::Allowed { inspect: None };
     };
-    let policy = snapshot.policies.get(id);
-    if policy.block.is_empty() || !policy.window.contains(now) || is_exception(snapshot, policy, name) {
+    let policy = rules.policies.get(id);
+    if policy.block.is_empty() || !policy.window.contains(now) || is_exception(rules, policy, name) {
         return Verdict::Allowed { inspect: None };
     }
-    match first_block(snapshot, id, policy, name) {
+    match first_block(rules, id, policy, name) {
         Some(hit) => Verdict::Blocked(hit),
         None => Verdict::Allowed { inspect: Some(id) },
     }
@@ -69,29 +70,25 @@ pub fn decide_for(snapshot: &Snapshot, class: ClientClass, name: &[u8], now: i64
 
 /// Checks the names an answer's CNAME/DNAME chain leads to against the policy that
 /// [`decide`] asked to inspect with: the first blocked name gives the hit.
-pub fn check_chain<'a>(
-    snapshot: &Snapshot,
-    policy: PolicyId,
-    chain: impl IntoIterator<Item = &'a [u8]>,
-) -> Option<Hit> {
-    let p = snapshot.policies.get(policy);
+pub fn check_chain<'a>(rules: &Rules, policy: PolicyId, chain: impl IntoIterator<Item = &'a [u8]>) -> Option<Hit> {
+    let p = rules.policies.get(policy);
     chain
         .into_iter()
-        .filter(|name| !is_exception(snapshot, p, name))
-        .find_map(|name| first_block(snapshot, policy, p, name))
+        .filter(|name| !is_exception(rules, p, name))
+        .find_map(|name| first_block(rules, policy, p, name))
         .map(|hit| Hit { apex_len: None, ..hit })
 }
 
-fn is_exception(snapshot: &Snapshot, policy: &Policy, name: &[u8]) -> bool {
+fn is_exception(rules: &Rules, policy: &Policy, name: &[u8]) -> bool {
     policy
         .allow
         .iter()
-        .any(|&list| snapshot.lists[list].set.lookup(name).is_some())
+        .any(|&list| rules.lists[list].set.lookup(name).is_some())
 }
 
-fn first_block(snapshot: &Snapshot, id: PolicyId, policy: &Policy, name: &[u8]) -> Option<Hit> {
+fn first_block(rules: &Rules, id: PolicyId, policy: &Policy, name: &[u8]) -> Option<Hit> {
     policy.block.iter().find_map(|(list, _)| {
-        snapshot.lists[*list].set.lookup(name).map(|m| Hit {
+        rules.lists[*list].set.lookup(name).map(|m| Hit {
             policy: id,
             list: *list,
             rule: m.rule,
@@ -104,57 +101,44 @@ fn first_block(snapshot: &Snapshot, id: PolicyId, policy: &Policy, name: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Origin};
+    use crate::policy::Window;
+    use crate::policy::test_rules;
 
-    /// Two policies over lists given inline: the shape of a real office config.
-    const CONFIG: &str = r#"
-[server]
-allow = ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"]
-[upstream]
-servers = ["127.0.0.1:5300"]
-[lists.tiktok]
-domains = ["tiktok.com", "tiktokcdn.com", "||p16-tiktok-*.ibyteimg.com^"]
-[lists.meta]
-domains = ["facebook.com"]
-[lists.exceptions]
-domains = ["developers.tiktok.com"]
-
-[[policy]]
-name = "staff"
-clients = ["10.0.0.0/8", "127.10.0.0/16", "fd00::/8"]
-block = ["tiktok", "meta"]
-allow = ["exceptions"]
-
-[[policy]]
-name = "comms"
-clients = ["10.50.0.0/24"]
-block = []
-
-[[policy]]
-name = "pilot"
-clients = ["10.60.0.0/16"]
-block = ["tiktok"]
-mode = "audit"
-
-[[policy]]
-name = "ban-2023"
-clients = ["10.70.0.0/16"]
-block = ["tiktok"]
-active_from = "2023-03-17T00:00:00+01:00"
-active_until = "2023-09-17T00:00:00+02:00"
-"#;
-
-    fn snapshot() -> Snapshot {
-        let config = Config::parse(Origin {
-            name: "engine-test.toml".into(),
-            dir: ".".into(),
-            text: CONFIG.into(),
-        })
-        .expect("test config loads");
-        crate::state::build(config).expect("test snapshot builds")
+    /// Four policies over lists given inline: the shape of a real office config.
+    fn snapshot() -> Rules {
+        let always = Window::default();
+        // 2023-03-17T00:00:00+01:00 until 2023-09-17T00:00:00+02:00.
+        let ban = Window {
+            from: Some(1_679_007_600),
+            until: Some(1_694_901_600),
+        };
+        test_rules(
+            &["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"],
+            &[
+                (
+                    "tiktok",
+                    &["tiktok.com", "tiktokcdn.com", "||p16-tiktok-*.ibyteimg.com^"],
+                ),
+                ("meta", &["facebook.com"]),
+                ("exceptions", &["developers.tiktok.com"]),
+            ],
+            &[
+                (
+                    "staff",
+                    &["10.0.0.0/8", "127.10.0.0/16", "fd00::/8"],
+                    &["tiktok", "meta"],
+                    &["exceptions"],
+                    Mode::Enforce,
+                    always,
+                ),
+                ("comms", &["10.50.0.0/24"], &[], &[], Mode::Enforce, always),
+                ("pilot", &["10.60.0.0/16"], &["tiktok"], &[], Mode::Audit, always),
+                ("ban-2023", &["10.70.0.0/16"], &["tiktok"], &[], Mode::Enforce, ban),
+            ],
+        )
     }
 
-    fn verdict_name(s: &Snapshot, v: Verdict) -> String {
+    fn verdict_name(s: &Rules, v: Verdict) -> String {
         match v {
             Verdict::Refused => "refused".into(),
             Verdict::Allowed { inspect: None } => "allowed".into(),
@@ -282,7 +266,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::config::{Config, Origin};
+    use crate::policy::test_rules;
 
     /// Labels from a small alphabet, so that random rules and names meet often (see `lists`' properties).
     const LABELS: &[&str] = &["a", "b", "ab", "ba", "a-b", "x_1"];
@@ -305,30 +289,27 @@ mod properties {
     }
 
     fn line((domain, exact): &Rule) -> String {
-        if *exact {
-            format!("\"|{domain}^\"")
-        } else {
-            format!("\"{domain}\"")
-        }
+        if *exact { format!("|{domain}^") } else { domain.clone() }
     }
 
-    /// A snapshot with one policy for 10.1.0.0/16 that blocks `block` and makes exceptions of `allow`.
-    fn snapshot(block: &[Rule], allow: &[Rule]) -> Snapshot {
-        let list = |rules: &[Rule]| rules.iter().map(line).collect::<Vec<_>>().join(", ");
-        let text = format!(
-            "[server]\nallow = [\"10.0.0.0/8\"]\n[upstream]\nservers = [\"127.0.0.1:5300\"]\n\
-             [lists.block]\ndomains = [{}]\n[lists.exceptions]\ndomains = [{}]\n\
-             [[policy]]\nname = \"p\"\nclients = [\"10.1.0.0/16\"]\nblock = [\"block\"]\nallow = [\"exceptions\"]\n",
-            list(block),
-            list(allow)
-        );
-        let config = Config::parse(Origin {
-            name: "property.toml".into(),
-            dir: ".".into(),
-            text,
-        })
-        .expect("generated config loads");
-        crate::state::build(config).expect("generated snapshot builds")
+    /// Rules with one policy for 10.1.0.0/16 that blocks `block` and makes exceptions of `allow`.
+    fn snapshot(block: &[Rule], allow: &[Rule]) -> Rules {
+        let list = |rules: &[Rule]| rules.iter().map(line).collect::<Vec<_>>();
+        let (block, allow) = (list(block), list(allow));
+        let block: Vec<&str> = block.iter().map(String::as_str).collect();
+        let allow: Vec<&str> = allow.iter().map(String::as_str).collect();
+        test_rules(
+            &["10.0.0.0/8"],
+            &[("block", &block), ("exceptions", &allow)],
+            &[(
+                "p",
+                &["10.1.0.0/16"],
+                &["block"],
+                &["exceptions"],
+                Mode::Enforce,
+                crate::policy::Window::default(),
+            )],
+        )
     }
 
     /// Whether a rule covers a name, the slow way: the name itself, or (suffix rules) a name below it.

@@ -29,10 +29,61 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use crate::config::{ClientIpMode, HitsTarget};
 use crate::engine::Hit;
 use crate::packet::QName;
-use crate::state::Snapshot;
+use crate::policy::Rules;
+
+/// Where hit log lines go (`log.hits`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Standard error, beside the operational log.
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// A file, appended to and reopened on SIGHUP (after logrotate moved it).
+    File(PathBuf),
+    /// Nowhere: hits are only counted.
+    Off,
+}
+
+/// How the hit log is started: where lines go and how many records may wait for the writer.
+/// Built by the wiring code from the config; both take effect at start only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Where lines go.
+    pub target: Target,
+    /// Records that may wait for the writer (`log.queue`), shared out between the workers.
+    pub queue: usize,
+}
+
+/// What a line's `client` field shows (`log.client_ip`): read from the configuration each hit
+/// was decided in, so that a reload changes it from the next hit on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientPrivacy {
+    /// The address.
+    Full,
+    /// The address's /24 (IPv4) or /56 (IPv6).
+    Truncated,
+    /// A keyed hash of the address with this secret: the same client gives the same token,
+    /// which reveals nothing without the secret.
+    Hashed(String),
+    /// No `client` field.
+    Omitted,
+}
+
+/// A record's [`HitContext`], as the writer holds it.
+type Context = Arc<dyn HitContext>;
+
+/// What the writer reads, for each record, of the configuration that decided it: the rules that
+/// name its policy, list and rule, and how to show its client. The live snapshot is one
+/// (`state`); the writer holds it while its records wait, so that a line names what decided it
+/// even after a reload.
+pub trait HitContext: Send + Sync + 'static {
+    /// The rules the hit's ids index.
+    fn rules(&self) -> &Rules;
+    /// How the client is shown.
+    fn client_privacy(&self) -> &ClientPrivacy;
+}
 
 /// One hit, as the packet path records it: fixed size, no allocation to build.
 pub struct HitRecord {
@@ -56,9 +107,9 @@ pub struct HitRecord {
 // Box would cost an allocation per hit on the packet path.
 #[allow(clippy::large_enum_variant)]
 enum Message {
-    /// A record, and the snapshot that decided it (to name policy, list and rule); None on a
+    /// A record, and the context that decided it (to name policy, list and rule); None on a
     /// worker's own queue when it is the one of the queue's previous record.
-    Hit(Option<Arc<Snapshot>>, HitRecord),
+    Hit(Option<Context>, HitRecord),
     /// A worker's own queue, to be read from now on (sent on the shared queue).
     Join(Receiver<Message>),
     Reopen,
@@ -89,12 +140,12 @@ pub struct HitSender {
 }
 
 impl HitSender {
-    /// Queues a record decided in `snapshot`; never blocks. Drops and counts it if the writer
-    /// is behind.
-    pub fn record(&mut self, snapshot: &Arc<Snapshot>, record: HitRecord) {
-        let address = Arc::as_ptr(snapshot) as usize;
+    /// Queues a record decided in `context` (the snapshot); never blocks. Drops and counts it
+    /// if the writer is behind.
+    pub fn record<C: HitContext>(&mut self, context: &Arc<C>, record: HitRecord) {
+        let address = Arc::as_ptr(context) as usize;
         let same = self.last == Some(address);
-        let named = (!same).then(|| Arc::clone(snapshot));
+        let named = (!same).then(|| Arc::clone(context) as Arc<dyn HitContext>);
         match self.queue.try_send(Message::Hit(named, record)) {
             Ok(()) => self.last = Some(address),
             Err(TrySendError::Full(_)) => {
@@ -126,12 +177,16 @@ impl HitLogWriter {
 }
 
 impl HitLog {
-    /// Starts the writer for `target` with a queue of `capacity` records. A file target is opened
-    /// now, so that a path that cannot be written fails the start rather than losing hits.
-    pub fn start(target: HitsTarget, capacity: usize) -> io::Result<(HitLog, HitLogWriter)> {
+    /// Starts the writer as `settings` say. A file target is opened now, so that a path that
+    /// cannot be written fails the start rather than losing hits.
+    pub fn start(settings: Settings) -> io::Result<(HitLog, HitLogWriter)> {
+        let Settings {
+            target,
+            queue: capacity,
+        } = settings;
         let dropped = metrics::counter!(crate::metrics::HITLOG_DROPPED);
         let sink = match target {
-            HitsTarget::Off => {
+            Target::Off => {
                 let off = HitLog {
                     queue: None,
                     capacity,
@@ -187,11 +242,12 @@ impl HitLog {
         self.queue.is_some()
     }
 
-    /// Queues a record decided in `snapshot` on the shared queue (for short-lived callers: a
-    /// TCP query); never blocks. Drops and counts it if the writer is behind.
-    pub fn record(&self, snapshot: &Arc<Snapshot>, record: HitRecord) {
+    /// Queues a record decided in `context` (the snapshot) on the shared queue (for short-lived
+    /// callers: a TCP query); never blocks. Drops and counts it if the writer is behind.
+    pub fn record<C: HitContext>(&self, context: &Arc<C>, record: HitRecord) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(Message::Hit(Some(Arc::clone(snapshot)), record)) {
+        let context = Arc::clone(context) as Arc<dyn HitContext>;
+        match queue.try_send(Message::Hit(Some(context), record)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.dropped.increment(1),
             Err(TrySendError::Disconnected(_)) => {}
@@ -222,14 +278,14 @@ enum Sink {
 }
 
 impl Sink {
-    fn open(target: HitsTarget) -> io::Result<Sink> {
+    fn open(target: Target) -> io::Result<Sink> {
         Ok(match target {
-            HitsTarget::Stdout => Sink::Stdout,
-            HitsTarget::File(path) => {
+            Target::Stdout => Sink::Stdout,
+            Target::File(path) => {
                 let file = open_append(&path)?;
                 Sink::File(path, file)
             }
-            HitsTarget::Stderr | HitsTarget::Off => Sink::Stderr,
+            Target::Stderr | Target::Off => Sink::Stderr,
         })
     }
 
@@ -272,10 +328,10 @@ const BATCH_BYTES: usize = 64 << 10;
 fn write_loop(rx: Receiver<Message>, mut sink: Sink, dropped: metrics::Counter) {
     let mut out = Lines::new(dropped);
     // The shared queue first, then the workers' own, each with the snapshot of its last record.
-    let mut queues: Vec<(Receiver<Message>, Option<Arc<Snapshot>>)> = vec![(rx, None)];
+    let mut queues: Vec<(Receiver<Message>, Option<Context>)> = vec![(rx, None)];
     // The records of one pass over the queues: written in the order they were decided, since
     // each worker's queue is drained in turn.
-    let mut pass: Vec<(Arc<Snapshot>, HitRecord)> = Vec::new();
+    let mut pass: Vec<(Context, HitRecord)> = Vec::new();
     let mut closing = false;
     loop {
         let mut i = 0;
@@ -347,10 +403,10 @@ impl Lines {
     }
 
     /// Formats and writes `records` (emptied) in the order they were decided.
-    fn write_in_order(&mut self, records: &mut Vec<(Arc<Snapshot>, HitRecord)>, sink: &mut Sink) {
+    fn write_in_order(&mut self, records: &mut Vec<(Context, HitRecord)>, sink: &mut Sink) {
         records.sort_by_key(|(_, record)| record.time);
         for (snapshot, record) in records.drain(..) {
-            write_line(&mut self.batch, &snapshot, &record, &mut self.hasher);
+            write_line(&mut self.batch, &*snapshot, &record, &mut self.hasher);
             if self.batch.len() >= BATCH_BYTES {
                 self.flush(sink);
             }
@@ -396,20 +452,20 @@ impl Lines {
 
 /// Appends one JSON line for a record, formatting straight into the batch (no allocation, but
 /// for a query name that is not UTF-8).
-fn write_line(out: &mut Vec<u8>, s: &Snapshot, r: &HitRecord, hasher: &mut ClientHasher) {
+fn write_line(out: &mut Vec<u8>, s: &dyn HitContext, r: &HitRecord, hasher: &mut ClientHasher) {
     let start = out.len();
     if format_line(out, s, r, hasher).is_err() {
         out.truncate(start);
     }
 }
 
-fn format_line(out: &mut Vec<u8>, s: &Snapshot, r: &HitRecord, hasher: &mut ClientHasher) -> io::Result<()> {
-    let policy = s.policies.get(r.hit.policy);
-    let list = &s.lists[r.hit.list];
+fn format_line(out: &mut Vec<u8>, s: &dyn HitContext, r: &HitRecord, hasher: &mut ClientHasher) -> io::Result<()> {
+    let rules = s.rules();
+    let policy = rules.policies.get(r.hit.policy);
+    let list = &rules.lists[r.hit.list];
     let time = jiff::Timestamp::try_from(r.time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     write!(out, "{{\"time\":\"{time:.3}\"")?;
-    let salt = s.config.log.hash_salt();
-    if let Some(field) = client_field(r.client, s.config.log.client_ip, salt, hasher) {
+    if let Some(field) = client_field(r.client, s.client_privacy(), hasher) {
         write!(out, ",\"client\":\"{field}\"")?;
     }
     json_field(out, "policy", &policy.name)?;
@@ -460,16 +516,16 @@ impl fmt::Display for ClientField {
 }
 
 /// The `client` field per the privacy mode.
-fn client_field(ip: IpAddr, mode: ClientIpMode, salt: Option<&str>, hasher: &mut ClientHasher) -> Option<ClientField> {
+fn client_field(ip: IpAddr, privacy: &ClientPrivacy, hasher: &mut ClientHasher) -> Option<ClientField> {
     let ip = ip.to_canonical();
-    match mode {
-        ClientIpMode::Full => Some(ClientField::Address(ip)),
-        ClientIpMode::Truncated => {
+    match privacy {
+        ClientPrivacy::Full => Some(ClientField::Address(ip)),
+        ClientPrivacy::Truncated => {
             let prefix = if ip.is_ipv4() { 24 } else { 56 };
             IpNet::new(ip, prefix).ok().map(|n| ClientField::Network(n.trunc()))
         }
-        ClientIpMode::Hashed => Some(ClientField::Token(hasher.hash(ip, salt.unwrap_or_default()))),
-        ClientIpMode::None => None,
+        ClientPrivacy::Hashed(salt) => Some(ClientField::Token(hasher.hash(ip, salt))),
+        ClientPrivacy::Omitted => None,
     }
 }
 
@@ -519,23 +575,45 @@ impl fmt::Display for TypeName {
 mod tests {
     use super::*;
 
+    /// Rules with every client shown in full: what a snapshot gives the writer.
+    struct TestContext(Rules);
+
+    impl HitContext for TestContext {
+        fn rules(&self) -> &Rules {
+            &self.0
+        }
+        fn client_privacy(&self) -> &ClientPrivacy {
+            &ClientPrivacy::Full
+        }
+    }
+
     #[test]
     fn lines_from_several_workers_come_out_in_the_order_decided() {
         // Two workers' queues, drained in turn: the later-joined worker's older record must still
         // be written first (a client's second query may land on another worker than its first).
-        let config = crate::config::Config::parse(crate::config::Origin {
-            name: "hitlog-test.toml".into(),
-            dir: ".".into(),
-            text: "[lists.tiktok]\nbuiltin = [\"tiktok\"]\n[[policy]]\nname = \"staff\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"tiktok\"]\n".into(),
-        })
-        .expect("test config");
-        let snapshot = Arc::new(crate::state::build(config).expect("test snapshot"));
+        let snapshot = Arc::new(TestContext(crate::policy::test_rules(
+            &["10.0.0.0/8"],
+            &[("tiktok", &["tiktok.com"])],
+            &[(
+                "staff",
+                &["10.0.0.0/8"],
+                &["tiktok"],
+                &[],
+                // Enforce, always.
+                Default::default(),
+                Default::default(),
+            )],
+        )));
         let path = std::env::temp_dir().join(format!("sinkhole-hitlog-order-{}.jsonl", std::process::id()));
-        let (log, writer) = HitLog::start(HitsTarget::File(path.clone()), 64).expect("temp hit log");
+        let (log, writer) = HitLog::start(Settings {
+            target: Target::File(path.clone()),
+            queue: 64,
+        })
+        .expect("temp hit log");
         let (mut first, mut second) = (log.sender(2).expect("on"), log.sender(2).expect("on"));
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let client = "10.1.2.3".parse().expect("test address");
-        let crate::engine::Verdict::Blocked(hit) = crate::engine::decide(&snapshot, client, b"tiktok.com", 0) else {
+        let crate::engine::Verdict::Blocked(hit) = crate::engine::decide(&snapshot.0, client, b"tiktok.com", 0) else {
             panic!("tiktok.com is blocked for {client}");
         };
         let record = |name: &str, time: SystemTime| HitRecord {
@@ -589,34 +667,34 @@ mod tests {
         assert_eq!(text, "{\"qname\":\"d\"}\n");
     }
 
-    fn field(ip: &str, mode: ClientIpMode, salt: Option<&str>, h: &mut ClientHasher) -> Option<String> {
-        client_field(ip.parse().expect("test address"), mode, salt, h).map(|f| f.to_string())
+    fn field(ip: &str, privacy: ClientPrivacy, h: &mut ClientHasher) -> Option<String> {
+        client_field(ip.parse().expect("test address"), &privacy, h).map(|f| f.to_string())
     }
 
     #[test]
     fn privacy_modes() {
         let mut h = ClientHasher::default();
         assert_eq!(
-            field("10.1.2.3", ClientIpMode::Full, None, &mut h).as_deref(),
+            field("10.1.2.3", ClientPrivacy::Full, &mut h).as_deref(),
             Some("10.1.2.3")
         );
         assert_eq!(
-            field("::ffff:10.1.2.3", ClientIpMode::Full, None, &mut h).as_deref(),
+            field("::ffff:10.1.2.3", ClientPrivacy::Full, &mut h).as_deref(),
             Some("10.1.2.3")
         );
         assert_eq!(
-            field("10.1.2.3", ClientIpMode::Truncated, None, &mut h).as_deref(),
+            field("10.1.2.3", ClientPrivacy::Truncated, &mut h).as_deref(),
             Some("10.1.2.0/24")
         );
         assert_eq!(
-            field("2001:db8:aa:bbcc::1", ClientIpMode::Truncated, None, &mut h).as_deref(),
+            field("2001:db8:aa:bbcc::1", ClientPrivacy::Truncated, &mut h).as_deref(),
             Some("2001:db8:aa:bb00::/56")
         );
-        assert_eq!(field("10.1.2.3", ClientIpMode::None, None, &mut h), None);
-        let salt = Some("0123456789abcdef");
-        let a = field("10.1.2.3", ClientIpMode::Hashed, salt, &mut h).expect("hash");
-        let b = field("10.1.2.3", ClientIpMode::Hashed, salt, &mut h).expect("hash");
-        let c = field("10.1.2.3", ClientIpMode::Hashed, Some("another salt 12345"), &mut h).expect("hash");
+        assert_eq!(field("10.1.2.3", ClientPrivacy::Omitted, &mut h), None);
+        let salt = "0123456789abcdef";
+        let a = field("10.1.2.3", ClientPrivacy::Hashed(salt.into()), &mut h).expect("hash");
+        let b = field("10.1.2.3", ClientPrivacy::Hashed(salt.into()), &mut h).expect("hash");
+        let c = field("10.1.2.3", ClientPrivacy::Hashed("another salt 12345".into()), &mut h).expect("hash");
         assert_eq!(a, b, "stable for one salt");
         assert_ne!(a, c, "depends on the salt");
         assert_eq!(a.len(), 16);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sinkhole::config::{Config, ConfigError, HitsTarget, LogFormat};
-use sinkhole::hitlog::HitLog;
+use sinkhole::hitlog::{self, HitLog};
 use sinkhole::privilege::{self, Identity};
 use sinkhole::state::{ConfigSource, State};
 
@@ -183,13 +183,17 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         }
         sinkhole::metrics::describe();
         metrics::gauge!(sinkhole::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        let hits = match &first.log.hits {
-            HitsTarget::File(path) => HitsTarget::File(first.resolve(path)),
-            other => other.clone(),
+        let hits = hitlog::Settings {
+            target: match &first.log.hits {
+                HitsTarget::File(path) => hitlog::Target::File(first.resolve(path)),
+                HitsTarget::Stdout => hitlog::Target::Stdout,
+                HitsTarget::Stderr => hitlog::Target::Stderr,
+                HitsTarget::Off => hitlog::Target::Off,
+            },
+            queue: first.log.queue,
         };
-        let queue = first.log.queue;
         let state = Arc::new(State::with_config(source, first).map_err(config_failed)?);
-        let (hitlog, writer) = HitLog::start(hits, queue).context("cannot start the hit log")?;
+        let (hitlog, writer) = HitLog::start(hits).context("cannot start the hit log")?;
         // Root is needed no longer once the DNS sockets are bound: the metrics listener is up
         // and the hit log open already.
         let drop_root = move || match identity {
@@ -220,8 +224,8 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
 
 fn explain(source: ConfigSource, client: IpAddr, name: &str, qtype: &str) -> anyhow::Result<ExitCode> {
     let qtype = parse_type(qtype)?;
-    let snapshot = source.load().and_then(sinkhole::state::build).map_err(config_failed)?;
-    let text = sinkhole::report::explain(&snapshot, client, name, qtype).map_err(anyhow::Error::msg)?;
+    let state = source.load().and_then(State::from_config).map_err(config_failed)?;
+    let text = sinkhole::report::explain(&Arc::new(state), client, name, qtype).map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,9 @@
 //! Client address → policy, by longest prefix; what each policy blocks, when, and how it answers.
 //!
-//! Built once per config load (off the packet path) from the `[[policy]]` sections and the
-//! compiled lists; read-only afterwards. The decision that uses it is `engine`'s.
+//! Built once per config load (off the packet path) from [`PolicySpec`]s (which `state` makes of
+//! the `[[policy]]` sections) and the compiled lists; read-only afterwards. [`Rules`] is all of
+//! it together: the value the decision (`engine`) reads. This module knows nothing of the config
+//! file, so that the config may use its types without the two importing each other.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
 use crate::answer::{BlockAnswer, BlockTemplate};
-use crate::config::PolicyConfig;
+use crate::lists::{BadLine, DomainSet};
+use crate::packet::Query;
 
 /// Index of a named list in the snapshot's lists.
 pub type ListId = usize;
@@ -311,8 +314,9 @@ pub struct Policy {
     pub mode: Mode,
     /// When it blocks.
     pub window: Window,
-    /// Its answers, pre-encoded.
-    pub template: BlockTemplate,
+    /// Its answers, pre-encoded; written through [`Policy::write_block_answer`] only, so that
+    /// whoever shows an answer (`explain`) shows what the packet path sends.
+    template: BlockTemplate,
     /// The prefixes it was configured with (for reports).
     pub clients: Vec<IpNet>,
 }
@@ -321,6 +325,101 @@ impl Policy {
     /// The answer kind it sends.
     pub fn answer(&self) -> BlockAnswer {
         self.template.answer()
+    }
+
+    /// Writes its block answer to `query` (read from `packet`) into `out`, cleared first:
+    /// `apex_len` is the hit's (`engine::Hit::apex_len`), which owns the SOA. The one way a block
+    /// answer is written, by the packet path and by `explain` alike.
+    pub fn write_block_answer(&self, packet: &[u8], query: &Query, apex_len: Option<u8>, out: &mut Vec<u8>) {
+        self.template.write(packet, query, apex_len, out);
+    }
+}
+
+/// One policy as the config describes it, with its lists already resolved to ids: what
+/// [`PolicyTable::build`] makes a [`Policy`] of.
+#[derive(Clone, Debug)]
+pub struct PolicySpec {
+    /// Its name.
+    pub name: String,
+    /// Its client prefixes, in config order.
+    pub clients: Vec<IpNet>,
+    /// The lists it blocks.
+    pub block: Vec<ListId>,
+    /// The lists of names it never blocks.
+    pub allow: Vec<ListId>,
+    /// Enforce or only audit.
+    pub mode: Mode,
+    /// When it blocks.
+    pub window: Window,
+    /// What a blocked client is told.
+    pub answer: BlockAnswer,
+    /// TTL of its block answers (and their negative caching), in seconds.
+    pub block_ttl: u32,
+}
+
+/// One compiled list.
+pub struct NamedList {
+    /// Its `[lists.NAME]` name.
+    pub name: Arc<str>,
+    /// The compiled rules.
+    pub set: DomainSet,
+    /// Lines that were skipped, with file and line number (for `check` and the logs).
+    pub bad_lines: Vec<BadLine>,
+    /// Where the rules came from, for reports: file paths, `builtin:NAME`, `inline`.
+    pub sources: Vec<String>,
+}
+
+/// Everything a verdict is decided from: who may query and whose policy is which (one table),
+/// the policies, and the lists they name. Built with each snapshot and immutable; the decision
+/// (`engine::decide`) reads this and nothing else, so it does not depend on how the state
+/// around it is kept.
+#[derive(Default)]
+pub struct Rules {
+    /// `server.allow`, `ratelimit.exempt` and the policies' prefixes in one table, for the
+    /// packet path.
+    pub clients: ClientTable,
+    /// The policies and the prefix table that selects one.
+    pub policies: PolicyTable,
+    /// Compiled lists, indexed by [`ListId`].
+    pub lists: Vec<NamedList>,
+}
+
+impl Rules {
+    /// Builds the rules: the policies of `specs` over `lists`, and the client table of `allow`,
+    /// `exempt` and the policies' prefixes.
+    pub fn build(
+        allow: &PrefixTable<()>,
+        exempt: &PrefixTable<()>,
+        lists: Vec<NamedList>,
+        specs: &[PolicySpec],
+    ) -> Rules {
+        let policies = PolicyTable::build(specs, &lists);
+        Rules {
+            clients: ClientTable::build(allow, exempt, &policies),
+            policies,
+            lists,
+        }
+    }
+
+    /// Index of a list by name.
+    pub fn list_id(&self, name: &str) -> Option<ListId> {
+        self.lists.iter().position(|l| &*l.name == name)
+    }
+
+    /// Total rules over all lists.
+    pub fn rule_count(&self) -> usize {
+        self.lists.iter().map(|l| l.set.len()).sum()
+    }
+
+    /// Rules that some policy blocks, counted once per (policy, list): zero when the config
+    /// blocks nothing at all, which a reload must not bring about by accident.
+    pub fn blocking_rules(&self) -> usize {
+        self.policies
+            .iter()
+            .flat_map(|p| &p.block)
+            .filter_map(|(list, _)| self.lists.get(*list))
+            .map(|l| l.set.len())
+            .sum()
     }
 }
 
@@ -332,41 +431,37 @@ pub struct PolicyTable {
 }
 
 impl PolicyTable {
-    /// Builds the table. `list_id` maps a list name to its index (validated by config). A prefix
-    /// claimed twice goes to the first policy (config warns about it).
-    pub fn build(
-        configs: &[PolicyConfig],
-        windows: &[Window],
-        list_id: impl Fn(&str) -> Option<ListId>,
-    ) -> PolicyTable {
+    /// Builds the table of `specs`, whose list ids index `lists`. A prefix claimed twice goes
+    /// to the first policy (config warns about it); an id out of range is left out.
+    pub fn build(specs: &[PolicySpec], lists: &[NamedList]) -> PolicyTable {
         let mut table = PolicyTable::default();
-        for (id, (config, window)) in configs.iter().zip(windows).enumerate() {
-            let name: Arc<str> = Arc::from(config.name.get_ref().as_str());
-            let block = config
+        for (id, spec) in specs.iter().enumerate() {
+            let name: Arc<str> = Arc::from(spec.name.as_str());
+            let block = spec
                 .block
                 .iter()
-                .filter_map(|list| {
+                .filter_map(|&list| {
                     let counter = metrics::counter!(
                         crate::metrics::BLOCKS,
                         "policy" => name.to_string(),
-                        "list" => list.get_ref().clone(),
-                        "mode" => config.mode.as_str(),
+                        "list" => lists.get(list)?.name.to_string(),
+                        "mode" => spec.mode.as_str(),
                     );
-                    Some((list_id(list.get_ref())?, counter))
+                    Some((list, counter))
                 })
                 .collect();
-            let allow = config.allow.iter().filter_map(|l| list_id(l.get_ref())).collect();
-            let clients: Vec<IpNet> = config.clients.get_ref().iter().map(|c| c.get_ref().trunc()).collect();
+            let allow = spec.allow.iter().copied().filter(|&list| list < lists.len()).collect();
+            let clients: Vec<IpNet> = spec.clients.iter().map(IpNet::trunc).collect();
             for net in &clients {
                 table.by_prefix.insert_new(*net, id);
             }
             table.policies.push(Policy {
-                template: BlockTemplate::new(&name, config.answer, config.block_ttl),
+                template: BlockTemplate::new(&name, spec.answer, spec.block_ttl),
                 name,
                 block,
                 allow,
-                mode: config.mode,
-                window: *window,
+                mode: spec.mode,
+                window: spec.window,
                 clients,
             });
         }
@@ -398,6 +493,51 @@ impl PolicyTable {
         self.policies.is_empty()
     }
 }
+
+/// Rules for tests (of the engine, the hit log), as `state` builds them from a config: `lists` by
+/// name with their rules, and `policies` as [`TestPolicy`]s; every policy answers NXDOMAIN.
+#[cfg(test)]
+pub(crate) fn test_rules(allow: &[&str], lists: &[(&str, &[&str])], policies: &[TestPolicy<'_>]) -> Rules {
+    let net = |n: &&str| n.parse::<ipnet::IpNet>().expect("test prefix");
+    let mut acl = PrefixTable::default();
+    for n in allow.iter().map(net) {
+        acl.insert_new(n, ());
+    }
+    let named = lists
+        .iter()
+        .map(|(name, rules)| {
+            let mut builder = crate::lists::DomainSetBuilder::new();
+            for rule in *rules {
+                builder.add_rule(rule).expect("test rule");
+            }
+            NamedList {
+                name: std::sync::Arc::from(*name),
+                set: builder.build(),
+                bad_lines: Vec::new(),
+                sources: vec!["inline".into()],
+            }
+        })
+        .collect();
+    let id = |list: &&str| lists.iter().position(|(name, _)| name == list).expect("a test list");
+    let specs: Vec<PolicySpec> = policies
+        .iter()
+        .map(|(name, clients, block, allow, mode, window)| PolicySpec {
+            name: (*name).into(),
+            clients: clients.iter().map(net).collect(),
+            block: block.iter().map(id).collect(),
+            allow: allow.iter().map(id).collect(),
+            mode: *mode,
+            window: *window,
+            answer: BlockAnswer::Nxdomain,
+            block_ttl: 10,
+        })
+        .collect();
+    Rules::build(&acl, &PrefixTable::default(), named, &specs)
+}
+
+/// A test policy: (name, clients, blocked lists, exception lists, mode, window).
+#[cfg(test)]
+pub(crate) type TestPolicy<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str], Mode, Window);
 
 #[cfg(test)]
 mod tests {

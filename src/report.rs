@@ -3,11 +3,19 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::config::Mode;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+
+use crate::answer::{BlockAnswer, ede};
+use crate::cache::PacketCache;
 use crate::engine::{self, Verdict};
+use crate::hitlog::HitLog;
 use crate::packet::{self, QName};
-use crate::state::{Snapshot, now_unix};
+use crate::policy::Mode;
+use crate::server::handler::{Clock, Handler, Protocol, Step, Worker};
+use crate::state::{Snapshot, State, now_unix};
 
 /// The `check` summary: listeners, upstreams, lists with rule counts, policies, warnings.
 pub fn check(snapshot: &Snapshot) -> String {
@@ -42,7 +50,7 @@ pub fn check(snapshot: &Snapshot) -> String {
         c.cache.max_bytes.get_ref()
     );
     let _ = writeln!(out, "lists");
-    for list in &snapshot.lists {
+    for list in &snapshot.rules.lists {
         let _ = writeln!(
             out,
             "  {:<14} {:>7} rules, {} bad lines, from {}",
@@ -53,10 +61,10 @@ pub fn check(snapshot: &Snapshot) -> String {
         );
     }
     let _ = writeln!(out, "policies (a client gets the policy of its most specific prefix)");
-    for policy in snapshot.policies.iter() {
+    for policy in snapshot.rules.policies.iter() {
         let clients: Vec<String> = policy.clients.iter().map(ToString::to_string).collect();
         let names = |ids: &mut dyn Iterator<Item = usize>| -> String {
-            let v: Vec<&str> = ids.map(|id| &*snapshot.lists[id].name).collect();
+            let v: Vec<&str> = ids.map(|id| &*snapshot.rules.lists[id].name).collect();
             if v.is_empty() { "nothing".into() } else { v.join(", ") }
         };
         let _ = writeln!(out, "  {}: clients {}", policy.name, clients.join(", "));
@@ -79,7 +87,7 @@ pub fn check(snapshot: &Snapshot) -> String {
     out
 }
 
-fn window_text(window: crate::config::Window) -> String {
+fn window_text(window: crate::policy::Window) -> String {
     let show = |t: Option<i64>| {
         t.and_then(|s| jiff::Timestamp::from_second(s).ok())
             .map_or_else(|| "-".to_string(), |t| t.to_string())
@@ -100,10 +108,17 @@ fn window_text(window: crate::config::Window) -> String {
 }
 
 /// The `explain` report: which policy a client falls in and through which prefix, which list and
-/// rule match the name, and the answer that would be sent (for a block, decoded from the very
-/// bytes the daemon would send).
-pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> Result<String, String> {
+/// rule match the name, and the answer that would be sent. The answer is the packet path's own:
+/// the query, as a client with EDNS sends it, goes through a [`Handler`] over `state` (with no
+/// cache and no hit log), and the bytes it writes are decoded for display; an audited block's
+/// answer is written by the same call the packet path makes for an enforced one. So `explain`
+/// cannot say something the daemon does not do, for any query type or answer kind.
+pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16) -> Result<String, String> {
+    let snapshot = state.load_full();
     let qname = QName::from_dotted(name).ok_or_else(|| format!("{name:?} is longer than a DNS name can be"))?;
+    let mut packet = Vec::new();
+    packet::encode_query(name, qtype, true, &mut packet).map_err(|e| format!("{name:?} cannot be asked: {e}"))?;
+    let query = packet::parse(&packet).map_err(|e| format!("{name:?} cannot be asked: {e}"))?;
     let mut out = String::new();
     let qtype_name = crate::hitlog::type_name(qtype);
     let _ = writeln!(
@@ -113,17 +128,28 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
         qtype_name,
         client
     );
+    let handler = Handler::new(Arc::clone(state), Arc::new(PacketCache::new(0, 0)), HitLog::disabled());
+    let mut bytes = Vec::new();
+    let step = handler.answer_fast(
+        &packet,
+        client,
+        Protocol::Tcp,
+        Clock::now(),
+        &mut bytes,
+        &mut Worker::default(),
+    );
+    let rules = &snapshot.rules;
     if !snapshot.acl.contains(client) {
         let _ = writeln!(out, "access    {client} is not in server.allow");
-        let _ = writeln!(out, "answer    REFUSED (EDE 18 Prohibited)");
+        let _ = write!(out, "{}", step_text(&step, &bytes, ("", ""), &snapshot));
         return Ok(out);
     }
-    match snapshot.policies.for_client(client) {
+    match rules.policies.for_client(client) {
         None => {
             let _ = writeln!(out, "policy    none: no policy covers {client}, so nothing is blocked");
         }
         Some((id, prefix)) => {
-            let p = snapshot.policies.get(id);
+            let p = rules.policies.get(id);
             let _ = writeln!(
                 out,
                 "policy    {} (through {prefix}; mode {}; {})",
@@ -132,20 +158,21 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
                 window_text(p.window)
             );
             for &list in &p.allow {
-                if let Some(m) = snapshot.lists[list].set.lookup(qname.as_bytes()) {
+                let list = &rules.lists[list];
+                if let Some(m) = list.set.lookup(qname.as_bytes()) {
                     let _ = writeln!(
                         out,
                         "exception list {} rule {:?}: never blocked by this policy",
-                        snapshot.lists[list].name,
-                        snapshot.lists[list].set.rule(m.rule)
+                        list.name,
+                        list.set.rule(m.rule)
                     );
                 }
             }
         }
     }
-    match engine::decide(snapshot, client, qname.as_bytes(), now_unix()) {
+    match engine::decide(rules, client, qname.as_bytes(), now_unix()) {
         Verdict::Refused => {
-            let _ = writeln!(out, "answer    REFUSED");
+            let _ = write!(out, "{}", step_text(&step, &bytes, ("", ""), &snapshot));
         }
         Verdict::Allowed { inspect } => {
             let _ = writeln!(
@@ -157,64 +184,331 @@ pub fn explain(snapshot: &Snapshot, client: IpAddr, name: &str, qtype: u16) -> R
                     " (the policy does not block now)"
                 }
             );
-            let _ = writeln!(
-                out,
-                "answer    forwarded to {}{}",
-                snapshot
-                    .upstream
-                    .servers()
-                    .first()
-                    .map_or_else(|| "-".into(), ToString::to_string),
-                if inspect.is_some() {
-                    "; blocked all the same if its CNAME chain leads into a blocked name"
-                } else {
-                    ""
-                }
-            );
+            let note = if inspect.is_some() {
+                "; blocked all the same if its CNAME chain leads into a blocked name"
+            } else {
+                ""
+            };
+            let _ = write!(out, "{}", step_text(&step, &bytes, ("", note), &snapshot));
         }
         Verdict::Blocked(hit) => {
-            let list = &snapshot.lists[hit.list];
+            let list = &rules.lists[hit.list];
+            let policy = rules.policies.get(hit.policy);
             let _ = writeln!(out, "match     list {} rule {:?}", list.name, list.set.rule(hit.rule));
+            let kind = block_note(policy.answer(), qtype);
             if hit.mode == Mode::Audit {
-                let _ = writeln!(
-                    out,
-                    "answer    forwarded as usual: audit mode logs the hit and answers normally"
-                );
+                // The packet path answered as if nothing matched; the block answer is what
+                // enforcing would send, written as the packet path writes it.
+                let audit = " as usual: audit mode logs the hit and answers normally";
+                let _ = write!(out, "{}", step_text(&step, &bytes, (audit, audit), &snapshot));
                 let _ = writeln!(out, "would be");
+                let mut block = Vec::new();
+                policy.write_block_answer(&packet, &query, hit.apex_len, &mut block);
+                let _ = write!(out, "{}", answer_text(&block, &kind));
+            } else {
+                let _ = write!(out, "{}", step_text(&step, &bytes, (&kind, ""), &snapshot));
             }
-            let _ = write!(out, "{}", block_answer_text(snapshot, hit, &qname, qtype));
         }
     }
     Ok(out)
 }
 
-/// The block answer for a hit, as the daemon would encode it, decoded back for display.
-fn block_answer_text(snapshot: &Snapshot, hit: engine::Hit, qname: &QName, qtype: u16) -> String {
-    // The query as a client with EDNS would send it.
-    let mut packet = Vec::new();
-    let query = packet::encode_query(&qname.to_string_lossy(), qtype, true, &mut packet)
-        .ok()
-        .and_then(|()| packet::parse(&packet).ok());
-    let Some(query) = query else {
-        return "answer    (cannot encode this name)\n".into();
+/// What the handler did with the query, for display: the answer it wrote (the first note after
+/// its summary), or where it would forward the query (the second note after that).
+fn step_text(step: &Step, bytes: &[u8], (reply, forward): (&str, &str), snapshot: &Snapshot) -> String {
+    match step {
+        Step::Reply => answer_text(bytes, reply),
+        Step::Forward(_) => format!(
+            "answer    forwarded to {}{forward}\n",
+            snapshot
+                .upstream
+                .servers()
+                .first()
+                .map_or_else(|| "-".into(), ToString::to_string),
+        ),
+        Step::Drop => "answer    none: the query is dropped\n".into(),
+    }
+}
+
+/// What follows a block answer's summary: the policy's answer kind, and why an address answer
+/// gives no address to this query type.
+fn block_note(answer: BlockAnswer, qtype: u16) -> String {
+    let only = match answer {
+        BlockAnswer::Address(IpAddr::V4(_)) => "A queries only",
+        BlockAnswer::Address(IpAddr::V6(_)) => "AAAA queries only",
+        BlockAnswer::Null => "A and AAAA queries only",
+        _ => return format!(" ({answer})"),
     };
-    let mut bytes = Vec::new();
-    let policy = snapshot.policies.get(hit.policy);
-    policy.template.write(&packet, &query, hit.apex_len, &mut bytes);
-    let Ok(message) = hickory_proto::op::Message::from_vec(&bytes) else {
+    match answer.address_for(qtype) {
+        Some(_) => format!(" ({answer})"),
+        None => format!(" ({answer}, an address for {only})"),
+    }
+}
+
+/// An answer as written for the client, decoded back for display: its rcode (NODATA for a
+/// NOERROR without answer records), `note`, its records, and its Extended DNS Error.
+fn answer_text(bytes: &[u8], note: &str) -> String {
+    let Ok(message) = Message::from_vec(bytes) else {
         return "answer    (undecodable)\n".into();
     };
     let mut out = String::new();
-    // The mnemonic operators know from dig (NXDOMAIN), not hickory's prose.
-    let rcode = format!("{:?}", message.metadata.response_code).to_ascii_uppercase();
-    let _ = writeln!(out, "answer    {rcode} ({})", policy.answer());
+    let code = message.metadata.response_code;
+    let summary = if code == ResponseCode::NoError && message.answers.is_empty() {
+        "NODATA".to_string()
+    } else {
+        // The mnemonic operators know from dig (NXDOMAIN), not hickory's prose.
+        format!("{code:?}").to_ascii_uppercase()
+    };
+    let _ = writeln!(out, "answer    {summary}{note}");
     for record in message.answers.iter().chain(&message.authorities) {
         let _ = writeln!(out, "          {record}");
     }
-    let _ = writeln!(
-        out,
-        "          EDE 15 Blocked \"blocked by policy {}\" (to clients that send EDNS)",
-        policy.name
-    );
+    let ede = message.edns.as_ref().and_then(|edns| {
+        edns.options().as_ref().iter().find_map(|(_, option)| match option {
+            EdnsOption::Unknown(OPTION_EDE, data) if data.len() >= 2 => Some((
+                u16::from_be_bytes([data[0], data[1]]),
+                String::from_utf8_lossy(&data[2..]).into_owned(),
+            )),
+            _ => None,
+        })
+    });
+    if let Some((code, text)) = ede {
+        let _ = writeln!(
+            out,
+            "          EDE {code} {}{text:?} (to clients that send EDNS)",
+            ede_name(code)
+        );
+    }
     out
+}
+
+/// The EDNS option code of Extended DNS Errors (RFC 8914).
+const OPTION_EDE: u16 = 15;
+
+/// The name of an Extended DNS Error code we send (RFC 8914 5.2), with a space after it.
+fn ede_name(code: u16) -> &'static str {
+    match code {
+        ede::OTHER => "Other ",
+        ede::BLOCKED => "Blocked ",
+        ede::PROHIBITED => "Prohibited ",
+        ede::NOT_SUPPORTED => "Not Supported ",
+        ede::NO_REACHABLE_AUTHORITY => "No Reachable Authority ",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Origin};
+    use crate::wire::rtype;
+
+    /// One policy per answer kind, an audit one and one that blocks nothing, over one inline list.
+    const CONFIG: &str = r#"
+[server]
+allow = ["10.0.0.0/8"]
+[upstream]
+servers = ["127.0.0.1:5300"]
+[lists.tiktok]
+domains = ["tiktok.com"]
+[[policy]]
+name = "nx"
+clients = ["10.1.0.0/16"]
+block = ["tiktok"]
+[[policy]]
+name = "nodata"
+clients = ["10.2.0.0/16"]
+block = ["tiktok"]
+answer = "nodata"
+[[policy]]
+name = "null"
+clients = ["10.3.0.0/16"]
+block = ["tiktok"]
+answer = "null"
+[[policy]]
+name = "refused"
+clients = ["10.4.0.0/16"]
+block = ["tiktok"]
+answer = "refused"
+[[policy]]
+name = "page4"
+clients = ["10.5.0.0/16"]
+block = ["tiktok"]
+answer = "192.0.2.53"
+[[policy]]
+name = "page6"
+clients = ["10.6.0.0/16"]
+block = ["tiktok"]
+answer = "2001:db8::53"
+[[policy]]
+name = "pilot"
+clients = ["10.7.0.0/16"]
+block = ["tiktok"]
+mode = "audit"
+[[policy]]
+name = "comms"
+clients = ["10.8.0.0/16"]
+block = []
+"#;
+
+    fn state() -> Arc<State> {
+        let config = Config::parse(Origin {
+            name: "explain-test.toml".into(),
+            dir: ".".into(),
+            text: CONFIG.into(),
+        })
+        .expect("test config loads");
+        Arc::new(State::from_config(config).expect("test state builds"))
+    }
+
+    /// The `answer` lines of `explain`, joined by " | ", and its whole text.
+    fn explained(state: &Arc<State>, client: &str, name: &str, qtype: u16) -> (String, String) {
+        let text = explain(state, client.parse().expect("test address"), name, qtype).expect("explains");
+        let answers: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("answer    ")).collect();
+        (answers.join(" | "), text)
+    }
+
+    #[test]
+    fn explain_says_what_the_daemon_answers_for_every_type_and_answer_kind() {
+        const HTTPS: u16 = 65;
+        const MX: u16 = 15;
+        let forward = "forwarded to 127.0.0.1:5300";
+        let inspect = "forwarded to 127.0.0.1:5300; blocked all the same if its CNAME chain leads into a blocked name";
+        let audit =
+            "forwarded to 127.0.0.1:5300 as usual: audit mode logs the hit and answers normally | NXDOMAIN (nxdomain)";
+        // (client, name, type, the answer lines, a line the text must hold)
+        let cases: &[(&str, &str, u16, &str, &str)] = &[
+            (
+                "10.1.0.1",
+                "www.tiktok.com",
+                rtype::A,
+                "NXDOMAIN (nxdomain)",
+                "tiktok.com. 10 IN SOA",
+            ),
+            (
+                "10.1.0.1",
+                "www.tiktok.com",
+                rtype::AAAA,
+                "NXDOMAIN (nxdomain)",
+                "tiktok.com. 10 IN SOA",
+            ),
+            (
+                "10.1.0.1",
+                "tiktok.com",
+                rtype::ANY,
+                "NXDOMAIN (nxdomain)",
+                "EDE 15 Blocked \"blocked by policy nx\"",
+            ),
+            (
+                "10.2.0.1",
+                "tiktok.com",
+                rtype::A,
+                "NODATA (nodata)",
+                "tiktok.com. 10 IN SOA",
+            ),
+            (
+                "10.3.0.1",
+                "tiktok.com",
+                rtype::A,
+                "NOERROR (null)",
+                "tiktok.com. 10 IN A 0.0.0.0",
+            ),
+            (
+                "10.3.0.1",
+                "tiktok.com",
+                rtype::AAAA,
+                "NOERROR (null)",
+                "tiktok.com. 10 IN AAAA ::",
+            ),
+            (
+                "10.3.0.1",
+                "tiktok.com",
+                MX,
+                "NODATA (null, an address for A and AAAA queries only)",
+                "IN SOA",
+            ),
+            (
+                "10.4.0.1",
+                "tiktok.com",
+                rtype::A,
+                "REFUSED (refused)",
+                "EDE 15 Blocked",
+            ),
+            (
+                "10.5.0.1",
+                "tiktok.com",
+                rtype::A,
+                "NOERROR (192.0.2.53)",
+                "tiktok.com. 10 IN A 192.0.2.53",
+            ),
+            (
+                "10.5.0.1",
+                "www.tiktok.com",
+                rtype::AAAA,
+                "NODATA (192.0.2.53, an address for A queries only)",
+                "tiktok.com. 10 IN SOA",
+            ),
+            (
+                "10.5.0.1",
+                "tiktok.com",
+                HTTPS,
+                "NODATA (192.0.2.53, an address for A queries only)",
+                "IN SOA",
+            ),
+            (
+                "10.6.0.1",
+                "tiktok.com",
+                rtype::AAAA,
+                "NOERROR (2001:db8::53)",
+                "tiktok.com. 10 IN AAAA 2001:db8::53",
+            ),
+            (
+                "10.6.0.1",
+                "tiktok.com",
+                rtype::A,
+                "NODATA (2001:db8::53, an address for AAAA queries only)",
+                "IN SOA",
+            ),
+            ("10.7.0.1", "www.tiktok.com", rtype::A, audit, "would be"),
+            (
+                "10.7.0.1",
+                "tiktok.com",
+                rtype::ANY,
+                "NOERROR as usual: audit mode logs the hit and answers normally | NXDOMAIN (nxdomain)",
+                "IN HINFO RFC8482",
+            ),
+            ("10.8.0.1", "tiktok.com", rtype::A, forward, "policy    comms"),
+            ("10.1.0.1", "example.com", rtype::A, inspect, "match     none"),
+            (
+                "10.9.0.1",
+                "example.com",
+                rtype::ANY,
+                "NOERROR",
+                "example.com. 3600 IN HINFO RFC8482",
+            ),
+            (
+                "10.1.0.1",
+                "example.com",
+                rtype::AXFR,
+                "REFUSED",
+                "EDE 21 Not Supported \"zone transfers are not served\"",
+            ),
+            (
+                "192.0.2.1",
+                "example.com",
+                rtype::A,
+                "REFUSED",
+                "EDE 18 Prohibited \"client not allowed\"",
+            ),
+        ];
+        let state = state();
+        for (client, name, qtype, answers, line) in cases {
+            let (got, text) = explained(&state, client, name, *qtype);
+            assert_eq!(got, *answers, "{client} asks {name} {qtype}:\n{text}");
+            assert!(
+                text.contains(line),
+                "{client} asks {name} {qtype}: no {line:?} in\n{text}"
+            );
+        }
+    }
 }

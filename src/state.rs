@@ -13,24 +13,12 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::cache::TtlLimits;
-use crate::config::{Config, ConfigError, Diagnostic, HitsTarget, Origin};
-use crate::engine;
-use crate::lists::{self, BadLine, DomainSet, DomainSetBuilder};
-use crate::policy::{ClientTable, PolicyTable, PrefixTable};
+use crate::config::{ClientIpMode, Config, ConfigError, Diagnostic, HitsTarget, Origin};
+use crate::hitlog::{ClientPrivacy, HitContext};
+use crate::lists::{self, DomainSetBuilder};
+use crate::policy::{NamedList, PolicySpec, PrefixTable, Rules};
 use crate::ratelimit::RateLimits;
 use crate::upstream::{PoolSettings, UpstreamPool};
-
-/// One compiled list.
-pub struct NamedList {
-    /// Its `[lists.NAME]` name.
-    pub name: Arc<str>,
-    /// The compiled rules.
-    pub set: DomainSet,
-    /// Lines that were skipped, with file and line number (for `check` and the logs).
-    pub bad_lines: Vec<BadLine>,
-    /// Where the rules came from, for reports: file paths, `builtin:NAME`, `inline`.
-    pub sources: Vec<String>,
-}
 
 /// Everything a query reads, immutable once built.
 pub struct Snapshot {
@@ -38,12 +26,10 @@ pub struct Snapshot {
     pub config: Config,
     /// Who may query at all.
     pub acl: PrefixTable<()>,
-    /// `acl`, `ratelimit.exempt` and the policies' prefixes in one table, for the packet path.
-    pub clients: ClientTable,
-    /// Compiled lists, indexed by `policy::ListId`.
-    pub lists: Vec<NamedList>,
-    /// Client prefix → policy.
-    pub policies: PolicyTable,
+    /// What verdicts are decided from: the client table, the policies and their lists.
+    pub rules: Rules,
+    /// How the hit log shows the clients of the hits decided in this snapshot.
+    pub hit_privacy: ClientPrivacy,
     /// Where to forward. Kept across reloads when its settings did not change, so that server
     /// health survives.
     pub upstream: Arc<UpstreamPool>,
@@ -56,30 +42,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Index of a list by name.
-    pub fn list_id(&self, name: &str) -> Option<usize> {
-        self.lists.iter().position(|l| &*l.name == name)
-    }
-
     /// Total rules over all lists.
     pub fn rule_count(&self) -> usize {
-        self.lists.iter().map(|l| l.set.len()).sum()
+        self.rules.rule_count()
+    }
+}
+
+impl HitContext for Snapshot {
+    fn rules(&self) -> &Rules {
+        &self.rules
     }
 
-    /// The verdict for a query; see `engine::decide`.
-    pub fn decide(&self, client: std::net::IpAddr, name: &[u8], now: i64) -> engine::Verdict {
-        engine::decide(self, client, name, now)
-    }
-
-    /// Rules that some policy blocks, counted once per (policy, list): zero when the config
-    /// blocks nothing at all, which a reload must not bring about by accident.
-    pub fn blocking_rules(&self) -> usize {
-        self.policies
-            .iter()
-            .flat_map(|p| &p.block)
-            .filter_map(|(list, _)| self.lists.get(*list))
-            .map(|l| l.set.len())
-            .sum()
+    fn client_privacy(&self) -> &ClientPrivacy {
+        &self.hit_privacy
     }
 }
 
@@ -152,10 +127,22 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
     for net in config.server.allow.get_ref() {
         acl.insert_new(*net, ());
     }
-    let windows: Vec<_> = config.policies.iter().map(|p| config.window(p)).collect();
-    let policies = PolicyTable::build(&config.policies, &windows, |name| {
-        lists.iter().position(|l| &*l.name == name)
-    });
+    let list_id = |name: &str| lists.iter().position(|l| &*l.name == name);
+    let specs: Vec<PolicySpec> = config
+        .policies
+        .iter()
+        .map(|p| PolicySpec {
+            name: p.name.get_ref().clone(),
+            clients: p.clients.get_ref().iter().map(|c| *c.get_ref()).collect(),
+            // Names were validated by config.
+            block: p.block.iter().filter_map(|l| list_id(l.get_ref())).collect(),
+            allow: p.allow.iter().filter_map(|l| list_id(l.get_ref())).collect(),
+            mode: p.mode,
+            window: p.window,
+            answer: p.answer,
+            block_ttl: p.block_ttl,
+        })
+        .collect();
     let settings = PoolSettings {
         timeout: Duration::from_millis(config.upstream.timeout_ms),
         max_inflight: *config.upstream.max_inflight.get_ref(),
@@ -186,12 +173,18 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         identical_burst: rl.identical_burst(),
         slip: rl.slip,
     };
+    let hit_privacy = match config.log.client_ip {
+        ClientIpMode::Full => ClientPrivacy::Full,
+        ClientIpMode::Truncated => ClientPrivacy::Truncated,
+        // Validation makes sure of a salt.
+        ClientIpMode::Hashed => ClientPrivacy::Hashed(config.log.hash_salt().unwrap_or_default().into()),
+        ClientIpMode::None => ClientPrivacy::Omitted,
+    };
     Ok(Snapshot {
         ratelimit,
-        clients: ClientTable::build(&acl, &exempt, &policies),
+        rules: Rules::build(&acl, &exempt, lists, &specs),
         acl,
-        lists,
-        policies,
+        hit_privacy,
         upstream,
         ttl_limits,
         warnings,
@@ -238,17 +231,17 @@ impl ConfigSource {
 pub struct State {
     source: ConfigSource,
     current: ArcSwap<Snapshot>,
+    /// The settings that take effect at start only, as the daemon started with them: what a
+    /// reload compares with to say which changes wait for a restart (not the previous reload,
+    /// which may hold a change that never took effect).
+    running: RestartOnly,
 }
 
 impl State {
     /// Loads the config and builds the first snapshot.
     pub fn new(source: ConfigSource) -> Result<State, ConfigError> {
-        let snapshot = build(source.load()?)?;
-        publish(&snapshot);
-        Ok(State {
-            source,
-            current: ArcSwap::from_pointee(snapshot),
-        })
+        let config = source.load()?;
+        State::with_config(source, config)
     }
 
     /// Builds the first snapshot from a config the caller already loaded from `source` (so that
@@ -258,6 +251,7 @@ impl State {
         publish(&snapshot);
         Ok(State {
             source,
+            running: RestartOnly::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
         })
     }
@@ -265,13 +259,7 @@ impl State {
     /// Builds the first snapshot from a config the caller loaded (a test's config text, a tool's
     /// own config), without a file to read it from again: a reload parses the same text again.
     pub fn from_config(config: Config) -> Result<State, ConfigError> {
-        let source = ConfigSource::Text(config.origin.clone());
-        let snapshot = build(config)?;
-        publish(&snapshot);
-        Ok(State {
-            source,
-            current: ArcSwap::from_pointee(snapshot),
-        })
+        State::with_config(ConfigSource::Text(config.origin.clone()), config)
     }
 
     /// The snapshot to read for one query: cheap, lock-free.
@@ -294,9 +282,9 @@ impl State {
             // A config that blocks nothing where the running one blocks: a truncated file, the
             // wrong file, a list emptied by a bad edit. Lifting a ban is done with its window
             // (active_until) or by a restart, never by a reload that looks like any other.
-            Ok(snapshot) if old.blocking_rules() > 0 && snapshot.blocking_rules() == 0 => {
+            Ok(snapshot) if old.rules.blocking_rules() > 0 && snapshot.rules.blocking_rules() == 0 => {
                 tracing::error!(
-                    rules_now = old.blocking_rules(),
+                    rules_now = old.rules.blocking_rules(),
                     "reload refused: the new config blocks nothing (no policy blocks a list with rules) while the \
                      running one blocks; the previous config keeps serving. To lift the ban, end it with \
                      active_until, or restart sinkhole with the new config"
@@ -306,7 +294,7 @@ impl State {
                 Err(ReloadError::StopsBlocking)
             }
             Ok(snapshot) => {
-                for change in restart_only_changes(&old.config, &snapshot.config) {
+                for change in self.running.changes(&RestartOnly::of(&snapshot.config)) {
                     tracing::warn!(
                         setting = change,
                         "changed in the config, takes effect at the next restart"
@@ -318,9 +306,9 @@ impl State {
                 self.current.store(Arc::clone(&snapshot));
                 publish(&snapshot);
                 tracing::info!(
-                    lists = snapshot.lists.len(),
+                    lists = snapshot.rules.lists.len(),
                     rules = snapshot.rule_count(),
-                    policies = snapshot.policies.len(),
+                    policies = snapshot.rules.policies.len(),
                     "reloaded"
                 );
                 Ok(())
@@ -338,7 +326,7 @@ impl State {
 
 /// Exports a newly built snapshot's figures and warnings.
 fn publish(snapshot: &Snapshot) {
-    for list in &snapshot.lists {
+    for list in &snapshot.rules.lists {
         let name = list.name.to_string();
         metrics::gauge!(crate::metrics::LIST_RULES, "list" => name.clone()).set(list.set.len() as f64);
         metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name).set(list.bad_lines.len() as f64);
@@ -351,31 +339,48 @@ fn publish(snapshot: &Snapshot) {
     metrics::gauge!(crate::metrics::LAST_RELOAD).set(now_unix() as f64);
 }
 
-fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let listen = |c: &Config| -> Vec<SocketAddr> { c.server.listen.iter().map(|l| *l.get_ref()).collect() };
-    let hits = |c: &Config| -> HitsTarget {
-        match &c.log.hits {
+/// The settings read once, at start (listeners, threads, cache size, hit log target), as one
+/// config gives them.
+#[derive(Debug, PartialEq)]
+struct RestartOnly {
+    listen: Vec<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    threads: Option<usize>,
+    cache: (usize, u64),
+    /// The target (a file resolved against the config's directory) and the queue.
+    hits: (HitsTarget, usize),
+}
+
+impl RestartOnly {
+    fn of(c: &Config) -> RestartOnly {
+        let target = match &c.log.hits {
             HitsTarget::File(p) => HitsTarget::File(c.resolve(p)),
             other => other.clone(),
+        };
+        RestartOnly {
+            listen: c.server.listen.iter().map(|l| *l.get_ref()).collect(),
+            metrics: c.server.metrics,
+            threads: c.server.threads,
+            cache: (c.cache.entries, c.cache.max_bytes.get_ref().0),
+            hits: (target, c.log.queue),
         }
-    };
-    let mut changes = Vec::new();
-    if listen(old) != listen(new) {
-        changes.push("server.listen");
     }
-    if old.server.metrics != new.server.metrics {
-        changes.push("server.metrics");
+
+    /// The settings (by config name) that differ in `new`.
+    fn changes(&self, new: &RestartOnly) -> Vec<&'static str> {
+        let differ = [
+            (self.listen != new.listen, "server.listen"),
+            (self.metrics != new.metrics, "server.metrics"),
+            (self.threads != new.threads, "server.threads"),
+            (self.cache != new.cache, "cache size"),
+            (self.hits != new.hits, "log.hits"),
+        ];
+        differ
+            .into_iter()
+            .filter(|(differs, _)| *differs)
+            .map(|(_, name)| name)
+            .collect()
     }
-    if old.server.threads != new.server.threads {
-        changes.push("server.threads");
-    }
-    if old.cache.entries != new.cache.entries || old.cache.max_bytes.get_ref() != new.cache.max_bytes.get_ref() {
-        changes.push("cache size");
-    }
-    if hits(old) != hits(new) || old.log.queue != new.log.queue {
-        changes.push("log.hits");
-    }
-    changes
 }
 
 /// Seconds since the Unix epoch, as policy windows count them.
@@ -443,5 +448,69 @@ mod tests {
             [2],
             "the new lists serve when it says so"
         );
+    }
+
+    /// Records the `setting` field of every "takes effect at the next restart" warning.
+    struct RestartWarnings(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RestartWarnings {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            struct Setting(Option<String>, bool);
+            impl tracing::field::Visit for Setting {
+                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                    if field.name() == "setting" {
+                        self.0 = Some(value.to_string());
+                    }
+                }
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    match field.name() {
+                        "setting" => self.0 = Some(format!("{value:?}").trim_matches('"').to_string()),
+                        "message" => self.1 = format!("{value:?}").contains("next restart"),
+                        _ => {}
+                    }
+                }
+            }
+            let mut seen = Setting(None, false);
+            event.record(&mut seen);
+            if let Setting(Some(setting), true) = seen {
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).push(setting);
+            }
+        }
+    }
+
+    #[test]
+    fn restart_only_changes_are_reported_against_what_is_running() {
+        // The daemon listens where it was started until it restarts: every reload while a change is
+        // pending says so, and a change put back says nothing.
+        let dir = std::env::temp_dir().join(format!("sinkhole-state-restart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = dir.join("sinkhole.toml");
+        let write = |listen: &str, threads: u32| {
+            let text = format!("[server]\nlisten = [\"{listen}\"]\nthreads = {threads}\n[log]\nhits = \"off\"\n");
+            std::fs::write(&config, text).expect("write the config");
+        };
+        write("127.0.0.1:5399", 2);
+        let state = State::new(ConfigSource::File(config.clone())).expect("the first load");
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let dispatch =
+            tracing::Dispatch::new(tracing_subscriber::registry().with(RestartWarnings(Arc::clone(&warnings))));
+        let reload = |listen: &str, threads: u32| {
+            write(listen, threads);
+            tracing::dispatcher::with_default(&dispatch, || state.reload()).expect("reloads");
+            std::mem::take(&mut *warnings.lock().expect("not poisoned"))
+        };
+        let changed = reload("127.0.0.1:5400", 2);
+        let again = reload("127.0.0.1:5400", 2);
+        let threads_too = reload("127.0.0.1:5400", 4);
+        let reverted = reload("127.0.0.1:5399", 2);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(changed, ["server.listen"]);
+        assert_eq!(
+            again,
+            ["server.listen"],
+            "still pending: the daemon listens on the old address"
+        );
+        assert_eq!(threads_too, ["server.listen", "server.threads"]);
+        assert_eq!(reverted, Vec::<String>::new(), "back to what is running");
     }
 }

@@ -1,5 +1,6 @@
-//! Proof that the UDP fast path does not allocate: a blocked query and a cache hit go through
-//! [`Handler::answer_fast`] with zero heap allocations per query once warm (issue 5, DESIGN.md "Speed").
+//! Proof that the UDP fast path does not allocate: a blocked query, a cache hit and every error answer (REFUSED,
+//! FORMERR, NOTIMP; SERVFAIL once forwarding failed) go through [`Handler::answer_fast`] (and [`Handler::reply`])
+//! with zero heap allocations per query once warm (issue 5, DESIGN.md "Speed").
 //!
 //! A counting allocator (allocation-counter's) wraps the system one in this test binary only. It counts per thread, so tests running in
 //! parallel, and the hit log's writer thread (which formats and allocates later, off the packet path), do not
@@ -16,11 +17,11 @@ use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
-use sinkhole::config::HitsTarget;
-use sinkhole::hitlog::{HitLog, HitLogWriter};
+use sinkhole::hitlog::{self, HitLog, HitLogWriter};
 use sinkhole::packet;
-use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
+use sinkhole::server::handler::{Clock, Handler, Protocol, Resolution, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
+use sinkhole::upstream::ForwardError;
 
 /// Allocations this thread makes while running `f`, counted by allocation-counter's global allocator (per thread;
 /// a reallocation counts as one).
@@ -34,6 +35,8 @@ const CALLS: u64 = 1000;
 const WARM_UP: u64 = 16;
 /// A client inside the `staff` policy, which blocks the built-in TikTok list.
 const CLIENT: &str = "10.1.2.3";
+/// A client outside `server.allow`: every query of its is REFUSED.
+const STRANGER: &str = "192.0.2.1";
 
 /// The daemon's config, as an operator would write it, with an upstream nobody answers on (the fast path never
 /// forwards). The hit log is started by the tests themselves, as `main` does from `[log]`.
@@ -141,7 +144,12 @@ fn warm_cache(handler: &Handler, packet: &[u8]) {
 
 /// What one answer says: the rcode, and whether the cache (or the policy) answered rather than the forwarder.
 fn answer(handler: &Handler, packet: &[u8], out: &mut Vec<u8>, worker: &mut Worker) -> Option<u8> {
-    let client: IpAddr = CLIENT.parse().expect("test address");
+    answer_from(CLIENT, handler, packet, out, worker)
+}
+
+/// [`answer`] to a query from `client`.
+fn answer_from(client: &str, handler: &Handler, packet: &[u8], out: &mut Vec<u8>, worker: &mut Worker) -> Option<u8> {
+    let client: IpAddr = client.parse().expect("test address");
     match handler.answer_fast(packet, client, Protocol::Udp, Clock::now(), out, worker) {
         Step::Reply => out.get(3).map(|b| b & 0x0f),
         Step::Drop | Step::Forward(_) => None,
@@ -150,11 +158,16 @@ fn answer(handler: &Handler, packet: &[u8], out: &mut Vec<u8>, worker: &mut Work
 
 /// Warms up, then counts this thread's allocations over [`CALLS`] answers to `packet` by a worker (a UDP worker's,
 /// with its front cache, or with `Worker::default()` a short-lived one's, without), checking each is `rcode`.
-fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8, mut worker: Worker) -> u64 {
+fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8, worker: Worker) -> u64 {
+    allocations_per_answer_from(CLIENT, handler, packet, rcode, worker)
+}
+
+/// [`allocations_per_answer`] to queries from `client`.
+fn allocations_per_answer_from(client: &str, handler: &Handler, packet: &[u8], rcode: u8, mut worker: Worker) -> u64 {
     let mut out = Vec::with_capacity(512);
     for _ in 0..WARM_UP {
         assert_eq!(
-            answer(handler, packet, &mut out, &mut worker),
+            answer_from(client, handler, packet, &mut out, &mut worker),
             Some(rcode),
             "answered on the fast path"
         );
@@ -162,7 +175,7 @@ fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8, mut worke
     let mut wrong = 0;
     let allocations = allocations_in(|| {
         for _ in 0..CALLS {
-            if answer(handler, packet, &mut out, &mut worker) != Some(rcode) {
+            if answer_from(client, handler, packet, &mut out, &mut worker) != Some(rcode) {
                 wrong += 1;
             }
         }
@@ -178,6 +191,9 @@ fn allocations_per_answer(handler: &Handler, packet: &[u8], rcode: u8, mut worke
 const NXDOMAIN: u8 = 3;
 const NOERROR: u8 = 0;
 const REFUSED: u8 = 5;
+const FORMERR: u8 = 1;
+const SERVFAIL: u8 = 2;
+const NOTIMP: u8 = 4;
 
 #[test]
 fn blocked_query_does_not_allocate() {
@@ -209,6 +225,85 @@ fn refused_and_minimal_answers_do_not_allocate() {
     let packet = query("example.com.", RecordType::ANY, true);
     let n = allocations_per_answer(&handler, &packet, NOERROR, handler.worker(1));
     assert_eq!(n, 0, "{n} allocations in {CALLS} ANY queries");
+}
+
+#[test]
+fn refusing_a_client_outside_server_allow_does_not_allocate() {
+    // A stranger's flood is answered REFUSED (with EDE 18 for EDNS clients) at line rate: each answer must cost no
+    // more than a block does.
+    let (handler, _config) = handler("stranger", HitLog::disabled());
+    for edns in [true, false] {
+        let packet = query("www.example.com.", RecordType::A, edns);
+        for worker in [handler.worker(1), Worker::default()] {
+            let n = allocations_per_answer_from(STRANGER, &handler, &packet, REFUSED, worker);
+            assert_eq!(n, 0, "{n} allocations in {CALLS} refusals (edns: {edns})");
+        }
+    }
+}
+
+#[test]
+fn formerr_and_notimp_answers_do_not_allocate() {
+    let (handler, _config) = handler("errors", HitLog::disabled());
+    for edns in [true, false] {
+        let good = query("www.example.com.", RecordType::A, edns);
+        // Two questions: FORMERR, the header echoed alone.
+        let mut two = good.clone();
+        two[5] = 2;
+        let n = allocations_per_answer(&handler, &two, FORMERR, handler.worker(1));
+        assert_eq!(n, 0, "{n} allocations in {CALLS} FORMERR answers (edns: {edns})");
+        // A broken OPT record (cut short): FORMERR with the question read.
+        if edns {
+            let cut = &good[..good.len() - 3];
+            let n = allocations_per_answer(&handler, cut, FORMERR, handler.worker(1));
+            assert_eq!(n, 0, "{n} allocations in {CALLS} FORMERR answers to a cut OPT");
+        }
+        // Opcode STATUS (2): NOTIMP.
+        let mut status = good.clone();
+        status[2] = (status[2] & !0x78) | (2 << 3);
+        let n = allocations_per_answer(&handler, &status, NOTIMP, handler.worker(1));
+        assert_eq!(n, 0, "{n} allocations in {CALLS} NOTIMP answers (edns: {edns})");
+    }
+}
+
+/// SERVFAIL is written when forwarding failed, for every client that waited on the query: the answer itself (an
+/// OPT with an EDE text for EDNS clients) must not allocate, whatever forwarding did before.
+#[test]
+fn servfail_answers_do_not_allocate() {
+    let (handler, _config) = handler("servfail", HitLog::disabled());
+    let client: IpAddr = CLIENT.parse().expect("test address");
+    for edns in [true, false] {
+        let packet = query("www.example.org.", RecordType::A, edns);
+        let mut out = Vec::with_capacity(512);
+        let Step::Forward(pending) = handler.answer_fast(
+            &packet,
+            client,
+            Protocol::Udp,
+            Clock::now(),
+            &mut out,
+            &mut Worker::default(),
+        ) else {
+            panic!("an uncached name is forwarded");
+        };
+        for failed in [
+            Resolution::Failed(ForwardError::Busy),
+            Resolution::Failed(ForwardError::Timeout(std::time::Duration::from_secs(2))),
+        ] {
+            for _ in 0..WARM_UP {
+                handler.reply(&pending, &failed, &mut out);
+            }
+            let mut wrong = 0;
+            let n = allocations_in(|| {
+                for _ in 0..CALLS {
+                    handler.reply(&pending, &failed, &mut out);
+                    if out.get(3).map(|b| b & 0x0f) != Some(SERVFAIL) {
+                        wrong += 1;
+                    }
+                }
+            });
+            assert_eq!(wrong, 0, "every answer is SERVFAIL");
+            assert_eq!(n, 0, "{n} allocations in {CALLS} SERVFAIL answers (edns: {edns})");
+        }
+    }
 }
 
 #[test]
@@ -292,8 +387,11 @@ fn cache_miss_allocates() {
 fn blocked_query_with_hit_log_does_not_allocate() {
     install_metrics();
     let log = TempFile::new("hitlog", "jsonl");
-    let (hitlog, writer): (HitLog, HitLogWriter) =
-        HitLog::start(HitsTarget::File(log.0.clone()), 8192).expect("open the hit log in the temp dir");
+    let (hitlog, writer): (HitLog, HitLogWriter) = HitLog::start(hitlog::Settings {
+        target: hitlog::Target::File(log.0.clone()),
+        queue: 8192,
+    })
+    .expect("open the hit log in the temp dir");
     let (handler, _config) = handler("hitlog", hitlog.clone());
     let packet = query("www.tiktok.com.", RecordType::A, true);
     let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));

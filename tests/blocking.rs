@@ -347,3 +347,35 @@ hits = "off"
         "the IPv6 policy does not cover IPv4 clients"
     );
 }
+
+/// Shutdown answers the queries in flight: a client whose query is upstream when SIGTERM comes gets the upstream's
+/// answer (here 1.5 s late), and the daemon then exits cleanly. (Forwarding, not blocking: here because this file
+/// is the one of these tests the UDP worker's owner edits; it may move to tests/forwarding.rs.)
+#[test]
+fn queries_in_flight_at_shutdown_are_answered() {
+    let upstream = FakeUpstream::start_late(Duration::from_millis(1500));
+    let config = format!(
+        "[server]\nlisten = [\"{{listen}}\"]\nallow = [\"127.0.0.0/8\"]\nthreads = 1\n\
+         [upstream]\nservers = [\"{}\"]\ntimeout_ms = 4000\n[log]\nhits = \"off\"\n",
+        upstream.addr()
+    );
+    let mut daemon = Daemon::start(&config);
+    let server = daemon.addr();
+    let client = std::thread::spawn(move || {
+        let query = new_query("in-flight.example.", RecordType::A, false, false);
+        exchange_udp(server, ip(NOBODY), &query, Duration::from_secs(8))
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while upstream.count("in-flight.example") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the query never went upstream");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = daemon.terminate();
+    let answer = client
+        .join()
+        .expect("the client thread")
+        .expect("answered before the daemon stopped");
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&answer), [LATE_V4.to_string()]);
+    assert!(status.success(), "{status}");
+}

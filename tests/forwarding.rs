@@ -190,7 +190,13 @@ fn chaos_queries_are_answered_here_and_never_forwarded() {
     // Forwarded, version.bind and hostname.bind would tell every client the upstream's software and host name.
     let up = FakeUpstream::start();
     let d = Daemon::start(&config(&[up.addr()], 1000));
-    for name in ["version.bind", "version.server", "hostname.bind", "id.server", "authors.bind"] {
+    for name in [
+        "version.bind",
+        "version.server",
+        "hostname.bind",
+        "id.server",
+        "authors.bind",
+    ] {
         let answer = exchange_udp(d.addr(), ip(NOBODY), &chaos_query(name), TIMEOUT).expect("answer");
         assert_eq!(answer.metadata.response_code, ResponseCode::Refused, "{name}");
         assert!(answer.answers.is_empty(), "{name}: {answer:?}");

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::packet::{self, OptError};
 use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, MIN_UDP_PAYLOAD, RecordPos, WireError, flag, rcode, rtype};
 
 /// RFC 2308 section 7.1: a SERVFAIL must not be cached for longer than five minutes, whatever
@@ -94,62 +95,35 @@ const HOP_BY_HOP_OPTIONS: [u16; 3] = [10, 11, 12];
 
 /// Removes [`HOP_BY_HOP_OPTIONS`] from the OPT record, if any is there (the bytes are returned
 /// untouched otherwise). An OPT record whose options do not fill its data is refused: the
-/// options are read here, and an answer with them broken does not decode for clients.
+/// options are read here, and an answer with them broken does not decode for clients. The
+/// record and its options are found by `packet`'s walker, the daemon's one; a second OPT or one
+/// not owned by the root is left for [`CachedResponse::analyze`] to refuse, in its walk.
 fn strip_hop_by_hop_options(mut bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError> {
-    let [qd, an, ns, ar] = wire::counts(&bytes);
-    let mut pos = HEADER_LEN;
-    for _ in 0..qd {
-        pos = wire::skip_question(&bytes, pos)?;
+    let opt = match packet::find_opt(&bytes) {
+        Ok(Some(opt)) => opt,
+        Ok(None) | Err(OptError::Placement) => return Ok(bytes),
+        Err(OptError::Wire(e)) => return Err(e.into()),
+        Err(OptError::Options) => return Err(ResponseError::BadRdata(rtype::OPT)),
+    };
+    let rdata = &bytes[opt.rdata.clone()];
+    let mut hop_by_hop = false;
+    for option in packet::edns_options(rdata) {
+        let option = option.map_err(|_| ResponseError::BadRdata(rtype::OPT))?;
+        hop_by_hop |= HOP_BY_HOP_OPTIONS.contains(&option.code);
     }
-    for _ in 0..u32::from(an) + u32::from(ns) {
-        pos = wire::read_record(&bytes, pos)?.1;
-    }
-    for _ in 0..ar {
-        let (record, next) = wire::read_record(&bytes, pos)?;
-        if record.rtype == rtype::OPT {
-            let rdata = &bytes[record.rdata.clone()];
-            if !options_fill(rdata) {
-                return Err(ResponseError::BadRdata(rtype::OPT));
+    // Most answers carry none of ours, and are returned without a copy.
+    if hop_by_hop {
+        let mut kept = Vec::with_capacity(rdata.len());
+        for option in packet::edns_options(rdata).flatten() {
+            if !HOP_BY_HOP_OPTIONS.contains(&option.code) {
+                kept.extend_from_slice(&rdata[option.span]);
             }
-            // (code, start, end) of each option; most answers carry none of ours, and are
-            // returned without a copy.
-            let options = || {
-                let mut at = 0;
-                std::iter::from_fn(move || {
-                    let (code, len) = (wire::u16_at(rdata, at)?, wire::u16_at(rdata, at + 2)?);
-                    let end = (at + 4 + usize::from(len)).min(rdata.len());
-                    let option = (code, at, end);
-                    at = end;
-                    Some(option)
-                })
-            };
-            if options().any(|(code, _, _)| HOP_BY_HOP_OPTIONS.contains(&code)) {
-                let mut kept = Vec::with_capacity(rdata.len());
-                for (_, start, end) in options().filter(|(code, _, _)| !HOP_BY_HOP_OPTIONS.contains(code)) {
-                    kept.extend_from_slice(&rdata[start..end]);
-                }
-                let length_at = record.rdata.start - 2;
-                bytes[length_at..length_at + 2].copy_from_slice(&(kept.len() as u16).to_be_bytes());
-                bytes.splice(record.rdata, kept);
-            }
-            break;
         }
-        pos = next;
+        let length_at = opt.rdata.start - 2;
+        bytes[length_at..length_at + 2].copy_from_slice(&(kept.len() as u16).to_be_bytes());
+        bytes.splice(opt.rdata, kept);
     }
     Ok(bytes)
-}
-
-/// Whether `data` is a run of whole EDNS options (code, length, that many bytes) that ends
-/// where it ends, as OPT data must be (RFC 6891 6.1.2).
-fn options_fill(data: &[u8]) -> bool {
-    let mut at = 0;
-    while at < data.len() {
-        match wire::u16_at(data, at + 2) {
-            Some(len) => at += 4 + usize::from(len),
-            None => return false,
-        }
-    }
-    at == data.len()
 }
 
 /// One upstream response, analysed once: its bytes, where each RR's TTL sits, the CNAME/DNAME

@@ -26,9 +26,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use schema::*;
-// Mode and Window live beside `Policy` now; re-exported so that modules that still import them
-// from here (engine, report, server) build unchanged.
-pub use crate::policy::{Mode, Window};
 
 use keys::KeySpans;
 
@@ -176,12 +173,6 @@ impl Config {
                 .map(|(span, message)| config.origin.error(span, message))
                 .collect(),
         ))
-    }
-
-    /// A policy's active window. Validation parsed it into `policy.window`; kept for callers
-    /// that ask the config.
-    pub fn window(&self, policy: &PolicyConfig) -> Window {
-        policy.window
     }
 
     /// Resolves a path from the config (list file, hit log) against the config's directory.

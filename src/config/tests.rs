@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::validate::{self, check_private};
 use super::*;
+use crate::policy::Window;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     parse_in(Path::new("/etc/sinkhole"), text)
@@ -77,7 +78,7 @@ fn the_issue_example_loads_as_written() {
         config.upstream_servers().expect("servers"),
         vec!["127.0.0.1:5300".parse().expect("addr")]
     );
-    let window = config.window(&config.policies[0]);
+    let window = config.policies[0].window;
     assert_eq!(window.from, Some(1_679_007_600));
     assert_eq!(window.until, Some(1_694_901_600));
     assert!(window.contains(1_680_000_000));
@@ -138,7 +139,7 @@ fn native_toml_datetimes_work() {
     let config =
         parse("[[policy]]\nname = \"x\"\nclients = [\"10.0.0.0/8\"]\nactive_from = 2023-03-17T00:00:00+01:00\n")
             .expect("loads");
-    assert_eq!(config.window(&config.policies[0]).from, Some(1_679_007_600));
+    assert_eq!(config.policies[0].window.from, Some(1_679_007_600));
 }
 
 #[test]

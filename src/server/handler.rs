@@ -11,11 +11,11 @@ use std::time::{Instant, SystemTime};
 
 use crate::answer::{self, ede};
 use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, FrontCache, PacketCache};
-use crate::config::Mode;
 use crate::engine::{self, Hit, Verdict};
 use crate::hitlog::{HitLog, HitRecord, HitSender};
 use crate::metrics::{self as names, Outcome};
 use crate::packet::{self, ParseError, QName, Query};
+use crate::policy::Mode;
 use crate::policy::{ListId, PolicyId};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::{Snapshot, State};
@@ -224,7 +224,7 @@ impl BlockTally {
 
 /// Adds `n` to the block counter of `list` in `policy`.
 fn increment_block_counter(snapshot: &Snapshot, policy: PolicyId, list: ListId, n: u64) {
-    let policy = snapshot.policies.get(policy);
+    let policy = snapshot.rules.policies.get(policy);
     if let Some((_, counter)) = policy.block.iter().find(|(l, _)| *l == list) {
         counter.increment(n);
     }
@@ -330,7 +330,7 @@ impl Handler {
     /// Whether `client` may query at all (`server.allow`), as the live config says: what a TCP
     /// listener checks before it gives a connection a slot.
     pub fn client_allowed(&self, client: IpAddr) -> bool {
-        self.state.load().clients.classify(client).allowed
+        self.state.load().rules.clients.classify(client).allowed
     }
 
     /// The packet cache.
@@ -353,7 +353,7 @@ impl Handler {
         let Worker { tally, front } = worker;
         let snapshot = self.state.load();
         let parsed = packet::parse(packet);
-        let class = snapshot.clients.classify(client);
+        let class = snapshot.rules.clients.classify(client);
         if protocol == Protocol::Udp && !class.exempt {
             let question = parsed.as_ref().ok().map(|q| (q.name.as_bytes(), q.qtype));
             let limit = self.limiter.check(client, question, now.instant, &snapshot.ratelimit);
@@ -385,7 +385,7 @@ impl Handler {
             client,
             protocol,
         };
-        let verdict = engine::decide_for(&snapshot, class, query.name.as_bytes(), now.unix);
+        let verdict = engine::decide_for(&snapshot.rules, class, query.name.as_bytes(), now.unix);
         let (inspect, audited) = match verdict {
             Verdict::Refused => {
                 let ede = Some((ede::PROHIBITED, "client not allowed"));
@@ -395,8 +395,8 @@ impl Handler {
             }
             Verdict::Blocked(hit) if hit.mode == Mode::Enforce => {
                 self.log_hit(&q, hit, None, tally);
-                let policy = snapshot.policies.get(hit.policy);
-                policy.template.write(packet, &query, hit.apex_len, out);
+                let policy = snapshot.rules.policies.get(hit.policy);
+                policy.write_block_answer(packet, &query, hit.apex_len, out);
                 tally.query(protocol, Outcome::Blocked);
                 return Step::Reply;
             }
@@ -552,7 +552,7 @@ impl Handler {
         let chain_hit = inspect.and_then(|policy| {
             let mut matched = None;
             let hit = engine::check_chain(
-                q.snapshot,
+                &q.snapshot.rules,
                 policy,
                 response.chain().inspect(|name| matched = Some(*name)),
             );
@@ -563,10 +563,10 @@ impl Handler {
             self.log_hit(q, hit, cname, tally);
             if hit.mode == Mode::Enforce {
                 q.snapshot
+                    .rules
                     .policies
                     .get(hit.policy)
-                    .template
-                    .write(q.packet, q.query, None, out);
+                    .write_block_answer(q.packet, q.query, None, out);
                 return Outcome::Blocked;
             }
         }

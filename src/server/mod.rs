@@ -79,8 +79,8 @@ pub async fn serve(
         metrics = %config.server.metrics.map_or_else(|| "off".to_string(), |m| format!("http://{m}/metrics")),
         upstream = %snapshot.upstream.servers().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         tcp_max_connections = tcp_limits.max_connections,
-        policies = snapshot.policies.len(),
-        lists = snapshot.lists.len(),
+        policies = snapshot.rules.policies.len(),
+        lists = snapshot.rules.lists.len(),
         rules = snapshot.rule_count(),
         "sinkhole is answering DNS over UDP and TCP"
     );

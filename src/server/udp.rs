@@ -9,7 +9,9 @@
 //! A cache miss becomes a task on the same thread, bounded by `server.max_inflight`, that
 //! forwards and answers; past the bound misses are dropped and counted, so a flood cannot grow
 //! memory without end. A miss for a question already in flight on the worker waits for that
-//! answer (`inflight`) instead of going upstream again.
+//! answer (`inflight`) instead of going upstream again. The worker owns its forwarding tasks
+//! through a task tracker: at shutdown it stops reading and waits for them (a few seconds at
+//! most), so that the queries in flight are answered.
 
 use std::cell::Cell;
 use std::io;
@@ -24,6 +26,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use tokio::io::Interest;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use super::handler::{Clock, Handler, Protocol, Step, Worker};
 use super::inflight::{Follower, InFlight};
@@ -41,6 +44,9 @@ const SEND_LEN: usize = 65_535;
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// Kernel receive buffer we ask for, so bursts queue in the kernel rather than drop.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// How long shutdown waits for a worker's forwarded queries to be answered (each is bounded by
+/// the upstream timeout anyway); what is still in flight then is dropped unanswered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The worker threads of all UDP listeners.
 pub struct UdpWorkers {
@@ -155,7 +161,11 @@ fn run(
                 .map_err(|e| io::Error::other(format!("cannot register a UDP socket: {e}")))?,
         );
         let fd = socket.get_ref().as_fd();
+        // Clients waiting on a forwarded query (those merged into another's included): the
+        // `max_inflight` cap, and whether the loop may sleep in the kernel.
         let inflight = Rc::new(Cell::new(0usize));
+        // The forwarding tasks, awaited at shutdown.
+        let tasks = TaskTracker::new();
         let overload = metrics::counter!(crate::metrics::DROPPED, "protocol" => "udp", "reason" => "overload");
         let mut incoming = Batch::new(BATCH, RECV_LEN);
         // Bound to 0.0.0.0 or [::], the socket hears queries sent to any of the host's
@@ -242,7 +252,7 @@ fn run(
                         let (handler, inflight) = (Arc::clone(&handler), Rc::clone(&inflight));
                         let (upstream, questions) = (Arc::clone(&upstream), Rc::clone(&questions));
                         let socket = Rc::clone(&socket);
-                        tokio::task::spawn_local(async move {
+                        tasks.spawn_local(async move {
                             let mut out = Vec::with_capacity(512);
                             let resolution = handler.resolve(&leader.pending, Transport::Udp(&upstream)).await;
                             let followers = questions.finish(leader.pending.key());
@@ -266,10 +276,13 @@ fn run(
                 tokio::task::yield_now().await;
             }
         }
-        // Let forwarded queries in flight finish (each is bounded by the upstream timeout).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while inflight.get() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // Let forwarded queries in flight finish; past the grace, the runtime drops the rest.
+        tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                unanswered = inflight.get(),
+                "UDP worker stopped with forwarded queries still unanswered"
+            );
         }
         Ok(())
     })

@@ -213,26 +213,18 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
     let qclass = u16_at(packet, after_name + 2).ok_or(ParseError::Question)?;
     let question_end = after_name + 4;
 
-    let mut at = question_end;
-    for _ in 0..u32::from(ancount) + u32::from(nscount) {
-        at = wire::read_record(packet, at).map_err(|_| ParseError::Additional)?.1;
-    }
-    let mut edns = None;
-    for _ in 0..arcount {
-        let (record, next) = wire::read_record(packet, at).map_err(|_| ParseError::Additional)?;
-        if record.rtype == rtype::OPT {
-            // RFC 6891 6.1.1: one OPT at most, owned by the root.
-            if edns.is_some() || packet.get(at) != Some(&0) {
-                return Err(ParseError::Additional);
-            }
-            let ttl_flags = u16_at(packet, record.ttl_at + 2).ok_or(ParseError::Additional)?;
-            edns = Some(Edns {
-                udp_size: record.rclass.max(MIN_UDP_PAYLOAD as u16),
+    let opt = opt_after(packet, question_end, u32::from(ancount) + u32::from(nscount), arcount)
+        .map_err(|_| ParseError::Additional)?;
+    let edns = match opt {
+        Some(opt) => {
+            let ttl_flags = u16_at(packet, opt.ttl_at + 2).ok_or(ParseError::Additional)?;
+            Some(Edns {
+                udp_size: opt.udp_size.max(MIN_UDP_PAYLOAD as u16),
                 dnssec_ok: ttl_flags & 0x8000 != 0,
-            });
+            })
         }
-        at = next;
-    }
+        None => None,
+    };
     Ok(Query {
         id,
         flags,
@@ -242,6 +234,122 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
         question: HEADER_LEN..question_end,
         edns,
     })
+}
+
+/// The OPT record (RFC 6891) of a message: where its fields sit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptRecord {
+    /// Offset of the record (its owner name, the root) in the message.
+    pub at: usize,
+    /// Offset just past the record.
+    pub end: usize,
+    /// The CLASS field: the sender's UDP payload size, as sent.
+    pub udp_size: u16,
+    /// Offset of the 4-byte TTL field: extended rcode, version, and the flags (DO is the top
+    /// bit of its third byte).
+    pub ttl_at: usize,
+    /// Where its options sit (see [`edns_options`]).
+    pub rdata: Range<usize>,
+}
+
+/// Why a message's OPT record or its options cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OptError {
+    /// A record before or in the additional section does not read.
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    /// A second OPT record, or one not owned by the root (RFC 6891 6.1.1).
+    #[error("a second OPT record, or one not owned by the root")]
+    Placement,
+    /// The options do not fill the record's data exactly (RFC 6891 6.1.2).
+    #[error("EDNS options that do not fill the OPT record")]
+    Options,
+}
+
+/// Finds the OPT record of a message (a query or an answer): the one walker of OPT records.
+/// Skips the question section and the answer and authority records, then reads the additional
+/// section, which may hold one OPT at most, owned by the root. Its options are not read here:
+/// [`edns_options`] walks them.
+pub fn find_opt(message: &[u8]) -> Result<Option<OptRecord>, OptError> {
+    let [qd, an, ns, ar] = wire::counts(message);
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        at = wire::skip_question(message, at)?;
+    }
+    opt_after(message, at, u32::from(an) + u32::from(ns), ar)
+}
+
+/// [`find_opt`] from `at`, where `records` answer and authority records come before the
+/// `additional` ones: `parse` has read the question already.
+fn opt_after(message: &[u8], mut at: usize, records: u32, additional: u16) -> Result<Option<OptRecord>, OptError> {
+    for _ in 0..records {
+        at = wire::read_record(message, at)?.1;
+    }
+    let mut opt = None;
+    for _ in 0..additional {
+        let (record, next) = wire::read_record(message, at)?;
+        if record.rtype == rtype::OPT {
+            if opt.is_some() || message.get(at) != Some(&0) {
+                return Err(OptError::Placement);
+            }
+            opt = Some(OptRecord {
+                at,
+                end: next,
+                udp_size: record.rclass,
+                ttl_at: record.ttl_at,
+                rdata: record.rdata,
+            });
+        }
+        at = next;
+    }
+    Ok(opt)
+}
+
+/// One EDNS option of an OPT record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdnsOption<'a> {
+    /// The option code (15: Extended DNS Error, 10: COOKIE, ...).
+    pub code: u16,
+    /// Its data.
+    pub data: &'a [u8],
+    /// Where the whole option (code, length, data) sits in the record's data.
+    pub span: Range<usize>,
+}
+
+/// The options of an OPT record's data (`&message[opt.rdata]`), in order. An option that runs
+/// past the data gives [`OptError::Options`], and nothing follows it.
+pub fn edns_options(rdata: &[u8]) -> EdnsOptions<'_> {
+    EdnsOptions { rdata, at: 0 }
+}
+
+/// Iterator of [`edns_options`].
+pub struct EdnsOptions<'a> {
+    rdata: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for EdnsOptions<'a> {
+    type Item = Result<EdnsOption<'a>, OptError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.rdata.len() {
+            return None;
+        }
+        let start = self.at;
+        let option = u16_at(self.rdata, start)
+            .zip(u16_at(self.rdata, start + 2))
+            .and_then(|(code, len)| {
+                let data = start + 4..start + 4 + usize::from(len);
+                Some(EdnsOption {
+                    code,
+                    data: self.rdata.get(data.clone())?,
+                    span: start..data.end,
+                })
+            });
+        // A broken option ends the walk.
+        self.at = option.as_ref().map_or(self.rdata.len(), |o| o.span.end);
+        Some(option.ok_or(OptError::Options))
+    }
 }
 
 /// Reads the question name at offset 12 into `name`, lowercased and dotted; returns the offset
@@ -388,6 +496,37 @@ mod tests {
         let fits = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
         let q = parse(&query_bytes(1, &fits, 1, None)).expect("253 bytes fit");
         assert_eq!(q.name.as_bytes().len(), 253);
+    }
+
+    #[test]
+    fn finds_the_opt_record_and_walks_its_options() {
+        let mut p = query_bytes(7, "a.example", rtype::A, Some((1232, true)));
+        // Options: EDE 18 "x", then a COOKIE cut short.
+        let options = [0, 15, 0, 3, 0, 18, b'x', 0, 10, 0, 8, 1, 2];
+        let len_at = p.len() - 2;
+        p[len_at..].copy_from_slice(&(options.len() as u16).to_be_bytes());
+        p.extend_from_slice(&options);
+        let opt = find_opt(&p).expect("reads").expect("an OPT");
+        assert_eq!((opt.udp_size, opt.end), (1232, p.len()));
+        assert_eq!(p[opt.ttl_at + 2] & 0x80, 0x80, "DO");
+        let walked: Vec<_> = edns_options(&p[opt.rdata]).collect();
+        assert_eq!(
+            walked,
+            [
+                Ok(EdnsOption {
+                    code: 15,
+                    data: &[0, 18, b'x'][..],
+                    span: 0..7
+                }),
+                Err(OptError::Options)
+            ]
+        );
+        assert_eq!(find_opt(&query_bytes(7, "a.example", rtype::A, None)), Ok(None));
+        // The same record twice.
+        let mut twice = query_bytes(7, "a.example", rtype::A, Some((1232, false)));
+        twice[11] = 2;
+        twice.extend_from_within(twice.len() - 11..);
+        assert_eq!(find_opt(&twice), Err(OptError::Placement));
     }
 
     #[test]

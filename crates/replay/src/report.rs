@@ -14,6 +14,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use sinkhole_dns::packet;
 use sinkhole_dns::wire::{self, HEADER_LEN, rtype, u16_at};
 
 use super::input::InputStats;
@@ -198,35 +199,11 @@ fn starts_with_name(bytes: &[u8], name: &str) -> bool {
 /// The first EDE option of the answer's OPT record: (info code, text). None without OPT or EDE,
 /// or if the message cannot be walked that far.
 pub(crate) fn find_ede(answer: &[u8]) -> Option<(u16, &[u8])> {
-    let [qd, an, ns, ar] = wire::counts(answer);
-    if ar == 0 {
-        return None;
-    }
-    let mut at = HEADER_LEN;
-    for _ in 0..qd {
-        at = wire::skip_question(answer, at).ok()?;
-    }
-    for _ in 0..u32::from(an) + u32::from(ns) {
-        at = wire::read_record(answer, at).ok()?.1;
-    }
-    for _ in 0..ar {
-        let (record, next) = wire::read_record(answer, at).ok()?;
-        if record.rtype == rtype::OPT {
-            let mut options = answer.get(record.rdata)?;
-            while options.len() >= 4 {
-                let code = u16::from_be_bytes([options[0], options[1]]);
-                let len = usize::from(u16::from_be_bytes([options[2], options[3]]));
-                let data = options.get(4..4 + len)?;
-                if code == OPTION_EDE && len >= 2 {
-                    return Some((u16::from_be_bytes([data[0], data[1]]), &data[2..]));
-                }
-                options = &options[4 + len..];
-            }
-            return None;
-        }
-        at = next;
-    }
-    None
+    let opt = packet::find_opt(answer).ok()??;
+    let option = packet::edns_options(answer.get(opt.rdata)?)
+        .map_while(Result::ok)
+        .find(|option| option.code == OPTION_EDE && option.data.len() >= 2)?;
+    Some((u16::from_be_bytes([option.data[0], option.data[1]]), &option.data[2..]))
 }
 
 /// The mnemonic of an rcode (RFC 6895), `RCODEn` for unassigned ones.
