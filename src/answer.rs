@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::packet::{self, Query};
-use crate::wire::{CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, SINKHOLE_SOA_MNAME, flag, push_name, push_u16, rcode, rtype};
+use crate::wire::{
+    CLASS_CH, CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, SINKHOLE_SOA_MNAME, flag, push_name, push_u16, rcode, rtype,
+};
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
 pub mod ede {
@@ -262,6 +264,30 @@ pub fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
     out.push(7);
     out.extend_from_slice(b"RFC8482");
     out.push(0);
+    if let Some(edns) = query.edns {
+        push_opt_record(out, None, edns.dnssec_ok);
+    }
+}
+
+/// Writes the answer to a CHAOS-class TXT query (`version.bind`, `id.server`, ...): one TXT
+/// record of class CH holding `text` (at most 255 bytes, as validation ensures; longer is cut),
+/// TTL 0, as name servers answer it.
+pub fn write_chaos_txt(packet: &[u8], query: &Query, text: &str, out: &mut Vec<u8>) {
+    let text = truncate_utf8(text, 255);
+    write_header(
+        packet,
+        query,
+        rcode::NOERROR,
+        [1, 1, 0, u16::from(query.edns.is_some())],
+        out,
+    );
+    push_u16(out, 0xc000 | HEADER_LEN as u16);
+    push_u16(out, rtype::TXT);
+    push_u16(out, CLASS_CH);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    push_u16(out, 1 + text.len() as u16);
+    out.push(text.len() as u8);
+    out.extend_from_slice(text.as_bytes());
     if let Some(edns) = query.edns {
         push_opt_record(out, None, edns.dnssec_ok);
     }

@@ -77,7 +77,8 @@ pub enum Outcome {
     Formerr,
     /// An opcode other than QUERY.
     Notimp,
-    /// An ANY query, answered with one HINFO record (RFC 8482) rather than forwarded.
+    /// Answered here rather than forwarded: an ANY query with one HINFO record (RFC 8482), a
+    /// CHAOS query with `server.identity` or `server.version`.
     Minimal,
     /// No upstream answered; an expired answer from the cache was sent (RFC 8767).
     Stale,

@@ -203,7 +203,13 @@ fn chaos_queries_are_answered_here_and_never_forwarded() {
     }
     let answers = exchange_tcp(d.addr(), ip(NOBODY), &[chaos_query("version.bind")], TIMEOUT).expect("TCP answer");
     assert_eq!(answers[0].metadata.response_code, ResponseCode::Refused);
-    assert!(up.received().is_empty(), "nothing forwarded: {:?}", up.received());
+    let forwarded = |up: &FakeUpstream| {
+        up.received()
+            .into_iter()
+            .filter(|(name, _, _)| name != PROBE_NAME)
+            .count()
+    };
+    assert_eq!(forwarded(&up), 0, "nothing forwarded: {:?}", up.received());
 
     // Told what to say, it says that and nothing more.
     let told = config(&[up.addr()], 1000).replace(
@@ -224,7 +230,7 @@ fn chaos_queries_are_answered_here_and_never_forwarded() {
     }
     let answer = exchange_udp(d.addr(), ip(NOBODY), &chaos_query("authors.bind"), TIMEOUT).expect("answer");
     assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
-    assert!(up.received().is_empty(), "nothing forwarded: {:?}", up.received());
+    assert_eq!(forwarded(&up), 0, "nothing forwarded: {:?}", up.received());
 }
 
 #[test]

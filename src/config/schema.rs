@@ -108,6 +108,13 @@ pub struct ServerConfig {
     /// (TC), and the client asks again over TCP.
     #[serde(default = "default_max_udp_payload")]
     pub max_udp_payload: Spanned<u16>,
+    /// The text a CHAOS-class TXT query for `id.server` or `hostname.bind` gets. Default none:
+    /// such queries, and every other CHAOS query, are REFUSED. They are never forwarded, which
+    /// would tell every client the upstream's host name.
+    pub identity: Option<String>,
+    /// The text `version.bind` and `version.server` (CHAOS TXT) get. Default none: REFUSED, so
+    /// that a scanner learns neither sinkhole's version nor the upstream's software.
+    pub version: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +133,8 @@ impl Default for ServerConfig {
             tcp_buffer: default_tcp_buffer(),
             max_inflight: default_max_inflight(),
             max_udp_payload: default_max_udp_payload(),
+            identity: None,
+            version: None,
         }
     }
 }

@@ -18,6 +18,8 @@ use crate::policy::Window;
 /// One problem: where it is in the config text, and what is wrong.
 pub(super) type Problem = (Range<usize>, String);
 
+/// Longest `server.identity` / `server.version`: one TXT character-string.
+const MAX_CHAOS_TEXT: usize = 255;
 /// `server.max_udp_payload`: the classic DNS minimum up to what any EDNS client takes.
 const UDP_PAYLOAD: RangeInclusive<u16> = 512..=4096;
 /// `server.threads`.
@@ -164,6 +166,14 @@ impl Config {
                     UDP_PAYLOAD.end()
                 ),
             );
+        }
+        for (key, text) in [("identity", &server.identity), ("version", &server.version)] {
+            if text.as_ref().is_some_and(|t| t.len() > MAX_CHAOS_TEXT) {
+                p.key(
+                    &format!("server.{key}"),
+                    format!("server.{key} is longer than {MAX_CHAOS_TEXT} bytes, the most one TXT string holds"),
+                );
+            }
         }
         for (key, seconds) in [
             ("tcp_idle_timeout", server.tcp_idle_timeout),

@@ -20,7 +20,7 @@ use crate::policy::{ListId, PolicyId};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::{Snapshot, State};
 use crate::upstream::{ForwardError, Transport};
-use crate::wire::{rcode, rtype};
+use crate::wire::{CLASS_CH, rcode, rtype};
 
 /// The transport a query came over: it sets the answer size limit and the metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -406,6 +406,23 @@ impl Handler {
             }
             Verdict::Allowed { inspect } => (inspect, false),
         };
+        if query.qclass == CLASS_CH {
+            // Never forwarded: `version.bind` and `hostname.bind` would tell every client the
+            // upstream's software and host name. Answered only with what the config says.
+            let server = &snapshot.config.server;
+            match chaos_text(query.name.as_bytes(), &server.identity, &server.version) {
+                Some(text) => {
+                    answer::write_chaos_txt(packet, &query, text, out);
+                    tally.query(protocol, Outcome::Minimal);
+                }
+                None => {
+                    let ede = Some((ede::NOT_SUPPORTED, "CHAOS queries are not answered"));
+                    answer::write_error(packet, Some(&query), rcode::REFUSED, ede, out);
+                    tally.query(protocol, Outcome::Refused);
+                }
+            }
+            return Step::Reply;
+        }
         if query.qtype == rtype::AXFR || query.qtype == rtype::IXFR {
             let ede = Some((ede::NOT_SUPPORTED, "zone transfers are not served"));
             answer::write_error(packet, Some(&query), rcode::REFUSED, ede, out);
@@ -616,6 +633,17 @@ impl Handler {
             Some(sender) => sender.record(q.snapshot, record),
             None => self.hitlog.record(q.snapshot, record),
         }
+    }
+}
+
+/// What a CHAOS-class query for `name` (lowercased) is answered with: `identity` for
+/// `id.server` and `hostname.bind`, `version` for `version.bind` and `version.server` (RFC 4892,
+/// BIND's names); None (REFUSED) for the rest and for what the config does not set.
+fn chaos_text<'a>(name: &[u8], identity: &'a Option<String>, version: &'a Option<String>) -> Option<&'a str> {
+    match name {
+        b"id.server" | b"hostname.bind" => identity.as_deref(),
+        b"version.bind" | b"version.server" => version.as_deref(),
+        _ => None,
     }
 }
 

@@ -25,6 +25,8 @@ pub const MIN_UDP_PAYLOAD: usize = 512;
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Class IN.
 pub const CLASS_IN: u16 = 1;
+/// Class CHAOS (CH): `version.bind`, `hostname.bind`, `id.server` and their kind.
+pub const CLASS_CH: u16 = 3;
 
 /// Record types the daemon reads or writes itself.
 pub mod rtype {
