@@ -18,17 +18,17 @@ use crate::wire::{
 };
 
 /// Extended DNS Error info codes (RFC 8914 5.2) that we use.
-pub mod ede {
+pub(crate) mod ede {
     /// Any other error; the text says which.
-    pub const OTHER: u16 = 0;
+    pub(crate) const OTHER: u16 = 0;
     /// The name is blocked by the operator's policy.
-    pub const BLOCKED: u16 = 15;
+    pub(crate) const BLOCKED: u16 = 15;
     /// The client may not use this server.
-    pub const PROHIBITED: u16 = 18;
+    pub(crate) const PROHIBITED: u16 = 18;
     /// Zone transfers and the like: not something a forwarder does.
-    pub const NOT_SUPPORTED: u16 = 21;
+    pub(crate) const NOT_SUPPORTED: u16 = 21;
     /// No upstream answered in time.
-    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+    pub(crate) const NO_REACHABLE_AUTHORITY: u16 = 22;
 }
 
 /// The EDNS option code of Extended DNS Errors (RFC 8914).
@@ -206,7 +206,7 @@ impl BlockTemplate {
 /// Writes an error answer (`rcode`) to a query into `out`, cleared first. With the query read,
 /// the question is echoed and, for EDNS clients, an OPT with the optional Extended DNS Error. With
 /// only a header (FORMERR for a question we cannot read), the answer is that header alone.
-pub fn write_error(packet: &[u8], query: Option<&Query>, rcode: u8, ede: Option<(u16, &str)>, out: &mut Vec<u8>) {
+pub(crate) fn write_error(packet: &[u8], query: Option<&Query>, rcode: u8, ede: Option<(u16, &str)>, out: &mut Vec<u8>) {
     match query {
         Some(query) => {
             let counts = [1, 0, 0, u16::from(query.edns.is_some())];
@@ -248,7 +248,7 @@ fn write_header(packet: &[u8], query: &Query, rcode: u8, counts: [u16; 4], out: 
 /// "RFC8482" and OS empty, instead of every record the name has. ANY is the query of choice for
 /// reflection attacks (one small question, the largest answer a name has), and no client
 /// library needs the real thing: mail servers and browsers ask for the types they use.
-pub fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
+pub(crate) fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
     write_header(
         packet,
         query,
@@ -272,7 +272,7 @@ pub fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
 /// Writes the answer to a CHAOS-class TXT query (`version.bind`, `id.server`, ...): one TXT
 /// record of class CH holding `text` (at most 255 bytes, as validation ensures; longer is cut),
 /// TTL 0, as name servers answer it.
-pub fn write_chaos_txt(packet: &[u8], query: &Query, text: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_chaos_txt(packet: &[u8], query: &Query, text: &str, out: &mut Vec<u8>) {
     let text = truncate_utf8(text, 255);
     write_header(
         packet,
@@ -295,7 +295,7 @@ pub fn write_chaos_txt(packet: &[u8], query: &Query, text: &str, out: &mut Vec<u
 
 /// Writes an empty answer with TC set (and the client's OPT echoed): what a rate-limited UDP
 /// client gets now and then instead of silence, so that a real one retries over TCP.
-pub fn write_truncated(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
+pub(crate) fn write_truncated(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
     write_header(
         packet,
         query,

@@ -29,7 +29,7 @@ pub struct Hit {
 
 /// What to do with a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The client is outside `server.allow`: REFUSED.
     Refused,
     /// Resolve it. `inspect` is the client's policy when that policy is blocking now and the
@@ -45,13 +45,13 @@ pub enum Verdict {
 
 /// Decides for a query from `client` for `name` (lowercase, dotted, no trailing dot) at `now`
 /// (Unix seconds).
-pub fn decide(rules: &Rules, client: IpAddr, name: &[u8], now: i64) -> Verdict {
+pub(crate) fn decide(rules: &Rules, client: IpAddr, name: &[u8], now: i64) -> Verdict {
     decide_for(rules, rules.clients.classify(client), name, now)
 }
 
 /// [`decide`] for a client already classified (the packet path classifies once, for the rate
 /// limit and the verdict both).
-pub fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i64) -> Verdict {
+pub(crate) fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i64) -> Verdict {
     if !class.allowed {
         return Verdict::Refused;
     }
@@ -70,7 +70,7 @@ pub fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i64) -> V
 
 /// Checks the names an answer's CNAME/DNAME chain leads to against the policy that
 /// [`decide`] asked to inspect with: the first blocked name gives the hit.
-pub fn check_chain<'a>(rules: &Rules, policy: PolicyId, chain: impl IntoIterator<Item = &'a [u8]>) -> Option<Hit> {
+pub(crate) fn check_chain<'a>(rules: &Rules, policy: PolicyId, chain: impl IntoIterator<Item = &'a [u8]>) -> Option<Hit> {
     let p = rules.policies.get(policy);
     chain
         .into_iter()

@@ -19,7 +19,7 @@ const INITIAL: usize = 1024;
 
 /// Reads length-prefixed messages from a stream, one at a time.
 #[derive(Debug)]
-pub struct FrameReader {
+pub(crate) struct FrameReader {
     /// Bytes read and not yet handed out: at most one prefix and message (and a few bytes of the
     /// next one).
     buf: Vec<u8>,
@@ -38,7 +38,7 @@ impl Default for FrameReader {
 
 impl FrameReader {
     /// A reader with an empty buffer.
-    pub fn new() -> FrameReader {
+    pub(crate) fn new() -> FrameReader {
         FrameReader {
             buf: vec![0; INITIAL],
             filled: 0,
@@ -48,13 +48,13 @@ impl FrameReader {
 
     /// Whether part of a message has been read: a stream that ends or times out now ends in the
     /// middle of one.
-    pub fn is_mid_frame(&self) -> bool {
+    pub(crate) fn is_mid_frame(&self) -> bool {
         self.filled > self.consumed
     }
 
     /// The next message, without its length prefix; `Ok(None)` when the stream ends cleanly
     /// between two messages, an `UnexpectedEof` error when it ends inside one.
-    pub async fn next<R: AsyncRead + Unpin>(&mut self, stream: &mut R) -> io::Result<Option<&[u8]>> {
+    pub(crate) async fn next<R: AsyncRead + Unpin>(&mut self, stream: &mut R) -> io::Result<Option<&[u8]>> {
         self.next_within(stream, None).await
     }
 
@@ -63,7 +63,7 @@ impl FrameReader {
     /// to follow (a client that starts a message and stalls is cut off sooner than one that is
     /// quiet between messages). Past either, a `TimedOut` error: [`FrameReader::is_mid_frame`]
     /// tells which.
-    pub async fn next_timed<R: AsyncRead + Unpin>(
+    pub(crate) async fn next_timed<R: AsyncRead + Unpin>(
         &mut self,
         stream: &mut R,
         idle: Duration,
@@ -138,7 +138,7 @@ impl FrameReader {
 
 /// `message` with its two-byte length prefix, as one buffer: written in one call, so that prefix
 /// and message leave in one segment. None for a message longer than a prefix can announce.
-pub fn framed(message: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn framed(message: &[u8]) -> Option<Vec<u8>> {
     let len = u16::try_from(message.len()).ok()?;
     let mut out = Vec::with_capacity(message.len() + 2);
     out.extend_from_slice(&len.to_be_bytes());

@@ -1,7 +1,11 @@
 //! sinkhole: a DNS sinkhole daemon that keeps chosen apps (TikTok by default) off internal networks.
 //!
-//! The crate is laid out as DESIGN.md "Modules" describes: the pure decision (`engine`) sits on
-//! `policy` and `lists`; transports (`server`), the `cache` and the `upstream` pool are around it.
+//! ARCHITECTURE.md draws the way of one query through these modules. The decision (`engine`) is
+//! pure and sits on `policy` and `lists`; the listeners (`server`), the `cache` and the `upstream`
+//! pool are around it; `state` owns the live snapshot that `config` validates and builds.
+//!
+//! What is `pub` here is what the binary (`main.rs`), the integration tests, the benches and the
+//! fuzz targets use; everything else is `pub(crate)`, so that the compiler finds dead code.
 
 #![forbid(unsafe_code)]
 
@@ -9,18 +13,24 @@
 // daemon's modules reading it as `crate::packet` and `crate::wire`.
 pub use sinkhole_dns::{packet, wire};
 
-pub mod answer;
+mod answer;
 pub mod cache;
 pub mod config;
-pub mod engine;
-pub mod framing;
+mod engine;
+mod framing;
 pub mod hitlog;
-pub mod lists;
+mod lists;
 pub mod metrics;
-pub mod policy;
+mod policy;
 pub mod privilege;
-pub mod ratelimit;
+mod ratelimit;
 pub mod report;
 pub mod server;
 pub mod state;
-pub mod upstream;
+mod upstream;
+
+pub use answer::{BlockAnswer, BlockTemplate};
+pub use lists::{DomainSet, DomainSetBuilder};
+pub use policy::{PrefixRanges, PrefixTable};
+pub use ratelimit::{RateLimiter, RateLimits};
+pub use upstream::ForwardError;

@@ -16,9 +16,9 @@ use crate::lists::{BadLine, DomainSet};
 use crate::packet::Query;
 
 /// Index of a named list in the snapshot's lists.
-pub type ListId = usize;
+pub(crate) type ListId = usize;
 /// Index of a policy in its [`PolicyTable`].
-pub type PolicyId = usize;
+pub(crate) type PolicyId = usize;
 
 /// Prefixes of both address families, with a value each; looked up by longest match.
 ///

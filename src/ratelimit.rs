@@ -25,7 +25,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 /// Slots in each table: 512 KiB of atomics.
-pub const SLOTS: usize = 1 << 16;
+pub(crate) const SLOTS: usize = 1 << 16;
 /// One token, in the thousandths the buckets count in (so that a rate of a few per second
 /// refills smoothly, per millisecond).
 const TOKEN: u64 = 1000;

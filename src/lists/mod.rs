@@ -40,7 +40,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-pub use parse::RuleError;
+pub(crate) use parse::RuleError;
 use parse::{ParsedRule, RuleKind};
 
 /// Index of a rule inside one [`DomainSet`] (for logs and `explain`). Only meaningful with the set it came from.
@@ -598,7 +598,7 @@ const BUILTIN_NAMES: &[&str] = &["tiktok"];
 
 /// The lists compiled into the binary, by name: `builtin("tiktok")` is `blocklists/tiktok.txt`, so a fresh
 /// install blocks TikTok without fetching anything.
-pub fn builtin(name: &str) -> Option<&'static str> {
+pub(crate) fn builtin(name: &str) -> Option<&'static str> {
     match name {
         "tiktok" => Some(include_str!("../../blocklists/tiktok.txt")),
         _ => None,
@@ -606,7 +606,7 @@ pub fn builtin(name: &str) -> Option<&'static str> {
 }
 
 /// The names [`builtin`] knows, for help texts and config validation.
-pub fn builtin_names() -> &'static [&'static str] {
+pub(crate) fn builtin_names() -> &'static [&'static str] {
     BUILTIN_NAMES
 }
 

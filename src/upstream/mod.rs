@@ -35,7 +35,7 @@ use crate::wire::{HEADER_LEN, rcode};
 
 use exchange::QueryInfo;
 use health::{ErrorKind, Server, millis_since};
-pub use sockets::Sockets;
+pub(crate) use sockets::Sockets;
 
 /// Queries in random case one attempt sends at most before asking without it, whatever the
 /// server's case check says: one more than it takes to learn that a server does not keep case.
