@@ -19,15 +19,15 @@ use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use sinkhole::answer::{BlockAnswer, BlockTemplate};
 use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
 use sinkhole::hitlog::HitLog;
-use sinkhole::lists::{DomainSet, DomainSetBuilder};
 use sinkhole::packet;
-use sinkhole::policy::{PrefixRanges, PrefixTable};
-use sinkhole::ratelimit::{RateLimiter, RateLimits};
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
+use sinkhole::{BlockAnswer, BlockTemplate};
+use sinkhole::{DomainSet, DomainSetBuilder};
+use sinkhole::{PrefixRanges, PrefixTable};
+use sinkhole::{RateLimiter, RateLimits};
 
 /// Rules in the synthetic list (issue 5, target 5).
 const LIST_DOMAINS: usize = 1_000_000;

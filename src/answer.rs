@@ -206,7 +206,13 @@ impl BlockTemplate {
 /// Writes an error answer (`rcode`) to a query into `out`, cleared first. With the query read,
 /// the question is echoed and, for EDNS clients, an OPT with the optional Extended DNS Error. With
 /// only a header (FORMERR for a question we cannot read), the answer is that header alone.
-pub(crate) fn write_error(packet: &[u8], query: Option<&Query>, rcode: u8, ede: Option<(u16, &str)>, out: &mut Vec<u8>) {
+pub(crate) fn write_error(
+    packet: &[u8],
+    query: Option<&Query>,
+    rcode: u8,
+    ede: Option<(u16, &str)>,
+    out: &mut Vec<u8>,
+) {
     match query {
         Some(query) => {
             let counts = [1, 0, 0, u16::from(query.edns.is_some())];

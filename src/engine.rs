@@ -70,7 +70,11 @@ pub(crate) fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i6
 
 /// Checks the names an answer's CNAME/DNAME chain leads to against the policy that
 /// [`decide`] asked to inspect with: the first blocked name gives the hit.
-pub(crate) fn check_chain<'a>(rules: &Rules, policy: PolicyId, chain: impl IntoIterator<Item = &'a [u8]>) -> Option<Hit> {
+pub(crate) fn check_chain<'a>(
+    rules: &Rules,
+    policy: PolicyId,
+    chain: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<Hit> {
     let p = rules.policies.get(policy);
     chain
         .into_iter()

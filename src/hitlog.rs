@@ -127,7 +127,7 @@ pub struct HitLog {
 
 /// The least a worker's own queue holds, whatever the share: 20 ms (the writer's poll) of the blocks of a
 /// worker at saturation (about 400,000 queries a second, a fifth of them blocked).
-pub const MIN_WORKER_QUEUE: usize = 2048;
+pub(crate) const MIN_WORKER_QUEUE: usize = 2048;
 
 /// One worker's own queue to the writer ([`HitLog::sender`]): only it and the writer touch it,
 /// and it sends the snapshot a record was decided in only when that changed.
@@ -555,7 +555,7 @@ impl ClientHasher {
 }
 
 /// A record type's mnemonic ("A", "AAAA"), or `TYPE123` (RFC 3597) for types without one.
-pub fn type_name(qtype: u16) -> String {
+pub(crate) fn type_name(qtype: u16) -> String {
     TypeName(qtype).to_string()
 }
 

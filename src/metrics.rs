@@ -12,55 +12,55 @@
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Queries answered, by `protocol` (udp, tcp) and `outcome` (see [`Outcome`]).
-pub const QUERIES: &str = "sinkhole_queries_total";
+pub(crate) const QUERIES: &str = "sinkhole_queries_total";
 /// Block decisions, by `policy`, `list` and `mode` (enforce, audit).
-pub const BLOCKS: &str = "sinkhole_blocks_total";
+pub(crate) const BLOCKS: &str = "sinkhole_blocks_total";
 /// Time from sending a query upstream to its valid answer, by `upstream`.
 pub const UPSTREAM_DURATION: &str = "sinkhole_upstream_duration_seconds";
 /// Failed upstream attempts, by `upstream` and `kind` (timeout, network, malformed, refused).
-pub const UPSTREAM_ERRORS: &str = "sinkhole_upstream_errors_total";
+pub(crate) const UPSTREAM_ERRORS: &str = "sinkhole_upstream_errors_total";
 /// Upstream answers that came truncated over UDP and were asked again over TCP, by `upstream`.
-pub const UPSTREAM_TCP_RETRIES: &str = "sinkhole_upstream_tcp_retries_total";
+pub(crate) const UPSTREAM_TCP_RETRIES: &str = "sinkhole_upstream_tcp_retries_total";
 /// Packet cache lookups that found a live entry.
-pub const CACHE_HITS: &str = "sinkhole_cache_hits_total";
+pub(crate) const CACHE_HITS: &str = "sinkhole_cache_hits_total";
 /// Packet cache lookups that found nothing (or an expired entry).
-pub const CACHE_MISSES: &str = "sinkhole_cache_misses_total";
+pub(crate) const CACHE_MISSES: &str = "sinkhole_cache_misses_total";
 /// Entries in the packet cache now.
-pub const CACHE_ENTRIES: &str = "sinkhole_cache_entries";
+pub(crate) const CACHE_ENTRIES: &str = "sinkhole_cache_entries";
 /// Memory the packet cache's entries take now, in bytes (bounded by `cache.max_bytes`).
-pub const CACHE_BYTES: &str = "sinkhole_cache_bytes";
+pub(crate) const CACHE_BYTES: &str = "sinkhole_cache_bytes";
 /// Rules compiled into each list, by `list`.
-pub const LIST_RULES: &str = "sinkhole_list_rules";
+pub(crate) const LIST_RULES: &str = "sinkhole_list_rules";
 /// Lines of each list that were skipped as unreadable, by `list`.
-pub const LIST_BAD_LINES: &str = "sinkhole_list_bad_lines";
+pub(crate) const LIST_BAD_LINES: &str = "sinkhole_list_bad_lines";
 /// Reloads (SIGHUP or start), by `result` (ok, failed, refused: it would have stopped all blocking).
-pub const RELOADS: &str = "sinkhole_reloads_total";
+pub(crate) const RELOADS: &str = "sinkhole_reloads_total";
 /// Unix time of the last successful load of config and lists.
-pub const LAST_RELOAD: &str = "sinkhole_last_reload_timestamp_seconds";
+pub(crate) const LAST_RELOAD: &str = "sinkhole_last_reload_timestamp_seconds";
 /// Whether the last reload attempt succeeded (1) or failed and the previous state is serving (0).
-pub const LAST_RELOAD_OK: &str = "sinkhole_last_reload_success";
+pub(crate) const LAST_RELOAD_OK: &str = "sinkhole_last_reload_success";
 /// Hit log lines dropped because the writer fell behind (the log queue was full) or could not
 /// write them (a full disk).
-pub const HITLOG_DROPPED: &str = "sinkhole_hitlog_dropped_total";
+pub(crate) const HITLOG_DROPPED: &str = "sinkhole_hitlog_dropped_total";
 /// Packets dropped without an answer, by `protocol` and `reason` (short, response, unanswerable).
-pub const DROPPED: &str = "sinkhole_dropped_packets_total";
+pub(crate) const DROPPED: &str = "sinkhole_dropped_packets_total";
 /// UDP queries over a rate limit, by `limit` (client, identical) and `action` (dropped,
 /// truncated: an empty answer with TC sent instead).
-pub const RATELIMITED: &str = "sinkhole_ratelimited_total";
+pub(crate) const RATELIMITED: &str = "sinkhole_ratelimited_total";
 /// TCP connections open now.
-pub const TCP_CONNECTIONS: &str = "sinkhole_tcp_connections";
+pub(crate) const TCP_CONNECTIONS: &str = "sinkhole_tcp_connections";
 /// TCP connections closed at accept, by `reason` (not_allowed: outside `server.allow`; limit:
 /// `server.tcp_max_connections` reached; client_limit: that client's share reached).
-pub const TCP_REJECTED: &str = "sinkhole_tcp_rejected_total";
+pub(crate) const TCP_REJECTED: &str = "sinkhole_tcp_rejected_total";
 /// TCP connections closed by us before the client was done, by `reason` (timeout: a query that
 /// did not arrive, or an answer not taken, within `server.tcp_io_timeout`).
-pub const TCP_CLOSED: &str = "sinkhole_tcp_closed_total";
+pub(crate) const TCP_CLOSED: &str = "sinkhole_tcp_closed_total";
 /// A constant 1, labelled with the `version` of the running binary.
 pub const BUILD_INFO: &str = "sinkhole_build_info";
 
 /// What happened to one query; the `outcome` label of [`QUERIES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A policy blocked the name (or a name in its CNAME chain) and the block answer was sent.
     Blocked,
     /// A policy in audit mode would have blocked it; the real answer was sent and the hit logged.
@@ -86,7 +86,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in label order: used to pre-register one handle each.
-    pub const ALL: [Outcome; 10] = [
+    pub(crate) const ALL: [Outcome; 10] = [
         Outcome::Blocked,
         Outcome::Audited,
         Outcome::Cached,
@@ -100,7 +100,7 @@ impl Outcome {
     ];
 
     /// The label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Blocked => "blocked",
             Outcome::Audited => "audited",

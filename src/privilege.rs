@@ -196,7 +196,7 @@ impl Identity {
 
 /// Whether a `/proc/PID/status` text has all four user ids (real, effective, saved, file system) equal to `uid`
 /// and all four group ids equal to `gid`.
-pub fn status_runs_as(status: &str, uid: u32, gid: u32) -> bool {
+pub(crate) fn status_runs_as(status: &str, uid: u32, gid: u32) -> bool {
     let all_equal = |key: &str, want: u32| {
         status
             .lines()

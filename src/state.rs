@@ -384,7 +384,7 @@ impl RestartOnly {
 }
 
 /// Seconds since the Unix epoch, as policy windows count them.
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -16,12 +16,12 @@ use std::time::Instant;
 use hickory_proto::op::{Edns, Message, OpCode, Query};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use sinkhole::ForwardError;
 use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, TtlLimits};
 use sinkhole::hitlog::{self, HitLog, HitLogWriter};
 use sinkhole::packet;
 use sinkhole::server::handler::{Clock, Handler, Protocol, Resolution, Step, Worker};
 use sinkhole::state::{ConfigSource, State};
-use sinkhole::upstream::ForwardError;
 
 /// Allocations this thread makes while running `f`, counted by allocation-counter's global allocator (per thread;
 /// a reallocation counts as one).

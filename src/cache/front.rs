@@ -28,7 +28,7 @@ pub const FRONT_ENTRIES: usize = 1024;
 /// Most memory the responses a front cache holds may take. They are shared with the shared cache,
 /// but one the shared cache evicts lives on here: without a byte bound, 1024 answers of 64 KiB
 /// would keep 64 MiB per worker alive. 2 MiB keeps the hot answers, of a few hundred bytes.
-pub const FRONT_BYTES: u64 = 2 << 20;
+pub(crate) const FRONT_BYTES: u64 = 2 << 20;
 
 /// A cache key with its name inline: filling the front cache allocates nothing.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,14 +82,14 @@ impl quick_cache::Weighter<FrontKey, Arc<CachedResponse>> for ByteWeighter {
 }
 
 /// One worker's front cache; not shared (`!Sync` by design: that is its point).
-pub struct FrontCache {
+pub(crate) struct FrontCache {
     entries: Cache<FrontKey, Arc<CachedResponse>, ByteWeighter>,
 }
 
 impl FrontCache {
     /// An empty front cache of [`FRONT_ENTRIES`] entries and [`FRONT_BYTES`], its memory
     /// allocated now.
-    pub fn new() -> FrontCache {
+    pub(crate) fn new() -> FrontCache {
         FrontCache {
             entries: Cache::with_weighter(
                 FRONT_ENTRIES,
@@ -101,13 +101,13 @@ impl FrontCache {
 
     /// A live entry, or None. Touches nothing shared. An expired entry stays until the fresh
     /// answer the caller then finds replaces it, or until it is evicted.
-    pub fn get(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<&CachedResponse> {
+    pub(crate) fn get(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<&CachedResponse> {
         let response = self.entries.get(key)?;
         (!response.is_expired(now)).then_some(&**response)
     }
 
     /// Keeps a response the shared cache just served; replaces what was under the same key.
-    pub fn insert(&mut self, key: &CacheKeyRef<'_>, response: Arc<CachedResponse>) {
+    pub(crate) fn insert(&mut self, key: &CacheKeyRef<'_>, response: Arc<CachedResponse>) {
         if let Some(key) = FrontKey::of(key) {
             self.entries.insert(key, response);
         }

@@ -23,8 +23,9 @@ use crate::packet::Query;
 use quick_cache::sync::Cache;
 
 pub use crate::wire::WireError;
-pub use front::{FRONT_BYTES, FRONT_ENTRIES, FrontCache};
-pub use response::{CachedResponse, MAX_CHAIN, ResponseError, STALE_TTL, TtlLimits};
+pub use front::FRONT_ENTRIES;
+pub(crate) use front::FrontCache;
+pub use response::{CachedResponse, ResponseError, TtlLimits};
 
 /// Query properties that change the response's shape, so that answers to queries that differ
 /// in them are kept apart: an EDNS query gets an OPT back, a DO query gets RRSIGs, a CD query
@@ -56,11 +57,6 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    /// The query name (lowercase dotted, no trailing dot).
-    pub fn name(&self) -> &[u8] {
-        &self.name
-    }
-
     /// The key borrowed, as lookups take it.
     pub fn borrowed(&self) -> CacheKeyRef<'_> {
         CacheKeyRef {
@@ -140,14 +136,14 @@ impl Equivalent<CacheKey> for CacheKeyRef<'_> {
 /// answers of 64 KiB cannot take a cache sized by entries to gigabytes, and tiny ones cannot
 /// grow the table past its entry count.
 #[derive(Clone, Copy, Debug)]
-pub struct ByteWeighter {
+pub(crate) struct ByteWeighter {
     /// The least weight of an entry: `max_bytes / max_entries`.
     slot: u64,
 }
 
 impl ByteWeighter {
     /// A weighter for a cache of `max_bytes` and `max_entries` (at least 1).
-    pub fn new(max_entries: usize, max_bytes: u64) -> ByteWeighter {
+    pub(crate) fn new(max_entries: usize, max_bytes: u64) -> ByteWeighter {
         ByteWeighter {
             slot: (max_bytes / max_entries.max(1) as u64).max(1),
         }
@@ -189,7 +185,7 @@ impl PacketCache {
     }
 
     /// Memory the entries take now, in bytes (as [`ByteWeighter`] counts it).
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.entries.as_ref().map_or(0, Cache::weight)
     }
 
@@ -211,7 +207,7 @@ impl PacketCache {
 
     /// An expired entry that may still be served stale at `now` (RFC 8767), for when no
     /// upstream answered; None if there is none, or a live one (the caller just missed).
-    pub fn get_stale(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<Arc<CachedResponse>> {
+    pub(crate) fn get_stale(&self, key: &CacheKeyRef<'_>, now: Instant) -> Option<Arc<CachedResponse>> {
         let response = self.entries.as_ref()?.get(key)?;
         (!response.is_past_stale(now)).then_some(response)
     }
@@ -229,12 +225,13 @@ impl PacketCache {
     }
 
     /// Entries now (including expired ones not yet looked up).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.as_ref().map_or(0, Cache::len)
     }
 
     /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -12,7 +12,7 @@ use crate::wire::{self, HEADER_LEN, MAX_MESSAGE, MIN_UDP_PAYLOAD, RecordPos, Wir
 const SERVFAIL_CAP: u32 = 300;
 /// The most CNAME/DNAME records one answer may carry. Real chains are a handful long; a longer
 /// one would make the chain (kept expanded for list matching) many times the packet's size.
-pub const MAX_CHAIN: usize = 32;
+pub(crate) const MAX_CHAIN: usize = 32;
 
 /// Cache lifetime limits from the config. They are applied when a response is analysed, so the
 /// cache itself holds no config and survives reloads.
@@ -48,7 +48,7 @@ impl Default for TtlLimits {
 
 /// The TTL of every record in an answer served stale (RFC 8767 4: 30 seconds), so that clients
 /// ask again soon, when an upstream may be back.
-pub const STALE_TTL: u32 = 30;
+pub(crate) const STALE_TTL: u32 = 30;
 /// EDE info code "Stale Answer" (RFC 8914 4.4).
 const EDE_STALE: u16 = 3;
 

@@ -9,6 +9,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::{A, CNAME, NULL, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use super::response::MAX_CHAIN;
 use super::*;
 use crate::wire::{self, WireError};
 

@@ -7,11 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::IpNet;
 
 /// `server.listen`: loopback on an unprivileged port, safe to start anywhere.
-pub const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+pub(crate) const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
 /// `server.metrics`: the Prometheus endpoint, on loopback.
-pub const METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
+pub(crate) const METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
 /// `server.allow`: loopback, RFC 1918, IPv4 link-local, IPv6 loopback, ULA and link-local.
-pub const ALLOW: [IpNet; 8] = [
+pub(crate) const ALLOW: [IpNet; 8] = [
     IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
     IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
     IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
@@ -22,62 +22,62 @@ pub const ALLOW: [IpNet; 8] = [
     IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
 ];
 /// `server.tcp_idle_timeout`, seconds.
-pub const TCP_IDLE_TIMEOUT: u64 = 10;
+pub(crate) const TCP_IDLE_TIMEOUT: u64 = 10;
 /// `server.tcp_io_timeout`, seconds.
-pub const TCP_IO_TIMEOUT: u64 = 5;
+pub(crate) const TCP_IO_TIMEOUT: u64 = 5;
 /// `server.tcp_max_connections`.
-pub const TCP_MAX_CONNECTIONS: usize = 256;
+pub(crate) const TCP_MAX_CONNECTIONS: usize = 256;
 /// `server.tcp_max_connections_per_client`.
-pub const TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+pub(crate) const TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 /// `server.tcp_pipeline`.
-pub const TCP_PIPELINE: usize = 16;
+pub(crate) const TCP_PIPELINE: usize = 16;
 /// `server.tcp_buffer`, bytes (16 MiB).
-pub const TCP_BUFFER: u64 = 16 << 20;
+pub(crate) const TCP_BUFFER: u64 = 16 << 20;
 /// `server.max_inflight`, per UDP worker.
-pub const MAX_INFLIGHT: usize = 4096;
+pub(crate) const MAX_INFLIGHT: usize = 4096;
 /// `server.max_udp_payload`, bytes: DNS Flag Day 2020's size, which never fragments.
-pub const MAX_UDP_PAYLOAD: u16 = crate::wire::EDNS_PAYLOAD;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = crate::wire::EDNS_PAYLOAD;
 
 /// `upstream.timeout_ms`.
-pub const UPSTREAM_TIMEOUT_MS: u64 = 1500;
+pub(crate) const UPSTREAM_TIMEOUT_MS: u64 = 1500;
 /// `upstream.max_inflight`, over the whole daemon, per server.
-pub const UPSTREAM_MAX_INFLIGHT: usize = 4096;
+pub(crate) const UPSTREAM_MAX_INFLIGHT: usize = 4096;
 /// `upstream.case_randomization`.
-pub const CASE_RANDOMIZATION: bool = true;
+pub(crate) const CASE_RANDOMIZATION: bool = true;
 /// The port of an upstream written as an address alone.
-pub const UPSTREAM_PORT: u16 = 53;
+pub(crate) const UPSTREAM_PORT: u16 = 53;
 
 /// `cache.entries`.
-pub const CACHE_ENTRIES: usize = 100_000;
+pub(crate) const CACHE_ENTRIES: usize = 100_000;
 /// `cache.max_bytes` (64 MiB).
-pub const CACHE_MAX_BYTES: u64 = 64 << 20;
+pub(crate) const CACHE_MAX_BYTES: u64 = 64 << 20;
 /// `cache.min_ttl`, seconds.
-pub const MIN_TTL: u32 = 0;
+pub(crate) const MIN_TTL: u32 = 0;
 /// `cache.max_ttl`, seconds (a day).
-pub const MAX_TTL: u32 = 86_400;
+pub(crate) const MAX_TTL: u32 = 86_400;
 /// `cache.negative_max_ttl`, seconds (an hour).
-pub const NEGATIVE_MAX_TTL: u32 = 3_600;
+pub(crate) const NEGATIVE_MAX_TTL: u32 = 3_600;
 /// `cache.servfail_ttl`, seconds: SERVFAIL is not cached.
-pub const SERVFAIL_TTL: u32 = 0;
+pub(crate) const SERVFAIL_TTL: u32 = 0;
 /// `cache.serve_stale`, seconds (a day).
-pub const SERVE_STALE: u32 = 86_400;
+pub(crate) const SERVE_STALE: u32 = 86_400;
 
 /// `policy.block_ttl`, seconds: short, so that an exception added by an admin takes effect at once.
-pub const BLOCK_TTL: u32 = 10;
+pub(crate) const BLOCK_TTL: u32 = 10;
 
 /// `ratelimit.qps`, per client.
-pub const CLIENT_QPS: u32 = 1000;
+pub(crate) const CLIENT_QPS: u32 = 1000;
 /// `ratelimit.identical_qps`: off.
-pub const IDENTICAL_QPS: u32 = 0;
+pub(crate) const IDENTICAL_QPS: u32 = 0;
 /// `ratelimit.burst` and `ratelimit.identical_burst`: this many times the rate.
-pub const BURST_FACTOR: u32 = 2;
+pub(crate) const BURST_FACTOR: u32 = 2;
 /// `ratelimit.slip`.
-pub const SLIP: u32 = 2;
+pub(crate) const SLIP: u32 = 2;
 /// `ratelimit.exempt`: the host itself.
-pub const RATELIMIT_EXEMPT: [IpNet; 2] = [
+pub(crate) const RATELIMIT_EXEMPT: [IpNet; 2] = [
     IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
     IpNet::new_assert(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
 ];
 
 /// `log.queue`, hit log lines.
-pub const LOG_QUEUE: usize = 8192;
+pub(crate) const LOG_QUEUE: usize = 8192;

@@ -11,7 +11,7 @@
 //!
 //! Nothing here touches the network or the packet path.
 
-pub mod defaults;
+pub(crate) mod defaults;
 mod keys;
 mod schema;
 #[cfg(test)]
@@ -210,7 +210,7 @@ impl Config {
 }
 
 /// The `nameserver` addresses of a resolv.conf text, on port 53.
-pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+pub(crate) fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();

@@ -658,7 +658,7 @@ impl FromStr for LogFormat {
 /// that says what is wrong with it rather than "invalid IP address syntax". Host bits may be set
 /// (`10.1.2.3/8` is `10.0.0.0/8`): the prefix is what counts. Prefixes are read as strings and
 /// parsed by validation, so that every bad one is reported, each at its place.
-pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_prefix(text: &str) -> Result<IpNet, String> {
     let Some((addr, len)) = text.split_once('/') else {
         return Err(match text.parse::<IpAddr>() {
             Ok(ip) => format!(

@@ -33,7 +33,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// The `protocol` label and log field.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Protocol::Udp => "udp",
             Protocol::Tcp => "tcp",
@@ -121,7 +121,7 @@ pub struct Pending {
 
 impl Pending {
     /// The cache key of its question: queries with equal keys get the same upstream answer.
-    pub fn key(&self) -> &CacheKey {
+    pub(crate) fn key(&self) -> &CacheKey {
         &self.key
     }
 }
@@ -329,7 +329,7 @@ impl Handler {
 
     /// Whether `client` may query at all (`server.allow`), as the live config says: what a TCP
     /// listener checks before it gives a connection a slot.
-    pub fn client_allowed(&self, client: IpAddr) -> bool {
+    pub(crate) fn client_allowed(&self, client: IpAddr) -> bool {
         self.state.load().rules.clients.classify(client).allowed
     }
 
@@ -493,14 +493,14 @@ impl Handler {
     /// Forwards a cache miss over `transport` (the worker's UDP sockets for a UDP client, TCP
     /// for a TCP one: its answer may exceed any UDP size) and writes the answer for its client
     /// into `out`: [`Handler::resolve`], then [`Handler::reply`].
-    pub async fn answer_forward(&self, pending: Box<Pending>, transport: Transport<'_>, out: &mut Vec<u8>) {
+    pub(crate) async fn answer_forward(&self, pending: Box<Pending>, transport: Transport<'_>, out: &mut Vec<u8>) {
         let resolution = self.resolve(&pending, transport).await;
         self.reply(&pending, &resolution, out);
     }
 
     /// Forwards a cache miss and caches the answer. When no upstream answers, an expired answer
     /// still within `cache.serve_stale` is the resolution (RFC 8767).
-    pub async fn resolve(&self, pending: &Pending, transport: Transport<'_>) -> Resolution {
+    pub(crate) async fn resolve(&self, pending: &Pending, transport: Transport<'_>) -> Resolution {
         let snapshot = &pending.snapshot;
         match snapshot
             .upstream

@@ -17,7 +17,7 @@ use super::handler::Pending;
 use crate::cache::CacheKey;
 
 /// A client waiting on another client's query for the same question.
-pub struct Follower {
+pub(crate) struct Follower {
     /// Its query, as decided when it came in.
     pub pending: Box<Pending>,
     /// Where its answer goes.
@@ -29,7 +29,7 @@ pub struct Follower {
 /// The questions in flight on one worker, each with the clients waiting on it besides the one
 /// whose query went upstream. Owned by one worker thread (`!Sync`).
 #[derive(Default)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     questions: RefCell<HashMap<CacheKey, Vec<Follower>, foldhash::fast::RandomState>>,
 }
 
@@ -37,7 +37,7 @@ impl InFlight {
     /// Takes a follower on if its question is in flight already (Ok: it will get that answer);
     /// otherwise marks the question in flight and gives the follower back (Err: its query must
     /// go upstream, and [`InFlight::finish`] be called when it is answered).
-    pub fn join(&self, follower: Follower) -> Result<(), Follower> {
+    pub(crate) fn join(&self, follower: Follower) -> Result<(), Follower> {
         let mut questions = self.questions.borrow_mut();
         match questions.get_mut(follower.pending.key()) {
             Some(waiting) => {
@@ -52,7 +52,7 @@ impl InFlight {
     }
 
     /// The question is answered: the clients that waited on it, to be answered the same way.
-    pub fn finish(&self, key: &CacheKey) -> Vec<Follower> {
+    pub(crate) fn finish(&self, key: &CacheKey) -> Vec<Follower> {
         self.questions.borrow_mut().remove(key).unwrap_or_default()
     }
 }

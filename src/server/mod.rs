@@ -5,9 +5,9 @@
 //! log is flushed. SIGHUP reloads config and lists (off the packet path) and reopens the hit log.
 
 pub mod handler;
-pub mod inflight;
-pub mod tcp;
-pub mod udp;
+pub(crate) mod inflight;
+pub(crate) mod tcp;
+pub(crate) mod udp;
 
 use std::io;
 use std::sync::Arc;

@@ -48,7 +48,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The limits of the TCP side, from `[server]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpLimits {
+pub(crate) struct TcpLimits {
     /// Open connections at most, over all listeners.
     pub max_connections: usize,
     /// Open connections at most from one client address.
@@ -65,17 +65,17 @@ pub struct TcpLimits {
 }
 
 /// The TCP side of the server: one accept loop per listen address.
-pub struct TcpServer {
+pub(crate) struct TcpServer {
     loops: Vec<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
 /// The TCP listeners, bound and listening but not yet accepting: what [`TcpServer::start`] serves.
-pub struct BoundTcp(Vec<TcpListener>);
+pub(crate) struct BoundTcp(Vec<TcpListener>);
 
 impl TcpServer {
     /// Binds every address, before anything is served: privileges can be dropped in between.
-    pub fn bind(addrs: &[SocketAddr]) -> io::Result<BoundTcp> {
+    pub(crate) fn bind(addrs: &[SocketAddr]) -> io::Result<BoundTcp> {
         let mut listeners = Vec::new();
         for addr in addrs {
             let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
@@ -86,7 +86,7 @@ impl TcpServer {
 
     /// Starts serving the bound listeners. `upstream` is the set of upstream sockets its
     /// forwarded queries use.
-    pub fn start(
+    pub(crate) fn start(
         BoundTcp(listeners): BoundTcp,
         limits: TcpLimits,
         handler: Arc<Handler>,
@@ -111,7 +111,7 @@ impl TcpServer {
 
     /// Stops accepting, lets the connections finish the queries in flight (for a few seconds at
     /// most), and waits.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(true);
         for accept in self.loops {
             if let Err(e) = accept.await {

@@ -49,17 +49,17 @@ const SOCKET_BUFFER: usize = 4 << 20;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The worker threads of all UDP listeners.
-pub struct UdpWorkers {
+pub(crate) struct UdpWorkers {
     threads: Vec<JoinHandle<()>>,
 }
 
 /// The UDP sockets of all listeners, bound and not yet read: what [`UdpWorkers::start`] serves.
-pub struct BoundUdp(Vec<(SocketAddr, std::net::UdpSocket)>);
+pub(crate) struct BoundUdp(Vec<(SocketAddr, std::net::UdpSocket)>);
 
 impl UdpWorkers {
     /// Binds `threads` sockets to each address, all before any worker starts: a bad address
     /// fails the start, and privileges can be dropped between binding and serving.
-    pub fn bind(addrs: &[SocketAddr], threads: usize) -> io::Result<BoundUdp> {
+    pub(crate) fn bind(addrs: &[SocketAddr], threads: usize) -> io::Result<BoundUdp> {
         let mut sockets = Vec::new();
         for addr in addrs {
             for _ in 0..threads {
@@ -70,7 +70,7 @@ impl UdpWorkers {
     }
 
     /// Starts a worker on each of the bound sockets.
-    pub fn start(
+    pub(crate) fn start(
         BoundUdp(sockets): BoundUdp,
         max_inflight: usize,
         handler: Arc<Handler>,
@@ -93,7 +93,7 @@ impl UdpWorkers {
     }
 
     /// Waits for every worker to finish (after shutdown was signalled).
-    pub fn join(self) {
+    pub(crate) fn join(self) {
         for thread in self.threads {
             if thread.join().is_err() {
                 tracing::error!("a UDP worker panicked");
