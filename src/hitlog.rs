@@ -9,7 +9,7 @@
 //! queue of its own ([`HitLog::sender`]) and names the snapshot its records were decided in only
 //! when it changes: a queue shared by all workers, and a reference count taken on the shared
 //! snapshot per record, would be two writes per block to memory every core uses.
-//! Allowed queries are never logged (DESIGN.md "Privacy").
+//! Allowed queries are never logged (ARCHITECTURE.md "Privacy").
 //!
 //! Schema (stable; fields are never renamed, new ones may be added):
 //! `time` (RFC 3339, UTC), `client` (per `log.client_ip`; absent with `none`), `policy`, `list`,

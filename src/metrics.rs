@@ -3,7 +3,7 @@
 //! Conventions (Prometheus): the `sinkhole_` prefix, `_total` for counters, base units (`_seconds`,
 //! `_bytes`). Labels are of bounded cardinality only: protocol, outcome, policy, list, upstream,
 //! result. Never a query name or a client address: aggregates must carry no personal data
-//! (DESIGN.md "Privacy").
+//! (ARCHITECTURE.md "Privacy").
 //!
 //! Modules take handles (`metrics::Counter`, `Gauge`, `Histogram`) once, when they are built, and
 //! touch only those on the packet path: a handle is one atomic add, a `counter!` lookup by name is

@@ -1,6 +1,6 @@
 //! Proof that the UDP fast path does not allocate: a blocked query, a cache hit and every error answer (REFUSED,
 //! FORMERR, NOTIMP; SERVFAIL once forwarding failed) go through [`Handler::answer_fast`] (and [`Handler::reply`])
-//! with zero heap allocations per query once warm (issue 5, DESIGN.md "Speed").
+//! with zero heap allocations per query once warm (issue 5, ARCHITECTURE.md "Speed, and what it cost").
 //!
 //! A counting allocator (allocation-counter's) wraps the system one in this test binary only. It counts per thread, so tests running in
 //! parallel, and the hit log's writer thread (which formats and allocates later, off the packet path), do not

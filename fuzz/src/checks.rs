@@ -9,7 +9,7 @@
 //!
 //! The oracle for wire bytes is hickory-proto: the daemon reads queries and upstream answers with
 //! its own walks (`packet`, `wire`, `cache::CachedResponse`) for speed, and where hickory-proto
-//! reads the same bytes the two must agree (DESIGN.md "Speed").
+//! reads the same bytes the two must agree (ARCHITECTURE.md "Speed, and what it cost").
 
 use std::cell::RefCell;
 use std::net::IpAddr;

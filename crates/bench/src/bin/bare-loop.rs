@@ -1,4 +1,4 @@
-//! The floor of the comparison (DESIGN.md "Speed"): a UDP responder that does no DNS work at all.
+//! The floor of the comparison (ARCHITECTURE.md "Speed, and what it cost"): a UDP responder that does no DNS work at all.
 //! Every query is answered by flipping its header to a response with RCODE NXDOMAIN and sending
 //! the same bytes back, so what it costs per query is the kernel's receive and send path and
 //! nothing else. A server that does real work (ACL, policy, lists, cache, hit log) can approach
