@@ -255,24 +255,13 @@ fn write_header(packet: &[u8], query: &Query, rcode: u8, counts: [u16; 4], out: 
 /// reflection attacks (one small question, the largest answer a name has), and no client
 /// library needs the real thing: mail servers and browsers ask for the types they use.
 pub(crate) fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>) {
-    write_header(
+    write_one_record(
         packet,
         query,
-        rcode::NOERROR,
-        [1, 1, 0, u16::from(query.edns.is_some())],
+        (rtype::HINFO, CLASS_IN, ANY_TTL),
+        &[b"\x07RFC8482\x00"],
         out,
     );
-    push_u16(out, 0xc000 | HEADER_LEN as u16);
-    push_u16(out, rtype::HINFO);
-    push_u16(out, CLASS_IN);
-    out.extend_from_slice(&ANY_TTL.to_be_bytes());
-    push_u16(out, 9);
-    out.push(7);
-    out.extend_from_slice(b"RFC8482");
-    out.push(0);
-    if let Some(edns) = query.edns {
-        push_opt_record(out, None, edns.dnssec_ok);
-    }
 }
 
 /// Writes the answer to a CHAOS-class TXT query (`version.bind`, `id.server`, ...): one TXT
@@ -280,6 +269,21 @@ pub(crate) fn write_any_minimal(packet: &[u8], query: &Query, out: &mut Vec<u8>)
 /// TTL 0, as name servers answer it.
 pub(crate) fn write_chaos_txt(packet: &[u8], query: &Query, text: &str, out: &mut Vec<u8>) {
     let text = truncate_utf8(text, 255);
+    let length = [text.len() as u8];
+    write_one_record(
+        packet,
+        query,
+        (rtype::TXT, CLASS_CH, 0),
+        &[&length, text.as_bytes()],
+        out,
+    );
+}
+
+/// Writes a NOERROR answer of one record answered here, owned by the question's name: `kind` is
+/// its type, class and TTL, its data the concatenation of `rdata` (given in parts, so that the
+/// caller allocates nothing). The client's OPT is echoed.
+fn write_one_record(packet: &[u8], query: &Query, kind: (u16, u16, u32), rdata: &[&[u8]], out: &mut Vec<u8>) {
+    let (rtype, class, ttl) = kind;
     write_header(
         packet,
         query,
@@ -288,12 +292,13 @@ pub(crate) fn write_chaos_txt(packet: &[u8], query: &Query, text: &str, out: &mu
         out,
     );
     push_u16(out, 0xc000 | HEADER_LEN as u16);
-    push_u16(out, rtype::TXT);
-    push_u16(out, CLASS_CH);
-    out.extend_from_slice(&0u32.to_be_bytes());
-    push_u16(out, 1 + text.len() as u16);
-    out.push(text.len() as u8);
-    out.extend_from_slice(text.as_bytes());
+    push_u16(out, rtype);
+    push_u16(out, class);
+    out.extend_from_slice(&ttl.to_be_bytes());
+    push_u16(out, rdata.iter().map(|part| part.len()).sum::<usize>() as u16);
+    for part in rdata {
+        out.extend_from_slice(part);
+    }
     if let Some(edns) = query.edns {
         push_opt_record(out, None, edns.dnssec_ok);
     }

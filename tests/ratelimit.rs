@@ -146,9 +146,12 @@ fn a_flood_of_cache_misses_from_one_client_does_not_cost_the_others_their_answer
     std::thread::sleep(Duration::from_millis(200));
     let mut answered = 0;
     for _ in 0..20 {
-        if let Ok(answer) = query_udp(d.addr(), ip("127.71.0.1"), "www.tiktok.com", RecordType::A, false) {
-            answered += usize::from(answer.metadata.response_code == ResponseCode::NXDomain);
-        }
+        // Two tries, as a stub resolver makes (glibc's default): a datagram the kernel drops from
+        // a socket buffer the flood keeps full is UDP's lot on a busy machine; a client whose
+        // answers the flood takes (9 of 20 before the limit) loses most of them either way.
+        let answer =
+            (0..2).find_map(|_| query_udp(d.addr(), ip("127.71.0.1"), "www.tiktok.com", RecordType::A, false).ok());
+        answered += usize::from(answer.is_some_and(|a| a.metadata.response_code == ResponseCode::NXDomain));
     }
     let sent = flooder.join().expect("flooder");
     assert_eq!(answered, 20, "every block answered during the flood");
