@@ -594,13 +594,17 @@ impl DomainSet {
 }
 
 /// Names of the lists compiled into the binary, for `builtin:NAME` list sources and `sinkhole check`.
-const BUILTIN_NAMES: &[&str] = &["tiktok"];
+const BUILTIN_NAMES: &[&str] = &["tiktok", "encrypted-dns-bypass", "facebook", "instagram"];
 
 /// The lists compiled into the binary, by name: `builtin("tiktok")` is `blocklists/tiktok.txt`, so a fresh
-/// install blocks TikTok without fetching anything.
+/// install blocks TikTok, and the ways around the resolver (`encrypted-dns-bypass`), without fetching anything.
+/// `facebook` and `instagram` ship for policies that opt in; blocklists/README.md sources every entry.
 pub(crate) fn builtin(name: &str) -> Option<&'static str> {
     match name {
         "tiktok" => Some(include_str!("../../blocklists/tiktok.txt")),
+        "encrypted-dns-bypass" => Some(include_str!("../../blocklists/encrypted-dns-bypass.txt")),
+        "facebook" => Some(include_str!("../../blocklists/facebook.txt")),
+        "instagram" => Some(include_str!("../../blocklists/instagram.txt")),
         _ => None,
     }
 }
@@ -890,6 +894,127 @@ www.deep.example
         assert_eq!(builtin("nope"), None);
     }
 
+    /// Builds one builtin list, failing on any line it would skip: a shipped list has no bad line.
+    fn builtin_set(name: &str) -> DomainSet {
+        let mut builder = DomainSetBuilder::new();
+        let text = builtin(name).unwrap_or_else(|| panic!("builtin {name} is missing"));
+        let bad = builder.add_text(&format!("builtin:{name}"), text);
+        assert!(bad.is_empty(), "builtin:{name}: {bad:#?}");
+        builder.build()
+    }
+
+    #[test]
+    fn every_builtin_list_parses_with_no_bad_line() {
+        for name in builtin_names() {
+            let set = builtin_set(name);
+            assert!(!set.is_empty(), "builtin:{name} has no rule");
+        }
+    }
+
+    #[test]
+    fn lark_exception_example_parses_cleanly() {
+        let mut builder = DomainSetBuilder::new();
+        let text = include_str!("../../blocklists/lark-exceptions-example.txt");
+        let bad = builder.add_text("blocklists/lark-exceptions-example.txt", text);
+        assert!(bad.is_empty(), "{bad:#?}");
+        let allow = builder.build();
+        for name in [
+            "larksuite.com",
+            "www.larksuite.com",
+            "feishu.cn",
+            "larksuite.com.ttdns2.com",
+        ] {
+            assert!(allow.lookup(name.as_bytes()).is_some(), "{name}");
+        }
+        // The shared ByteDance hosts stay commented out: the example opens nothing TikTok needs.
+        for name in ["log.byteoversea.com", "dig.bdurl.net", "tiktok.com"] {
+            assert_eq!(allow.lookup(name.as_bytes()), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn instagram_carries_no_name_facebook_or_whatsapp_needs() {
+        let instagram = builtin_set("instagram");
+        let facebook = builtin_set("facebook");
+        for name in [
+            "instagram.com",
+            "i.instagram.com",
+            "scontent-cdg4-1.cdninstagram.com",
+            "ig.me",
+        ] {
+            assert!(
+                instagram.lookup(name.as_bytes()).is_some(),
+                "{name} blocked by instagram"
+            );
+        }
+        for name in [
+            "www.facebook.com",
+            "graph.facebook.com",
+            "connect.facebook.net",
+            "static.xx.fbcdn.net",
+            "lookaside.fbsbx.com",
+            "whatsapp.com",
+            "web.whatsapp.com",
+            "mmg.whatsapp.net",
+        ] {
+            assert_eq!(
+                instagram.lookup(name.as_bytes()),
+                None,
+                "instagram must not block {name}"
+            );
+        }
+        for name in [
+            "www.facebook.com",
+            "graph.facebook.com",
+            "static.xx.fbcdn.net",
+            "www.messenger.com",
+        ] {
+            assert!(facebook.lookup(name.as_bytes()).is_some(), "{name} blocked by facebook");
+        }
+        for name in ["whatsapp.com", "mmg.whatsapp.net", "instagram.com", "meta.com"] {
+            assert_eq!(facebook.lookup(name.as_bytes()), None, "facebook must not block {name}");
+        }
+    }
+
+    #[test]
+    fn encrypted_dns_bypass_blocks_resolvers_not_their_owners() {
+        let set = builtin_set("encrypted-dns-bypass");
+        for name in [
+            "use-application-dns.net",
+            "mask.icloud.com",
+            "mask-h2.icloud.com",
+            "dns.google",
+            "dns.google.com",
+            "chrome.cloudflare-dns.com",
+            "mozilla.cloudflare-dns.com",
+            "one.one.one.one",
+            "dns.quad9.net",
+            "abc123.dns.nextdns.io",
+            "adblock.dns.mullvad.net",
+        ] {
+            assert!(set.lookup(name.as_bytes()).is_some(), "{name} should be blocked");
+        }
+        for name in [
+            "google.com",
+            "www.google.com",
+            "google",
+            "cloudflare.com",
+            "icloud.com",
+            "www.icloud.com",
+            "p123-caldav.icloud.com",
+            "apple.com",
+            "mozilla.org",
+            "quad9.net",
+            "www.quad9.net",
+            "adguard.com",
+            "nextdns.io",
+            "opendns.com",
+            "mullvad.net",
+        ] {
+            assert_eq!(set.lookup(name.as_bytes()), None, "{name} must not be blocked");
+        }
+    }
+
     #[test]
     fn builtin_tiktok_parses_cleanly_and_blocks_the_app() {
         let mut builder = DomainSetBuilder::new();
@@ -925,6 +1050,13 @@ www.deep.example
             "p16-tiktokcdn-com.akamaized.net",
             "api.tiktokv.com.edgekey.net",
             "analytics.tiktok.com.ttdns2.com",
+            // The app's own ways around the resolver: HTTPDNS and QUIC proxies.
+            "dig.bdurl.net",
+            "direct-http.quic-tiktok-proxy-i18n-v3.useast2a.byteglb.com",
+            "direct-http.quic-webcast-proxy-i18n-v3.useast2a.byteglb.com",
+            "direct.quic-webcast-core-proxy-i18n-v3.useast2a.byteglb.com",
+            "direct-http.quic-proxy-useast4-v3.useast4.byteglb.com",
+            "direct.quic-core-proxy-gcpsg-v3.gcpsg.byteglb.com",
         ];
         for name in blocked {
             assert!(set.lookup(name.as_bytes()).is_some(), "{name} should be blocked");
@@ -946,6 +1078,10 @@ www.deep.example
             "ibytedtos.com",
             "sf16-muse-va.ibytedtos.com",
             "larksuite.com.ttdns2.com",
+            "larksuite.com",
+            "feishu.cn",
+            "byteglb.com",
+            "bdurl.net",
             "capcut.com",
             "lemon8-app.com",
             "nottiktok.com",
