@@ -71,6 +71,24 @@ impl Clock {
                 .map_or(0, |d| d.as_secs() as i64),
         }
     }
+
+    /// The wall clock at `unix` seconds (the monotonic one now): for `explain --at`, which asks
+    /// what policies do at another moment.
+    pub fn at(unix: i64) -> Clock {
+        let wall = u64::try_from(unix).map_or(std::time::UNIX_EPOCH, |s| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
+        });
+        Clock {
+            instant: Instant::now(),
+            wall,
+            unix,
+        }
+    }
+
+    /// The wall clock in Unix seconds, as policy windows compare it.
+    pub fn unix(&self) -> i64 {
+        self.unix
+    }
 }
 
 /// What the transport must do after [`Handler::answer_fast`].
