@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use crate::lists::RuleId;
 use crate::policy::Mode;
-use crate::policy::{ClientClass, ListId, Policy, PolicyId, Rules};
+use crate::policy::{ClientClass, ListId, PhaseId, Policy, PolicyId, Rules};
 
 /// A policy's block list matched a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +23,11 @@ pub struct Hit {
     pub rule: RuleId,
     /// How long the matched apex is (see `lists::Match::apex_len`); None through a wildcard.
     pub apex_len: Option<u8>,
-    /// Enforce: send the block answer. Audit: log and count, then answer normally.
+    /// Enforce: send the block answer. Audit: log and count, then answer normally. The mode of
+    /// the policy's phase at the time of the query.
     pub mode: Mode,
+    /// Which phase of the policy's timeline it was (0 without `phases`), for the hit log.
+    pub phase: PhaseId,
 }
 
 /// What to do with a query.
@@ -59,27 +62,36 @@ pub(crate) fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i6
         return Verdict::Allowed { inspect: None };
     };
     let policy = rules.policies.get(id);
-    if policy.block.is_empty() || !policy.window.contains(now) || is_exception(rules, policy, name) {
+    if policy.block.is_empty() {
         return Verdict::Allowed { inspect: None };
     }
-    match first_block(rules, id, policy, name) {
+    let Some(phase) = policy.phase_at(now) else {
+        return Verdict::Allowed { inspect: None };
+    };
+    if is_exception(rules, policy, name) {
+        return Verdict::Allowed { inspect: None };
+    }
+    match first_block(rules, id, policy, phase, name) {
         Some(hit) => Verdict::Blocked(hit),
         None => Verdict::Allowed { inspect: Some(id) },
     }
 }
 
 /// Checks the names an answer's CNAME/DNAME chain leads to against the policy that
-/// [`decide`] asked to inspect with: the first blocked name gives the hit.
+/// [`decide`] asked to inspect with, in its phase at `now` (the time [`decide`] was given): the
+/// first blocked name gives the hit.
 pub(crate) fn check_chain<'a>(
     rules: &Rules,
     policy: PolicyId,
+    now: i64,
     chain: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<Hit> {
     let p = rules.policies.get(policy);
+    let phase = p.phase_at(now)?;
     chain
         .into_iter()
         .filter(|name| !is_exception(rules, p, name))
-        .find_map(|name| first_block(rules, policy, p, name))
+        .find_map(|name| first_block(rules, policy, p, phase, name))
         .map(|hit| Hit { apex_len: None, ..hit })
 }
 
@@ -90,14 +102,21 @@ fn is_exception(rules: &Rules, policy: &Policy, name: &[u8]) -> bool {
         .any(|&list| rules.lists[list].set.lookup(name).is_some())
 }
 
-fn first_block(rules: &Rules, id: PolicyId, policy: &Policy, name: &[u8]) -> Option<Hit> {
+fn first_block(
+    rules: &Rules,
+    id: PolicyId,
+    policy: &Policy,
+    (phase, mode): (PhaseId, Mode),
+    name: &[u8],
+) -> Option<Hit> {
     policy.block.iter().find_map(|(list, _)| {
         rules.lists[*list].set.lookup(name).map(|m| Hit {
             policy: id,
             list: *list,
             rule: m.rule,
             apex_len: m.apex_len,
-            mode: policy.mode,
+            mode,
+            phase,
         })
     })
 }
@@ -237,6 +256,62 @@ mod tests {
         }
     }
 
+    /// A ban with a grace period, as one policy: from active_from, audit until 31 March, then
+    /// enforce until 17 September, then nothing. The clock walks each edge: a second before, at
+    /// and after every `until` and `active_from`, and long after the last phase.
+    #[test]
+    fn a_timeline_switches_modes_at_each_edge() {
+        use crate::policy::Phase;
+        // 2023-03-17T00:00:00+01:00, 2023-03-31T00:00:00+02:00, 2023-09-17T00:00:00+02:00.
+        let (from, grace_ends, ban_ends) = (1_679_007_600, 1_680_213_600, 1_694_901_600);
+        let window = Window {
+            from: Some(from),
+            until: Some(ban_ends),
+        };
+        let s = crate::policy::test_rules_with(
+            &["10.0.0.0/8"],
+            &[("tiktok", &["tiktok.com"])],
+            &[("ban", &["10.0.0.0/8"], &["tiktok"], &[], Mode::Audit, window)],
+            |specs| {
+                specs[0].phases = vec![
+                    Phase {
+                        until: grace_ends,
+                        mode: Mode::Audit,
+                    },
+                    Phase {
+                        until: ban_ends,
+                        mode: Mode::Enforce,
+                    },
+                ];
+            },
+        );
+        let cases: &[(i64, Option<(Mode, u8)>)] = &[
+            (0, None),
+            (from - 1, None),
+            (from, Some((Mode::Audit, 0))),
+            (from + 1, Some((Mode::Audit, 0))),
+            (grace_ends - 1, Some((Mode::Audit, 0))),
+            (grace_ends, Some((Mode::Enforce, 1))),
+            (grace_ends + 1, Some((Mode::Enforce, 1))),
+            (ban_ends - 1, Some((Mode::Enforce, 1))),
+            (ban_ends, None),
+            (ban_ends + 1, None),
+            (i64::MAX, None),
+        ];
+        let client = "10.1.2.3".parse().expect("ip");
+        for &(now, want) in cases {
+            let got = match decide(&s, client, b"www.tiktok.com", now) {
+                Verdict::Blocked(hit) => Some((hit.mode, hit.phase)),
+                Verdict::Allowed { inspect: None } => None,
+                other => panic!("at {now}: {other:?}"),
+            };
+            assert_eq!(got, want, "at {now}");
+            // The CNAME chain is judged in the same phase as the name asked.
+            let chain = check_chain(&s, 0, now, [b"cdn.tiktok.com".as_slice()]).map(|hit| (hit.mode, hit.phase));
+            assert_eq!(chain, want, "chain at {now}");
+        }
+    }
+
     #[test]
     fn apex_len_points_at_the_matched_suffix() {
         let s = snapshot();
@@ -253,11 +328,11 @@ mod tests {
             Verdict::Allowed { inspect: Some(p) } => p,
             other => panic!("expected inspection, got {other:?}"),
         };
-        let hit = check_chain(&s, staff, [b"edge.example".as_slice(), b"v16m.tiktokcdn.com"]).expect("blocked");
+        let hit = check_chain(&s, staff, 0, [b"edge.example".as_slice(), b"v16m.tiktokcdn.com"]).expect("blocked");
         assert_eq!(s.lists[hit.list].set.rule(hit.rule), "tiktokcdn.com");
         assert_eq!(hit.apex_len, None);
-        assert_eq!(check_chain(&s, staff, [b"cdn.akamaized.net".as_slice()]), None);
-        assert_eq!(check_chain(&s, staff, [b"developers.tiktok.com".as_slice()]), None);
+        assert_eq!(check_chain(&s, staff, 0, [b"cdn.akamaized.net".as_slice()]), None);
+        assert_eq!(check_chain(&s, staff, 0, [b"developers.tiktok.com".as_slice()]), None);
     }
 }
 
@@ -413,7 +488,7 @@ mod properties {
             }
             for chain in &chains {
                 let chain: Vec<&str> = chain.iter().map(|i| i.get(&names).as_str()).collect();
-                let hit = check_chain(&s, 0, chain.iter().map(|n| n.as_bytes()));
+                let hit = check_chain(&s, 0, 0, chain.iter().map(|n| n.as_bytes()));
                 let want = chain.iter().find(|n| !excepted(n) && apex(&block, n).is_some());
                 match (hit, want) {
                     (None, None) => {}

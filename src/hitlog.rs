@@ -14,7 +14,9 @@
 //! Schema (stable; fields are never renamed, new ones may be added):
 //! `time` (RFC 3339, UTC), `client` (per `log.client_ip`; absent with `none`), `policy`, `list`,
 //! `rule` (as in the list, normalised), `qname`, `qtype`, `answer` (what the policy answers),
-//! `mode` (`enforce`: that answer was sent; `audit`: only logged), `protocol` (`udp`, `tcp`), and
+//! `mode` (`enforce`: that answer was sent; `audit`: only logged), `phase` (the index of the
+//! policy's phase then, in its `phases`; 0 without them: with `mode`, which phase of a ban's
+//! timeline it was), `protocol` (`udp`, `tcp`), and
 //! `cname` (the name in the answer's CNAME chain that matched) for blocks found by CNAME inspection.
 
 use std::fmt;
@@ -480,8 +482,9 @@ fn format_line(out: &mut Vec<u8>, s: &dyn HitContext, r: &HitRecord, hasher: &mu
     )?;
     write!(
         out,
-        ",\"mode\":\"{}\",\"protocol\":\"{}\"",
+        ",\"mode\":\"{}\",\"phase\":{},\"protocol\":\"{}\"",
         r.hit.mode.as_str(),
+        r.hit.phase,
         r.protocol
     )?;
     if let Some(cname) = &r.cname {

@@ -95,6 +95,10 @@ enum Command {
         /// The client address asking.
         #[arg(long, value_name = "IP")]
         client: IpAddr,
+        /// The moment to answer for (RFC 3339 with offset, like 2023-03-31T00:00:00+02:00):
+        /// policies' windows and phases as they are then. Default: now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<jiff::Timestamp>,
         /// The name asked.
         name: String,
         /// The query type (A, AAAA, HTTPS, TYPE65, ...).
@@ -121,7 +125,8 @@ fn main() -> ExitCode {
             client,
             name,
             qtype,
-        } => explain(source(config), client, &name, &qtype),
+            at,
+        } => explain(source(config), client, &name, &qtype, at),
         Command::Replay(args) => sinkhole_replay::run(&args).map_err(anyhow::Error::from),
     };
     match result {
@@ -222,10 +227,17 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn explain(source: ConfigSource, client: IpAddr, name: &str, qtype: &str) -> anyhow::Result<ExitCode> {
+fn explain(
+    source: ConfigSource,
+    client: IpAddr,
+    name: &str,
+    qtype: &str,
+    at: Option<jiff::Timestamp>,
+) -> anyhow::Result<ExitCode> {
     let qtype = parse_type(qtype)?;
     let state = source.load().and_then(State::from_config).map_err(config_failed)?;
-    let text = sinkhole::report::explain(&Arc::new(state), client, name, qtype).map_err(anyhow::Error::msg)?;
+    let text = sinkhole::report::explain(&Arc::new(state), client, name, qtype, at.map(|t| t.as_second()))
+        .map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -276,6 +276,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Its index in per-mode arrays (counters).
+    pub fn index(self) -> usize {
+        match self {
+            Mode::Enforce => 0,
+            Mode::Audit => 1,
+        }
+    }
+
     /// The `mode` label and log field.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -302,18 +310,39 @@ impl Window {
     }
 }
 
+/// One step of a policy's timeline (`phases` in a `[[policy]]`): the policy has `mode` until
+/// `until` (Unix seconds, exclusive), from the end of the phase before (or `active_from`). So
+/// that one policy can audit during a grace period and then enforce, on the same clients: two
+/// policies on one prefix cannot do it, as only one of them ever applies to a prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// The first second it no longer holds.
+    pub until: i64,
+    /// What the policy does during it.
+    pub mode: Mode,
+}
+
+/// Index of a phase in its policy's timeline (0 for a policy without `phases`): small, so that
+/// a hit and its hit log record carry it without a string.
+pub(crate) type PhaseId = u8;
+
 /// One policy, ready for the packet path.
 pub struct Policy {
     /// Its name, shared with every hit log record that names it.
     pub name: Arc<str>,
-    /// Lists it blocks, each with its `sinkhole_blocks_total{policy,list,mode}` counter.
-    pub block: Vec<(ListId, metrics::Counter)>,
+    /// Lists it blocks, each with its `sinkhole_blocks_total{policy,list,mode}` counters by
+    /// [`Mode::index`]: only for the modes its timeline has, so that no series of a mode it never
+    /// takes is exported.
+    pub block: Vec<(ListId, [Option<metrics::Counter>; 2])>,
     /// Lists of names it never blocks.
     pub allow: Vec<ListId>,
-    /// Enforce or only audit.
+    /// Enforce or only audit (without `phases`; with them, the first phase's mode).
     pub mode: Mode,
-    /// When it blocks.
+    /// When it blocks: with `phases`, from `active_from` to the last phase's end.
     pub window: Window,
+    /// Its timeline, in increasing order of `until`; empty when it has one mode throughout its
+    /// window. Read through [`Policy::phase_at`].
+    pub phases: Box<[Phase]>,
     /// Its answers, pre-encoded; written through [`Policy::write_block_answer`] only, so that
     /// whoever shows an answer (`explain`) shows what the packet path sends.
     template: BlockTemplate,
@@ -322,6 +351,20 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Its phase and mode at `now` (Unix seconds), or None when it does not block then (before
+    /// its window or after it). A scan of a few phases: no allocation, no I/O, for the packet
+    /// path.
+    pub fn phase_at(&self, now: i64) -> Option<(PhaseId, Mode)> {
+        if !self.window.contains(now) {
+            return None;
+        }
+        if self.phases.is_empty() {
+            return Some((0, self.mode));
+        }
+        let i = self.phases.iter().position(|p| now < p.until)?;
+        Some((PhaseId::try_from(i).ok()?, self.phases[i].mode))
+    }
+
     /// The answer kind it sends.
     pub fn answer(&self) -> BlockAnswer {
         self.template.answer()
@@ -347,10 +390,12 @@ pub struct PolicySpec {
     pub block: Vec<ListId>,
     /// The lists of names it never blocks.
     pub allow: Vec<ListId>,
-    /// Enforce or only audit.
+    /// Enforce or only audit (the first phase's, with `phases`).
     pub mode: Mode,
-    /// When it blocks.
+    /// When it blocks (to the last phase's end, with `phases`).
     pub window: Window,
+    /// Its timeline; empty for one mode throughout.
+    pub phases: Vec<Phase>,
     /// What a blocked client is told.
     pub answer: BlockAnswer,
     /// TTL of its block answers (and their negative caching), in seconds.
@@ -437,17 +482,29 @@ impl PolicyTable {
         let mut table = PolicyTable::default();
         for (id, spec) in specs.iter().enumerate() {
             let name: Arc<str> = Arc::from(spec.name.as_str());
+            let uses = |mode: Mode| {
+                if spec.phases.is_empty() {
+                    spec.mode == mode
+                } else {
+                    spec.phases.iter().any(|p| p.mode == mode)
+                }
+            };
             let block = spec
                 .block
                 .iter()
                 .filter_map(|&list| {
-                    let counter = metrics::counter!(
-                        crate::metrics::BLOCKS,
-                        "policy" => name.to_string(),
-                        "list" => lists.get(list)?.name.to_string(),
-                        "mode" => spec.mode.as_str(),
-                    );
-                    Some((list, counter))
+                    let list_name = &lists.get(list)?.name;
+                    let counter = |mode: Mode| {
+                        uses(mode).then(|| {
+                            metrics::counter!(
+                                crate::metrics::BLOCKS,
+                                "policy" => name.to_string(),
+                                "list" => list_name.to_string(),
+                                "mode" => mode.as_str(),
+                            )
+                        })
+                    };
+                    Some((list, [counter(Mode::Enforce), counter(Mode::Audit)]))
                 })
                 .collect();
             let allow = spec.allow.iter().copied().filter(|&list| list < lists.len()).collect();
@@ -462,6 +519,7 @@ impl PolicyTable {
                 allow,
                 mode: spec.mode,
                 window: spec.window,
+                phases: spec.phases.clone().into_boxed_slice(),
                 clients,
             });
         }
@@ -498,6 +556,18 @@ impl PolicyTable {
 /// name with their rules, and `policies` as [`TestPolicy`]s; every policy answers NXDOMAIN.
 #[cfg(test)]
 pub(crate) fn test_rules(allow: &[&str], lists: &[(&str, &[&str])], policies: &[TestPolicy<'_>]) -> Rules {
+    test_rules_with(allow, lists, policies, |_| {})
+}
+
+/// [`test_rules`] with the specs changed by `edit` before they are built (to give a policy
+/// `phases`).
+#[cfg(test)]
+pub(crate) fn test_rules_with(
+    allow: &[&str],
+    lists: &[(&str, &[&str])],
+    policies: &[TestPolicy<'_>],
+    edit: impl FnOnce(&mut [PolicySpec]),
+) -> Rules {
     let net = |n: &&str| n.parse::<ipnet::IpNet>().expect("test prefix");
     let mut acl = PrefixTable::default();
     for n in allow.iter().map(net) {
@@ -519,7 +589,7 @@ pub(crate) fn test_rules(allow: &[&str], lists: &[(&str, &[&str])], policies: &[
         })
         .collect();
     let id = |list: &&str| lists.iter().position(|(name, _)| name == list).expect("a test list");
-    let specs: Vec<PolicySpec> = policies
+    let mut specs: Vec<PolicySpec> = policies
         .iter()
         .map(|(name, clients, block, allow, mode, window)| PolicySpec {
             name: (*name).into(),
@@ -528,10 +598,12 @@ pub(crate) fn test_rules(allow: &[&str], lists: &[(&str, &[&str])], policies: &[
             allow: allow.iter().map(id).collect(),
             mode: *mode,
             window: *window,
+            phases: Vec::new(),
             answer: BlockAnswer::Nxdomain,
             block_ttl: 10,
         })
         .collect();
+    edit(&mut specs);
     Rules::build(&acl, &PrefixTable::default(), named, &specs)
 }
 

@@ -17,8 +17,10 @@ use crate::policy::Mode;
 use crate::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use crate::state::{Snapshot, State, now_unix};
 
-/// The `check` summary: listeners, upstreams, lists with rule counts, policies, warnings.
+/// The `check` summary: listeners, upstreams, lists with rule counts, policies (each with its
+/// timeline and what it does now), warnings.
 pub fn check(snapshot: &Snapshot) -> String {
+    let now = now_unix();
     let c = &snapshot.config;
     let mut out = String::new();
     let _ = writeln!(out, "config {}: ok", c.origin.name);
@@ -75,8 +77,9 @@ pub fn check(snapshot: &Snapshot) -> String {
             names(&mut policy.allow.iter().copied()),
             policy.answer(),
             policy.mode.as_str(),
-            window_text(policy.window)
+            window_text(policy.window, now)
         );
+        let _ = write!(out, "{}", timeline_text(policy, now, "    "));
     }
     if !snapshot.warnings.is_empty() {
         let _ = writeln!(out, "warnings");
@@ -87,7 +90,37 @@ pub fn check(snapshot: &Snapshot) -> String {
     out
 }
 
-fn window_text(window: crate::policy::Window) -> String {
+/// A policy's phases, one a line, and what it does at `now`, each line after `indent`.
+fn timeline_text(policy: &crate::policy::Policy, now: i64, indent: &str) -> String {
+    let mut out = String::new();
+    for (i, phase) in policy.phases.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{indent}phase {i}: {} until {}",
+            phase.mode.as_str(),
+            show_time(phase.until)
+        );
+    }
+    let _ = writeln!(out, "{indent}now: {}", phase_text(policy, now));
+    out
+}
+
+/// What a policy does at `now`: its phase's mode (and index, with phases), or why it does not
+/// block.
+fn phase_text(policy: &crate::policy::Policy, now: i64) -> String {
+    match policy.phase_at(now) {
+        Some((i, mode)) if !policy.phases.is_empty() => format!("{} (phase {i})", mode.as_str()),
+        Some((_, mode)) => mode.as_str().to_string(),
+        None if policy.window.from.is_some_and(|from| now < from) => "not blocking (before active_from)".to_string(),
+        None => "not blocking (over)".to_string(),
+    }
+}
+
+fn show_time(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string())
+}
+
+fn window_text(window: crate::policy::Window, now: i64) -> String {
     let show = |t: Option<i64>| {
         t.and_then(|s| jiff::Timestamp::from_second(s).ok())
             .map_or_else(|| "-".to_string(), |t| t.to_string())
@@ -98,7 +131,7 @@ fn window_text(window: crate::policy::Window) -> String {
             "active from {} until {} ({})",
             show(window.from),
             show(window.until),
-            if window.contains(now_unix()) {
+            if window.contains(now) {
                 "active now"
             } else {
                 "not active now"
@@ -113,7 +146,11 @@ fn window_text(window: crate::policy::Window) -> String {
 /// cache and no hit log), and the bytes it writes are decoded for display; an audited block's
 /// answer is written by the same call the packet path makes for an enforced one. So `explain`
 /// cannot say something the daemon does not do, for any query type or answer kind.
-pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16) -> Result<String, String> {
+///
+/// `at` is the moment asked about (Unix seconds; None: now): policies answer as they would then.
+pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: Option<i64>) -> Result<String, String> {
+    let clock = at.map_or_else(Clock::now, Clock::at);
+    let now = clock.unix();
     let snapshot = state.load_full();
     let qname = QName::from_dotted(name).ok_or_else(|| format!("{name:?} is longer than a DNS name can be"))?;
     let mut packet = Vec::new();
@@ -134,7 +171,7 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16) -> Re
         &packet,
         client,
         Protocol::Tcp,
-        Clock::now(),
+        clock,
         &mut bytes,
         &mut Worker::default(),
     );
@@ -155,8 +192,9 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16) -> Re
                 "policy    {} (through {prefix}; mode {}; {})",
                 p.name,
                 p.mode.as_str(),
-                window_text(p.window)
+                window_text(p.window, now)
             );
+            let _ = write!(out, "{}", timeline_text(p, now, "          "));
             for &list in &p.allow {
                 let list = &rules.lists[list];
                 if let Some(m) = list.set.lookup(qname.as_bytes()) {
@@ -170,7 +208,7 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16) -> Re
             }
         }
     }
-    match engine::decide(rules, client, qname.as_bytes(), now_unix()) {
+    match engine::decide(rules, client, qname.as_bytes(), now) {
         Verdict::Refused => {
             let _ = write!(out, "{}", step_text(&step, &bytes, ("", ""), &snapshot));
         }
@@ -363,7 +401,7 @@ block = []
 
     /// The `answer` lines of `explain`, joined by " | ", and its whole text.
     fn explained(state: &Arc<State>, client: &str, name: &str, qtype: u16) -> (String, String) {
-        let text = explain(state, client.parse().expect("test address"), name, qtype).expect("explains");
+        let text = explain(state, client.parse().expect("test address"), name, qtype, None).expect("explains");
         let answers: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("answer    ")).collect();
         (answers.join(" | "), text)
     }

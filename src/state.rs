@@ -139,6 +139,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
             allow: p.allow.iter().filter_map(|l| list_id(l.get_ref())).collect(),
             mode: p.mode,
             window: p.window,
+            phases: p.timeline.clone(),
             answer: p.answer,
             block_ttl: p.block_ttl,
         })

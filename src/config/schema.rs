@@ -18,7 +18,7 @@ use super::Origin;
 use super::defaults;
 use super::keys::KeySpans;
 use crate::answer::BlockAnswer;
-use crate::policy::{Mode, Window};
+use crate::policy::{Mode, Phase, Window};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -419,8 +419,11 @@ pub struct PolicyConfig {
     /// `nxdomain` (default), `nodata`, `null`, `refused`, or an IP address.
     #[serde(default = "default_answer")]
     pub answer: BlockAnswer,
-    /// `enforce` (default) or `audit`.
-    #[serde(default)]
+    /// `enforce` (default) or `audit`. Not with `phases`, which say the mode of each phase.
+    #[serde(rename = "mode", default)]
+    pub(super) mode_written: Option<Spanned<Mode>>,
+    /// The mode as the runtime reads it: `mode`, or the first phase's (not a key).
+    #[serde(skip)]
     pub mode: Mode,
     /// Seconds block answers are cached by clients (record TTL and negative TTL). Default 10:
     /// short, so that an exception added by an admin takes effect at once.
@@ -431,12 +434,35 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub active_from: Option<Spanned<toml::Value>>,
     /// RFC 3339 time from which it no longer blocks. Optional. Read into `window` by validation.
+    /// Not with `phases`: the last phase's `until` ends the policy.
     #[serde(default)]
     pub active_until: Option<Spanned<toml::Value>>,
-    /// `active_from` and `active_until` as the packet path reads them, parsed once, by
-    /// validation (not a key).
+    /// The policy's timeline, for a ban announced with a grace period:
+    /// `[{ until = "2023-03-31T00:00:00+02:00", mode = "audit" }, { until = "...", mode = "enforce" }]`.
+    /// From `active_from` (or always, without it), each phase holds until its `until` (RFC 3339,
+    /// in increasing order); after the last one the policy blocks nothing, as after
+    /// `active_until`. Phases replace `mode` and `active_until`: giving either with them is an
+    /// error. One policy with phases, rather than two policies on the same clients, because a
+    /// prefix has one policy only.
+    #[serde(default)]
+    pub phases: Option<Spanned<Vec<PhaseConfig>>>,
+    /// `active_from` and `active_until` (or the last phase's `until`) as the packet path reads
+    /// them, parsed once, by validation (not a key).
     #[serde(skip)]
     pub window: Window,
+    /// `phases` as the packet path reads them, parsed once by validation (not a key).
+    #[serde(skip)]
+    pub timeline: Vec<Phase>,
+}
+
+/// One of a policy's `phases`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseConfig {
+    /// RFC 3339 time at which the phase ends (and the next begins).
+    pub until: Spanned<toml::Value>,
+    /// `enforce` or `audit` during the phase.
+    pub mode: Mode,
 }
 
 fn default_answer() -> BlockAnswer {

@@ -680,3 +680,60 @@ fn a_log_format_is_text_or_json() {
     assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
     assert!("JSON".parse::<LogFormat>().is_err());
 }
+
+/// A policy's `phases`: parsed once into its timeline, the window ending with the last phase.
+#[test]
+fn phases_make_a_timeline() {
+    let config = parse(
+        "[[policy]]\nname = \"ban\"\nclients = [\"10.0.0.0/8\"]\nactive_from = \"2023-03-17T00:00:00+01:00\"\n\
+         phases = [{ until = \"2023-03-31T00:00:00+02:00\", mode = \"audit\" }, \
+         { until = 2023-09-17T00:00:00+02:00, mode = \"enforce\" }]\n",
+    )
+    .expect("loads");
+    let p = &config.policies[0];
+    assert_eq!(p.window.from, Some(1_679_007_600));
+    assert_eq!(p.window.until, Some(1_694_901_600));
+    assert_eq!(p.mode, crate::policy::Mode::Audit);
+    let phases: Vec<(i64, &str)> = p.timeline.iter().map(|ph| (ph.until, ph.mode.as_str())).collect();
+    assert_eq!(phases, [(1_680_213_600, "audit"), (1_694_901_600, "enforce")]);
+}
+
+/// Every phase problem at its key, all of them at once.
+#[test]
+fn phase_errors_point_at_their_keys() {
+    let text = "[[policy]]\nname = \"ban\"\nclients = [\"10.0.0.0/8\"]\nmode = \"audit\"\n\
+                active_from = \"2023-04-01T00:00:00Z\"\nactive_until = \"2024-01-01T00:00:00Z\"\nphases = [\n\
+                { until = \"2023-03-31T00:00:00Z\", mode = \"audit\" },\n\
+                { until = \"2023-09-17T00:00:00Z\", mode = \"enforce\" },\n\
+                { until = \"2023-06-01T00:00:00Z\", mode = \"audit\" },\n\
+                { until = \"soon\", mode = \"audit\" },\n]\n";
+    let e = errors(text);
+    for want in [
+        "test.toml:4:8: policy \"ban\": mode and phases are both set",
+        "test.toml:6:16: policy \"ban\": active_until and phases are both set",
+        "test.toml:8:11: policy \"ban\" phase 0: until is not after active_from",
+        "test.toml:10:11: policy \"ban\" phase 2: until is not after phase 1's until",
+        "test.toml:11:11: policy \"ban\" phase 3: \"soon\" is not an RFC 3339 date-time",
+    ] {
+        assert!(e.contains(want), "{want}\nin\n{e}");
+    }
+    let e = errors("[[policy]]\nname = \"ban\"\nclients = [\"10.0.0.0/8\"]\nphases = []\n");
+    assert!(e.contains("test.toml:4:10: policy \"ban\": phases is empty"), "{e}");
+}
+
+/// The reported bug: a grace policy and a ban policy on the same prefix, with windows that do not
+/// overlap. Only one policy can hold a prefix, so the ban would never apply: the config is refused,
+/// naming both and pointing at `phases`.
+#[test]
+fn a_timeline_of_two_policies_on_one_prefix_is_an_error() {
+    let e = errors(
+        "[lists.l]\ndomains = [\"x.example\"]\n\
+         [[policy]]\nname = \"grace\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"l\"]\nmode = \"audit\"\nactive_until = \"2023-03-31T00:00:00+02:00\"\n\
+         [[policy]]\nname = \"ban\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"l\"]\nactive_from = \"2023-03-31T00:00:00+02:00\"\n",
+    );
+    assert!(
+        e.starts_with("test.toml:11:12: 10.0.0.0/8 is claimed by policy \"grace\" and policy \"ban\""),
+        "{e}"
+    );
+    assert!(e.contains("\"ban\" never") && e.contains("phases = ["), "{e}");
+}

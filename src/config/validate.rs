@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::keys::KeySpans;
 use super::{ClientIpMode, Config, Diagnostic, parse_prefix};
-use crate::policy::Window;
+use crate::policy::{Mode, Phase, PhaseId, Window};
 
 /// One problem: where it is in the config text, and what is wrong.
 pub(super) type Problem = (Range<usize>, String);
@@ -40,6 +40,9 @@ const MAX_SERVE_STALE: u32 = 604_800;
 const MAX_SERVFAIL_TTL: u32 = 30;
 /// Characters in a policy name at most (it goes into EDE texts and metric labels).
 const MAX_POLICY_NAME: usize = 64;
+/// Most phases one policy may have: a hit carries its phase as a [`PhaseId`], and a timeline
+/// longer than this is a config written wrong.
+const MAX_PHASES: usize = 16;
 /// Characters of a salt at least.
 const MIN_SALT: usize = 16;
 /// Prefixes outside `server.allow` named in one warning at most.
@@ -103,6 +106,7 @@ impl Config {
         self.check_cache(&mut problems);
         self.check_lists(&mut problems);
         let windows = self.check_policies(&mut problems);
+        self.check_shared_prefixes(&prefixes.clients, &windows, &mut problems);
         self.check_log(&mut problems);
         let salt = self.read_salt_file();
         let mut found = problems.found;
@@ -112,8 +116,11 @@ impl Config {
         if let Some(exempt) = prefixes.exempt {
             self.ratelimit.exempt = exempt;
         }
-        for ((policy, window), clients) in self.policies.iter_mut().zip(windows).zip(prefixes.clients) {
+        for ((policy, (window, mode, timeline)), clients) in self.policies.iter_mut().zip(windows).zip(prefixes.clients)
+        {
             policy.window = window;
+            policy.mode = mode;
+            policy.timeline = timeline;
             policy.clients = clients;
         }
         match salt {
@@ -375,8 +382,9 @@ impl Config {
         }
     }
 
-    /// Names, clients, list references and windows; returns each policy's window.
-    fn check_policies(&self, p: &mut Problems<'_>) -> Vec<Window> {
+    /// Names, clients, list references, windows and phases; returns each policy's window, mode
+    /// and timeline.
+    fn check_policies(&self, p: &mut Problems<'_>) -> Vec<(Window, Mode, Vec<Phase>)> {
         let mut names: Vec<&str> = Vec::new();
         let mut windows = Vec::with_capacity(self.policies.len());
         for policy in &self.policies {
@@ -415,7 +423,7 @@ impl Config {
                     .map_err(|message| p.at(value.span(), message))
                     .ok()
             };
-            let window = Window {
+            let mut window = Window {
                 from: bound(&policy.active_from),
                 until: bound(&policy.active_until),
             };
@@ -427,9 +435,51 @@ impl Config {
                     format!("policy {name:?}: active_until is not after active_from"),
                 );
             }
-            windows.push(window);
+            let mut mode = policy.mode_written.as_ref().map_or(Mode::default(), |m| *m.get_ref());
+            let mut timeline = Vec::new();
+            if let Some(phases) = &policy.phases {
+                timeline = check_phases(name, policy, window.from, phases, p);
+                window.until = timeline.last().map(|phase| phase.until);
+                mode = timeline.first().map_or(mode, |phase| phase.mode);
+            }
+            windows.push((window, mode, timeline));
         }
         windows
+    }
+
+    /// Two policies claiming the same prefix are an error when they differ in when or how they
+    /// block: only the first ever applies to the prefix, whatever its window, so the second (a ban
+    /// after a grace period, say) would never take effect. A timeline is one policy's `phases`.
+    fn check_shared_prefixes(
+        &self,
+        clients: &[Spanned<Vec<Spanned<IpNet>>>],
+        built: &[(Window, Mode, Vec<Phase>)],
+        p: &mut Problems<'_>,
+    ) {
+        let mut seen: BTreeMap<IpNet, usize> = BTreeMap::new();
+        for (id, prefixes) in clients.iter().enumerate() {
+            for prefix in prefixes.get_ref() {
+                let net = prefix.get_ref().trunc();
+                let first = *seen.entry(net).or_insert(id);
+                if first == id || built.get(first) == built.get(id) {
+                    continue;
+                }
+                let (Some(a), Some(b)) = (self.policies.get(first), self.policies.get(id)) else {
+                    continue;
+                };
+                let (a, b) = (a.name.get_ref(), b.name.get_ref());
+                p.at(
+                    prefix.span(),
+                    format!(
+                        "{net} is claimed by policy {a:?} and policy {b:?}, which block at different times or in \
+                         different modes: a prefix has one policy, so {a:?} (the first) would apply at all times and \
+                         {b:?} never, even after {a:?} ends. To audit and then enforce (or any timeline) on the same \
+                         clients, make them one policy with phases = [{{ until = \"...\", mode = \"audit\" }}, \
+                         {{ until = \"...\", mode = \"enforce\" }}]"
+                    ),
+                );
+            }
+        }
     }
 
     fn check_log(&self, p: &mut Problems<'_>) {
@@ -615,6 +665,77 @@ pub(super) fn check_private(mode: u32) -> Result<(), String> {
          user read it through its owner or group",
         mode & 0o7777
     ))
+}
+
+/// A policy's `phases` as the runtime reads them: each `until` parsed, after `active_from`
+/// (`from`) and after the phase before; `mode` and `active_until` are errors with them. Every
+/// problem is reported at its key; the phases that are good are returned.
+fn check_phases(
+    name: &str,
+    policy: &super::schema::PolicyConfig,
+    from: Option<i64>,
+    phases: &Spanned<Vec<super::schema::PhaseConfig>>,
+    p: &mut Problems<'_>,
+) -> Vec<Phase> {
+    if let Some(mode) = &policy.mode_written {
+        p.at(
+            mode.span(),
+            format!("policy {name:?}: mode and phases are both set: phases say the mode of each phase; remove mode"),
+        );
+    }
+    if let Some(until) = &policy.active_until {
+        p.at(
+            until.span(),
+            format!(
+                "policy {name:?}: active_until and phases are both set: the last phase's until ends the policy; \
+                 remove active_until"
+            ),
+        );
+    }
+    if phases.get_ref().is_empty() {
+        p.at(
+            phases.span(),
+            format!("policy {name:?}: phases is empty: give at least one {{ until = \"...\", mode = \"...\" }}, or remove it"),
+        );
+    }
+    if phases.get_ref().len() > MAX_PHASES {
+        p.at(
+            phases.span(),
+            format!(
+                "policy {name:?} has {} phases; at most {MAX_PHASES}",
+                phases.get_ref().len()
+            ),
+        );
+    }
+    let mut timeline: Vec<Phase> = Vec::new();
+    let mut after = from.map(|f| (f, "active_from".to_string()));
+    for (i, phase) in phases.get_ref().iter().enumerate().take(MAX_PHASES) {
+        let until = match timestamp(phase.until.get_ref()) {
+            Ok(until) => until,
+            Err(message) => {
+                p.at(phase.until.span(), format!("policy {name:?} phase {i}: {message}"));
+                continue;
+            }
+        };
+        if let Some((before, what)) = &after
+            && until <= *before
+        {
+            p.at(
+                phase.until.span(),
+                format!(
+                    "policy {name:?} phase {i}: until is not after {what}: phases must be in increasing order of until"
+                ),
+            );
+            continue;
+        }
+        after = Some((until, format!("phase {i}'s until")));
+        timeline.push(Phase {
+            until,
+            mode: phase.mode,
+        });
+    }
+    debug_assert!(timeline.len() <= usize::from(PhaseId::MAX));
+    timeline
 }
 
 /// Unix seconds of an `active_from`/`active_until` value: an RFC 3339 string or a TOML

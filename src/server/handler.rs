@@ -71,6 +71,24 @@ impl Clock {
                 .map_or(0, |d| d.as_secs() as i64),
         }
     }
+
+    /// The wall clock at `unix` seconds (the monotonic one now): for `explain --at`, which asks
+    /// what policies do at another moment.
+    pub fn at(unix: i64) -> Clock {
+        let wall = u64::try_from(unix).map_or(std::time::UNIX_EPOCH, |s| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)
+        });
+        Clock {
+            instant: Instant::now(),
+            wall,
+            unix,
+        }
+    }
+
+    /// The wall clock in Unix seconds, as policy windows compare it.
+    pub fn unix(&self) -> i64 {
+        self.unix
+    }
 }
 
 /// What the transport must do after [`Handler::answer_fast`].
@@ -189,43 +207,49 @@ const BLOCK_PAIRS: usize = 8;
 struct BlockTally {
     /// The snapshot the counts belong to; cloned once per batch, not per block.
     snapshot: Option<Arc<Snapshot>>,
-    counts: [(PolicyId, ListId, u64); BLOCK_PAIRS],
+    counts: [(PolicyId, ListId, Mode, u64); BLOCK_PAIRS],
     len: usize,
 }
 
 impl BlockTally {
-    /// Counts one block by `list` of `policy`, decided in `snapshot`.
-    fn add(&mut self, snapshot: &Arc<Snapshot>, policy: PolicyId, list: ListId) {
+    /// Counts one block by `list` of `policy` in `mode`, decided in `snapshot`.
+    fn add(&mut self, snapshot: &Arc<Snapshot>, policy: PolicyId, list: ListId, mode: Mode) {
         if !self.snapshot.as_ref().is_some_and(|s| Arc::ptr_eq(s, snapshot)) {
             self.flush();
             self.snapshot = Some(Arc::clone(snapshot));
         }
         let counts = &mut self.counts[..self.len];
-        if let Some(entry) = counts.iter_mut().find(|(p, l, _)| (*p, *l) == (policy, list)) {
-            entry.2 += 1;
+        if let Some(entry) = counts
+            .iter_mut()
+            .find(|(p, l, m, _)| (*p, *l, *m) == (policy, list, mode))
+        {
+            entry.3 += 1;
         } else if self.len < BLOCK_PAIRS {
-            self.counts[self.len] = (policy, list, 1);
+            self.counts[self.len] = (policy, list, mode, 1);
             self.len += 1;
         } else {
-            increment_block_counter(snapshot, policy, list, 1);
+            increment_block_counter(snapshot, policy, list, mode, 1);
         }
     }
 
     /// Adds the counts to their counters and lets go of the snapshot.
     fn flush(&mut self) {
         if let Some(snapshot) = self.snapshot.take() {
-            for &(policy, list, n) in &self.counts[..self.len] {
-                increment_block_counter(&snapshot, policy, list, n);
+            for &(policy, list, mode, n) in &self.counts[..self.len] {
+                increment_block_counter(&snapshot, policy, list, mode, n);
             }
         }
         self.len = 0;
     }
 }
 
-/// Adds `n` to the block counter of `list` in `policy`.
-fn increment_block_counter(snapshot: &Snapshot, policy: PolicyId, list: ListId, n: u64) {
+/// Adds `n` to the block counter of `list` in `policy` for `mode` (a policy with `phases` has
+/// one per mode it takes).
+fn increment_block_counter(snapshot: &Snapshot, policy: PolicyId, list: ListId, mode: Mode, n: u64) {
     let policy = snapshot.rules.policies.get(policy);
-    if let Some((_, counter)) = policy.block.iter().find(|(l, _)| *l == list) {
+    if let Some((_, counters)) = policy.block.iter().find(|(l, _)| *l == list)
+        && let Some(Some(counter)) = counters.get(mode.index())
+    {
         counter.increment(n);
     }
 }
@@ -571,6 +595,7 @@ impl Handler {
             let hit = engine::check_chain(
                 &q.snapshot.rules,
                 policy,
+                q.now.unix,
                 response.chain().inspect(|name| matched = Some(*name)),
             );
             hit.map(|hit| (hit, matched.and_then(QName::from_dotted)))
@@ -616,7 +641,7 @@ impl Handler {
     }
 
     fn log_hit(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>, tally: &mut Tally) {
-        tally.blocks.add(q.snapshot, hit.policy, hit.list);
+        tally.blocks.add(q.snapshot, hit.policy, hit.list, hit.mode);
         if !self.hitlog.is_enabled() {
             return;
         }

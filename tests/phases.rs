@@ -1,0 +1,153 @@
+//! A ban's whole timeline in one policy (`phases`): what `check` shows of it, what `explain --at`
+//! answers at each moment, and where config errors about it point, through the real binary.
+
+use sinkhole_testkit::*;
+
+/// A grace period (audit until 31 March), then the ban (enforce until 17 September), then nothing.
+const CONFIG: &str = r#"
+[upstream]
+servers = ["127.0.0.1:5300"]
+[lists.tiktok]
+domains = ["tiktok.com"]
+[[policy]]
+name = "ban"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+active_from = "2023-03-17T00:00:00+01:00"
+phases = [
+  { until = "2023-03-31T00:00:00+02:00", mode = "audit" },
+  { until = "2023-09-17T00:00:00+02:00", mode = "enforce" },
+]
+"#;
+
+fn stdout(args: &[&str]) -> String {
+    let out = run_sinkhole(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn check_shows_the_timeline_and_the_phase_now() {
+    let dir = TestDir::new();
+    let path = dir.write_file("sinkhole.toml", CONFIG);
+    let text = stdout(&["check", "-c", path.to_str().expect("utf-8 path")]);
+    assert!(
+        text.contains("    phase 0: audit until 2023-03-30T22:00:00Z\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    phase 1: enforce until 2023-09-16T22:00:00Z\n"),
+        "{text}"
+    );
+    // The test runs long after the last phase.
+    assert!(text.contains("    now: not blocking (over)\n"), "{text}");
+}
+
+#[test]
+fn explain_at_answers_for_each_phase() {
+    let dir = TestDir::new();
+    let path = dir.write_file("sinkhole.toml", CONFIG);
+    let path = path.to_str().expect("utf-8 path");
+    let at = |time: &str| {
+        stdout(&[
+            "explain",
+            "-c",
+            path,
+            "--client",
+            "10.1.2.3",
+            "--at",
+            time,
+            "www.tiktok.com",
+        ])
+    };
+
+    let grace = at("2023-03-30T23:59:59+02:00");
+    assert!(grace.contains("now: audit (phase 0)"), "{grace}");
+    assert!(grace.contains("match     list tiktok rule \"tiktok.com\""), "{grace}");
+    assert!(
+        grace.contains("audit mode logs the hit and answers normally"),
+        "{grace}"
+    );
+
+    let ban = at("2023-03-31T00:00:00+02:00");
+    assert!(ban.contains("now: enforce (phase 1)"), "{ban}");
+    assert!(ban.contains("answer    NXDOMAIN (nxdomain)"), "{ban}");
+
+    let over = at("2023-09-17T00:00:00+02:00");
+    assert!(over.contains("now: not blocking (over)"), "{over}");
+    assert!(
+        over.contains("match     none (the policy does not block now)"),
+        "{over}"
+    );
+    assert!(over.contains("answer    forwarded"), "{over}");
+
+    let before = at("2023-03-16T23:59:59+01:00");
+    assert!(before.contains("now: not blocking (before active_from)"), "{before}");
+}
+
+#[test]
+fn phase_errors_point_at_their_keys() {
+    let dir = TestDir::new();
+    let bad = CONFIG
+        .replace(
+            "block = [\"tiktok\"]\n",
+            "block = [\"tiktok\"]\nactive_until = \"2024-01-01T00:00:00Z\"\n",
+        )
+        .replace("2023-09-17T00:00:00+02:00", "2023-03-20T00:00:00+02:00");
+    let path = dir.write_file("sinkhole.toml", &bad);
+    let out = run_sinkhole(&["check", "-c", path.to_str().expect("utf-8 path")]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("sinkhole.toml:10:16: policy \"ban\": active_until and phases are both set"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sinkhole.toml:14:13: policy \"ban\" phase 1: until is not after phase 0's until"),
+        "{text}"
+    );
+}
+
+/// The reported bug: "grace" (audit, until 31 March) then "ban" (enforce, from 31 March) as two
+/// policies on 10.0.0.0/8 blocked nothing after 31 March, as "grace" held the prefix. `check`
+/// now refuses the config, naming both and pointing at `phases`.
+#[test]
+fn two_policies_as_a_timeline_on_one_prefix_are_refused() {
+    let dir = TestDir::new();
+    let path = dir.write_file(
+        "sinkhole.toml",
+        r#"
+[upstream]
+servers = ["127.0.0.1:5300"]
+[lists.tiktok]
+domains = ["tiktok.com"]
+[[policy]]
+name = "grace"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+mode = "audit"
+active_until = "2023-03-31T00:00:00+02:00"
+[[policy]]
+name = "ban"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+active_from = "2023-03-31T00:00:00+02:00"
+"#,
+    );
+    let out = run_sinkhole(&["check", "-c", path.to_str().expect("utf-8 path")]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("is claimed by policy \"grace\" and policy \"ban\"") && text.contains("phases = ["),
+        "{text}"
+    );
+}
