@@ -29,6 +29,12 @@ pub(crate) const CACHE_MISSES: &str = "sinkhole_cache_misses_total";
 pub(crate) const CACHE_ENTRIES: &str = "sinkhole_cache_entries";
 /// Memory the packet cache's entries take now, in bytes (bounded by `cache.max_bytes`).
 pub(crate) const CACHE_BYTES: &str = "sinkhole_cache_bytes";
+/// Each policy's place in its timeline: 1 for the phase it is in now, 0 for its others, by
+/// `policy`, `phase` (its index in `phases`, 0 for a policy without them, or `none` when it
+/// blocks nothing now: before `active_from`, after its last phase or `active_until`) and `mode`
+/// (`enforce`, `audit`, or `none`). A gauge set every second, so that a dashboard shows the
+/// moment a grace period ends; at most 17 series a policy (16 phases and `none`).
+pub(crate) const POLICY_PHASE: &str = "sinkhole_policy_phase";
 /// Rules compiled into each list, by `list`.
 pub(crate) const LIST_RULES: &str = "sinkhole_list_rules";
 /// Lines of each list that were skipped as unreadable, by `list`.
@@ -146,6 +152,11 @@ pub fn describe() {
     describe_counter!(CACHE_MISSES, Unit::Count, "Packet cache lookups that found none.");
     describe_gauge!(CACHE_ENTRIES, Unit::Count, "Entries in the packet cache.");
     describe_gauge!(CACHE_BYTES, Unit::Bytes, "Memory the packet cache's entries take.");
+    describe_gauge!(
+        POLICY_PHASE,
+        Unit::Count,
+        "1 for the phase each policy is in now (phase none: not blocking), 0 for its others."
+    );
     describe_gauge!(LIST_RULES, Unit::Count, "Rules compiled into each list.");
     describe_gauge!(LIST_BAD_LINES, Unit::Count, "Lines of each list skipped as unreadable.");
     describe_counter!(RELOADS, Unit::Count, "Loads of config and lists, by result.");

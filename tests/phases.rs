@@ -151,3 +151,60 @@ active_from = "2023-03-31T00:00:00+02:00"
         "{text}"
     );
 }
+
+#[test]
+fn the_phase_each_policy_is_in_is_a_metric() {
+    // The grace period is over and the ban runs until 2099: phase 1 (enforce) now. A second policy's window has not
+    // begun: phase none.
+    let up = FakeUpstream::start();
+    let config = format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+metrics = "{{metrics}}"
+allow = ["127.0.0.0/8"]
+threads = 1
+[upstream]
+servers = ["{}"]
+[lists.tiktok]
+domains = ["tiktok.com"]
+[[policy]]
+name = "ban"
+clients = ["127.10.0.0/16"]
+block = ["tiktok"]
+phases = [
+  {{ until = "2023-03-31T00:00:00+02:00", mode = "audit" }},
+  {{ until = "2099-09-17T00:00:00+02:00", mode = "enforce" }},
+]
+[[policy]]
+name = "later"
+clients = ["127.20.0.0/16"]
+block = ["tiktok"]
+active_from = "2098-01-01T00:00:00Z"
+[log]
+hits = "off"
+"#,
+        up.addr()
+    );
+    let d = Daemon::start(&config);
+    let phase = |page: &str, policy: &str, phase: &str, mode: &str| {
+        metric(
+            page,
+            "sinkhole_policy_phase",
+            &[("policy", policy), ("phase", phase), ("mode", mode)],
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let page = loop {
+        let page = d.scrape_metrics();
+        if phase(&page, "ban", "1", "enforce").is_some() || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(phase(&page, "ban", "0", "audit"), Some(0.0), "{page}");
+    assert_eq!(phase(&page, "ban", "1", "enforce"), Some(1.0), "{page}");
+    assert_eq!(phase(&page, "ban", "none", "none"), Some(0.0), "{page}");
+    assert_eq!(phase(&page, "later", "0", "enforce"), Some(0.0), "{page}");
+    assert_eq!(phase(&page, "later", "none", "none"), Some(1.0), "{page}");
+}

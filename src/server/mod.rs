@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::cache::PacketCache;
 use crate::hitlog::{HitLog, HitLogWriter};
+use crate::policy::PolicyTable;
 use crate::state::State;
 
 use self::handler::Handler;
@@ -86,7 +87,7 @@ pub async fn serve(
     );
     drop(snapshot);
 
-    let gauge = tokio::spawn(export_cache_size(Arc::clone(&cache)));
+    let gauge = tokio::spawn(export_gauges(Arc::clone(&cache), Arc::clone(&state)));
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -150,7 +151,7 @@ fn tcp_limits(server: &ServerConfig, listeners: usize, upstream_sets: usize) -> 
 
 /// Keeps `sinkhole_cache_entries` and `sinkhole_cache_bytes` current; gauges read once a
 /// second are plenty for a scrape every 15 s or more, and keep the counting off the packet path.
-async fn export_cache_size(cache: Arc<PacketCache>) {
+async fn export_gauges(cache: Arc<PacketCache>, state: Arc<State>) {
     let entries = metrics::gauge!(crate::metrics::CACHE_ENTRIES);
     let bytes = metrics::gauge!(crate::metrics::CACHE_BYTES);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -158,5 +159,30 @@ async fn export_cache_size(cache: Arc<PacketCache>) {
         tick.tick().await;
         entries.set(cache.len() as f64);
         bytes.set(cache.bytes() as f64);
+        export_policy_phases(&state.load().rules.policies, crate::state::now_unix());
+    }
+}
+
+/// Sets [`crate::metrics::POLICY_PHASE`] for every policy at `now`: 1 for its current phase (or
+/// `none`), 0 for the rest of its timeline.
+fn export_policy_phases(policies: &PolicyTable, now: i64) {
+    for policy in policies.iter() {
+        let current = policy.phase_at(now);
+        let set = |phase: String, mode: &str, on: bool| {
+            let labels = [
+                ("policy", policy.name.to_string()),
+                ("phase", phase),
+                ("mode", mode.to_string()),
+            ];
+            metrics::gauge!(crate::metrics::POLICY_PHASE, &labels).set(f64::from(u8::from(on)));
+        };
+        let is_current = |i: usize| current.is_some_and(|(phase, _)| usize::from(phase) == i);
+        if policy.phases.is_empty() {
+            set("0".into(), policy.mode.as_str(), is_current(0));
+        }
+        for (i, phase) in policy.phases.iter().enumerate() {
+            set(i.to_string(), phase.mode.as_str(), is_current(i));
+        }
+        set("none".into(), "none", current.is_none());
     }
 }
