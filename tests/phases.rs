@@ -208,3 +208,49 @@ hits = "off"
     assert_eq!(phase(&page, "later", "0", "enforce"), Some(0.0), "{page}");
     assert_eq!(phase(&page, "later", "none", "none"), Some(1.0), "{page}");
 }
+
+#[test]
+fn a_hit_names_the_phase_it_was_blocked_in() {
+    // The grace period is over; the ban (phase 1, enforce) runs until 2099.
+    let up = FakeUpstream::start();
+    let config = format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+metrics = "off"
+allow = ["127.0.0.0/8"]
+threads = 1
+[upstream]
+servers = ["{}"]
+[lists.tiktok]
+domains = ["tiktok.com"]
+[[policy]]
+name = "ban"
+clients = ["127.10.0.0/16"]
+block = ["tiktok"]
+phases = [
+  {{ until = "2023-03-31T00:00:00+02:00", mode = "audit" }},
+  {{ until = "2099-09-17T00:00:00+02:00", mode = "enforce" }},
+]
+[log]
+hits = "{{dir}}/hits.jsonl"
+"#,
+        up.addr()
+    );
+    let d = Daemon::start_in(TestDir::new(), &config);
+    let client: std::net::IpAddr = "127.10.0.5".parse().expect("literal");
+    let answer = query_udp(
+        d.addr(),
+        client,
+        "www.tiktok.com",
+        hickory_proto::rr::RecordType::A,
+        true,
+    )
+    .expect("answer");
+    assert_eq!(answer.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    let hits = wait_for_hits(d.dir().join("hits.jsonl"), 1, std::time::Duration::from_secs(5));
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["policy"], "ban", "{hits:?}");
+    assert_eq!(hits[0]["mode"], "enforce", "{hits:?}");
+    assert_eq!(hits[0]["phase"], 1, "{hits:?}");
+}
