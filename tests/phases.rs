@@ -152,16 +152,14 @@ active_from = "2023-03-31T00:00:00+02:00"
     );
 }
 
-#[test]
-fn the_phase_each_policy_is_in_is_a_metric() {
-    // The grace period is over and the ban runs until 2099: phase 1 (enforce) now. A second policy's window has not
-    // begun: phase none.
-    let up = FakeUpstream::start();
-    let config = format!(
+/// A daemon config on loopback whose policy "ban" (127.10.0.0/16) is past its grace period (phase 0, audit, until
+/// 2023) and in its ban (phase 1, enforce, until 2099); `extra` goes at the end (more policies, `[log]`).
+fn running_ban(up: &FakeUpstream, metrics: &str, extra: &str) -> String {
+    format!(
         r#"
 [server]
 listen = ["{{listen}}"]
-metrics = "{{metrics}}"
+metrics = "{metrics}"
 allow = ["127.0.0.0/8"]
 threads = 1
 [upstream]
@@ -176,15 +174,27 @@ phases = [
   {{ until = "2023-03-31T00:00:00+02:00", mode = "audit" }},
   {{ until = "2099-09-17T00:00:00+02:00", mode = "enforce" }},
 ]
-[[policy]]
+{extra}
+"#,
+        up.addr()
+    )
+}
+
+#[test]
+fn the_phase_each_policy_is_in_is_a_metric() {
+    // The grace period is over and the ban runs until 2099: phase 1 (enforce) now. A second policy's window has not
+    // begun: phase none.
+    let up = FakeUpstream::start();
+    let config = running_ban(
+        &up,
+        "{metrics}",
+        r#"[[policy]]
 name = "later"
 clients = ["127.20.0.0/16"]
 block = ["tiktok"]
 active_from = "2098-01-01T00:00:00Z"
 [log]
-hits = "off"
-"#,
-        up.addr()
+hits = "off""#,
     );
     let d = Daemon::start(&config);
     let phase = |page: &str, policy: &str, phase: &str, mode: &str| {
@@ -213,30 +223,7 @@ hits = "off"
 fn a_hit_names_the_phase_it_was_blocked_in() {
     // The grace period is over; the ban (phase 1, enforce) runs until 2099.
     let up = FakeUpstream::start();
-    let config = format!(
-        r#"
-[server]
-listen = ["{{listen}}"]
-metrics = "off"
-allow = ["127.0.0.0/8"]
-threads = 1
-[upstream]
-servers = ["{}"]
-[lists.tiktok]
-domains = ["tiktok.com"]
-[[policy]]
-name = "ban"
-clients = ["127.10.0.0/16"]
-block = ["tiktok"]
-phases = [
-  {{ until = "2023-03-31T00:00:00+02:00", mode = "audit" }},
-  {{ until = "2099-09-17T00:00:00+02:00", mode = "enforce" }},
-]
-[log]
-hits = "{{dir}}/hits.jsonl"
-"#,
-        up.addr()
-    );
+    let config = running_ban(&up, "off", "[log]\nhits = \"{dir}/hits.jsonl\"");
     let d = Daemon::start_in(TestDir::new(), &config);
     let client: std::net::IpAddr = "127.10.0.5".parse().expect("literal");
     let answer = query_udp(
