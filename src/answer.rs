@@ -21,6 +21,8 @@ use crate::wire::{
 pub(crate) mod ede {
     /// Any other error; the text says which.
     pub(crate) const OTHER: u16 = 0;
+    /// The server cannot answer yet: a list the client's policy blocks has not loaded.
+    pub(crate) const NOT_READY: u16 = 14;
     /// The name is blocked by the operator's policy.
     pub(crate) const BLOCKED: u16 = 15;
     /// The client may not use this server.

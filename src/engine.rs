@@ -44,6 +44,9 @@ pub(crate) enum Verdict {
     },
     /// A block list matched the name.
     Blocked(Hit),
+    /// The client's policy enforces, a list it blocks has never loaded, it fails closed
+    /// (`on_missing_list`), and no list blocks or excepts the name: SERVFAIL, "Not Ready".
+    NotReady(PolicyId),
 }
 
 /// Decides for a query from `client` for `name` (lowercase, dotted, no trailing dot) at `now`
@@ -73,6 +76,7 @@ pub(crate) fn decide_for(rules: &Rules, class: ClientClass, name: &[u8], now: i6
     }
     match first_block(rules, id, policy, phase, name) {
         Some(hit) => Verdict::Blocked(hit),
+        None if policy.not_ready && phase.1 == Mode::Enforce => Verdict::NotReady(id),
         None => Verdict::Allowed { inspect: Some(id) },
     }
 }
@@ -168,6 +172,7 @@ mod tests {
             Verdict::Allowed { inspect: Some(p) } => {
                 format!("allowed inspect={}", s.policies.get(p).name)
             }
+            Verdict::NotReady(p) => format!("not ready {}", s.policies.get(p).name),
             Verdict::Blocked(hit) => format!(
                 "{} {} {} {}",
                 hit.mode.as_str(),
@@ -175,6 +180,39 @@ mod tests {
                 s.lists[hit.list].name,
                 s.lists[hit.list].set.rule(hit.rule)
             ),
+        }
+    }
+
+    #[test]
+    fn a_policy_not_ready_fails_closed_for_what_it_neither_blocks_nor_excepts() {
+        let always = Window::default();
+        let rules = crate::policy::test_rules_with(
+            &["10.0.0.0/8"],
+            &[("tiktok", &["tiktok.com"]), ("exceptions", &["ok.example"])],
+            &[
+                (
+                    "closed",
+                    &["10.1.0.0/16"],
+                    &["tiktok"],
+                    &["exceptions"],
+                    Mode::Enforce,
+                    always,
+                ),
+                ("audit", &["10.2.0.0/16"], &["tiktok"], &[], Mode::Audit, always),
+            ],
+            |specs| specs.iter_mut().for_each(|spec| spec.not_ready = true),
+        );
+        let cases: &[(&str, &str, &str)] = &[
+            ("10.1.0.1", "other.example", "not ready closed"),
+            ("10.1.0.1", "www.tiktok.com", "enforce closed tiktok tiktok.com"),
+            ("10.1.0.1", "ok.example", "allowed"),
+            ("10.2.0.1", "other.example", "allowed inspect=audit"),
+            ("10.9.0.1", "other.example", "allowed"),
+        ];
+        for (client, name, want) in cases {
+            let client: IpAddr = client.parse().expect("test address");
+            let got = verdict_name(&rules, decide(&rules, client, name.as_bytes(), 0));
+            assert_eq!(got, *want, "{client} {name}");
         }
     }
 

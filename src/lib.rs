@@ -24,6 +24,7 @@ pub mod metrics;
 mod policy;
 pub mod privilege;
 mod ratelimit;
+mod remote;
 pub mod report;
 pub mod server;
 pub mod state;

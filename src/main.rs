@@ -209,7 +209,19 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
             }
             None => Ok(()),
         };
-        sinkhole::server::serve(state, hitlog, writer, drop_root).await?;
+        // Lists by URL: saved copies serve already; those with none get up to list_wait.
+        let mut refresher = state.start_list_refresher();
+        let list_wait = state.load().config.server.list_wait();
+        if !refresher.wait_first_round(list_wait).await {
+            tracing::warn!(
+                waited = ?list_wait,
+                "lists by URL with no saved copy did not all load within server.list_wait; serving without them \
+                 (see on_missing_list)"
+            );
+        }
+        let served = sinkhole::server::serve(state, hitlog, writer, drop_root).await;
+        refresher.stop();
+        served?;
         Ok(ExitCode::SUCCESS)
     })
 }

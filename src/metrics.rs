@@ -39,6 +39,17 @@ pub(crate) const POLICY_PHASE: &str = "sinkhole_policy_phase";
 pub(crate) const LIST_RULES: &str = "sinkhole_list_rules";
 /// Lines of each list that were skipped as unreadable, by `list`.
 pub(crate) const LIST_BAD_LINES: &str = "sinkhole_list_bad_lines";
+/// Unix time each list fetched by URL last had a good update or a 304 from one of its URLs,
+/// by `list` (after a restart: from the saved copies).
+pub(crate) const LIST_LAST_SUCCESS: &str = "sinkhole_list_last_success_timestamp_seconds";
+/// Updates of lists by URL that were refused or failed, the previous copy serving on, by `list`
+/// and `reason` (http_status, network, timeout, too_large, not_text, bad_lines, shrink, empty).
+pub(crate) const LIST_UPDATE_FAILURES: &str = "sinkhole_list_update_failures_total";
+/// Downloads of lists by URL that succeeded, by `list` and `result` (updated: a new copy
+/// serves; unchanged: the server answered 304).
+pub(crate) const LIST_UPDATES: &str = "sinkhole_list_updates_total";
+/// Whether each list has loaded (1), or is a list by URL with no copy yet (0), by `list`.
+pub(crate) const LIST_LOADED: &str = "sinkhole_list_loaded";
 /// Reloads (SIGHUP or start), by `result` (ok, failed, refused: it would have stopped all blocking).
 pub(crate) const RELOADS: &str = "sinkhole_reloads_total";
 /// Unix time of the last successful load of config and lists.
@@ -159,6 +170,26 @@ pub fn describe() {
     );
     describe_gauge!(LIST_RULES, Unit::Count, "Rules compiled into each list.");
     describe_gauge!(LIST_BAD_LINES, Unit::Count, "Lines of each list skipped as unreadable.");
+    describe_gauge!(
+        LIST_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last good update or 304 of each list fetched by URL."
+    );
+    describe_counter!(
+        LIST_UPDATE_FAILURES,
+        Unit::Count,
+        "Updates of lists by URL failed or refused (previous copy kept), by list and reason."
+    );
+    describe_counter!(
+        LIST_UPDATES,
+        Unit::Count,
+        "Downloads of lists by URL that succeeded, by list and result (updated, unchanged)."
+    );
+    describe_gauge!(
+        LIST_LOADED,
+        Unit::Count,
+        "1 if the list has loaded, 0 for a list by URL with no copy yet."
+    );
     describe_counter!(RELOADS, Unit::Count, "Loads of config and lists, by result.");
     describe_gauge!(
         LAST_RELOAD,

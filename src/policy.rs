@@ -293,6 +293,28 @@ impl Mode {
     }
 }
 
+/// What a policy does while a list it blocks has never loaded (`on_missing_list`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissingList {
+    /// Answer SERVFAIL with EDE 14 "Not Ready" for every name the policy neither blocks nor
+    /// excepts: a ban must not lapse because a download did not come.
+    #[default]
+    Closed,
+    /// Block what the policy has, forward the rest.
+    Open,
+}
+
+impl OnMissingList {
+    /// The config's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnMissingList::Closed => "closed",
+            OnMissingList::Open => "open",
+        }
+    }
+}
+
 /// When a policy blocks, as Unix seconds: built by config validation from `active_from` and
 /// `active_until`, and read on the packet path with the clock of the moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -348,6 +370,10 @@ pub struct Policy {
     template: BlockTemplate,
     /// The prefixes it was configured with (for reports).
     pub clients: Vec<IpNet>,
+    /// A list it blocks has never loaded (a list by URL with no copy and no built-in stand-in)
+    /// and `on_missing_list` is `closed`: names it neither blocks nor excepts get SERVFAIL with
+    /// EDE 14 "Not Ready" rather than being forwarded, while it enforces.
+    pub not_ready: bool,
 }
 
 impl Policy {
@@ -400,6 +426,9 @@ pub struct PolicySpec {
     pub answer: BlockAnswer,
     /// TTL of its block answers (and their negative caching), in seconds.
     pub block_ttl: u32,
+    /// A list it blocks has never loaded and it fails closed (`on_missing_list`): see
+    /// [`Policy::not_ready`].
+    pub not_ready: bool,
 }
 
 /// One compiled list.
@@ -521,6 +550,7 @@ impl PolicyTable {
                 window: spec.window,
                 phases: spec.phases.clone().into_boxed_slice(),
                 clients,
+                not_ready: spec.not_ready,
             });
         }
         table
@@ -601,6 +631,7 @@ pub(crate) fn test_rules_with(
             phases: Vec::new(),
             answer: BlockAnswer::Nxdomain,
             block_ttl: 10,
+            not_ready: false,
         })
         .collect();
     edit(&mut specs);

@@ -62,6 +62,13 @@ pub fn check(snapshot: &Snapshot) -> String {
             list.sources.join(", ")
         );
     }
+    if !snapshot.url_lists.is_empty() {
+        let _ = writeln!(
+            out,
+            "state     {} (the copies of lists by URL; check reads them, never the network)",
+            c.state_dir().join("lists").display()
+        );
+    }
     let _ = writeln!(out, "policies (a client gets the policy of its most specific prefix)");
     for policy in snapshot.rules.policies.iter() {
         let clients: Vec<String> = policy.clients.iter().map(ToString::to_string).collect();
@@ -80,6 +87,24 @@ pub fn check(snapshot: &Snapshot) -> String {
             window_text(policy.window, now)
         );
         let _ = write!(out, "{}", timeline_text(policy, now, "    "));
+        let missing: Vec<&str> = policy
+            .block
+            .iter()
+            .map(|(id, _)| &*snapshot.rules.lists[*id].name)
+            .filter(|name| snapshot.url_lists.iter().any(|l| l.name == *name && l.missing()))
+            .collect();
+        if !missing.is_empty() {
+            let _ = writeln!(
+                out,
+                "    never loaded: {}; {}",
+                missing.join(", "),
+                if policy.not_ready {
+                    "fails closed: SERVFAIL (EDE 14 Not Ready) for every name it neither blocks nor excepts"
+                } else {
+                    "fails open: blocks what it has, forwards the rest"
+                }
+            );
+        }
     }
     if !snapshot.warnings.is_empty() {
         let _ = writeln!(out, "warnings");
@@ -229,6 +254,16 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
             };
             let _ = write!(out, "{}", step_text(&step, &bytes, ("", note), &snapshot));
         }
+        Verdict::NotReady(id) => {
+            let policy = rules.policies.get(id);
+            let _ = writeln!(
+                out,
+                "match     none; but a list policy {} blocks has never loaded, and it fails closed \
+                 (on_missing_list = \"closed\")",
+                policy.name
+            );
+            let _ = write!(out, "{}", step_text(&step, &bytes, ("", ""), &snapshot));
+        }
         Verdict::Blocked(hit) => {
             let list = &rules.lists[hit.list];
             let policy = rules.policies.get(hit.policy);
@@ -327,6 +362,7 @@ const OPTION_EDE: u16 = 15;
 fn ede_name(code: u16) -> &'static str {
     match code {
         ede::OTHER => "Other ",
+        ede::NOT_READY => "Not Ready ",
         ede::BLOCKED => "Blocked ",
         ede::PROHIBITED => "Prohibited ",
         ede::NOT_SUPPORTED => "Not Supported ",

@@ -4,20 +4,27 @@
 //! A reload builds a whole new snapshot off the packet path, and swaps it in only if it built:
 //! a broken config or an unreadable list is logged and counted and the old snapshot keeps
 //! serving. The packet cache and the hit log are not part of the snapshot: they outlive reloads.
+//!
+//! Lists fetched by URL are kept in a [`ListStore`] that the state owns (it outlives snapshots):
+//! a build reads their texts from it, never from the network. A good download rebuilds the
+//! snapshot from the running config and the store ([`State::rebuild_lists`]); a reload uses the
+//! copies it has, and the refresher fetches only the URLs it has never seen.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
+use tokio::sync::watch;
 
 use crate::cache::TtlLimits;
 use crate::config::{ClientIpMode, Config, ConfigError, Diagnostic, HitsTarget, Origin};
 use crate::hitlog::{ClientPrivacy, HitContext};
 use crate::lists::{self, DomainSetBuilder};
-use crate::policy::{NamedList, PolicySpec, PrefixTable, Rules};
+use crate::policy::{NamedList, OnMissingList, PolicySpec, PrefixTable, Rules};
 use crate::ratelimit::RateLimits;
+use crate::remote::{CopyMeta, ListStore, refresh};
 use crate::upstream::{PoolSettings, UpstreamPool};
 
 /// Everything a query reads, immutable once built.
@@ -39,6 +46,29 @@ pub struct Snapshot {
     pub ratelimit: RateLimits,
     /// Non-fatal problems (duplicate prefixes, windows over, bad list lines), for the logs.
     pub warnings: Vec<Diagnostic>,
+    /// Where each list with `urls` stands: which URLs have a copy, and from when.
+    pub(crate) url_lists: Vec<UrlListStatus>,
+}
+
+/// One list with `urls`, as a snapshot was built with it: for `check`, the logs and metrics.
+#[derive(Clone, Debug)]
+pub(crate) struct UrlListStatus {
+    /// The list's name.
+    pub(crate) name: String,
+    /// Each URL with the sidecar of its copy, or None where there is none yet.
+    pub(crate) urls: Vec<(String, Option<CopyMeta>)>,
+    /// No URL of it has a copy: it has never loaded.
+    pub(crate) never_loaded: bool,
+    /// While it has never loaded, a built-in copy stands in (its `builtin` entries, or the
+    /// built-in list of its name).
+    pub(crate) stand_in: Option<String>,
+}
+
+impl UrlListStatus {
+    /// Never loaded, with nothing to stand in: what `on_missing_list` is about.
+    pub(crate) fn missing(&self) -> bool {
+        self.never_loaded && self.stand_in.is_none()
+    }
 }
 
 impl Snapshot {
@@ -60,18 +90,27 @@ impl HitContext for Snapshot {
 
 /// Builds a snapshot from a loaded config: reads and compiles every list, builds the policy
 /// table. A list file that cannot be read is an error located at its entry in the config.
+///
+/// Lists fetched by URL are read from their saved copies in the state directory (never from the
+/// network): what `check` shows is what a restart without network would serve.
 pub fn build(config: Config) -> Result<Snapshot, ConfigError> {
-    build_reusing(config, None)
+    let store = ListStore::for_config(&config);
+    build_reusing(config, None, &store)
 }
 
-fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
+fn build_reusing(config: Config, previous: Option<&Snapshot>, store: &ListStore) -> Result<Snapshot, ConfigError> {
     let mut errors = Vec::new();
     let mut warnings = config.warnings(now_unix());
     let mut lists = Vec::with_capacity(config.lists.len());
+    let mut url_lists = Vec::new();
     for (name, list) in &config.lists {
         let mut builder = DomainSetBuilder::new();
         let mut bad_lines = Vec::new();
         let mut sources = Vec::new();
+        if !list.urls.is_empty() {
+            let status = add_url_copies(name, list, store, &mut builder, &mut bad_lines, &mut sources);
+            url_lists.push(status);
+        }
         for builtin in &list.builtin {
             let source = format!("builtin:{}", builtin.get_ref());
             // Names were validated by config.
@@ -128,6 +167,8 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         acl.insert_new(*net, ());
     }
     let list_id = |name: &str| lists.iter().position(|l| &*l.name == name);
+    let missing = |name: &str| url_lists.iter().any(|l| l.name == name && l.missing());
+    warnings.extend(missing_list_warnings(&config, &url_lists));
     let specs: Vec<PolicySpec> = config
         .policies
         .iter()
@@ -142,6 +183,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
             phases: p.timeline.clone(),
             answer: p.answer,
             block_ttl: p.block_ttl,
+            not_ready: p.on_missing_list == OnMissingList::Closed && p.block.iter().any(|l| missing(l.get_ref())),
         })
         .collect();
     let settings = PoolSettings {
@@ -189,8 +231,124 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
         upstream,
         ttl_limits,
         warnings,
+        url_lists,
         config,
     })
+}
+
+/// Adds the copies of a list's URLs to its builder, or, while none has loaded, its built-in
+/// stand-in (the built-in list of its name, where it has no `builtin` of its own); says where
+/// each came from in `sources`.
+fn add_url_copies(
+    name: &str,
+    list: &crate::config::ListConfig,
+    store: &ListStore,
+    builder: &mut DomainSetBuilder,
+    bad_lines: &mut Vec<lists::BadLine>,
+    sources: &mut Vec<String>,
+) -> UrlListStatus {
+    let mut urls = Vec::with_capacity(list.urls.len());
+    for url in &list.urls {
+        let url = url.get_ref();
+        match store.copy(name, url) {
+            Some(copy) => {
+                bad_lines.extend(builder.add_text(url, &copy.text));
+                sources.push(format!(
+                    "{url} (copy of {}, {} rules)",
+                    show_time(copy.meta.fetched_at),
+                    copy.meta.rules
+                ));
+                urls.push((url.clone(), Some(copy.meta.clone())));
+            }
+            None => {
+                sources.push(format!("{url} (never loaded)"));
+                urls.push((url.clone(), None));
+            }
+        }
+    }
+    let never_loaded = urls.iter().all(|(_, meta)| meta.is_none());
+    let stand_in = if !list.builtin.is_empty() {
+        Some(format!(
+            "its builtin {}",
+            list.builtin
+                .iter()
+                .map(|b| b.get_ref().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else if let Some(text) = lists::builtin(name).filter(|_| never_loaded) {
+        let source = format!("builtin:{name}");
+        bad_lines.extend(builder.add_text(&source, text));
+        sources.push(format!("{source} (stands in until a URL loads)"));
+        Some(source)
+    } else {
+        None
+    };
+    UrlListStatus {
+        name: name.to_string(),
+        urls,
+        never_loaded,
+        stand_in,
+    }
+}
+
+/// What each policy does about the lists it blocks that never loaded, said once per build: a
+/// warning for the logs and `check`.
+fn missing_list_warnings(config: &Config, url_lists: &[UrlListStatus]) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    for status in url_lists.iter().filter(|l| l.never_loaded) {
+        let users: Vec<&crate::config::PolicyConfig> = config
+            .policies
+            .iter()
+            .filter(|p| p.block.iter().any(|l| *l.get_ref() == status.name))
+            .collect();
+        let span = config.keys_span(&format!("lists.{}.urls", status.name));
+        if let Some(stand_in) = &status.stand_in {
+            warnings.push(config.origin.error(
+                span.clone(),
+                format!(
+                    "list {}: no URL of it has loaded yet (no download, no saved copy); {stand_in} serves until one does",
+                    status.name
+                ),
+            ));
+            continue;
+        }
+        if users.is_empty() {
+            warnings.push(config.origin.error(
+                span.clone(),
+                format!(
+                    "list {}: no URL of it has loaded yet (no download, no saved copy)",
+                    status.name
+                ),
+            ));
+        }
+        for policy in users {
+            let what = match policy.on_missing_list {
+                OnMissingList::Closed => {
+                    "on_missing_list = \"closed\": its clients get SERVFAIL (EDE 14 Not Ready) for every name it \
+                     neither blocks nor excepts, until the list loads"
+                }
+                OnMissingList::Open => {
+                    "on_missing_list = \"open\": it blocks what its other lists have and forwards the rest, until \
+                     the list loads"
+                }
+            };
+            warnings.push(config.origin.error(
+                span.clone(),
+                format!(
+                    "list {}: no URL of it has loaded yet (no download, no saved copy); policy {:?} blocks it, {what}",
+                    status.name,
+                    policy.name.get_ref()
+                ),
+            ));
+        }
+    }
+    warnings
+}
+
+/// A Unix time as RFC 3339 (UTC).
+fn show_time(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |t| t.to_string())
 }
 
 /// Why a reload left the previous state serving.
@@ -236,6 +394,11 @@ pub struct State {
     /// reload compares with to say which changes wait for a restart (not the previous reload,
     /// which may hold a change that never took effect).
     running: RestartOnly,
+    /// The copies of the lists fetched by URL: they outlive snapshots, reloads and refreshes.
+    lists: Arc<ListStore>,
+    /// One build at a time (a reload, a list update): each starts from the snapshot the one
+    /// before swapped in, so that none undoes another.
+    building: Mutex<()>,
 }
 
 impl State {
@@ -248,13 +411,56 @@ impl State {
     /// Builds the first snapshot from a config the caller already loaded from `source` (so that
     /// `run` reads its config once); reloads read `source` again.
     pub fn with_config(source: ConfigSource, config: Config) -> Result<State, ConfigError> {
-        let snapshot = build(config)?;
+        let lists = Arc::new(ListStore::for_config(&config));
+        let snapshot = build_reusing(config, None, &lists)?;
         publish(&snapshot);
         Ok(State {
             source,
             running: RestartOnly::of(&snapshot.config),
             current: ArcSwap::from_pointee(snapshot),
+            lists,
+            building: Mutex::new(()),
         })
+    }
+
+    /// Builds a new snapshot from the running config (its text, as loaded: a list update is no
+    /// reload) and the list copies as they are now, and swaps it in: what a good download of a
+    /// list calls. A build that fails is logged, and the snapshot serving stays.
+    pub fn rebuild_lists(&self) {
+        let _one_at_a_time = self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.load_full();
+        let built = Config::parse(old.config.origin.clone()).and_then(|c| build_reusing(c, Some(&old), &self.lists));
+        match built {
+            Ok(snapshot) => {
+                let snapshot = Arc::new(snapshot);
+                self.current.store(Arc::clone(&snapshot));
+                publish_lists(&snapshot);
+                tracing::info!(
+                    lists = snapshot.rules.lists.len(),
+                    rules = snapshot.rule_count(),
+                    "lists rebuilt"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a list updated, but the rebuild failed; the previous lists keep serving");
+            }
+        }
+    }
+
+    /// Starts fetching the lists of `urls` (on the current tokio runtime): each URL when due,
+    /// every good update rebuilt into a new snapshot. Returns its handle: the caller owns the
+    /// task, and stops it at shutdown.
+    pub fn start_list_refresher(self: &Arc<State>) -> ListRefresher {
+        let (first_round, ready) = watch::channel(false);
+        let sources_of = Arc::clone(self);
+        let rebuild_of = Arc::clone(self);
+        let task = tokio::spawn(refresh::run(
+            Arc::clone(&self.lists),
+            move || refresh::sources(&sources_of.load().config),
+            Arc::new(move || rebuild_of.rebuild_lists()),
+            first_round,
+        ));
+        ListRefresher { task, ready }
     }
 
     /// Builds the first snapshot from a config the caller loaded (a test's config text, a tool's
@@ -277,8 +483,12 @@ impl State {
     /// current one. Either way the outcome is counted and logged. Settings that only take effect
     /// at start (listeners, threads, cache size, hit log target) are reported if they changed.
     pub fn reload(&self) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.building.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.load_full();
-        let built = self.source.load().and_then(|c| build_reusing(c, Some(&old)));
+        let built = self
+            .source
+            .load()
+            .and_then(|c| build_reusing(c, Some(&old), &self.lists));
         match built {
             // A config that blocks nothing where the running one blocks: a truncated file, the
             // wrong file, a list emptied by a bad edit. Lifting a ban is done with its window
@@ -306,6 +516,8 @@ impl State {
                 let snapshot = Arc::new(snapshot);
                 self.current.store(Arc::clone(&snapshot));
                 publish(&snapshot);
+                // New URLs are fetched at once; the others keep their copies and schedule.
+                self.lists.config_changed();
                 tracing::info!(
                     lists = snapshot.rules.lists.len(),
                     rules = snapshot.rule_count(),
@@ -325,19 +537,58 @@ impl State {
     }
 }
 
+/// The handle of the list refresher ([`State::start_list_refresher`]).
+pub struct ListRefresher {
+    task: tokio::task::JoinHandle<()>,
+    ready: watch::Receiver<bool>,
+}
+
+impl ListRefresher {
+    /// Waits until every URL that had no copy at the start was tried once, or `limit` passed
+    /// (`server.list_wait`): start-up never waits on the network longer. Returns whether they
+    /// were all tried.
+    pub async fn wait_first_round(&mut self, limit: Duration) -> bool {
+        let tried = tokio::time::timeout(limit, self.ready.wait_for(|done| *done)).await;
+        matches!(tried, Ok(Ok(_)))
+    }
+
+    /// Stops it (downloads in flight are dropped; copies on disk are whole, being renamed in).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
 /// Exports a newly built snapshot's figures and warnings.
 fn publish(snapshot: &Snapshot) {
+    publish_lists(snapshot);
+    metrics::counter!(crate::metrics::RELOADS, "result" => "ok").increment(1);
+    metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(1.0);
+    metrics::gauge!(crate::metrics::LAST_RELOAD).set(now_unix() as f64);
+}
+
+/// Exports the lists' figures and the snapshot's warnings: after a reload, and after a list
+/// update (which is not counted as a reload).
+fn publish_lists(snapshot: &Snapshot) {
     for list in &snapshot.rules.lists {
         let name = list.name.to_string();
         metrics::gauge!(crate::metrics::LIST_RULES, "list" => name.clone()).set(list.set.len() as f64);
-        metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name).set(list.bad_lines.len() as f64);
+        metrics::gauge!(crate::metrics::LIST_BAD_LINES, "list" => name.clone()).set(list.bad_lines.len() as f64);
+        let status = snapshot.url_lists.iter().find(|l| *l.name == *list.name);
+        let loaded = status.is_none_or(|s| !s.never_loaded);
+        metrics::gauge!(crate::metrics::LIST_LOADED, "list" => name.clone()).set(f64::from(u8::from(loaded)));
+        if let Some(last) = status.and_then(|s| {
+            s.urls
+                .iter()
+                .filter_map(|(_, m)| m.as_ref())
+                .map(|m| m.checked_at)
+                .max()
+        }) {
+            metrics::gauge!(crate::metrics::LIST_LAST_SUCCESS, "list" => name).set(last as f64);
+        }
     }
     for warning in &snapshot.warnings {
         tracing::warn!(at = %warning.location, "{}", warning.message);
     }
-    metrics::counter!(crate::metrics::RELOADS, "result" => "ok").increment(1);
-    metrics::gauge!(crate::metrics::LAST_RELOAD_OK).set(1.0);
-    metrics::gauge!(crate::metrics::LAST_RELOAD).set(now_unix() as f64);
 }
 
 /// The settings read once, at start (listeners, threads, cache size, hit log target), as one
@@ -350,6 +601,8 @@ struct RestartOnly {
     cache: (usize, u64),
     /// The target (a file resolved against the config's directory) and the queue.
     hits: (HitsTarget, usize),
+    /// Where URL lists are kept: the store is made once, at start.
+    state_dir: PathBuf,
 }
 
 impl RestartOnly {
@@ -364,6 +617,7 @@ impl RestartOnly {
             threads: c.server.threads,
             cache: (c.cache.entries, c.cache.max_bytes.get_ref().0),
             hits: (target, c.log.queue),
+            state_dir: c.state_dir(),
         }
     }
 
@@ -375,6 +629,7 @@ impl RestartOnly {
             (self.threads != new.threads, "server.threads"),
             (self.cache != new.cache, "cache size"),
             (self.hits != new.hits, "log.hits"),
+            (self.state_dir != new.state_dir, "server.state_dir"),
         ];
         differ
             .into_iter()

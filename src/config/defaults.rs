@@ -3,6 +3,7 @@
 //! read them from here, so that a default changed here changes everywhere.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -78,6 +79,21 @@ pub(crate) const RATELIMIT_EXEMPT: [IpNet; 2] = [
     IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
     IpNet::new_assert(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
 ];
+
+/// `server.state_dir` where neither the config nor `$STATE_DIRECTORY` says.
+pub(crate) const STATE_DIR: &str = "/var/lib/sinkhole";
+/// `server.list_wait`: a start without network is slowed by this much at most.
+pub(crate) const LIST_WAIT: Duration = Duration::from_secs(5);
+/// `lists.*.refresh`: public lists change daily at most; four fetches a day keep up.
+pub(crate) const LIST_REFRESH: Duration = Duration::from_secs(6 * 3600);
+/// `lists.*.max_bytes` (64 MiB): a few million domains.
+pub(crate) const LIST_MAX_BYTES: u64 = 64 << 20;
+/// `lists.*.timeout`: a big list over a slow link, not a server that hangs.
+pub(crate) const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+/// `lists.*.max_bad_share`: a few odd lines are normal, an error page is not.
+pub(crate) const LIST_MAX_BAD_SHARE: f64 = 0.1;
+/// `lists.*.max_shrink`: lists grow or lose a few names; half of them gone is an accident.
+pub(crate) const LIST_MAX_SHRINK: f64 = 0.5;
 
 /// `log.queue`, hit log lines.
 pub(crate) const LOG_QUEUE: usize = 8192;

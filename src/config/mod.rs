@@ -184,6 +184,27 @@ impl Config {
         }
     }
 
+    /// The span of the value at a key path (`lists.tiktok.urls`), or of the nearest table around
+    /// it: where a warning found after loading points.
+    pub(crate) fn keys_span(&self, path: &str) -> Range<usize> {
+        self.keys.of(path)
+    }
+
+    /// Where lists fetched by URL are kept: `server.state_dir` (against the config's directory),
+    /// else the first path of `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else
+    /// [`defaults::STATE_DIR`].
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.server.state_dir {
+            return self.resolve(dir);
+        }
+        std::env::var_os("STATE_DIRECTORY")
+            .and_then(|dirs| {
+                let first = dirs.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+                (!first.is_empty()).then(|| PathBuf::from(first))
+            })
+            .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR))
+    }
+
     /// The upstream servers: configured, or read from /etc/resolv.conf, leaving out any that
     /// would be sinkhole itself (a host whose resolv.conf names the sinkhole it runs).
     pub fn upstream_servers(&self) -> Result<Vec<SocketAddr>, ConfigError> {

@@ -18,7 +18,7 @@ use super::Origin;
 use super::defaults;
 use super::keys::KeySpans;
 use crate::answer::BlockAnswer;
-use crate::policy::{Mode, Phase, Window};
+use crate::policy::{Mode, OnMissingList, Phase, Window};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -115,6 +115,18 @@ pub struct ServerConfig {
     /// The text `version.bind` and `version.server` (CHAOS TXT) get. Default none: REFUSED, so
     /// that a scanner learns neither sinkhole's version nor the upstream's software.
     pub version: Option<String>,
+    /// Where the last good copy of every list fetched by URL is kept (`lists/` inside it), so
+    /// that a restart without network serves it at once. Relative to the config's directory.
+    /// Default: `$STATE_DIRECTORY` (what systemd's `StateDirectory=` sets; its first path), else
+    /// `/var/lib/sinkhole` ([`defaults::STATE_DIR`]). Created on the first save; one that cannot be
+    /// written is a warning, and the daemon serves from memory.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// How long start-up may wait on the network for URL lists that have no saved copy, before
+    /// it answers with what it has (see `on_missing_list`): a duration such as `"5s"`. Default
+    /// 5 s ([`defaults::LIST_WAIT`]).
+    #[serde(default)]
+    pub list_wait: Option<Spanned<TimeSpan>>,
 }
 
 impl Default for ServerConfig {
@@ -135,7 +147,16 @@ impl Default for ServerConfig {
             max_udp_payload: default_max_udp_payload(),
             identity: None,
             version: None,
+            state_dir: None,
+            list_wait: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// `list_wait`, its default applied.
+    pub fn list_wait(&self) -> std::time::Duration {
+        self.list_wait.as_ref().map_or(defaults::LIST_WAIT, |w| w.get_ref().0)
     }
 }
 
@@ -394,6 +415,104 @@ pub struct ListConfig {
     /// Rules written inline, in any list line format.
     #[serde(default)]
     pub domains: Vec<Spanned<String>>,
+    /// Lists fetched over HTTP(S) (`"https://..."`), in any list line format; each URL is
+    /// fetched and kept on its own, and the list is the union of all its sources. Fetched off
+    /// the packet path, every `refresh`; each good copy is kept in `server.state_dir`.
+    #[serde(default)]
+    pub urls: Vec<Spanned<String>>,
+    /// How often each URL is fetched again: a duration such as `"6h"`, `"30m"` or `"90s"`
+    /// (at least 1 s), or an integer of seconds. Default 6 h ([`defaults::LIST_REFRESH`]).
+    #[serde(default)]
+    pub refresh: Option<Spanned<TimeSpan>>,
+    /// Largest body one URL may send (a size such as `"64MiB"`); past it the download stops
+    /// and the update is refused. Default 64 MiB ([`defaults::LIST_MAX_BYTES`]).
+    #[serde(default)]
+    pub max_bytes: Option<Spanned<ByteSize>>,
+    /// Time one download may take, connection included. Default 60 s
+    /// ([`defaults::LIST_TIMEOUT`]).
+    #[serde(default)]
+    pub timeout: Option<Spanned<TimeSpan>>,
+    /// Share of a download's lines (comments and blank lines aside) that may be unreadable, 0 to
+    /// 1; over it the update is refused and the previous copy kept (an error page, a file in
+    /// another format). Default 0.1 ([`defaults::LIST_MAX_BAD_SHARE`]).
+    #[serde(default)]
+    pub max_bad_share: Option<Spanned<f64>>,
+    /// Share by which one update may shrink a URL's rules at most, 0 to 1; a download that
+    /// shrinks more is refused and the previous copy kept (a truncated file, a list emptied by
+    /// mistake upstream). Default 0.5 ([`defaults::LIST_MAX_SHRINK`]).
+    #[serde(default)]
+    pub max_shrink: Option<Spanned<f64>>,
+}
+
+impl ListConfig {
+    /// `refresh`, its default applied.
+    pub fn refresh(&self) -> std::time::Duration {
+        self.refresh.as_ref().map_or(defaults::LIST_REFRESH, |r| r.get_ref().0)
+    }
+
+    /// `max_bytes`, its default applied.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+            .as_ref()
+            .map_or(defaults::LIST_MAX_BYTES, |m| m.get_ref().0)
+    }
+
+    /// `timeout`, its default applied.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout.as_ref().map_or(defaults::LIST_TIMEOUT, |t| t.get_ref().0)
+    }
+
+    /// `max_bad_share`, its default applied.
+    pub fn max_bad_share(&self) -> f64 {
+        self.max_bad_share
+            .as_ref()
+            .map_or(defaults::LIST_MAX_BAD_SHARE, |m| *m.get_ref())
+    }
+
+    /// `max_shrink`, its default applied.
+    pub fn max_shrink(&self) -> f64 {
+        self.max_shrink
+            .as_ref()
+            .map_or(defaults::LIST_MAX_SHRINK, |m| *m.get_ref())
+    }
+}
+
+/// A duration, from an integer (seconds) or a string with units: `"6h"`, `"30m"`, `"90s"`,
+/// `"1h 30m"`, `"500ms"` (jiff's friendly format, or ISO 8601 `"PT6H"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeSpan(pub std::time::Duration);
+
+impl FromStr for TimeSpan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a duration like \"6h\", \"30m\" or \"90s\"");
+        let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
+        std::time::Duration::try_from(signed).map(TimeSpan).map_err(|_| bad())
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeSpan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(n) => Ok(TimeSpan(std::time::Duration::from_secs(n))),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl fmt::Display for TimeSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match jiff::SignedDuration::try_from(self.0) {
+            Ok(d) => write!(f, "{d:#}"),
+            Err(_) => write!(f, "{} s", self.0.as_secs()),
+        }
+    }
 }
 
 /// `[[policy]]`.
@@ -425,6 +544,13 @@ pub struct PolicyConfig {
     /// The mode as the runtime reads it: `mode`, or the first phase's (not a key).
     #[serde(skip)]
     pub mode: Mode,
+    /// What the policy does while a list it blocks has never loaded (a URL list with no download
+    /// and no saved copy, and no built-in copy to stand in): `"closed"` (default) answers its
+    /// clients SERVFAIL with the Extended DNS Error 14 "Not Ready" for every name it neither
+    /// blocks nor excepts, rather than forwarding it; `"open"` blocks what it has and forwards
+    /// the rest, with a warning. In `audit` mode it always forwards.
+    #[serde(default)]
+    pub on_missing_list: OnMissingList,
     /// Seconds block answers are cached by clients (record TTL and negative TTL). Default 10:
     /// short, so that an exception added by an admin takes effect at once.
     #[serde(default = "default_block_ttl")]

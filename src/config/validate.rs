@@ -43,6 +43,15 @@ const MAX_POLICY_NAME: usize = 64;
 /// Most phases one policy may have: a hit carries its phase as a [`PhaseId`], and a timeline
 /// longer than this is a config written wrong.
 const MAX_PHASES: usize = 16;
+/// `lists.*.refresh` at least.
+const MIN_LIST_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+/// `lists.*.timeout`.
+const LIST_TIMEOUT: RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+/// `lists.*.max_bytes` at least.
+const MIN_LIST_BYTES: u64 = 1 << 10;
+/// `server.list_wait` at most.
+const MAX_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Characters of a salt at least.
 const MIN_SALT: usize = 16;
 /// Prefixes outside `server.allow` named in one warning at most.
@@ -105,6 +114,7 @@ impl Config {
         self.check_ratelimit(&mut problems);
         self.check_cache(&mut problems);
         self.check_lists(&mut problems);
+        self.check_list_urls(&mut problems);
         let windows = self.check_policies(&mut problems);
         self.check_shared_prefixes(&prefixes.clients, &windows, &mut problems);
         self.check_log(&mut problems);
@@ -364,9 +374,8 @@ impl Config {
                     p.at(
                         file.span(),
                         format!(
-                            "list {name}: {written:?} is a URL, and `files` takes paths on this host: download the \
-                             list and give its path (lists fetched by URL will go in a `urls` key, which this \
-                             version does not have yet)"
+                            "list {name}: {written:?} is a URL, and `files` takes paths on this host: put it in \
+                             `urls = [{written:?}]` to have sinkhole fetch it and keep it current"
                         ),
                     );
                     continue;
@@ -379,6 +388,78 @@ impl Config {
                     p.at(file.span(), format!("list {name}: cannot read {}: {e}", path.display()));
                 }
             }
+        }
+    }
+
+    /// The URL lists' keys: each URL http(s) with a host, named once; durations and shares in
+    /// range; the URL settings only on a list that has URLs.
+    fn check_list_urls(&self, p: &mut Problems<'_>) {
+        for (name, list) in &self.lists {
+            let mut seen: Vec<&str> = Vec::new();
+            for url in &list.urls {
+                let text = url.get_ref().as_str();
+                match reqwest::Url::parse(text) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {}
+                    Ok(_) => p.at(
+                        url.span(),
+                        format!("list {name}: {text:?} is not an http:// or https:// URL with a host"),
+                    ),
+                    Err(e) => p.at(url.span(), format!("list {name}: {text:?} is not a URL ({e})")),
+                }
+                if seen.contains(&text) {
+                    p.at(url.span(), format!("list {name}: {text:?} is named twice"));
+                }
+                seen.push(text);
+            }
+            let spans = [
+                list.refresh.as_ref().map(|v| ("refresh", v.span())),
+                list.max_bytes.as_ref().map(|v| ("max_bytes", v.span())),
+                list.timeout.as_ref().map(|v| ("timeout", v.span())),
+                list.max_bad_share.as_ref().map(|v| ("max_bad_share", v.span())),
+                list.max_shrink.as_ref().map(|v| ("max_shrink", v.span())),
+            ];
+            if list.urls.is_empty() {
+                for (key, span) in spans.into_iter().flatten() {
+                    p.at(
+                        span,
+                        format!("list {name}: {key} is about lists fetched by URL, and this one has no urls"),
+                    );
+                }
+            }
+            if let Some(refresh) = &list.refresh
+                && refresh.get_ref().0 < MIN_LIST_REFRESH
+            {
+                p.at(refresh.span(), format!("list {name}: refresh must be at least 1s"));
+            }
+            if let Some(timeout) = &list.timeout
+                && !LIST_TIMEOUT.contains(&timeout.get_ref().0)
+            {
+                p.at(
+                    timeout.span(),
+                    format!("list {name}: timeout must be between 100ms and 1h"),
+                );
+            }
+            if let Some(max) = &list.max_bytes
+                && max.get_ref().0 < MIN_LIST_BYTES
+            {
+                p.at(max.span(), format!("list {name}: max_bytes must be at least 1 KiB"));
+            }
+            for share in [&list.max_bad_share, &list.max_shrink].into_iter().flatten() {
+                if !(0.0..=1.0).contains(share.get_ref()) {
+                    p.at(
+                        share.span(),
+                        format!("list {name}: a share is between 0 and 1 (0.1 is a tenth)"),
+                    );
+                }
+            }
+        }
+        if let Some(wait) = &self.server.list_wait
+            && wait.get_ref().0 > MAX_LIST_WAIT
+        {
+            p.at(
+                wait.span(),
+                "server.list_wait is at most 5m: start-up must not wait on the network for long",
+            );
         }
     }
 

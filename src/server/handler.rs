@@ -428,6 +428,14 @@ impl Handler {
                 self.log_hit(&q, hit, None, tally);
                 (None, true)
             }
+            Verdict::NotReady(_) => {
+                // Fail closed: a list the policy blocks never loaded, so forwarding could let
+                // through what it would block. Static text: this path allocates nothing.
+                let ede = Some((ede::NOT_READY, "a blocklist of this network has not loaded yet"));
+                answer::write_error(packet, Some(&query), rcode::SERVFAIL, ede, out);
+                tally.query(protocol, Outcome::Servfail);
+                return Step::Reply;
+            }
             Verdict::Allowed { inspect } => (inspect, false),
         };
         if query.qclass == CLASS_CH {

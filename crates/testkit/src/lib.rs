@@ -11,6 +11,8 @@
 //!   for EDE, addresses and TTLs of a reply.
 //! - [`Daemon`] (`daemon`): the built binary started from a TOML string with `{listen}`, `{metrics}` and `{dir}`
 //!   placeholders, killed on Drop; plus the hit log, the metrics page and one-shot CLI runs.
+//! - [`HttpServer`] (`http`): a small HTTP/1.1 server for lists fetched by URL: bodies changed at run time, ETags
+//!   and 304s, error statuses and slow answers on demand, requests counted.
 //! - Ports (`ports`): free loopback ports, never the same one twice in a test binary.
 //! - [`mix`]: the benches' query files (the "mix" workload), generated, so that nothing outside the repository is read.
 //!
@@ -24,6 +26,7 @@
 pub mod answers;
 pub mod client;
 pub mod daemon;
+pub mod http;
 pub mod mix;
 pub mod ports;
 pub mod responder;
@@ -32,6 +35,7 @@ pub mod upstream;
 pub use answers::*;
 pub use client::*;
 pub use daemon::*;
+pub use http::*;
 pub use ports::*;
 pub use upstream::*;
 

@@ -1,0 +1,464 @@
+//! Lists fetched by URL, as an admin meets them: the real daemon on loopback, an HTTP server the test owns
+//! ([`HttpServer`]) serving the lists, and queries from a client of the blocking policy. A list that changes is
+//! picked up at its refresh; one that 404s, times out, shrinks to nothing or turns to garbage keeps the previous
+//! list serving, with the failure in /metrics; an unchanged list costs a 304; a restart without the server serves
+//! the saved copy at once; a list that never loaded fails closed or open as the policy says; and no query is lost
+//! while lists are swapped.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use sinkhole_testkit::*;
+
+/// How long anything the daemon does in the background may take on a busy machine.
+const DEADLINE: Duration = Duration::from_secs(45);
+/// A client of the policy that fails closed (`staff`).
+const CLOSED: IpAddr = STAFF;
+/// A client of the policy that fails open.
+const OPEN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 11, 0, 5));
+/// A client of the policy that blocks the list named like the built-in `tiktok`.
+const TIKTOK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 12, 0, 5));
+
+/// A config with one list per `(name, urls)`, each refreshed every second, blocked by the `staff` policy;
+/// `extra` goes at the end (more policies). State goes to `state_dir`.
+fn config(upstream: &FakeUpstream, state_dir: &str, lists: &[(&str, &[String])], extra: &str) -> String {
+    let mut text = format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+metrics = "{{metrics}}"
+allow = ["127.0.0.0/8"]
+threads = 1
+state_dir = "{state_dir}"
+list_wait = "3s"
+[upstream]
+servers = ["{}"]
+[log]
+hits = "off"
+"#,
+        upstream.addr()
+    );
+    for (name, urls) in lists {
+        let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+        text.push_str(&format!(
+            "[lists.{name}]\nurls = [{}]\nrefresh = \"1s\"\ntimeout = \"1s\"\n",
+            urls.join(", ")
+        ));
+    }
+    let names: Vec<String> = lists.iter().map(|(name, _)| format!("{name:?}")).collect();
+    text.push_str(&format!(
+        "[[policy]]\nname = \"staff\"\nclients = [\"127.10.0.0/16\"]\nblock = [{}]\n{extra}",
+        names.join(", ")
+    ));
+    text
+}
+
+fn ask(daemon: &Daemon, client: IpAddr, name: &str) -> Message {
+    query_udp(daemon.addr(), client, name, RecordType::A, true).unwrap_or_else(|e| panic!("{name} from {client}: {e}"))
+}
+
+fn rcode(daemon: &Daemon, client: IpAddr, name: &str) -> ResponseCode {
+    ask(daemon, client, name).metadata.response_code
+}
+
+/// Polls `what` until it holds, up to [`DEADLINE`]; panics with `why` and the daemon's log otherwise.
+fn wait_until(daemon: &Daemon, why: &str, mut what: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !what() {
+        assert!(
+            Instant::now() < deadline,
+            "{why}: not within {DEADLINE:?}\n--- stderr ---\n{}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A metric of the daemon's page, 0 when absent.
+fn count(daemon: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric(&daemon.scrape_metrics(), name, labels).unwrap_or(0.0)
+}
+
+/// `n` names under `tag`, one a line.
+fn names(tag: &str, n: usize) -> String {
+    (0..n).map(|i| format!("site{i}.{tag}.example\n")).collect()
+}
+
+#[test]
+fn a_list_that_changes_blocks_its_new_names_after_the_refresh() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set("/list.txt", "# version 1\nold.example\nkept.example\n");
+    let state = TestDir::new();
+    let urls = [http.url("/list.txt")];
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[("remote", &urls)],
+        "",
+    ));
+    assert_eq!(rcode(&daemon, CLOSED, "old.example"), ResponseCode::NXDomain);
+    assert_eq!(rcode(&daemon, CLOSED, "new.example"), ResponseCode::NoError);
+    assert_eq!(
+        rcode(&daemon, OTHER, "old.example"),
+        ResponseCode::NoError,
+        "only the policy's clients"
+    );
+
+    http.set("/list.txt", "# version 2\nnew.example\nkept.example\n");
+    wait_until(&daemon, "new.example blocked after the refresh", || {
+        rcode(&daemon, CLOSED, "new.example") == ResponseCode::NXDomain
+    });
+    assert_eq!(
+        rcode(&daemon, CLOSED, "old.example"),
+        ResponseCode::NoError,
+        "the old name is gone"
+    );
+    assert_eq!(rcode(&daemon, CLOSED, "kept.example"), ResponseCode::NXDomain);
+    assert!(
+        count(
+            &daemon,
+            "sinkhole_list_updates_total",
+            &[("list", "remote"), ("result", "updated")]
+        ) >= 2.0
+    );
+    assert_eq!(count(&daemon, "sinkhole_list_rules", &[("list", "remote")]), 2.0);
+    assert!(
+        count(
+            &daemon,
+            "sinkhole_list_last_success_timestamp_seconds",
+            &[("list", "remote")]
+        ) > 1.7e9
+    );
+    daemon.wait_for_stderr("list updated", DEADLINE);
+}
+
+#[test]
+fn failed_updates_keep_the_previous_list_and_are_counted() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    for path in ["/gone", "/slow", "/shrinks", "/garbage"] {
+        http.set(path, &names(&path[1..], 10));
+    }
+    let state = TestDir::new();
+    let url = |p: &str| [http.url(p)];
+    let (gone, slow, shrinks, garbage) = (url("/gone"), url("/slow"), url("/shrinks"), url("/garbage"));
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[
+            ("gone", &gone),
+            ("slow", &slow),
+            ("shrinks", &shrinks),
+            ("garbage", &garbage),
+        ],
+        "",
+    ));
+    for tag in ["gone", "slow", "shrinks", "garbage"] {
+        assert_eq!(
+            rcode(&daemon, CLOSED, &format!("site3.{tag}.example")),
+            ResponseCode::NXDomain,
+            "{tag}"
+        );
+    }
+
+    http.behave("/gone", Behaviour::Status(404));
+    http.behave("/slow", Behaviour::Slow(Duration::from_secs(20)));
+    http.set("/shrinks", "");
+    http.set(
+        "/garbage",
+        "<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n<body>Back soon!</body>\n</html>\n",
+    );
+    for (list, reason) in [
+        ("gone", "http_status"),
+        ("slow", "timeout"),
+        ("shrinks", "empty"),
+        ("garbage", "bad_lines"),
+    ] {
+        wait_until(&daemon, &format!("a {reason} failure of {list} counted"), || {
+            count(
+                &daemon,
+                "sinkhole_list_update_failures_total",
+                &[("list", list), ("reason", reason)],
+            ) >= 1.0
+        });
+        assert_eq!(
+            rcode(&daemon, CLOSED, &format!("site3.{list}.example")),
+            ResponseCode::NXDomain,
+            "{list}: the previous copy still blocks"
+        );
+        assert_eq!(count(&daemon, "sinkhole_list_rules", &[("list", list)]), 10.0, "{list}");
+    }
+    let log = daemon.stderr();
+    assert!(
+        log.contains("list update failed") && log.contains("reason") && log.contains("/garbage"),
+        "the failure is logged with list, url and reason:\n{log}"
+    );
+}
+
+#[test]
+fn an_unchanged_list_is_confirmed_by_a_304_and_not_parsed_again() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set("/list.txt", &names("same", 5));
+    let state = TestDir::new();
+    let urls = [http.url("/list.txt")];
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[("remote", &urls)],
+        "",
+    ));
+    wait_until(&daemon, "two conditional requests answered 304", || {
+        http.not_modified("/list.txt") >= 2
+    });
+    wait_until(&daemon, "the 304s counted as unchanged", || {
+        count(
+            &daemon,
+            "sinkhole_list_updates_total",
+            &[("list", "remote"), ("result", "unchanged")],
+        ) >= 2.0
+    });
+    assert_eq!(
+        count(
+            &daemon,
+            "sinkhole_list_updates_total",
+            &[("list", "remote"), ("result", "updated")]
+        ),
+        1.0,
+        "downloaded and parsed once"
+    );
+    assert_eq!(
+        daemon.stderr().matches("lists rebuilt").count(),
+        1,
+        "one rebuild, for the first download; none for an unchanged list"
+    );
+    assert_eq!(rcode(&daemon, CLOSED, "site4.same.example"), ResponseCode::NXDomain);
+}
+
+#[test]
+fn a_restart_without_the_server_serves_the_saved_copy_at_once() {
+    let upstream = FakeUpstream::start();
+    let mut http = HttpServer::start();
+    http.set("/list.txt", &names("saved", 3));
+    let state = TestDir::new();
+    let urls = [http.url("/list.txt")];
+    let text = config(&upstream, &state.path().display().to_string(), &[("remote", &urls)], "");
+    let mut first = Daemon::start(&text);
+    assert_eq!(rcode(&first, CLOSED, "site1.saved.example"), ResponseCode::NXDomain);
+    first.terminate();
+    http.stop();
+
+    let check = run_sinkhole(&["check", "-c", &first.dir().join("sinkhole.toml").display().to_string()]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        report.contains(&format!("{} (copy of", urls[0])) && report.contains("3 rules"),
+        "check says where the list came from and when:\n{report}"
+    );
+
+    let second = Daemon::start(&text);
+    assert_eq!(
+        rcode(&second, CLOSED, "site1.saved.example"),
+        ResponseCode::NXDomain,
+        "the first query after the start is blocked from the saved copy"
+    );
+    wait_until(&second, "the failed refresh counted", || {
+        count(
+            &second,
+            "sinkhole_list_update_failures_total",
+            &[("list", "remote"), ("reason", "network")],
+        ) >= 1.0
+    });
+    assert_eq!(rcode(&second, CLOSED, "site2.saved.example"), ResponseCode::NXDomain);
+}
+
+#[test]
+fn a_list_that_never_loaded_fails_closed_or_open_as_the_policy_says() {
+    let upstream = FakeUpstream::start();
+    let mut http = HttpServer::start();
+    let port = http.addr();
+    http.stop();
+    let state = TestDir::new();
+    let remote = [format!("http://{port}/list.txt")];
+    let tiktok = [format!("http://{port}/tiktok.txt")];
+    let extra = r#"
+[lists.local]
+domains = ["local.example"]
+[[policy]]
+name = "open"
+clients = ["127.11.0.0/16"]
+block = ["remote", "local"]
+on_missing_list = "open"
+[[policy]]
+name = "tiktok-only"
+clients = ["127.12.0.0/16"]
+block = ["tiktok"]
+"#;
+    let text = config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[("remote", &remote), ("tiktok", &tiktok)],
+        extra,
+    )
+    .replace("list_wait = \"3s\"", "list_wait = \"1s\"")
+    .replace("block = [\"remote\", \"tiktok\"]", "block = [\"remote\", \"local\"]");
+    let daemon = Daemon::start(&text);
+
+    let closed = ask(&daemon, CLOSED, "anything.example");
+    assert_eq!(closed.metadata.response_code, ResponseCode::ServFail, "fails closed");
+    assert_eq!(ede(&closed).map(|(code, _)| code), Some(14), "EDE 14 Not Ready");
+    assert_eq!(
+        rcode(&daemon, CLOSED, "local.example"),
+        ResponseCode::NXDomain,
+        "blocked names still blocked"
+    );
+    assert_eq!(
+        rcode(&daemon, OPEN, "anything.example"),
+        ResponseCode::NoError,
+        "fails open"
+    );
+    assert_eq!(rcode(&daemon, OPEN, "local.example"), ResponseCode::NXDomain);
+    assert_eq!(
+        rcode(&daemon, TIKTOK, "www.tiktok.com"),
+        ResponseCode::NXDomain,
+        "the built-in tiktok list stands in"
+    );
+    assert_eq!(
+        rcode(&daemon, TIKTOK, "anything.example"),
+        ResponseCode::NoError,
+        "so nothing is missing"
+    );
+    assert_eq!(count(&daemon, "sinkhole_list_loaded", &[("list", "remote")]), 0.0);
+    let log = daemon.stderr();
+    assert!(
+        log.contains("on_missing_list = \"closed\"") && log.contains("on_missing_list = \"open\""),
+        "{log}"
+    );
+
+    let check = run_sinkhole(&["check", "-c", &daemon.dir().join("sinkhole.toml").display().to_string()]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report.contains("(never loaded)") && report.contains("fails closed") && report.contains("fails open"),
+        "{report}"
+    );
+
+    // The server comes up: the list loads at the next retry, and the policy blocks it and forwards the rest.
+    let http = HttpServer::start_on(port);
+    http.set("/list.txt", "remote.example\n");
+    http.set("/tiktok.txt", "tiktok.example\n");
+    wait_until(&daemon, "the list loads once the server is up", || {
+        rcode(&daemon, CLOSED, "remote.example") == ResponseCode::NXDomain
+    });
+    assert_eq!(rcode(&daemon, CLOSED, "anything.example"), ResponseCode::NoError);
+    wait_until(&daemon, "the tiktok list from its URL replaces the stand-in", || {
+        rcode(&daemon, TIKTOK, "tiktok.example") == ResponseCode::NXDomain
+    });
+    assert_eq!(
+        rcode(&daemon, TIKTOK, "www.tiktok.com"),
+        ResponseCode::NoError,
+        "the stand-in is gone"
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_copies_and_fetches_only_new_urls() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set("/a.txt", "a.example\n");
+    http.set("/b.txt", "b.example\n");
+    let state = TestDir::new();
+    let a = [http.url("/a.txt")];
+    let both = [http.url("/a.txt"), http.url("/b.txt")];
+    let dir = state.path().display().to_string();
+    let slow = |t: String| t.replace("refresh = \"1s\"", "refresh = \"1h\"");
+    let daemon = Daemon::start(&slow(config(&upstream, &dir, &[("remote", &a)], "")));
+    assert_eq!(rcode(&daemon, CLOSED, "a.example"), ResponseCode::NXDomain);
+    assert_eq!(http.requests("/a.txt"), 1);
+
+    daemon.write_file(
+        "sinkhole.toml",
+        &slow(config(&upstream, &dir, &[("remote", &both)], "")),
+    );
+    daemon.reload();
+    wait_until(&daemon, "the new URL's name blocked", || {
+        rcode(&daemon, CLOSED, "b.example") == ResponseCode::NXDomain
+    });
+    assert_eq!(
+        rcode(&daemon, CLOSED, "a.example"),
+        ResponseCode::NXDomain,
+        "a union of both URLs"
+    );
+    assert_eq!(http.requests("/b.txt"), 1);
+    assert_eq!(http.requests("/a.txt"), 1, "the reload used the copy it had");
+}
+
+#[test]
+fn no_query_is_lost_while_lists_are_refreshed() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    let big = names("big", 20_000);
+    http.set("/list.txt", &format!("{big}one.example\n"));
+    let state = TestDir::new();
+    let urls = [http.url("/list.txt")];
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[("remote", &urls)],
+        "",
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let addr = daemon.addr();
+    let client = {
+        let (stop, asked) = (Arc::clone(&stop), Arc::clone(&asked));
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let (name, want) = if i.is_multiple_of(2) {
+                    ("site7.big.example", ResponseCode::NXDomain)
+                } else {
+                    ("allowed.example", ResponseCode::NoError)
+                };
+                match query_udp(addr, CLOSED, name, RecordType::A, true) {
+                    Ok(m) if m.metadata.response_code == want => {}
+                    Ok(m) => failures.push(format!("{name}: {:?}", m.metadata.response_code)),
+                    Err(e) => failures.push(format!("{name}: {e}")),
+                }
+                asked.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            failures
+        })
+    };
+    for version in ["two", "three", "four"] {
+        http.set("/list.txt", &format!("{big}{version}.example\n"));
+        wait_until(&daemon, &format!("version {version} serving"), || {
+            rcode(&daemon, CLOSED, &format!("{version}.example")) == ResponseCode::NXDomain
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failures = client.join().expect("the client thread");
+    assert!(asked.load(Ordering::Relaxed) > 10, "the client kept asking");
+    assert!(
+        failures.is_empty(),
+        "{} queries lost or wrong: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        count(
+            &daemon,
+            "sinkhole_list_updates_total",
+            &[("list", "remote"), ("result", "updated")]
+        ) >= 4.0
+    );
+}
