@@ -201,8 +201,10 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         let (hitlog, writer) = HitLog::start(hits).context("cannot start the hit log")?;
         // Root is needed no longer once the DNS sockets are bound: the metrics listener is up
         // and the hit log open already.
+        let lists_owner = Arc::clone(&state);
         let drop_root = move || match identity {
             Some(identity) => {
+                lists_owner.give_lists_to(identity.uid.as_raw(), identity.gid.as_raw());
                 identity.assume().map_err(std::io::Error::other)?;
                 tracing::info!(user = %identity.user, group = %identity.group, "dropped root privileges");
                 Ok(())

@@ -447,6 +447,20 @@ impl State {
         }
     }
 
+    /// Hands the directory of the list copies (`state_dir/lists`, created if need be) to the user
+    /// the daemon is about to become (`run --user`), so that it can keep saving copies once it
+    /// is no longer root. Only where the config has lists by URL; a failure is a warning.
+    pub fn give_lists_to(&self, uid: u32, gid: u32) {
+        if self.load().url_lists.is_empty() {
+            return;
+        }
+        let dir = self.lists.dir();
+        let given = std::fs::create_dir_all(dir).and_then(|()| std::os::unix::fs::chown(dir, Some(uid), Some(gid)));
+        if let Err(e) = given {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot hand the list copies' directory to the daemon's user");
+        }
+    }
+
     /// Starts fetching the lists of `urls` (on the current tokio runtime): each URL when due,
     /// every good update rebuilt into a new snapshot. Returns its handle: the caller owns the
     /// task, and stops it at shutdown.

@@ -1,6 +1,6 @@
 //! Lists fetched by URL, as an admin meets them: the real daemon on loopback, an HTTP server the test owns
 //! ([`HttpServer`]) serving the lists, and queries from a client of the blocking policy. A list that changes is
-//! picked up at its refresh; one that 404s, times out, shrinks to nothing or turns to garbage keeps the previous
+//! picked up at its refresh; one that 404s, times out, shrinks to nothing or by more than max_shrink, outgrows max_bytes or turns to garbage keeps the previous
 //! list serving, with the failure in /metrics; an unchanged list costs a 304; a restart without the server serves
 //! the saved copy at once; a list that never loaded fails closed or open as the policy says; and no query is lost
 //! while lists are swapped.
@@ -141,24 +141,18 @@ fn a_list_that_changes_blocks_its_new_names_after_the_refresh() {
 fn failed_updates_keep_the_previous_list_and_are_counted() {
     let upstream = FakeUpstream::start();
     let http = HttpServer::start();
-    for path in ["/gone", "/slow", "/shrinks", "/garbage"] {
-        http.set(path, &names(&path[1..], 10));
+    const LISTS: [&str; 6] = ["gone", "slow", "shrinks", "halves", "garbage", "grows"];
+    for tag in LISTS {
+        http.set(&format!("/{tag}"), &names(tag, 10));
     }
     let state = TestDir::new();
-    let url = |p: &str| [http.url(p)];
-    let (gone, slow, shrinks, garbage) = (url("/gone"), url("/slow"), url("/shrinks"), url("/garbage"));
-    let daemon = Daemon::start(&config(
-        &upstream,
-        &state.path().display().to_string(),
-        &[
-            ("gone", &gone),
-            ("slow", &slow),
-            ("shrinks", &shrinks),
-            ("garbage", &garbage),
-        ],
-        "",
-    ));
-    for tag in ["gone", "slow", "shrinks", "garbage"] {
+    let urls: Vec<[String; 1]> = LISTS.iter().map(|tag| [http.url(&format!("/{tag}"))]).collect();
+    let lists: Vec<(&str, &[String])> = LISTS.iter().zip(&urls).map(|(tag, u)| (*tag, &u[..])).collect();
+    // 10 names fit in 1 KiB, 100 do not.
+    let text = config(&upstream, &state.path().display().to_string(), &lists, "")
+        .replace("[lists.grows]\n", "[lists.grows]\nmax_bytes = \"1KiB\"\n");
+    let daemon = Daemon::start(&text);
+    for tag in LISTS {
         assert_eq!(
             rcode(&daemon, CLOSED, &format!("site3.{tag}.example")),
             ResponseCode::NXDomain,
@@ -169,6 +163,8 @@ fn failed_updates_keep_the_previous_list_and_are_counted() {
     http.behave("/gone", Behaviour::Status(404));
     http.behave("/slow", Behaviour::Slow(Duration::from_secs(20)));
     http.set("/shrinks", "");
+    http.set("/halves", &names("halves", 4));
+    http.set("/grows", &names("grows", 100));
     http.set(
         "/garbage",
         "<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n<body>Back soon!</body>\n</html>\n",
@@ -177,7 +173,9 @@ fn failed_updates_keep_the_previous_list_and_are_counted() {
         ("gone", "http_status"),
         ("slow", "timeout"),
         ("shrinks", "empty"),
+        ("halves", "shrink"),
         ("garbage", "bad_lines"),
+        ("grows", "too_large"),
     ] {
         wait_until(&daemon, &format!("a {reason} failure of {list} counted"), || {
             count(

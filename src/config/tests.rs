@@ -414,6 +414,36 @@ const VALIDATION_ERRORS: &[(&str, &str, &str)] = &[
         "list l: \"https://example.com/l.txt\" is a URL, and `files` takes paths",
     ),
     (
+        "[lists.l]\nurls = [\"ftp://example.com/l.txt\"]\n",
+        "2:9",
+        "list l: \"ftp://example.com/l.txt\" is not an http:// or https:// URL with a host",
+    ),
+    (
+        "[lists.l]\nurls = [\"https://a.example/l\", \"https://a.example/l\"]\n",
+        "2:32",
+        "list l: \"https://a.example/l\" is named twice",
+    ),
+    (
+        "[lists.l]\nurls = [\"https://a.example/l\"]\nrefresh = \"500ms\"\n",
+        "3:11",
+        "list l: refresh must be at least 1s",
+    ),
+    (
+        "[lists.l]\nurls = [\"https://a.example/l\"]\nmax_shrink = 1.5\n",
+        "3:14",
+        "list l: a share is between 0 and 1",
+    ),
+    (
+        "[lists.l]\ndomains = [\"a.example\"]\nrefresh = \"1h\"\n",
+        "3:11",
+        "list l: refresh is about lists fetched by URL, and this one has no urls",
+    ),
+    (
+        "[server]\nlist_wait = \"1h\"\n",
+        "2:13",
+        "server.list_wait is at most 5m",
+    ),
+    (
         "[lists.l]\nfiles = [\"missing.txt\"]\n",
         "2:10",
         "list l: cannot read /etc/sinkhole/missing.txt",
@@ -736,4 +766,43 @@ fn a_timeline_of_two_policies_on_one_prefix_is_an_error() {
         "{e}"
     );
     assert!(e.contains("\"ban\" never") && e.contains("phases = ["), "{e}");
+}
+
+#[test]
+fn durations_read_as_operators_write_them() {
+    let config = parse(
+        "[server]\nlist_wait = 2\n[lists.a]\nurls = [\"https://a.example/l\"]\nrefresh = \"6h\"\ntimeout = \"1m 30s\"\n\
+         [lists.b]\nurls = [\"http://b.example/l\"]\n[[policy]]\nname = \"p\"\nclients = [\"10.0.0.0/8\"]\n\
+         block = [\"a\", \"b\"]\non_missing_list = \"open\"\n",
+    )
+    .expect("loads");
+    let secs = |d: std::time::Duration| d.as_secs();
+    assert_eq!(secs(config.server.list_wait()), 2);
+    assert_eq!(secs(config.lists["a"].refresh()), 6 * 3600);
+    assert_eq!(secs(config.lists["a"].timeout()), 90);
+    assert_eq!(config.lists["b"].refresh(), defaults::LIST_REFRESH);
+    assert_eq!(config.lists["b"].max_bytes(), defaults::LIST_MAX_BYTES);
+    assert_eq!(config.policies[0].on_missing_list, crate::policy::OnMissingList::Open);
+    let e = errors("[lists.a]\nurls = [\"https://a.example/l\"]\nrefresh = \"soon\"\n");
+    assert!(e.contains("\"soon\" is not a duration like \"6h\""), "{e}");
+    let e = errors("[[policy]]\nname = \"p\"\nclients = [\"10.0.0.0/8\"]\non_missing_list = \"maybe\"\n");
+    assert!(e.contains("closed") && e.contains("open"), "{e}");
+}
+
+#[test]
+fn the_state_directory_is_the_configs_else_systemds_else_var_lib() {
+    let config = parse("[server]\nstate_dir = \"state\"\n").expect("loads");
+    assert_eq!(
+        config.state_dir(),
+        PathBuf::from("/etc/sinkhole/state"),
+        "relative to the config"
+    );
+    let config = parse("[server]\nthreads = 1\n").expect("loads");
+    // The test process's environment decides between the other two; both are absolute.
+    let want = std::env::var("STATE_DIRECTORY")
+        .ok()
+        .and_then(|d| d.split(':').next().map(PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR));
+    assert_eq!(config.state_dir(), want);
 }

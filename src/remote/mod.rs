@@ -115,7 +115,6 @@ impl ListStore {
     }
 
     /// Where the copies are kept.
-    #[cfg(test)]
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
