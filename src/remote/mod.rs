@@ -248,6 +248,13 @@ impl ListStore {
     }
 }
 
+/// Seconds since the Unix epoch: what sidecars record.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Writes `bytes` to `path` through `path.tmp`: written, synced, renamed.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp = path.as_os_str().to_owned();

@@ -174,7 +174,7 @@ fn first_due(store: &ListStore, source: &Source, now: Instant) -> Instant {
     let Some(copy) = store.copy(&source.list, &source.url) else {
         return now;
     };
-    let age = crate::state::now_unix().saturating_sub(copy.meta.checked_at).max(0);
+    let age = super::now_unix().saturating_sub(copy.meta.checked_at).max(0);
     let age = Duration::from_secs(u64::try_from(age).unwrap_or(0));
     now + source.refresh.saturating_sub(age)
 }
@@ -207,7 +207,7 @@ async fn attempt(client: reqwest::Client, source: Source, previous: Option<Arc<U
             .await;
             match judged {
                 Ok((text, Ok(judged))) => {
-                    let now = crate::state::now_unix();
+                    let now = super::now_unix();
                     Ok(Update::New(UrlCopy {
                         text: Arc::from(text),
                         meta: CopyMeta {
@@ -234,7 +234,7 @@ async fn attempt(client: reqwest::Client, source: Source, previous: Option<Arc<U
 /// (`before`: those up to this attempt).
 async fn settle(store: &Arc<ListStore>, done: &Done, rebuild: &Arc<dyn Fn() + Send + Sync>, before: u32) -> u32 {
     let Source { list, url, .. } = &done.source;
-    let now = crate::state::now_unix();
+    let now = super::now_unix();
     let success = |result: &'static str| {
         metrics::counter!(crate::metrics::LIST_UPDATES, "list" => list.clone(), "result" => result).increment(1);
         metrics::gauge!(crate::metrics::LIST_LAST_SUCCESS, "list" => list.clone()).set(now as f64);
