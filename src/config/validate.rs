@@ -375,7 +375,7 @@ impl Config {
                         file.span(),
                         format!(
                             "list {name}: {written:?} is a URL, and `files` takes paths on this host: put it in \
-                             `urls = [{written:?}]` to have sinkhole fetch it and keep it current"
+                             `urls` to have sinkhole fetch it and keep it current: urls = [{written:?}]"
                         ),
                     );
                     continue;
