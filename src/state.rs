@@ -248,20 +248,21 @@ fn add_url_copies(
     sources: &mut Vec<String>,
 ) -> UrlListStatus {
     let mut urls = Vec::with_capacity(list.urls.len());
+    let every = crate::config::TimeSpan(list.refresh());
     for url in &list.urls {
         let url = url.get_ref();
         match store.copy(name, url) {
             Some(copy) => {
                 bad_lines.extend(builder.add_text(url, &copy.text));
                 sources.push(format!(
-                    "{url} (copy of {}, {} rules)",
+                    "{url} (copy of {}, {} rules; refreshed every {every})",
                     show_time(copy.meta.fetched_at),
                     copy.meta.rules
                 ));
                 urls.push((url.clone(), Some(copy.meta.clone())));
             }
             None => {
-                sources.push(format!("{url} (never loaded)"));
+                sources.push(format!("{url} (never loaded; tried every {every})"));
                 urls.push((url.clone(), None));
             }
         }

@@ -259,7 +259,7 @@ fn a_restart_without_the_server_serves_the_saved_copy_at_once() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(
-        report.contains(&format!("{} (copy of", urls[0])) && report.contains("3 rules"),
+        report.contains(&format!("{} (copy of", urls[0])) && report.contains("3 rules; refreshed every 1s"),
         "check says where the list came from and when:\n{report}"
     );
 
@@ -345,7 +345,9 @@ block = ["tiktok"]
     let check = run_sinkhole(&["check", "-c", &daemon.dir().join("sinkhole.toml").display().to_string()]);
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(
-        report.contains("(never loaded)") && report.contains("fails closed") && report.contains("fails open"),
+        report.contains("(never loaded; tried every 1s)")
+            && report.contains("fails closed")
+            && report.contains("fails open"),
         "{report}"
     );
 
