@@ -462,3 +462,133 @@ fn no_query_is_lost_while_lists_are_refreshed() {
         ) >= 4.0
     );
 }
+
+/// A process the test started, killed and reaped when the test ends, however it ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion, panicking with its output if it fails.
+fn run_tool(dir: &std::path::Path, program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program} (installed?): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_list_over_https_is_checked_against_the_system_roots() {
+    // A CA of the test's own, served by `openssl s_server`: trusted where SSL_CERT_FILE names it (how system roots
+    // are read on Linux, and where an admin's corporate CA goes), refused where it does not.
+    let upstream = FakeUpstream::start();
+    let tls = TestDir::new();
+    let openssl = |args: &str| run_tool(tls.path(), "openssl", &args.split(' ').collect::<Vec<_>>());
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=sinkhole-test-CA \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign",
+    );
+    openssl("req -newkey rsa:2048 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1");
+    std::fs::write(
+        tls.path().join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("leaf.ext");
+    openssl("x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 1 -extfile leaf.ext");
+    std::fs::create_dir_all(tls.path().join("www")).expect("www dir");
+    std::fs::write(tls.path().join("www/list.txt"), "tls.example\n").expect("the list");
+    let port = free_port();
+    let server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-WWW",
+            "-cert",
+            "../cert.pem",
+            "-key",
+            "../key.pem",
+            "-accept",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(tls.path().join("www"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    let _server = Reaped(server);
+    let deadline = Instant::now() + DEADLINE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let urls = [format!("https://127.0.0.1:{port}/list.txt")];
+
+    // Trusted: the daemon started with SSL_CERT_FILE naming the CA.
+    let state = TestDir::new();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let text = config(&upstream, &state.path().display().to_string(), &[("remote", &urls)], "")
+        .replace("{listen}", &listen.to_string())
+        .replace("metrics = \"{metrics}\"", "metrics = \"off\"");
+    std::fs::write(state.path().join("sinkhole.toml"), &text).expect("the config");
+    let stderr = state.path().join("stderr.log");
+    let daemon = std::process::Command::new(sinkhole_bin())
+        .arg("run")
+        .arg("-c")
+        .arg(state.path().join("sinkhole.toml"))
+        .args(harness_run_args())
+        .env("SSL_CERT_FILE", tls.path().join("ca.pem"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr.log"))
+        .spawn()
+        .expect("start sinkhole");
+    let _daemon = Reaped(daemon);
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    while !log().contains("list updated") {
+        assert!(
+            Instant::now() < deadline,
+            "the list over HTTPS never loaded:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut blocked = None;
+    while blocked.is_none() && Instant::now() < deadline {
+        blocked = query_udp(listen, CLOSED, "tls.example", RecordType::A, true).ok();
+    }
+    let blocked = blocked.unwrap_or_else(|| panic!("no answer from the daemon:\n{}", log()));
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+
+    // Not trusted: the same URL from a daemon that does not know the CA is a network failure, and nothing loads.
+    let other = TestDir::new();
+    let untrusted = Daemon::start(&config(
+        &upstream,
+        &other.path().display().to_string(),
+        &[("remote", &urls)],
+        "",
+    ));
+    wait_until(&untrusted, "the unknown certificate refused", || {
+        count(
+            &untrusted,
+            "sinkhole_list_update_failures_total",
+            &[("list", "remote"), ("reason", "network")],
+        ) >= 1.0
+    });
+    assert_eq!(count(&untrusted, "sinkhole_list_loaded", &[("list", "remote")]), 0.0);
+    assert!(
+        untrusted.stderr().contains("certificate"),
+        "the log says why:\n{}",
+        untrusted.stderr()
+    );
+}
