@@ -592,3 +592,49 @@ fn a_list_over_https_is_checked_against_the_system_roots() {
         untrusted.stderr()
     );
 }
+
+#[test]
+fn start_up_waits_for_a_slow_list_no_longer_than_list_wait() {
+    // The server hangs for longer than the harness waits for the daemon to answer (10 s): the start goes on after
+    // list_wait (1 s) and the policy fails closed meanwhile.
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set("/list.txt", "late.example\n");
+    http.behave("/list.txt", Behaviour::Slow(Duration::from_secs(30)));
+    let state = TestDir::new();
+    let urls = [http.url("/list.txt")];
+    let text = config(&upstream, &state.path().display().to_string(), &[("remote", &urls)], "")
+        .replace("list_wait = \"3s\"", "list_wait = \"1s\"")
+        .replace("timeout = \"1s\"", "timeout = \"25s\"");
+    let daemon = Daemon::start(&text);
+    daemon.wait_for_stderr("did not all load within server.list_wait", DEADLINE);
+    let answer = ask(&daemon, CLOSED, "anything.example");
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(&answer).map(|(code, _)| code), Some(14));
+    assert_eq!(
+        http.requests("/list.txt"),
+        1,
+        "one download in flight, not one per start attempt"
+    );
+}
+
+#[test]
+fn a_state_dir_that_cannot_be_written_is_a_warning_and_the_list_serves_from_memory() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set("/list.txt", "memory.example\n");
+    let state = TestDir::new();
+    // A file where the directory should be.
+    let blocked_dir = state.write_file("not-a-dir", "");
+    let urls = [http.url("/list.txt")];
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &blocked_dir.display().to_string(),
+        &[("remote", &urls)],
+        "",
+    ));
+    wait_until(&daemon, "the list serves", || {
+        rcode(&daemon, CLOSED, "memory.example") == ResponseCode::NXDomain
+    });
+    daemon.wait_for_stderr("cannot save list copies in the state directory", DEADLINE);
+}
