@@ -11,8 +11,10 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use crate::state::Snapshot;
 use crate::upstream::{Sockets, Transport};
 
-/// CNAMEs followed at most: a chain longer than this is a loop or an attack.
+/// CNAMEs followed in one answer at most: a chain longer than this is a loop or an attack.
 const MAX_CHAIN: usize = 16;
+/// Queries for one name and type at most, following chains the upstream left dangling.
+const MAX_RESTARTS: usize = 4;
 
 /// Why a name could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +45,29 @@ pub(crate) fn query(name: &str, qtype: RecordType) -> Result<Vec<u8>, ResolveErr
     message.to_vec().map_err(|e| ResolveError::Name(format!("{name}: {e}")))
 }
 
+/// What one answer says about a name: the addresses of its chain's last name, with their TTLs,
+/// or the last name itself when the chain stops at a CNAME without them (an upstream that does
+/// not chase the CNAME, as an authoritative server for another zone does not).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// A and AAAA records of the chain's last name.
+    pub(crate) found: Vec<(IpAddr, u32)>,
+    /// The target of the chain's last CNAME, when no address came with it.
+    pub(crate) dangling: Option<String>,
+}
+
 /// The addresses an answer gives `name`, with their TTLs: the A and AAAA records of the last
 /// name of the CNAME chain that starts at `name` (those of a name outside the chain are ignored:
 /// an upstream has no business adding them). Nothing for an error answer.
-pub(crate) fn addresses(answer: &[u8], name: &str) -> Result<Vec<(IpAddr, u32)>, ResolveError> {
+pub(crate) fn addresses(answer: &[u8], name: &str) -> Result<Answer, ResolveError> {
     let message = Message::from_vec(answer).map_err(|e| ResolveError::Decode(e.to_string()))?;
     if message.metadata.response_code != ResponseCode::NoError {
-        return Ok(Vec::new());
+        return Ok(Answer::default());
     }
     let mut current = Name::from_ascii(name).map_err(|e| ResolveError::Name(format!("{name}: {e}")))?;
     current.set_fqdn(true);
     let mut found = Vec::new();
+    let mut moved = false;
     for _ in 0..=MAX_CHAIN {
         let mut next = None;
         for record in &message.answers {
@@ -68,11 +82,15 @@ pub(crate) fn addresses(answer: &[u8], name: &str) -> Result<Vec<(IpAddr, u32)>,
             }
         }
         match next {
-            Some(target) if found.is_empty() => current = target,
+            Some(target) if found.is_empty() => {
+                current = target;
+                moved = true;
+            }
             _ => break,
         }
     }
-    Ok(found)
+    let dangling = (found.is_empty() && moved).then(|| current.to_ascii());
+    Ok(Answer { found, dangling })
 }
 
 /// Resolves `name`'s A and AAAA records through `snapshot`'s upstreams on `sockets`, both at once.
@@ -83,12 +101,22 @@ pub(crate) async fn resolve(
     sockets: &Sockets,
 ) -> Result<Vec<(IpAddr, u32)>, ResolveError> {
     let one = |qtype| async move {
-        let bytes = query(name, qtype)?;
-        let response = snapshot
-            .upstream
-            .forward(&bytes, Transport::Udp(sockets), &snapshot.ttl_limits)
-            .await?;
-        addresses(response.as_bytes(), name)
+        let mut asked = name.to_string();
+        // A chain the upstream left dangling is followed by asking for its last name, a few
+        // times at most.
+        for _ in 0..MAX_RESTARTS {
+            let bytes = query(&asked, qtype)?;
+            let response = snapshot
+                .upstream
+                .forward(&bytes, Transport::Udp(sockets), &snapshot.ttl_limits)
+                .await?;
+            let answer = addresses(response.as_bytes(), &asked)?;
+            match answer.dangling {
+                Some(target) => asked = target,
+                None => return Ok(answer.found),
+            }
+        }
+        Ok(Vec::new())
     };
     let (v4, v6) = tokio::join!(one(RecordType::A), one(RecordType::AAAA));
     match (v4, v6) {
@@ -148,8 +176,9 @@ mod tests {
             Record::from_rdata(name("stray.example."), 30, RData::A(A::new(192, 0, 2, 66))),
         ];
         let found = addresses(&answer(records, ResponseCode::NoError), "v16.tiktokcdn.com").unwrap();
+        assert_eq!(found.dangling, None);
         assert_eq!(
-            found,
+            found.found,
             vec![
                 ("203.0.113.7".parse().unwrap(), 30),
                 ("2001:db8::7".parse().unwrap(), 40)
@@ -162,6 +191,7 @@ mod tests {
         assert!(
             addresses(&answer(vec![], ResponseCode::NXDomain), "v16.tiktokcdn.com")
                 .unwrap()
+                .found
                 .is_empty()
         );
         let looped = vec![
@@ -171,8 +201,21 @@ mod tests {
         assert!(
             addresses(&answer(looped, ResponseCode::NoError), "v16.tiktokcdn.com")
                 .unwrap()
+                .found
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_chain_that_stops_at_a_cname_names_its_last_target() {
+        let records = vec![Record::from_rdata(
+            name("v16.tiktokcdn.com."),
+            300,
+            RData::CNAME(CNAME(name("edge.cdnhost.test."))),
+        )];
+        let found = addresses(&answer(records, ResponseCode::NoError), "v16.tiktokcdn.com").unwrap();
+        assert!(found.found.is_empty());
+        assert_eq!(found.dangling.as_deref(), Some("edge.cdnhost.test."));
     }
 
     #[test]
