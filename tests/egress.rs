@@ -201,8 +201,18 @@ fn start_unbound(ns: &mut Netns, dir: &TestDir) {
     ns.spawn(&["unbound", "-d", "-c", &conf], &dir.path().join("unbound.log"));
 }
 
-/// sinkhole inside `ns`, forwarding to the Unbound there, with `egress = true` for 127.0.0.0/8.
-fn start_sinkhole(ns: &mut Netns, dir: &TestDir) {
+/// How the daemon is started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunAs {
+    /// As root (`--allow-root`).
+    Root,
+    /// As nobody, holding CAP_NET_ADMIN as an ambient capability and nothing else: as deploy/sinkhole.service
+    /// runs it (DynamicUser, AmbientCapabilities=CAP_NET_ADMIN), so that the `nft` it runs inherits it.
+    NobodyWithNetAdmin,
+}
+
+/// sinkhole inside `ns`, forwarding to the Unbound there, with `egress = true` for 127.0.0.0/8. Returns its pid.
+fn start_sinkhole(ns: &mut Netns, dir: &TestDir, run_as: RunAs) -> u32 {
     let conf = dir.write_file(
         "sinkhole.toml",
         &format!(
@@ -235,13 +245,43 @@ hits = "off"
     );
     let bin = sinkhole_bin().display().to_string();
     let conf = conf.display().to_string();
-    ns.spawn(
-        &[&bin, "run", "-c", &conf, "--allow-root"],
-        &dir.path().join("sinkhole.log"),
-    );
+    let log = dir.path().join("sinkhole.log");
+    match run_as {
+        RunAs::Root => ns.spawn(&[&bin, "run", "-c", &conf, "--allow-root"], &log),
+        RunAs::NobodyWithNetAdmin => ns.spawn(
+            &[
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--inh-caps=-all,+net_admin",
+                "--ambient-caps=+net_admin",
+                &bin,
+                "run",
+                "-c",
+                &conf,
+            ],
+            &log,
+        ),
+    }
     wait_for("sinkhole to answer in the namespace", || {
         ns.dig("www.example.org", "A").filter(|(status, _)| status == "NOERROR")
     });
+    // `ip netns exec` and setpriv exec the daemon in their own process.
+    ns.children.last().map(Child::id).expect("the daemon was started")
+}
+
+/// Whether process `pid` holds CAP_NET_ADMIN in its `set` (`CapEff:`, `CapAmb:` ...), from /proc.
+fn holds_net_admin(pid: u32, set: &str) -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the daemon's /proc status");
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix(set))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {set} line in /proc/{pid}/status"));
+    let bits = u64::from_str_radix(hex, 16).expect("a hexadecimal capability set");
+    bits & (1 << CAP_NET_ADMIN) != 0
 }
 
 #[test]
@@ -280,7 +320,12 @@ fn sets_fill_with_the_addresses_of_blocked_names_and_expire() {
         String::from_utf8_lossy(&load.stderr)
     );
     start_unbound(&mut ns, &dir);
-    start_sinkhole(&mut ns, &dir);
+    if !setpriv_works() {
+        return;
+    }
+    let pid = start_sinkhole(&mut ns, &dir, RunAs::NobodyWithNetAdmin);
+    // A policy has egress = true: it keeps the capability, ambient, so that nft inherits it.
+    assert!(holds_net_admin(pid, "CapEff:") && holds_net_admin(pid, "CapAmb:"));
 
     // Not blocked: answered, and nothing of it may reach the sets.
     let (status, addresses) = ns.dig("www.example.org", "A").expect("an answer");
@@ -365,7 +410,7 @@ fn without_the_sets_dns_goes_on_and_the_failure_is_reported() {
     let dir = TestDir::new();
     // No table loaded: sinkhole must not create it.
     start_unbound(&mut ns, &dir);
-    start_sinkhole(&mut ns, &dir);
+    start_sinkhole(&mut ns, &dir, RunAs::Root);
     let (status, _) = ns.dig("v16.tiktokcdn.com", "A").expect("an answer");
     assert_eq!(status, "NXDOMAIN");
     let log = dir.path().join("sinkhole.log");
@@ -395,4 +440,51 @@ fn without_the_sets_dns_goes_on_and_the_failure_is_reported() {
     );
     let tables = String::from_utf8_lossy(&ns.run(&["nft", "list", "tables"]).stdout).into_owned();
     assert!(!tables.contains("sinkhole"), "sinkhole created a table: {tables}");
+}
+
+/// Whether `setpriv` can run a command as nobody with an ambient capability; says so on stderr if not.
+fn setpriv_works() -> bool {
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["--inh-caps=-all,+net_admin", "--ambient-caps=+net_admin", "true"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: setpriv cannot run as nobody with CAP_NET_ADMIN: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no setpriv (util-linux): {e}");
+            false
+        }
+    }
+}
+
+/// A daemon whose policies publish nothing gives CAP_NET_ADMIN up at start, in every set, even as root: it must not be
+/// able to rewrite the firewall.
+#[test]
+fn without_egress_the_daemon_gives_up_cap_net_admin() {
+    let daemon = sinkhole_testkit::Daemon::start(
+        "[server]\nlisten = [\"{listen}\"]\nmetrics = \"off\"\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\
+         [lists.l]\ndomains = [\"tiktok.com\"]\n[[policy]]\nname = \"p\"\nclients = [\"127.0.0.0/8\"]\nblock = [\"l\"]\n",
+    );
+    for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
+        assert!(!holds_net_admin(daemon.pid(), set), "{set} still holds CAP_NET_ADMIN");
+    }
+    // Every thread, since the capability went before the first one started.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).expect("the daemon's threads");
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(str::trim)
+            .unwrap_or("0");
+        let bits = u64::from_str_radix(eff, 16).unwrap_or(0);
+        assert_eq!(bits & (1 << 12), 0, "thread {:?} holds CAP_NET_ADMIN", task.file_name());
+    }
 }
