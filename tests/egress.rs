@@ -440,6 +440,22 @@ fn without_the_sets_dns_goes_on_and_the_failure_is_reported() {
     );
     let tables = String::from_utf8_lossy(&ns.run(&["nft", "list", "tables"]).stdout).into_owned();
     assert!(!tables.contains("sinkhole"), "sinkhole created a table: {tables}");
+
+    // The firewall's table comes: sinkhole finds it (it looks again every 10 s) and publishes the name that waited.
+    let load = ns.run(&["nft", "-f", &shipped_nft()]);
+    assert!(
+        load.status.success(),
+        "load the shipped table: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    wait_for("the name asked while the sets were missing to be published", || {
+        ns.elements("blocked_v4")
+            .iter()
+            .any(|(e, _)| e == "203.0.113.7")
+            .then_some(())
+    });
+    let page = ns.metrics();
+    assert_eq!(metric(&page, "sinkhole_egress_sets_ready", &[]), Some(1.0), "{page}");
 }
 
 /// Whether `setpriv` can run a command as nobody with an ambient capability; says so on stderr if not.

@@ -304,7 +304,13 @@ impl Companion {
                     let now = Instant::now();
                     self.take_offers(now);
                     self.bucket.refill(now);
-                    while resolving.len() < MAX_CONCURRENT && !self.waiting.is_empty() && self.bucket.take() {
+                    // While the sets cannot be used, names wait (bounded) rather than cost upstream queries
+                    // whose addresses could go nowhere.
+                    while self.ready
+                        && resolving.len() < MAX_CONCURRENT
+                        && !self.waiting.is_empty()
+                        && self.bucket.take()
+                    {
                         let Some(name) = self.waiting.pop_front() else { break };
                         let (state, sockets) = (Arc::clone(&state), Arc::clone(&sockets));
                         resolving.spawn(async move {
@@ -437,6 +443,9 @@ impl Companion {
             Failure::NftMissing | Failure::Permission | Failure::MissingSet
         ) {
             self.set_ready(false);
+            // The names whose addresses were lost are held as if they had gone in: forget them, so that
+            // they are resolved again when asked once the sets are back.
+            self.dedup = Dedup::new(self.settings.max_names);
         }
         let last = self.logged.get(error.failure.as_str());
         if last.is_none_or(|at| now.saturating_duration_since(*at) >= LOG_EVERY) {

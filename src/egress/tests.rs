@@ -182,3 +182,32 @@ fn offers_taken_are_deduplicated_and_bounded_by_the_queue() {
     c.take_offers(Instant::now());
     assert_eq!(c.waiting, ["a.example".into(), "b.example".into()] as [Box<str>; 2]);
 }
+
+#[test]
+fn losing_the_sets_forgets_the_names_held() {
+    let mut c = companion("");
+    let now = Instant::now();
+    c.set_ready(true);
+    assert!(c.dedup.take("a.example", now, now + Duration::from_secs(600)));
+    c.failed(
+        &NftError {
+            failure: Failure::Rejected,
+            detail: "interval overlaps".into(),
+        },
+        now,
+    );
+    assert!(c.ready, "one refused element says nothing about the sets");
+    assert!(!c.dedup.take("a.example", now, now));
+    c.failed(
+        &NftError {
+            failure: Failure::MissingSet,
+            detail: "No such file or directory".into(),
+        },
+        now,
+    );
+    assert!(!c.ready);
+    assert!(
+        c.dedup.take("a.example", now, now),
+        "resolved again once the sets are back"
+    );
+}
