@@ -93,8 +93,24 @@ impl Netns {
 
     /// The status and addresses of `dig @127.0.0.1 -p 5353 NAME TYPE`, or None while nothing answers.
     fn dig(&self, name: &str, qtype: &str) -> Option<(String, Vec<IpAddr>)> {
+        self.dig_from("127.0.0.1", name, qtype)
+    }
+
+    /// [`Netns::dig`] from source address `src`.
+    fn dig_from(&self, src: &str, name: &str, qtype: &str) -> Option<(String, Vec<IpAddr>)> {
         let port = DNS_PORT.to_string();
-        let out = self.run(&["dig", "+tries=1", "+time=2", "@127.0.0.1", "-p", &port, name, qtype]);
+        let out = self.run(&[
+            "dig",
+            "+tries=1",
+            "+time=2",
+            "-b",
+            src,
+            "@127.0.0.1",
+            "-p",
+            &port,
+            name,
+            qtype,
+        ]);
         let text = String::from_utf8_lossy(&out.stdout);
         let status = text.split("status: ").nth(1)?.split(',').next()?.to_string();
         let addresses = text
@@ -191,6 +207,8 @@ fn start_unbound(ns: &mut Netns, dir: &TestDir) {
     local-data: "www.chain.example. 3 CNAME edge.cdnhost.test."
     local-zone: "cdnhost.test." static
     local-data: "edge.cdnhost.test. 3 A 203.0.113.9"
+    local-zone: "audited.example." static
+    local-data: "www.audited.example. 3 A 203.0.113.99"
     local-zone: "example.org." static
     local-data: "www.example.org. 3 A 192.0.2.55"
 "#,
@@ -226,10 +244,21 @@ servers = ["127.0.0.1:{UNBOUND_PORT}"]
 [lists.ban]
 domains = ["tiktokcdn.com", "chain.example"]
 
+[lists.trial]
+domains = ["audited.example"]
+
 [[policy]]
 name = "office"
 clients = ["127.0.0.0/8"]
 block = ["ban"]
+egress = true
+
+# In audit mode the ban is not enforced: nothing goes to the firewall either.
+[[policy]]
+name = "lab"
+clients = ["127.2.0.0/16"]
+block = ["trial"]
+mode = "audit"
 egress = true
 
 [egress]
@@ -333,6 +362,12 @@ fn sets_fill_with_the_addresses_of_blocked_names_and_expire() {
         (status.as_str(), addresses),
         ("NOERROR", vec!["192.0.2.55".parse().unwrap()])
     );
+    // Audited: answered as usual, and nothing goes to the firewall.
+    let (status, addresses) = ns.dig_from("127.2.0.1", "www.audited.example", "A").expect("an answer");
+    assert_eq!(
+        (status.as_str(), addresses),
+        ("NOERROR", vec!["203.0.113.99".parse().unwrap()])
+    );
     // Blocked: NXDOMAIN for the client, addresses for the firewall.
     for name in [
         "v16.tiktokcdn.com",
@@ -361,7 +396,7 @@ fn sets_fill_with_the_addresses_of_blocked_names_and_expire() {
         assert!(matches!(timeout, Some(2..=3)), "{element} has timeout {timeout:?}");
     }
     // never_add (198.51.100.0/24), the always-excluded private range (10.9.9.9) and the name not blocked never go in.
-    let never = ["198.51.100.20", "10.9.9.9", "192.0.2.55"];
+    let never = ["198.51.100.20", "10.9.9.9", "192.0.2.55", "203.0.113.99"];
     for (element, _) in &seen {
         assert!(
             !never.contains(&element.as_str()),
