@@ -16,6 +16,7 @@ pub use sinkhole_dns::{packet, wire};
 mod answer;
 pub mod cache;
 pub mod config;
+pub mod egress;
 mod engine;
 mod framing;
 pub mod hitlog;

@@ -167,6 +167,15 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
     if identity.is_none() && privilege::effective_user().is_root() {
         tracing::warn!("running as root (--allow-root): consider --user NAME, or CAP_NET_BIND_SERVICE");
     }
+    // Before the runtime starts any thread, so that every thread is without it.
+    privilege::limit_net_admin(first.egress_used())?;
+    if identity.is_some() && first.egress_used() {
+        tracing::warn!(
+            "--user gives up every capability, CAP_NET_ADMIN included: the egress companion will not be able to \
+             change the nftables sets. Run sinkhole as an unprivileged user that holds CAP_NET_ADMIN instead (as \
+             deploy/sinkhole.service does)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sinkhole")

@@ -72,6 +72,25 @@ pub(crate) const TCP_REJECTED: &str = "sinkhole_tcp_rejected_total";
 /// TCP connections closed by us before the client was done, by `reason` (timeout: a query that
 /// did not arrive, or an answer not taken, within `server.tcp_io_timeout`).
 pub(crate) const TCP_CLOSED: &str = "sinkhole_tcp_closed_total";
+/// Blocked names the egress companion did not take: its queue (`egress.queue`) or its batch of
+/// elements waiting for nft was full.
+pub(crate) const EGRESS_DROPPED: &str = "sinkhole_egress_dropped_total";
+/// Blocked names the egress companion resolved, by `result` (ok: addresses came back; empty:
+/// an answer without any, NXDOMAIN included; failed: no upstream answered).
+pub(crate) const EGRESS_RESOLUTIONS: &str = "sinkhole_egress_resolutions_total";
+/// Elements added to the egress nftables sets, by `family` (ipv4, ipv6).
+pub(crate) const EGRESS_ADDED: &str = "sinkhole_egress_elements_added_total";
+/// Addresses of blocked names not published, by `reason` (never_add: in `egress.never_add`,
+/// the ranges always left out, or `server.allow`).
+pub(crate) const EGRESS_SKIPPED: &str = "sinkhole_egress_addresses_skipped_total";
+/// Changes to the egress sets that failed, by `reason` (nft_missing, permission: no
+/// CAP_NET_ADMIN, missing_set, rejected, exec).
+pub(crate) const EGRESS_NFT_FAILURES: &str = "sinkhole_egress_nft_failures_total";
+/// Elements the egress companion added that have not expired yet, by `family`.
+pub(crate) const EGRESS_ELEMENTS: &str = "sinkhole_egress_elements";
+/// Whether both egress sets were found, with the flags they need, at the last look (1), or
+/// addresses cannot be published (0: the log says why).
+pub(crate) const EGRESS_READY: &str = "sinkhole_egress_sets_ready";
 /// A constant 1, labelled with the `version` of the running binary.
 pub const BUILD_INFO: &str = "sinkhole_build_info";
 
@@ -226,6 +245,41 @@ pub fn describe() {
         TCP_CLOSED,
         Unit::Count,
         "TCP connections closed for a slow client, by reason."
+    );
+    describe_counter!(
+        EGRESS_DROPPED,
+        Unit::Count,
+        "Blocked names the egress companion did not take: its queue or batch was full."
+    );
+    describe_counter!(
+        EGRESS_RESOLUTIONS,
+        Unit::Count,
+        "Blocked names the egress companion resolved, by result."
+    );
+    describe_counter!(
+        EGRESS_ADDED,
+        Unit::Count,
+        "Elements added to the egress nftables sets, by family."
+    );
+    describe_counter!(
+        EGRESS_SKIPPED,
+        Unit::Count,
+        "Addresses of blocked names not published, by reason."
+    );
+    describe_counter!(
+        EGRESS_NFT_FAILURES,
+        Unit::Count,
+        "Changes to the egress nftables sets that failed, by reason."
+    );
+    describe_gauge!(
+        EGRESS_ELEMENTS,
+        Unit::Count,
+        "Elements added to the egress sets that have not expired, by family."
+    );
+    describe_gauge!(
+        EGRESS_READY,
+        Unit::Count,
+        "1 if both egress nftables sets were found with the flags they need, else 0."
     );
     describe_gauge!(
         BUILD_INFO,

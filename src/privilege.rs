@@ -7,6 +7,13 @@
 //! `--user` refuses to start ([`refuse_root`]) unless told `--allow-root`: a DNS daemon reading packets from a
 //! whole network has no business keeping root by accident.
 //!
+//! CAP_NET_ADMIN is the one capability beyond binding that the daemon may need: the egress companion runs `nft` to
+//! add elements to the firewall's sets, and `nft` inherits it through the ambient set (deploy/sinkhole.service
+//! grants it). [`limit_net_admin`] gives it up at start, before any thread exists, unless some policy has
+//! `egress = true`: a daemon that publishes nothing must not be able to rewrite the firewall. `--user` drops every
+//! capability with root, CAP_NET_ADMIN included (a thread's capabilities do not survive setuid, and the threads
+//! are running by then): with egress, grant the capability the way the systemd unit does instead.
+//!
 //! The identity calls go through `nix` (safe wrappers of getpwnam_r, getgrnam_r, setgroups, setgid, setuid), so
 //! nothing here is `unsafe`. glibc applies setgid and setuid to every thread of the process (the tokio runtime's,
 //! the hit log writer's, the UDP workers'), and [`Identity::assume`] checks that each thread did change, from
@@ -58,6 +65,14 @@ pub enum PrivilegeError {
         /// Its `Uid:` and `Gid:` lines.
         found: String,
     },
+    /// The capability sets could not be read or changed.
+    #[error("cannot {step}: {cause}")]
+    Capability {
+        /// What was being done, e.g. `give up CAP_NET_ADMIN`.
+        step: &'static str,
+        /// The cause, in the message itself.
+        cause: String,
+    },
     /// `sinkhole run` as root, told neither `--user` nor `--allow-root`.
     #[error(
         "refusing to run as root: pass --user NAME to drop to that user once the sockets are bound (e.g. \
@@ -65,6 +80,40 @@ pub enum PrivilegeError {
          unprivileged user that holds CAP_NET_BIND_SERVICE, as deploy/sinkhole.service does"
     )]
     RootUnasked,
+}
+
+/// Gives up CAP_NET_ADMIN (effective, permitted, inheritable and ambient sets) unless `needed` (some policy has
+/// `egress = true`), so that only a daemon that publishes to nftables can change the firewall. Acts on the calling
+/// thread, and the threads it starts later inherit the result: call it at start, before the runtime and the
+/// workers exist. A process that does not hold the capability has nothing to give up.
+pub fn limit_net_admin(needed: bool) -> Result<(), PrivilegeError> {
+    use caps::{CapSet, Capability};
+    if needed {
+        return Ok(());
+    }
+    let failed = |step| {
+        move |cause: caps::errors::CapsError| PrivilegeError::Capability {
+            step,
+            cause: cause.to_string(),
+        }
+    };
+    let held = caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN)
+        .map_err(failed("read the permitted capabilities"))?;
+    let ambient = caps::has_cap(None, CapSet::Ambient, Capability::CAP_NET_ADMIN)
+        .map_err(failed("read the ambient capabilities"))?;
+    if !held && !ambient {
+        return Ok(());
+    }
+    // Ambient first: the kernel keeps a capability ambient only while it is permitted and inheritable.
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::drop(None, set, Capability::CAP_NET_ADMIN).map_err(failed("give up CAP_NET_ADMIN"))?;
+    }
+    Ok(())
 }
 
 /// A user and group to run as, looked up by name at start (so that a misspelt name fails before anything is
@@ -252,6 +301,36 @@ mod tests {
             Err(PrivilegeError::NoSuchGroup(name)) => assert_eq!(name, "no-such-group-sinkhole"),
             other => panic!("expected NoSuchGroup, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn net_admin_is_given_up_unless_needed() {
+        use caps::{CapSet, Capability};
+        // Capabilities are per thread: this test's own thread gives it up, nothing else.
+        std::thread::spawn(|| {
+            let held = caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap();
+            limit_net_admin(true).unwrap();
+            assert_eq!(
+                caps::has_cap(None, CapSet::Permitted, Capability::CAP_NET_ADMIN).unwrap(),
+                held,
+                "kept when needed"
+            );
+            limit_net_admin(false).unwrap();
+            for set in [
+                CapSet::Ambient,
+                CapSet::Effective,
+                CapSet::Permitted,
+                CapSet::Inheritable,
+            ] {
+                assert!(!caps::has_cap(None, set, Capability::CAP_NET_ADMIN).unwrap(), "{set:?}");
+            }
+            // Given up for good: it cannot be raised again.
+            assert!(caps::raise(None, CapSet::Effective, Capability::CAP_NET_ADMIN).is_err());
+            // Nothing to give up the second time.
+            limit_net_admin(false).unwrap();
+        })
+        .join()
+        .expect("the capability checks pass");
     }
 
     #[test]

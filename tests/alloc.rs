@@ -206,6 +206,35 @@ fn blocked_query_does_not_allocate() {
     }
 }
 
+/// A policy with `egress = true` offers each block to the egress companion's queue: a worker's own
+/// sender (which skips the names it offered lately) and the shared queue (a TCP query's), until it is full and
+/// offers are dropped, allocate nothing.
+#[test]
+fn blocked_query_offered_to_the_egress_queue_does_not_allocate() {
+    install_metrics();
+    let config = TempFile::new("egress", "toml");
+    let text = CONFIG.replace("answer = \"nxdomain\"", "answer = \"nxdomain\"\negress = true");
+    std::fs::write(&config.0, text).expect("write the test config to the temp dir");
+    let state = State::new(ConfigSource::File(config.0.clone())).unwrap_or_else(|e| panic!("test config: {e}"));
+    let cache = Arc::new(PacketCache::new(10_000, 64 << 20));
+    let (queue, offers) = sinkhole::egress::EgressQueue::new(4);
+    let handler = Handler::new(Arc::new(state), cache, HitLog::disabled()).with_egress(queue);
+    let packet = query("www.tiktok.com.", RecordType::A, true);
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
+    assert_eq!(n, 0, "{n} allocations in {CALLS} blocked queries offered by a worker");
+    let n = allocations_per_answer(&handler, &packet, NXDOMAIN, Worker::default());
+    assert_eq!(
+        n, 0,
+        "{n} allocations in {CALLS} blocked queries offered to the shared queue"
+    );
+    let offered: Vec<_> = offers
+        .try_iter()
+        .map(|o| o.name.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(offered.len(), 4, "the queue filled: {offered:?}");
+    assert!(offered.iter().all(|n| n == "www.tiktok.com"), "{offered:?}");
+}
+
 #[test]
 fn wildcard_blocked_query_does_not_allocate() {
     let (handler, _config) = handler("wildcard", HitLog::disabled());

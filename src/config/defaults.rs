@@ -97,3 +97,44 @@ pub(crate) const LIST_MAX_SHRINK: f64 = 0.5;
 
 /// `log.queue`, hit log lines.
 pub(crate) const LOG_QUEUE: usize = 8192;
+
+/// `egress.table`: the nftables table (family inet) deploy/nftables/sinkhole.nft creates.
+pub(crate) const EGRESS_TABLE: &str = "sinkhole";
+/// `egress.set_v4`.
+pub(crate) const EGRESS_SET_V4: &str = "blocked_v4";
+/// `egress.set_v6`.
+pub(crate) const EGRESS_SET_V6: &str = "blocked_v6";
+/// `egress.min_timeout`, seconds: long enough for a client to use the answer it got elsewhere.
+pub(crate) const EGRESS_MIN_TIMEOUT: u32 = 300;
+/// `egress.max_timeout`, seconds (a day).
+pub(crate) const EGRESS_MAX_TIMEOUT: u32 = 86_400;
+/// `egress.rate`, names resolved per second.
+pub(crate) const EGRESS_RATE: u32 = 20;
+/// `egress.queue`, names waiting to be resolved.
+pub(crate) const EGRESS_QUEUE: usize = 1024;
+/// `egress.dedup_window`, seconds.
+pub(crate) const EGRESS_DEDUP_WINDOW: u32 = 60;
+/// `egress.max_names`, names remembered for deduplication.
+pub(crate) const EGRESS_MAX_NAMES: usize = 65_536;
+/// Addresses the egress companion never adds, whatever `egress.never_add` says: dropping flows to
+/// them would cut the network off from itself (loopback, private and link-local ranges, the
+/// resolver's own clients), or they are not unicast destinations at all.
+pub(crate) const EGRESS_NEVER_ADD: [IpNet; 17] = [
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)), 8),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), 10),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)), 16),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 0)), 4),
+    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(240, 0, 0, 0)), 4),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 128),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0)), 96),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0)), 48),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0)), 64),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)), 7),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
+    IpNet::new_assert(IpAddr::V6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0)), 8),
+];

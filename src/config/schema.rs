@@ -45,6 +45,10 @@ pub struct Config {
     /// Rate limits on UDP queries.
     #[serde(default)]
     pub ratelimit: RateLimitConfig,
+    /// The egress companion: the nftables sets the addresses of blocked names go into, for the
+    /// policies with `egress = true`.
+    #[serde(default)]
+    pub egress: EgressConfig,
     /// Where this config came from (not a key).
     #[serde(skip_deserializing, default = "Origin::embedded")]
     pub origin: Origin,
@@ -579,6 +583,11 @@ pub struct PolicyConfig {
     /// `phases` as the packet path reads them, parsed once by validation (not a key).
     #[serde(skip)]
     pub timeline: Vec<Phase>,
+    /// Publish the addresses of the names this policy blocks (in enforce mode) into the
+    /// nftables sets of `[egress]`, so that the gateway's firewall drops flows to them from
+    /// clients that walk past DNS (hard-coded addresses, a resolver of their own). Default false.
+    #[serde(default)]
+    pub egress: bool,
 }
 
 /// One of a policy's `phases`.
@@ -838,4 +847,112 @@ pub(crate) fn parse_prefix(text: &str) -> Result<IpNet, String> {
 
 fn no_prefixes() -> Spanned<Vec<Spanned<IpNet>>> {
     Spanned::new(0..0, Vec::new())
+}
+
+/// `[egress]`: where the egress companion puts the addresses of the names that policies with
+/// `egress = true` block, and how hard it may work at it. Read at start only: changing it takes a
+/// restart (a policy's `egress` flag itself follows reloads).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// The nftables table (family `inet`) that holds the sets. sinkhole never creates, flushes
+    /// or changes the table or its rules: the firewall's configuration owns them
+    /// (deploy/nftables/sinkhole.nft). Default `"sinkhole"`.
+    #[serde(default = "default_egress_table")]
+    pub table: Spanned<String>,
+    /// The set of IPv4 addresses (`type ipv4_addr; flags interval, timeout`). Default
+    /// `"blocked_v4"`.
+    #[serde(default = "default_egress_set_v4")]
+    pub set_v4: Spanned<String>,
+    /// The set of IPv6 addresses (`type ipv6_addr; flags interval, timeout`). Default
+    /// `"blocked_v6"`.
+    #[serde(default = "default_egress_set_v6")]
+    pub set_v6: Spanned<String>,
+    /// Seconds an element stays in a set at least, whatever the answer's TTL (a TTL of 0 or 5
+    /// would let the element vanish before the client's first packet). Default 300.
+    #[serde(default = "default_egress_min_timeout")]
+    pub min_timeout: u32,
+    /// Seconds an element stays at most: an address a CDN gives another customer leaves the set
+    /// this long after the name stopped resolving to it. Default 86400.
+    #[serde(default = "default_egress_max_timeout")]
+    pub max_timeout: u32,
+    /// Prefixes whose addresses are never added (shared CDN ranges, the network's own services),
+    /// in addition to those always left out: loopback, private (RFC 1918, CGNAT), link-local,
+    /// ULA, multicast, unspecified and reserved ranges, and `server.allow`.
+    #[serde(rename = "never_add", default)]
+    pub(super) never_add_written: Vec<Spanned<String>>,
+    /// `never_add` as prefixes, read by validation (not a key).
+    #[serde(skip)]
+    pub never_add: Vec<IpNet>,
+    /// Names resolved per second at most (each name: one A and one AAAA query to the upstreams),
+    /// so that a client asking thousands of blocked names cannot turn sinkhole into a flood of
+    /// upstream queries. Default 20.
+    #[serde(default = "default_egress_rate")]
+    pub rate: u32,
+    /// Blocked names that may wait to be resolved; past it new ones are dropped and counted
+    /// (`sinkhole_egress_dropped_total`). Default 1024.
+    #[serde(default = "default_egress_queue")]
+    pub queue: usize,
+    /// Seconds a name is not resolved again after it was, at least (and never while the
+    /// elements it gave are still in the sets). Default 60.
+    #[serde(default = "default_egress_dedup_window")]
+    pub dedup_window: u32,
+    /// Names remembered for that deduplication at most (the least recently seen are forgotten
+    /// first). Default 65536.
+    #[serde(default = "default_egress_max_names")]
+    pub max_names: usize,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            table: default_egress_table(),
+            set_v4: default_egress_set_v4(),
+            set_v6: default_egress_set_v6(),
+            min_timeout: defaults::EGRESS_MIN_TIMEOUT,
+            max_timeout: defaults::EGRESS_MAX_TIMEOUT,
+            never_add_written: Vec::new(),
+            never_add: Vec::new(),
+            rate: defaults::EGRESS_RATE,
+            queue: defaults::EGRESS_QUEUE,
+            dedup_window: defaults::EGRESS_DEDUP_WINDOW,
+            max_names: defaults::EGRESS_MAX_NAMES,
+        }
+    }
+}
+
+fn default_egress_table() -> Spanned<String> {
+    Spanned::new(0..0, defaults::EGRESS_TABLE.to_string())
+}
+fn default_egress_set_v4() -> Spanned<String> {
+    Spanned::new(0..0, defaults::EGRESS_SET_V4.to_string())
+}
+fn default_egress_set_v6() -> Spanned<String> {
+    Spanned::new(0..0, defaults::EGRESS_SET_V6.to_string())
+}
+fn default_egress_min_timeout() -> u32 {
+    defaults::EGRESS_MIN_TIMEOUT
+}
+fn default_egress_max_timeout() -> u32 {
+    defaults::EGRESS_MAX_TIMEOUT
+}
+fn default_egress_rate() -> u32 {
+    defaults::EGRESS_RATE
+}
+fn default_egress_queue() -> usize {
+    defaults::EGRESS_QUEUE
+}
+fn default_egress_dedup_window() -> u32 {
+    defaults::EGRESS_DEDUP_WINDOW
+}
+fn default_egress_max_names() -> usize {
+    defaults::EGRESS_MAX_NAMES
+}
+
+impl Config {
+    /// Whether some policy publishes its blocks to the egress sets: the companion runs, and keeps
+    /// CAP_NET_ADMIN, only then.
+    pub fn egress_used(&self) -> bool {
+        self.policies.iter().any(|p| p.egress)
+    }
 }

@@ -806,3 +806,45 @@ fn the_state_directory_is_the_configs_else_systemds_else_var_lib() {
         .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR));
     assert_eq!(config.state_dir(), want);
 }
+
+#[test]
+fn egress_defaults_and_a_policy_that_opts_in() {
+    let config = parse(
+        "[lists.l]\ndomains = [\"x.example\"]\n\
+         [[policy]]\nname = \"ban\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"l\"]\negress = true\n\
+         [[policy]]\nname = \"other\"\nclients = [\"10.9.0.0/16\"]\nblock = [\"l\"]\n",
+    )
+    .expect("loads");
+    assert!(config.egress_used());
+    assert!(config.policies[0].egress && !config.policies[1].egress);
+    assert_eq!(config.egress.table.get_ref(), "sinkhole");
+    assert_eq!(config.egress.set_v4.get_ref(), "blocked_v4");
+    assert_eq!(config.egress.set_v6.get_ref(), "blocked_v6");
+    assert_eq!((config.egress.min_timeout, config.egress.max_timeout), (300, 86_400));
+    assert!(config.egress.never_add.is_empty());
+    assert!(
+        !parse("[upstream]\nservers = [\"192.0.2.1\"]\n")
+            .expect("loads")
+            .egress_used()
+    );
+}
+
+#[test]
+fn egress_errors_point_at_their_keys() {
+    let e = errors(
+        "[egress]\ntable = \"my table\"\nset_v4 = \"s\"\nset_v6 = \"s\"\nmin_timeout = 600\nmax_timeout = 60\n\
+         rate = 0\nqueue = 0\ndedup_window = 0\nnever_add = [\"192.0.2.0/33\", \"198.51.100.0/24\"]\n",
+    );
+    for expected in [
+        "test.toml:2:9: egress.table \"my table\" is not an nftables name",
+        "test.toml:4:10: egress.set_v6 names the same set as egress.set_v4",
+        "test.toml:5:15: egress.min_timeout (600) is above egress.max_timeout (60)",
+        "test.toml:7:8: egress.rate must be between 1 and 10000",
+        "test.toml:8:9: egress.queue must be between 1 and 10000000",
+        "test.toml:9:16: egress.dedup_window must be at least 1 second",
+        "test.toml:10:14: 192.0.2.0/33: prefix length 33 is longer than 32 for IPv4",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+    assert!(!e.contains("198.51.100.0/24"), "{e}");
+}

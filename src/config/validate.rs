@@ -54,6 +54,14 @@ const MIN_LIST_BYTES: u64 = 1 << 10;
 const MAX_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Characters of a salt at least.
 const MIN_SALT: usize = 16;
+/// `egress.min_timeout` and `egress.max_timeout`: a second up to a week.
+const EGRESS_TIMEOUT: RangeInclusive<u32> = 1..=604_800;
+/// `egress.rate`, names a second.
+const EGRESS_RATE: RangeInclusive<u32> = 1..=10_000;
+/// `egress.queue` and `egress.max_names`.
+const EGRESS_SIZE: RangeInclusive<usize> = 1..=10_000_000;
+/// Characters of an nftables table or set name at most (NFT_NAME_MAXLEN is 256 with its NUL).
+const MAX_NFT_NAME: usize = 255;
 /// Prefixes outside `server.allow` named in one warning at most.
 const SHOWN_PARTS: usize = 4;
 
@@ -118,6 +126,7 @@ impl Config {
         let windows = self.check_policies(&mut problems);
         self.check_shared_prefixes(&prefixes.clients, &windows, &mut problems);
         self.check_log(&mut problems);
+        let never_add = self.check_egress(&mut problems);
         let salt = self.read_salt_file();
         let mut found = problems.found;
         if let Some(allow) = prefixes.allow {
@@ -126,6 +135,7 @@ impl Config {
         if let Some(exempt) = prefixes.exempt {
             self.ratelimit.exempt = exempt;
         }
+        self.egress.never_add = never_add;
         for ((policy, (window, mode, timeline)), clients) in self.policies.iter_mut().zip(windows).zip(prefixes.clients)
         {
             policy.window = window;
@@ -461,6 +471,87 @@ impl Config {
                 "server.list_wait is at most 5m: start-up must not wait on the network for long",
             );
         }
+    }
+
+    /// `[egress]`: names nft accepts, timeouts, bounds; returns `never_add` parsed.
+    fn check_egress(&self, p: &mut Problems<'_>) -> Vec<IpNet> {
+        let egress = &self.egress;
+        for (key, name) in [
+            ("table", &egress.table),
+            ("set_v4", &egress.set_v4),
+            ("set_v6", &egress.set_v6),
+        ] {
+            let text = name.get_ref();
+            let valid = text.len() <= MAX_NFT_NAME
+                && text.starts_with(|c: char| c.is_ascii_alphabetic())
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                p.key(
+                    &format!("egress.{key}"),
+                    format!(
+                        "egress.{key} {text:?} is not an nftables name: a letter, then letters, digits, '_', '-' or '.'"
+                    ),
+                );
+            }
+        }
+        if egress.set_v4.get_ref() == egress.set_v6.get_ref() {
+            p.key(
+                "egress.set_v6",
+                "egress.set_v6 names the same set as egress.set_v4: IPv4 and IPv6 addresses need a set each",
+            );
+        }
+        for (key, seconds) in [("min_timeout", egress.min_timeout), ("max_timeout", egress.max_timeout)] {
+            if !EGRESS_TIMEOUT.contains(&seconds) {
+                p.key(
+                    &format!("egress.{key}"),
+                    format!(
+                        "egress.{key} must be between {} and {} seconds (a week)",
+                        EGRESS_TIMEOUT.start(),
+                        EGRESS_TIMEOUT.end()
+                    ),
+                );
+            }
+        }
+        if egress.min_timeout > egress.max_timeout {
+            p.key(
+                "egress.min_timeout",
+                format!(
+                    "egress.min_timeout ({}) is above egress.max_timeout ({})",
+                    egress.min_timeout, egress.max_timeout
+                ),
+            );
+        }
+        if !EGRESS_RATE.contains(&egress.rate) {
+            p.key(
+                "egress.rate",
+                format!(
+                    "egress.rate must be between {} and {} names a second",
+                    EGRESS_RATE.start(),
+                    EGRESS_RATE.end()
+                ),
+            );
+        }
+        for (key, size) in [("queue", egress.queue), ("max_names", egress.max_names)] {
+            if !EGRESS_SIZE.contains(&size) {
+                p.key(
+                    &format!("egress.{key}"),
+                    format!(
+                        "egress.{key} must be between {} and {}",
+                        EGRESS_SIZE.start(),
+                        EGRESS_SIZE.end()
+                    ),
+                );
+            }
+        }
+        if egress.dedup_window == 0 {
+            p.key("egress.dedup_window", "egress.dedup_window must be at least 1 second");
+        }
+        p.prefixes(&egress.never_add_written)
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect()
     }
 
     /// Names, clients, list references, windows and phases; returns each policy's window, mode

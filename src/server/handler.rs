@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::answer::{self, ede};
 use crate::cache::{CacheKey, CacheKeyRef, CachedResponse, FrontCache, PacketCache};
+use crate::egress::{EgressQueue, EgressSender};
 use crate::engine::{self, Hit, Verdict};
 use crate::hitlog::{HitLog, HitRecord, HitSender};
 use crate::metrics::{self as names, Outcome};
@@ -161,6 +162,8 @@ struct QueryCtx<'a> {
 pub struct Worker {
     tally: Tally,
     front: Option<FrontCache>,
+    /// Its own way into the egress companion's queue, when some policy publishes its blocks.
+    egress: Option<EgressSender>,
 }
 
 /// Counts kept by one worker and added to the shared metrics now and then (after each receive
@@ -274,6 +277,8 @@ pub struct Handler {
     counters: Counters,
     /// The rate limit buckets of every client.
     limiter: RateLimiter,
+    /// The egress companion's queue, when it runs ([`Handler::with_egress`]).
+    egress: Option<EgressQueue>,
 }
 
 impl Handler {
@@ -299,7 +304,15 @@ impl Handler {
                 }),
             },
             limiter: RateLimiter::new(),
+            egress: None,
         }
+    }
+
+    /// Offers the names that policies with `egress = true` block (in enforce mode) to the egress
+    /// companion's queue.
+    pub fn with_egress(mut self, egress: EgressQueue) -> Handler {
+        self.egress = Some(egress);
+        self
     }
 
     /// The state of one of `workers` long-lived workers (UDP worker threads): with a front cache
@@ -312,6 +325,7 @@ impl Handler {
                 ..Tally::default()
             },
             front: Some(FrontCache::new()),
+            egress: self.egress.as_ref().map(EgressQueue::sender),
         }
     }
 
@@ -374,7 +388,7 @@ impl Handler {
         out: &mut Vec<u8>,
         worker: &mut Worker,
     ) -> Step {
-        let Worker { tally, front } = worker;
+        let Worker { tally, front, egress } = worker;
         let snapshot = self.state.load();
         let parsed = packet::parse(packet);
         let class = snapshot.rules.clients.classify(client);
@@ -422,6 +436,14 @@ impl Handler {
                 let policy = snapshot.rules.policies.get(hit.policy);
                 policy.write_block_answer(packet, &query, hit.apex_len, out);
                 tally.query(protocol, Outcome::Blocked);
+                if let Some(queue) = &self.egress
+                    && publishes(&snapshot, hit.policy)
+                {
+                    match egress {
+                        Some(sender) => sender.offer(&query.name, query.qtype, now.instant),
+                        None => queue.offer(&query.name, query.qtype),
+                    }
+                }
                 return Step::Reply;
             }
             Verdict::Blocked(hit) => {
@@ -612,6 +634,12 @@ impl Handler {
         if let Some((hit, cname)) = chain_hit {
             self.log_hit(q, hit, cname, tally);
             if hit.mode == Mode::Enforce {
+                if let Some(queue) = &self.egress
+                    && publishes(q.snapshot, hit.policy)
+                {
+                    // The name asked: resolved, its chain leads to the blocked name's addresses.
+                    queue.offer(&q.query.name, q.query.qtype);
+                }
                 q.snapshot
                     .rules
                     .policies
@@ -667,6 +695,12 @@ impl Handler {
             None => self.hitlog.record(q.snapshot, record),
         }
     }
+}
+
+/// Whether `policy` publishes the names it blocks to the egress companion (`egress = true`).
+/// Policy ids index the config's policies, in the same order.
+fn publishes(snapshot: &Snapshot, policy: PolicyId) -> bool {
+    snapshot.config.policies.get(policy).is_some_and(|p| p.egress)
 }
 
 /// What a CHAOS-class query for `name` (lowercased) is answered with: `identity` for

@@ -56,7 +56,19 @@ pub async fn serve(
         config.cache.entries,
         config.cache.max_bytes.get_ref().0,
     ));
-    let handler = Arc::new(Handler::new(Arc::clone(&state), Arc::clone(&cache), hitlog.clone()));
+    // The egress companion runs when some policy publishes its blocks at start (`[egress]` and
+    // its use take effect at start).
+    let egress = config.egress_used().then(|| {
+        let settings = crate::egress::Settings::from_config(config);
+        let (queue, offers) = crate::egress::EgressQueue::new(settings.queue());
+        (queue, crate::egress::Companion::new(settings, offers))
+    });
+    let handler = Handler::new(Arc::clone(&state), Arc::clone(&cache), hitlog.clone());
+    let (handler, companion) = match egress {
+        Some((queue, companion)) => (handler.with_egress(queue), Some(companion)),
+        None => (handler, None),
+    };
+    let handler = Arc::new(handler);
     let (stop, stopped) = watch::channel(false);
 
     // Every UDP worker has a set of upstream sockets, and the TCP side one more. The descriptor
@@ -72,6 +84,9 @@ pub async fn serve(
     bound()?;
     let udp = UdpWorkers::start(udp_sockets, config.server.max_inflight, Arc::clone(&handler), stopped)?;
     let tcp_upstream = Arc::new(Sockets::new(owners));
+    // The companion resolves on the TCP side's upstream sockets: its queries count against
+    // `upstream.max_inflight` with theirs, on the same runtime.
+    let companion = companion.map(|c| tokio::spawn(c.run(Arc::clone(&state), Arc::clone(&tcp_upstream))));
     let tcp = TcpServer::start(tcp_listeners, tcp_limits, Arc::clone(&handler), tcp_upstream);
     let listening = listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     tracing::info!(
@@ -104,6 +119,9 @@ pub async fn serve(
 
     tracing::info!("shutting down: finishing queries in flight");
     gauge.abort();
+    if let Some(companion) = companion {
+        companion.abort();
+    }
     let _ = stop.send(true);
     tcp.shutdown().await;
     let _ = tokio::task::spawn_blocking(move || udp.join()).await;
