@@ -17,6 +17,7 @@ mod answer;
 pub mod cache;
 pub mod config;
 mod engine;
+pub mod export;
 mod framing;
 pub mod hitlog;
 mod lists;
