@@ -3,6 +3,7 @@
 //! DST change included), where config errors point, and a running daemon whose schedule is on
 //! now for one policy and off for another: blocked and forwarded answers, and the phase gauge.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -223,4 +224,79 @@ hits = "off"
     assert_eq!(phase(&page, "on", "none", "none"), Some(0.0), "{page}");
     assert_eq!(phase(&page, "off", "0", "enforce"), Some(0.0), "{page}");
     assert_eq!(phase(&page, "off", "none", "none"), Some(1.0), "{page}");
+}
+
+/// A blocked query under a weekly schedule allocates nothing on the fast path, inside the windows
+/// computed at load and past them (worked out per query from the time zone), as a policy without
+/// one does (tests/alloc.rs); allocation-counter counts this thread's allocations.
+#[test]
+fn a_blocked_query_under_a_schedule_does_not_allocate() {
+    use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
+    use sinkhole::state::{ConfigSource, State};
+    let dir = TestDir::new();
+    let path = dir.write_file(
+        "sinkhole.toml",
+        r#"
+[server]
+listen = ["127.0.0.1:5399"]
+metrics = "off"
+allow = ["10.0.0.0/8"]
+[upstream]
+servers = ["127.0.0.1:9"]
+[lists.tiktok]
+builtin = ["tiktok"]
+[[policy]]
+name = "office"
+clients = ["10.0.0.0/8"]
+block = ["tiktok"]
+schedule = { hours = ["00:00-11:59", "12:00-23:59"], time_zone = "Europe/Brussels" }
+[log]
+hits = "off"
+# Thousands of queries from one client in a moment: not what this test measures.
+[ratelimit]
+exempt = ["10.0.0.0/8"]
+"#,
+    );
+    let state = State::new(ConfigSource::File(path)).unwrap_or_else(|e| panic!("config: {e}"));
+    let handler = Handler::new(
+        std::sync::Arc::new(state),
+        std::sync::Arc::new(sinkhole::cache::PacketCache::new(100, 1 << 20)),
+        sinkhole::hitlog::HitLog::disabled(),
+    );
+    let zone = jiff::tz::TimeZone::get("Europe/Brussels").expect("tzdata");
+    let six_am = |years: i16| {
+        let day = zone.to_datetime(jiff::Timestamp::now()).date();
+        let day = day.checked_add(jiff::Span::new().years(years)).expect("a date");
+        let at = zone.to_ambiguous_timestamp(day.at(6, 0, 0, 0)).compatible();
+        at.expect("06:00 exists").as_second()
+    };
+    let mut message = hickory_proto::op::Message::query();
+    message.metadata.recursion_desired = true;
+    message.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("www.tiktok.com.").expect("name"),
+        RecordType::A,
+    ));
+    let packet = message.to_vec().expect("encode");
+    let client: IpAddr = "10.1.2.3".parse().expect("literal");
+    for (label, at) in [("inside the computed windows", six_am(0)), ("past them", six_am(3))] {
+        let mut out = Vec::with_capacity(512);
+        let mut worker = Worker::default();
+        let mut answer = |out: &mut Vec<u8>| {
+            let step = handler.answer_fast(&packet, client, Protocol::Udp, Clock::at(at), out, &mut worker);
+            matches!(step, Step::Reply) && out.get(3).map(|b| b & 0x0f) == Some(3)
+        };
+        for _ in 0..16 {
+            assert!(answer(&mut out), "{label}: blocked on the fast path");
+        }
+        let mut wrong = 0;
+        let counted = allocation_counter::measure(|| {
+            for _ in 0..1000 {
+                if !answer(&mut out) {
+                    wrong += 1;
+                }
+            }
+        });
+        assert_eq!(wrong, 0, "{label}: every query blocked");
+        assert_eq!(counted.count_total, 0, "{label}: allocations in 1000 blocked queries");
+    }
 }
