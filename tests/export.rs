@@ -2,7 +2,9 @@
 //! (the Debian package) on loopback blocks exactly the names a sinkhole daemon with the same list
 //! blocks, over a sample of blocked apexes, their subdomains and names that must pass; the rules
 //! RPZ cannot express (wildcards inside a label) are named on stderr with exit status 2, and
-//! blocked by sinkhole alone. The Unbound export passes `unbound-checkconf`.
+//! blocked by sinkhole alone. The Unbound export (`local-zone` lines), included into a real
+//! Unbound, blocks the same names but for the rules it names as left out, and passes
+//! `unbound-checkconf`.
 //!
 //! Skipped, with a message, where Unbound is not installed (`apt-get install unbound`).
 
@@ -64,10 +66,10 @@ impl Drop for Unbound {
 }
 
 impl Unbound {
-    /// Starts Unbound in the foreground on 127.0.0.1 (a free port), with `rpz_file` as an RPZ
-    /// zone named `rpz.sinkhole.` and every other name forwarded to `upstream`; waits until it
-    /// answers.
-    fn start(program: &Path, dir: &Path, rpz_file: &Path, upstream: SocketAddr) -> Unbound {
+    /// Starts Unbound in the foreground on 127.0.0.1 (a free port), with `clause` (the export
+    /// under test: an `rpz:` clause, or an `include:`) and every other name forwarded to
+    /// `upstream`; waits until it answers.
+    fn start(program: &Path, dir: &Path, clause: &str, upstream: SocketAddr) -> Unbound {
         let port = free_port();
         let conf = format!(
             r#"server:
@@ -88,15 +90,12 @@ impl Unbound {
     qname-minimisation: no
     num-threads: 1
     cache-max-ttl: 0
-rpz:
-    name: "rpz.sinkhole."
-    zonefile: "{rpz}"
+{clause}
 forward-zone:
     name: "."
     forward-addr: {up_ip}@{up_port}
 "#,
             dir = dir.display(),
-            rpz = rpz_file.display(),
             up_ip = upstream.ip(),
             up_port = upstream.port(),
         );
@@ -167,16 +166,32 @@ fn export(config: &Path, args: &[&str]) -> (String, String, Option<i32>) {
     )
 }
 
-/// The names to compare, from the RPZ text, each with what it must get where that is certain:
-/// each rule's name (blocked), a subdomain of it (blocked for a domain rule; for an exact one,
-/// whatever sinkhole says), look-alikes (the name with a letter before it, the name under another
-/// domain: whatever sinkhole says, as another rule of the list may cover them), and names that
-/// must pass.
-fn sample(rpz: &str) -> Vec<(String, Option<bool>)> {
+/// The rules an RPZ export wrote: each name, and whether it is a domain rule (with `*.name`).
+fn rpz_rules(rpz: &str) -> Vec<(String, bool)> {
     let owners: Vec<&str> = rpz.lines().filter_map(|l| l.strip_suffix(" CNAME .")).collect();
+    owners
+        .iter()
+        .filter(|n| !n.starts_with("*."))
+        .map(|name| (name.to_string(), owners.contains(&format!("*.{name}").as_str())))
+        .collect()
+}
+
+/// The rules an Unbound export wrote: each a domain rule.
+fn unbound_rules(conf: &str) -> Vec<(String, bool)> {
+    conf.lines()
+        .filter_map(|l| l.strip_prefix("local-zone: \"")?.strip_suffix(".\" always_nxdomain"))
+        .map(|name| (name.to_string(), true))
+        .collect()
+}
+
+/// The names to compare, from the rules written, each with what it must get where that is
+/// certain: each rule's name (blocked), a subdomain of it (blocked for a domain rule; for an exact
+/// one, whatever sinkhole says), look-alikes (the name with a letter before it, the name under
+/// another domain: whatever sinkhole says, as another rule of the list may cover them), and names
+/// that must pass.
+fn sample(rules: &[(String, bool)]) -> Vec<(String, Option<bool>)> {
     let mut names = Vec::new();
-    for name in owners.iter().filter(|n| !n.starts_with("*.")) {
-        let domain = owners.contains(&format!("*.{name}").as_str());
+    for (name, domain) in rules {
         names.push((name.to_string(), Some(true)));
         names.push((format!("www.{name}"), domain.then_some(true)));
         names.push((format!("a.b-c.{name}"), domain.then_some(true)));
@@ -207,34 +222,14 @@ fn blocking_rule(config: &Path, name: &str) -> Option<String> {
     Some(rule.to_string())
 }
 
-#[test]
-fn an_rpz_export_blocks_in_unbound_exactly_what_sinkhole_blocks() {
-    let Some(program) = unbound_program("unbound") else {
-        eprintln!("SKIPPED: unbound is not installed (apt-get install unbound); the RPZ export was not checked");
-        return;
-    };
-    let up = FakeUpstream::start();
-    let d = Daemon::start(&daemon_config(&up));
-    let config = d.dir().join("sinkhole.toml");
-    let (rpz, stderr, code) = export(&config, &["--format", "rpz", "tiktok"]);
-    // The shipped list has wildcards inside labels, which RPZ cannot say: named, status 2.
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("left out, which rpz cannot express:"), "{stderr}");
-    assert!(
-        stderr.contains("  ||p16-musical-*.ibyteimg.com^  (a wildcard"),
-        "{stderr}"
-    );
-    assert!(rpz.contains("\n$ORIGIN rpz.sinkhole.\n"), "{rpz}");
-
-    let dir = TestDir::new();
-    let rpz_file = dir.write_file("tiktok.rpz", &rpz);
-    let unbound = Unbound::start(&program, dir.path(), &rpz_file, up.addr());
-
-    let names = sample(&rpz);
+/// Asks `d` (sinkhole) and `unbound` each of `names`: they must give the same rcode, the one
+/// expected where it is certain; a name sinkhole alone blocks must be blocked through a rule the
+/// export named as left out on `stderr` (and those are few).
+fn compare(d: &Daemon, config: &Path, unbound: &Unbound, names: &[(String, Option<bool>)], stderr: &str) {
     assert!(names.len() > 300, "a real sample: {}", names.len());
     let mut differ = Vec::new();
     let mut through_left_out = Vec::new();
-    for (name, blocked) in &names {
+    for (name, blocked) in names {
         let by_sinkhole = rcode(d.addr(), name);
         let by_unbound = unbound.ask(name);
         let want = blocked.map(|b| {
@@ -274,10 +269,72 @@ fn an_rpz_export_blocks_in_unbound_exactly_what_sinkhole_blocks() {
         through_left_out.len() < names.len() / 10,
         "most names compared, few blocked through left-out rules: {through_left_out:?}"
     );
+}
+
+#[test]
+fn an_rpz_export_blocks_in_unbound_exactly_what_sinkhole_blocks() {
+    let Some(program) = unbound_program("unbound") else {
+        eprintln!("SKIPPED: unbound is not installed (apt-get install unbound); the RPZ export was not checked");
+        return;
+    };
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&daemon_config(&up));
+    let config = d.dir().join("sinkhole.toml");
+    let (rpz, stderr, code) = export(&config, &["--format", "rpz", "tiktok"]);
+    // The shipped list has wildcards inside labels, which RPZ cannot say: named, status 2.
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("left out, which rpz cannot express:"), "{stderr}");
+    assert!(
+        stderr.contains("  ||p16-musical-*.ibyteimg.com^  (a wildcard"),
+        "{stderr}"
+    );
+    assert!(rpz.contains("\n$ORIGIN rpz.sinkhole.\n"), "{rpz}");
+
+    let dir = TestDir::new();
+    let rpz_file = dir.write_file("tiktok.rpz", &rpz);
+    let clause = format!(
+        "rpz:\n    name: \"rpz.sinkhole.\"\n    zonefile: \"{}\"",
+        rpz_file.display()
+    );
+    let unbound = Unbound::start(&program, dir.path(), &clause, up.addr());
+
+    compare(&d, &config, &unbound, &sample(&rpz_rules(&rpz)), &stderr);
     // What was left out is blocked by sinkhole alone, as stderr said.
     let wildcard = "p16-musical-abc.ibyteimg.com";
     assert_eq!(rcode(d.addr(), wildcard), Some(ResponseCode::NXDomain));
     assert_eq!(unbound.ask(wildcard), Some(ResponseCode::NoError));
+}
+
+#[test]
+fn an_unbound_export_blocks_in_unbound_exactly_what_sinkhole_blocks() {
+    let Some(program) = unbound_program("unbound") else {
+        eprintln!("SKIPPED: unbound is not installed (apt-get install unbound); the Unbound export was not checked");
+        return;
+    };
+    let up = FakeUpstream::start();
+    let d = Daemon::start(&daemon_config(&up));
+    let config = d.dir().join("sinkhole.toml");
+    let (conf, stderr, code) = export(&config, &["--format", "unbound", "tiktok"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let dir = TestDir::new();
+    let file = dir.write_file("tiktok.conf", &conf);
+    let unbound = Unbound::start(
+        &program,
+        dir.path(),
+        &format!("include: \"{}\"", file.display()),
+        up.addr(),
+    );
+    let rules = unbound_rules(&conf);
+    assert!(rules.len() > 50, "{conf}");
+    compare(&d, &config, &unbound, &sample(&rules), &stderr);
+    // An exact-name rule was left out: sinkhole blocks the name, Unbound does not.
+    let exact = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix('|')?.split_once("^  (an Unbound local-zone"))
+        .map(|(name, _)| name.to_string())
+        .expect("the shipped list has an exact-name rule, named on stderr");
+    assert_eq!(rcode(d.addr(), &exact), Some(ResponseCode::NXDomain), "{exact}");
+    assert_eq!(unbound.ask(&exact), Some(ResponseCode::NoError), "{exact}");
 }
 
 #[test]
