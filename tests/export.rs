@@ -247,7 +247,7 @@ fn compare(d: &Daemon, config: &Path, unbound: &Unbound, names: &[(String, Optio
         // there may be.
         if by_sinkhole == Some(ResponseCode::NXDomain)
             && by_unbound == Some(ResponseCode::NoError)
-            && let Some(rule) = blocking_rule(&config, name)
+            && let Some(rule) = blocking_rule(config, name)
             && stderr.contains(&format!("  {rule}  ("))
         {
             through_left_out.push(name.clone());
