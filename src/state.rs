@@ -140,6 +140,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
             mode: p.mode,
             window: p.window,
             phases: p.timeline.clone(),
+            schedule: p.weekly.clone(),
             answer: p.answer,
             block_ttl: p.block_ttl,
         })
