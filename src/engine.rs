@@ -350,6 +350,71 @@ mod tests {
         }
     }
 
+    /// The same ban blocking only during office hours (weekdays 08:00-18:00 in Brussels): the
+    /// weekly window and the timeline must both hold, and the phase is the timeline's.
+    #[test]
+    fn a_weekly_schedule_inside_a_timeline_blocks_when_both_hold() {
+        use crate::policy::{HourRange, Phase, Schedule};
+        let t = |s: &str| s.parse::<jiff::Timestamp>().expect("test time").as_second();
+        let (from, grace_ends, ban_ends) = (
+            t("2023-03-17T00:00:00+01:00"),
+            t("2023-03-31T00:00:00+02:00"),
+            t("2023-09-17T00:00:00+02:00"),
+        );
+        let window = Window {
+            from: Some(from),
+            until: Some(ban_ends),
+        };
+        let zone = jiff::tz::TimeZone::get("Europe/Brussels").expect("tzdata");
+        let hours = vec![HourRange::parse("08:00-18:00").expect("range")];
+        let office = Schedule::computed_around(0b001_1111, hours, zone, "Europe/Brussels".into(), grace_ends);
+        let s = crate::policy::test_rules_with(
+            &["10.0.0.0/8"],
+            &[("tiktok", &["tiktok.com"])],
+            &[("ban", &["10.0.0.0/8"], &["tiktok"], &[], Mode::Audit, window)],
+            |specs| {
+                specs[0].phases = vec![
+                    Phase {
+                        until: grace_ends,
+                        mode: Mode::Audit,
+                    },
+                    Phase {
+                        until: ban_ends,
+                        mode: Mode::Enforce,
+                    },
+                ];
+                specs[0].schedule = Some(std::sync::Arc::new(office));
+            },
+        );
+        let cases: &[(&str, Option<(Mode, u8)>)] = &[
+            ("2023-03-16T10:00:00+01:00", None), // a Thursday before active_from
+            ("2023-03-17T07:59:59+01:00", None), // Friday, the first day, before 08:00
+            ("2023-03-17T08:00:00+01:00", Some((Mode::Audit, 0))),
+            ("2023-03-17T17:59:59+01:00", Some((Mode::Audit, 0))),
+            ("2023-03-17T18:00:00+01:00", None),
+            ("2023-03-18T10:00:00+01:00", None),                   // Saturday
+            ("2023-03-27T08:00:00+02:00", Some((Mode::Audit, 0))), // Monday after the DST change
+            ("2023-03-27T07:59:59+02:00", None),
+            ("2023-03-30T17:59:59+02:00", Some((Mode::Audit, 0))),
+            ("2023-03-31T00:00:00+02:00", None), // the ban begins at night: outside the hours
+            ("2023-03-31T08:00:00+02:00", Some((Mode::Enforce, 1))),
+            ("2023-04-01T08:00:00+02:00", None), // Saturday
+            ("2023-09-15T17:59:59+02:00", Some((Mode::Enforce, 1))),
+            ("2023-09-18T08:00:00+02:00", None), // a Monday after the ban
+        ];
+        let client = "10.1.2.3".parse().expect("ip");
+        for &(at, want) in cases {
+            let now = t(at);
+            let got = match decide(&s, client, b"www.tiktok.com", now) {
+                Verdict::Blocked(hit) => Some((hit.mode, hit.phase)),
+                Verdict::Allowed { inspect: None } => None,
+                other => panic!("at {at}: {other:?}"),
+            };
+            assert_eq!(got, want, "at {at}");
+            assert_eq!(s.policies.get(0).phase_at(now), want.map(|(m, p)| (p, m)), "at {at}");
+        }
+    }
+
     #[test]
     fn apex_len_points_at_the_matched_suffix() {
         let s = snapshot();

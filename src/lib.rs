@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod egress;
 mod engine;
+pub mod export;
 mod framing;
 pub mod hitlog;
 mod lists;

@@ -105,6 +105,29 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Write one list of the config, compiled as the daemon loads it, for another server: an RPZ
+    /// zone (BIND, Unbound, PowerDNS, Knot Resolver), a hosts file, plain domains, or Unbound
+    /// local-zones.
+    ///
+    /// Rules the format cannot express (wildcards; exact-name rules in domains and unbound) are
+    /// left out and named on stderr. Exit status: 0 when every rule was written, 2 when some were
+    /// left out (the rest is written), 1 on an error (nothing written).
+    Export {
+        /// Config file (TOML). Without it, the embedded default config.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// rpz, hosts, domains or unbound.
+        #[arg(long, value_name = "FORMAT")]
+        format: sinkhole::export::Format,
+        /// Write to this file (replaced whole, never half-written) rather than to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The RPZ zone's name (its $ORIGIN).
+        #[arg(long, value_name = "NAME", default_value = "rpz.sinkhole.")]
+        origin: String,
+        /// The list's name, as in [lists.NAME].
+        list: String,
+    },
     /// Replay a dnsperf query file or a pcap/pcapng capture against a DNS server (loopback only
     /// unless --allow-remote): qps, loss, latency percentiles, rcodes and block verdicts seen.
     ///
@@ -128,6 +151,13 @@ fn main() -> ExitCode {
             at,
         } => explain(source(config), client, &name, &qtype, at),
         Command::Replay(args) => sinkhole_replay::run(&args).map_err(anyhow::Error::from),
+        Command::Export {
+            config,
+            format,
+            output,
+            origin,
+            list,
+        } => export(source(config), format, output, origin, &list),
     };
     match result {
         Ok(code) => code,
@@ -263,6 +293,54 @@ fn explain(
         .map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn export(
+    source: ConfigSource,
+    format: sinkhole::export::Format,
+    output: Option<PathBuf>,
+    origin: String,
+    list: &str,
+) -> anyhow::Result<ExitCode> {
+    let snapshot = source.load().and_then(sinkhole::state::build).map_err(config_failed)?;
+    let serial = u32::try_from(jiff::Timestamp::now().as_second()).unwrap_or(u32::MAX);
+    let options = sinkhole::export::Options { origin, serial };
+    let exported = match &output {
+        None => sinkhole::export::export(&snapshot, list, format, &options, &mut std::io::stdout().lock())?,
+        Some(path) => {
+            // Written beside the target and renamed over it, so that a server reading the file
+            // never sees half of it.
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(".sinkhole-export.tmp");
+            let temp = path.with_file_name(name);
+            let mut file = std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+            let exported = sinkhole::export::export(&snapshot, list, format, &options, &mut file);
+            let done = exported
+                .map_err(anyhow::Error::from)
+                .and_then(|e| file.sync_all().map(|()| e).map_err(anyhow::Error::from))
+                .and_then(|e| std::fs::rename(&temp, path).map(|()| e).map_err(anyhow::Error::from));
+            if done.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            done.with_context(|| format!("cannot write {}", path.display()))?
+        }
+    };
+    if exported.skipped.is_empty() {
+        eprintln!(
+            "sinkhole export: list {list}: {} rules written as {format}",
+            exported.written
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "sinkhole export: list {list}: {} rules written as {format}; {} left out, which {format} cannot express:",
+        exported.written,
+        exported.skipped.len()
+    );
+    for skipped in &exported.skipped {
+        eprintln!("  {}  ({})", skipped.rule, skipped.why);
+    }
+    Ok(ExitCode::from(2))
 }
 
 fn parse_type(text: &str) -> anyhow::Result<u16> {

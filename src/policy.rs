@@ -15,6 +15,10 @@ use crate::answer::{BlockAnswer, BlockTemplate};
 use crate::lists::{BadLine, DomainSet};
 use crate::packet::Query;
 
+mod schedule;
+
+pub(crate) use schedule::{DAY_MINUTES, DAY_NAMES, HourRange, Schedule, day_bit};
+
 /// Index of a named list in the snapshot's lists.
 pub(crate) type ListId = usize;
 /// Index of a policy in its [`PolicyTable`].
@@ -365,6 +369,9 @@ pub struct Policy {
     /// Its timeline, in increasing order of `until`; empty when it has one mode throughout its
     /// window. Read through [`Policy::phase_at`].
     pub phases: Box<[Phase]>,
+    /// Its weekly windows (`schedule`), if any: it blocks only inside them (and inside its
+    /// window). None costs the packet path nothing.
+    pub schedule: Option<Arc<Schedule>>,
     /// Its answers, pre-encoded; written through [`Policy::write_block_answer`] only, so that
     /// whoever shows an answer (`explain`) shows what the packet path sends.
     template: BlockTemplate,
@@ -378,10 +385,16 @@ pub struct Policy {
 
 impl Policy {
     /// Its phase and mode at `now` (Unix seconds), or None when it does not block then (before
-    /// its window or after it). A scan of a few phases: no allocation, no I/O, for the packet
+    /// its window or after it, or outside its weekly schedule: both must hold). A scan of a few
+    /// phases and, with a schedule, one binary search: no allocation, no I/O, for the packet
     /// path.
     pub fn phase_at(&self, now: i64) -> Option<(PhaseId, Mode)> {
         if !self.window.contains(now) {
+            return None;
+        }
+        if let Some(schedule) = &self.schedule
+            && !schedule.contains(now)
+        {
             return None;
         }
         if self.phases.is_empty() {
@@ -422,6 +435,8 @@ pub struct PolicySpec {
     pub window: Window,
     /// Its timeline; empty for one mode throughout.
     pub phases: Vec<Phase>,
+    /// Its weekly windows, if it has a `schedule`.
+    pub schedule: Option<Arc<Schedule>>,
     /// What a blocked client is told.
     pub answer: BlockAnswer,
     /// TTL of its block answers (and their negative caching), in seconds.
@@ -549,6 +564,7 @@ impl PolicyTable {
                 mode: spec.mode,
                 window: spec.window,
                 phases: spec.phases.clone().into_boxed_slice(),
+                schedule: spec.schedule.clone(),
                 clients,
                 not_ready: spec.not_ready,
             });
@@ -629,6 +645,7 @@ pub(crate) fn test_rules_with(
             mode: *mode,
             window: *window,
             phases: Vec::new(),
+            schedule: None,
             answer: BlockAnswer::Nxdomain,
             block_ttl: 10,
             not_ready: false,

@@ -126,6 +126,9 @@ fn timeline_text(policy: &crate::policy::Policy, now: i64, indent: &str) -> Stri
             show_time(phase.until)
         );
     }
+    if let Some(schedule) = &policy.schedule {
+        let _ = writeln!(out, "{indent}schedule: {schedule}; blocks only inside it");
+    }
     let _ = writeln!(out, "{indent}now: {}", phase_text(policy, now));
     out
 }
@@ -133,11 +136,30 @@ fn timeline_text(policy: &crate::policy::Policy, now: i64, indent: &str) -> Stri
 /// What a policy does at `now`: its phase's mode (and index, with phases), or why it does not
 /// block.
 fn phase_text(policy: &crate::policy::Policy, now: i64) -> String {
-    match policy.phase_at(now) {
-        Some((i, mode)) if !policy.phases.is_empty() => format!("{} (phase {i})", mode.as_str()),
-        Some((_, mode)) => mode.as_str().to_string(),
-        None if policy.window.from.is_some_and(|from| now < from) => "not blocking (before active_from)".to_string(),
-        None => "not blocking (over)".to_string(),
+    let next = |schedule: &crate::policy::Schedule| {
+        schedule
+            .next_change(now)
+            .map_or_else(String::new, |t| format!(" until {}", show_time(t)))
+    };
+    match (policy.phase_at(now), &policy.schedule) {
+        (Some((i, mode)), schedule) => {
+            let phase = if policy.phases.is_empty() {
+                String::new()
+            } else {
+                format!(" (phase {i})")
+            };
+            let inside = schedule
+                .as_ref()
+                .map_or_else(String::new, |s| format!(", inside its schedule{}", next(s)));
+            format!("{}{phase}{inside}", mode.as_str())
+        }
+        (None, _) if policy.window.from.is_some_and(|from| now < from) => {
+            "not blocking (before active_from)".to_string()
+        }
+        (None, Some(schedule)) if policy.window.contains(now) => {
+            format!("not blocking (outside its schedule{})", next(schedule))
+        }
+        (None, _) => "not blocking (over)".to_string(),
     }
 }
 

@@ -181,6 +181,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>, store: &ListStore)
             mode: p.mode,
             window: p.window,
             phases: p.timeline.clone(),
+            schedule: p.weekly.clone(),
             answer: p.answer,
             block_ttl: p.block_ttl,
             not_ready: p.on_missing_list == OnMissingList::Closed && p.block.iter().any(|l| missing(l.get_ref())),

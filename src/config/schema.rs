@@ -18,7 +18,7 @@ use super::Origin;
 use super::defaults;
 use super::keys::KeySpans;
 use crate::answer::BlockAnswer;
-use crate::policy::{Mode, OnMissingList, Phase, Window};
+use crate::policy::{Mode, OnMissingList, Phase, Schedule, Window};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -588,6 +588,33 @@ pub struct PolicyConfig {
     /// clients that walk past DNS (hard-coded addresses, a resolver of their own). Default false.
     #[serde(default)]
     pub egress: bool,
+    /// Weekly windows: the policy blocks only on these days and hours, as well as inside its
+    /// dates and phases (`{ days = ["mon", "tue", "wed", "thu", "fri"], hours = "08:00-18:00",
+    /// time_zone = "Europe/Brussels" }`). Optional: without it, at every hour.
+    #[serde(default)]
+    pub schedule: Option<Spanned<ScheduleConfig>>,
+    /// `schedule` as the packet path reads it, its windows computed by validation (not a key).
+    #[serde(skip)]
+    pub weekly: Option<std::sync::Arc<Schedule>>,
+}
+
+/// A policy's `schedule`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The days its hours start on: `"mon"` to `"sun"` (or the full English names). Default:
+    /// every day.
+    #[serde(default)]
+    pub days: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"HH:MM-HH:MM"`, or a list of them; a range whose end is not after its start
+    /// (`"22:00-06:00"`) runs from the listed day into the next morning; `24:00` ends a day.
+    /// Default: the whole day.
+    #[serde(default)]
+    pub hours: Option<Spanned<toml::Value>>,
+    /// IANA name of the zone whose clock the days and hours are read on (`"Europe/Brussels"`),
+    /// DST included. Default: the system's local zone (`TZ`, /etc/localtime).
+    #[serde(default)]
+    pub time_zone: Option<Spanned<String>>,
 }
 
 /// One of a policy's `phases`.

@@ -848,3 +848,83 @@ fn egress_errors_point_at_their_keys() {
     }
     assert!(!e.contains("198.51.100.0/24"), "{e}");
 }
+
+/// A policy's `schedule`: days, hours (one or several) and zone read into the weekly windows
+/// the packet path asks; without `days` every day, without `hours` the whole day.
+#[test]
+fn a_schedule_makes_weekly_windows() {
+    let config = parse(
+        "[[policy]]\nname = \"office\"\nclients = [\"10.0.0.0/8\"]\n\
+         schedule = { days = [\"mon\", \"Tue\", \"wednesday\"], hours = [\"08:00-12:00\", \"22:00-06:00\"], \
+         time_zone = \"Europe/Brussels\" }\n\
+         [[policy]]\nname = \"weekend\"\nclients = [\"10.1.0.0/16\"]\n\
+         schedule = { days = [\"sat\", \"sun\"], time_zone = \"UTC\" }\n\
+         [[policy]]\nname = \"evenings\"\nclients = [\"10.2.0.0/16\"]\n\
+         schedule = { hours = \"18:00-24:00\", time_zone = \"UTC\" }\n\
+         [[policy]]\nname = \"always\"\nclients = [\"10.3.0.0/16\"]\n",
+    )
+    .expect("loads");
+    let shown: Vec<Option<String>> = config
+        .policies
+        .iter()
+        .map(|p| p.weekly.as_ref().map(ToString::to_string))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            Some("mon,tue,wed 08:00-12:00,22:00-06:00 (Europe/Brussels)".to_string()),
+            Some("sat,sun 00:00-24:00 (UTC)".to_string()),
+            Some("mon,tue,wed,thu,fri,sat,sun 18:00-24:00 (UTC)".to_string()),
+            None,
+        ]
+    );
+    let t = |s: &str| s.parse::<jiff::Timestamp>().expect("time").as_second();
+    let office = config.policies[0].weekly.as_ref().expect("scheduled");
+    // Wednesday 22:00 runs into Thursday morning, which is not listed itself.
+    assert!(office.contains(t("2026-12-03T05:59:59+01:00")));
+    assert!(!office.contains(t("2026-12-03T08:00:00+01:00")));
+    let weekend = config.policies[1].weekly.as_ref().expect("scheduled");
+    assert!(weekend.contains(t("2026-12-05T00:00:00Z")) && !weekend.contains(t("2026-12-04T23:59:59Z")));
+}
+
+/// Every schedule problem at its key, all at once: a day that is not one, a day twice, no days,
+/// hours that are not a range, hours of the wrong type, an unknown zone, an unknown key.
+#[test]
+fn schedule_errors_point_at_their_keys() {
+    let text = "[[policy]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\n\
+                schedule = { days = [\"mon\", \"lun\", \"mon\"], hours = [\"08:00-18:00\", \"8h-18h\"], \
+                time_zone = \"Europe/Bruxelles\" }\n\
+                [[policy]]\nname = \"b\"\nclients = [\"10.1.0.0/16\"]\n\
+                schedule = { days = [], hours = 8 }\n\
+                [[policy]]\nname = \"c\"\nclients = [\"10.2.0.0/16\"]\n\
+                schedule = { hours = \"08:00-08:00\" }\n";
+    let e = errors(text);
+    for want in [
+        "test.toml:4:29: policy \"a\": schedule.days: \"lun\" is not a day; use mon, tue, wed, thu, fri, sat, sun",
+        "test.toml:4:36: policy \"a\": schedule.days names \"mon\" twice",
+        "test.toml:4:52: policy \"a\": schedule.hours: \"8h-18h\"",
+        "test.toml:4:91: policy \"a\": schedule.time_zone \"Europe/Bruxelles\" is not a time zone this system knows",
+        "test.toml:8:21: policy \"b\": schedule.days is empty",
+        "test.toml:8:33: policy \"b\": schedule.hours must be \"HH:MM-HH:MM\" or a list",
+        "test.toml:12:22: policy \"c\": schedule.hours: \"08:00-08:00\" is empty",
+    ] {
+        assert!(e.contains(want), "{want}\nin\n{e}");
+    }
+    let e = errors("[[policy]]\nname = \"a\"\nclients = [\"10.0.0.0/8\"]\nschedule = { day = [\"mon\"] }\n");
+    assert!(e.contains("test.toml:4") && e.contains("unknown field `day`"), "{e}");
+}
+
+/// Two policies on one prefix that differ only in their schedules are the timeline bug again:
+/// only the first would ever apply.
+#[test]
+fn two_schedules_on_one_prefix_are_an_error() {
+    let e = errors(
+        "[lists.l]\ndomains = [\"x.example\"]\n\
+         [[policy]]\nname = \"day\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"l\"]\nschedule = { hours = \"08:00-18:00\", time_zone = \"UTC\" }\n\
+         [[policy]]\nname = \"night\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"l\"]\nschedule = { hours = \"18:00-08:00\", time_zone = \"UTC\" }\n",
+    );
+    assert!(
+        e.contains("10.0.0.0/8 is claimed by policy \"day\" and policy \"night\""),
+        "{e}"
+    );
+}

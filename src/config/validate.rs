@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::keys::KeySpans;
 use super::{ClientIpMode, Config, Diagnostic, parse_prefix};
-use crate::policy::{Mode, Phase, PhaseId, Window};
+use crate::policy::{HourRange, Mode, Phase, PhaseId, Schedule, Window};
 
 /// One problem: where it is in the config text, and what is wrong.
 pub(super) type Problem = (Range<usize>, String);
@@ -52,6 +52,8 @@ const LIST_TIMEOUT: RangeInclusive<std::time::Duration> =
 const MIN_LIST_BYTES: u64 = 1 << 10;
 /// `server.list_wait` at most.
 const MAX_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most hour ranges one `schedule` may have.
+const MAX_HOUR_RANGES: usize = 16;
 /// Characters of a salt at least.
 const MIN_SALT: usize = 16;
 /// `egress.min_timeout` and `egress.max_timeout`: a second up to a week.
@@ -124,7 +126,8 @@ impl Config {
         self.check_lists(&mut problems);
         self.check_list_urls(&mut problems);
         let windows = self.check_policies(&mut problems);
-        self.check_shared_prefixes(&prefixes.clients, &windows, &mut problems);
+        let schedules = self.check_schedules(&mut problems);
+        self.check_shared_prefixes(&prefixes.clients, &windows, &schedules, &mut problems);
         self.check_log(&mut problems);
         let never_add = self.check_egress(&mut problems);
         let salt = self.read_salt_file();
@@ -142,6 +145,9 @@ impl Config {
             policy.mode = mode;
             policy.timeline = timeline;
             policy.clients = clients;
+        }
+        for (policy, weekly) in self.policies.iter_mut().zip(schedules) {
+            policy.weekly = weekly;
         }
         match salt {
             Ok(salt) => self.log.salt_from_file = salt,
@@ -626,6 +632,7 @@ impl Config {
         &self,
         clients: &[Spanned<Vec<Spanned<IpNet>>>],
         built: &[(Window, Mode, Vec<Phase>)],
+        schedules: &[Option<std::sync::Arc<Schedule>>],
         p: &mut Problems<'_>,
     ) {
         let mut seen: BTreeMap<IpNet, usize> = BTreeMap::new();
@@ -633,7 +640,7 @@ impl Config {
             for prefix in prefixes.get_ref() {
                 let net = prefix.get_ref().trunc();
                 let first = *seen.entry(net).or_insert(id);
-                if first == id || built.get(first) == built.get(id) {
+                if first == id || (built.get(first) == built.get(id) && schedules.get(first) == schedules.get(id)) {
                     continue;
                 }
                 let (Some(a), Some(b)) = (self.policies.get(first), self.policies.get(id)) else {
@@ -652,6 +659,18 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// Each policy's `schedule`: days, hours and zone read, every problem at its key; returns
+    /// the schedules that are good, their windows computed.
+    fn check_schedules(&self, p: &mut Problems<'_>) -> Vec<Option<std::sync::Arc<Schedule>>> {
+        self.policies
+            .iter()
+            .map(|policy| {
+                let schedule = policy.schedule.as_ref()?;
+                check_schedule(policy.name.get_ref(), schedule.get_ref(), p).map(std::sync::Arc::new)
+            })
+            .collect()
     }
 
     fn check_log(&self, p: &mut Problems<'_>) {
@@ -908,6 +927,109 @@ fn check_phases(
     }
     debug_assert!(timeline.len() <= usize::from(PhaseId::MAX));
     timeline
+}
+
+/// A policy's `schedule` as the runtime reads it, or None (with every problem reported at its
+/// key) when any part of it is wrong: a schedule half read would block at hours nobody asked for.
+fn check_schedule(name: &str, schedule: &super::schema::ScheduleConfig, p: &mut Problems<'_>) -> Option<Schedule> {
+    let mut good = true;
+    let mut days = 0u8;
+    match &schedule.days {
+        None => days = 0x7f,
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                good = false;
+                p.at(
+                    list.span(),
+                    format!(
+                        "policy {name:?}: schedule.days is empty, so it would never block; list days or remove days"
+                    ),
+                );
+            }
+            for day in list.get_ref() {
+                match crate::policy::day_bit(day.get_ref()) {
+                    Some(bit) if days & bit != 0 => {
+                        good = false;
+                        p.at(
+                            day.span(),
+                            format!("policy {name:?}: schedule.days names {:?} twice", day.get_ref()),
+                        );
+                    }
+                    Some(bit) => days |= bit,
+                    None => {
+                        good = false;
+                        p.at(
+                            day.span(),
+                            format!(
+                                "policy {name:?}: schedule.days: {:?} is not a day; use {}",
+                                day.get_ref(),
+                                crate::policy::DAY_NAMES.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut hours = Vec::new();
+    match &schedule.hours {
+        None => hours.push(HourRange {
+            start: 0,
+            end: crate::policy::DAY_MINUTES,
+        }),
+        Some(value) => {
+            let texts: Vec<Option<&str>> = match value.get_ref() {
+                toml::Value::String(s) => vec![Some(s.as_str())],
+                toml::Value::Array(items) => items.iter().map(toml::Value::as_str).collect(),
+                _ => vec![None],
+            };
+            if texts.is_empty() || texts.len() > MAX_HOUR_RANGES || texts.contains(&None) {
+                good = false;
+                p.at(
+                    value.span(),
+                    format!(
+                        "policy {name:?}: schedule.hours must be \"HH:MM-HH:MM\" or a list of 1 to {MAX_HOUR_RANGES} of \
+                         them, like [\"08:00-12:00\", \"13:00-18:00\"]"
+                    ),
+                );
+            }
+            for text in texts.into_iter().flatten() {
+                match HourRange::parse(text) {
+                    Ok(range) => hours.push(range),
+                    Err(message) => {
+                        good = false;
+                        p.at(value.span(), format!("policy {name:?}: schedule.hours: {message}"));
+                    }
+                }
+            }
+        }
+    }
+    let zone = match &schedule.time_zone {
+        None => {
+            let zone = jiff::tz::TimeZone::system();
+            let shown = zone.iana_name().map_or_else(
+                || "the system's local time zone".to_string(),
+                |iana| format!("{iana}, the system's local time zone"),
+            );
+            Some((zone, shown))
+        }
+        Some(written) => match jiff::tz::TimeZone::get(written.get_ref()) {
+            Ok(zone) => Some((zone, written.get_ref().clone())),
+            Err(e) => {
+                p.at(
+                    written.span(),
+                    format!(
+                        "policy {name:?}: schedule.time_zone {:?} is not a time zone this system knows ({e}); use an \
+                         IANA name like \"Europe/Brussels\" (the tzdata package holds them)",
+                        written.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let (zone, zone_name) = zone?;
+    good.then(|| Schedule::new(days, hours, zone, zone_name))
 }
 
 /// Unix seconds of an `active_from`/`active_until` value: an RFC 3339 string or a TOML

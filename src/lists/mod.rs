@@ -573,6 +573,12 @@ impl DomainSet {
         self.spans.get(id.index()).map_or("", |span| span.text(&self.arena))
     }
 
+    /// Every rule's normalised text (as [`DomainSet::rule`] gives it), in id order: for `sinkhole export`, which
+    /// writes a list in other servers' formats.
+    pub(crate) fn rule_texts(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans.iter().map(|span| span.text(&self.arena))
+    }
+
     /// Number of distinct rules (a rule covered by a broader one still counts: it costs nothing to keep).
     pub fn len(&self) -> usize {
         self.spans.len()
