@@ -348,6 +348,10 @@ pub struct Policy {
     template: BlockTemplate,
     /// The prefixes it was configured with (for reports).
     pub clients: Vec<IpNet>,
+    /// Whether a list it blocks has address ranges: only then are the A/AAAA records of its
+    /// clients' answers read (`engine::check_addresses`), so that a policy without any costs
+    /// nothing more than this flag.
+    pub checks_addresses: bool,
 }
 
 impl Policy {
@@ -508,6 +512,10 @@ impl PolicyTable {
                 })
                 .collect();
             let allow = spec.allow.iter().copied().filter(|&list| list < lists.len()).collect();
+            let checks_addresses = spec
+                .block
+                .iter()
+                .any(|&list| lists.get(list).is_some_and(|l| !l.set.addrs().is_empty()));
             let clients: Vec<IpNet> = spec.clients.iter().map(IpNet::trunc).collect();
             for net in &clients {
                 table.by_prefix.insert_new(*net, id);
@@ -521,6 +529,7 @@ impl PolicyTable {
                 window: spec.window,
                 phases: spec.phases.clone().into_boxed_slice(),
                 clients,
+                checks_addresses,
             });
         }
         table
@@ -553,7 +562,7 @@ impl PolicyTable {
 }
 
 /// Rules for tests (of the engine, the hit log), as `state` builds them from a config: `lists` by
-/// name with their rules, and `policies` as [`TestPolicy`]s; every policy answers NXDOMAIN.
+/// name with their rules (`ip:RANGE` an address range), and `policies` as [`TestPolicy`]s; every policy answers NXDOMAIN.
 #[cfg(test)]
 pub(crate) fn test_rules(allow: &[&str], lists: &[(&str, &[&str])], policies: &[TestPolicy<'_>]) -> Rules {
     test_rules_with(allow, lists, policies, |_| {})
@@ -578,7 +587,11 @@ pub(crate) fn test_rules_with(
         .map(|(name, rules)| {
             let mut builder = crate::lists::DomainSetBuilder::new();
             for rule in *rules {
-                builder.add_rule(rule).expect("test rule");
+                match rule.strip_prefix("ip:") {
+                    Some(range) => builder.add_range(crate::lists::parse_range(range).expect("test range")),
+                    None => builder.add_rule(rule),
+                }
+                .expect("test rule");
             }
             NamedList {
                 name: std::sync::Arc::from(*name),

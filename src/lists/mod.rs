@@ -30,6 +30,7 @@
 //! (each at most `pattern x name` steps, so an anchor shared by thousands of wildcards would be slow; TikTok's list
 //! has a few per anchor).
 
+mod addrs;
 mod glob;
 mod parse;
 
@@ -39,7 +40,9 @@ use std::hash::{BuildHasher, Hasher};
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
+use ipnet::IpNet;
 
+pub(crate) use addrs::{AddrSet, parse_range};
 pub(crate) use parse::RuleError;
 use parse::{ParsedRule, RuleKind};
 
@@ -111,7 +114,7 @@ impl Span {
     /// The domain (suffix and exact rules) or pattern (wildcard rules) inside the text, without `||`, `|`, `^`.
     fn body<'a>(&self, arena: &'a str) -> &'a [u8] {
         let (head, foot) = match self.kind {
-            RuleKind::Suffix => (0, 0),
+            RuleKind::Suffix | RuleKind::Range => (0, 0),
             RuleKind::Exact | RuleKind::GlobExact => (1, 1),
             RuleKind::GlobOnLabel => (2, 1),
         };
@@ -186,6 +189,8 @@ pub struct DomainSetBuilder {
     min_name_len: usize,
     /// The seed of every hash in the set; random, so query names cannot be chosen to collide.
     hash_state: RandomState,
+    /// Address ranges (`ip = [...]`), each a rule whose text is the range.
+    addrs: addrs::AddrSetBuilder,
 }
 
 impl Default for DomainSetBuilder {
@@ -206,6 +211,7 @@ impl DomainSetBuilder {
             max_name_len: 0,
             min_name_len: usize::MAX,
             hash_state: RandomState::default(),
+            addrs: addrs::AddrSetBuilder::default(),
         }
     }
 
@@ -264,11 +270,42 @@ impl DomainSetBuilder {
         if added { Ok(()) } else { Err(RuleError::NoRule) }
     }
 
+    /// Adds an address range (host bits cleared): an answer whose A/AAAA address it holds is blocked as a name
+    /// rule would block the name asked. Its text (`203.0.113.0/24`) is the rule logs and `explain` name. The
+    /// same range twice is kept once.
+    pub fn add_range(&mut self, net: IpNet) -> Result<(), RuleError> {
+        use std::fmt::Write as _;
+        let net = net.trunc();
+        let start = self.arena.len();
+        // Writing to a String cannot fail.
+        let _ = write!(self.arena, "{net}");
+        let fits = (
+            u32::try_from(start),
+            u16::try_from(self.arena.len() - start),
+            u32::try_from(self.arena.len()),
+            u32::try_from(self.spans.len()),
+        );
+        let (Ok(offset), Ok(len), Ok(_), Ok(id)) = fits else {
+            self.arena.truncate(start);
+            return Err(RuleError::TooLarge);
+        };
+        if self.addrs.insert(net, RuleId(id)) {
+            self.spans.push(Span {
+                start: offset,
+                len,
+                kind: RuleKind::Range,
+            });
+        } else {
+            self.arena.truncate(start);
+        }
+        Ok(())
+    }
+
     /// Stores one parsed rule, lowercased, unless the same rule is already there.
     fn insert(&mut self, rule: ParsedRule<'_>) -> Result<(), RuleError> {
         let start = self.arena.len();
         let (head, foot) = match rule.kind {
-            RuleKind::Suffix => ("", ""),
+            RuleKind::Suffix | RuleKind::Range => ("", ""),
             RuleKind::Exact | RuleKind::GlobExact => ("|", "^"),
             RuleKind::GlobOnLabel => ("||", "^"),
         };
@@ -313,6 +350,7 @@ impl DomainSetBuilder {
             max_name_len,
             min_name_len,
             hash_state,
+            addrs: _,
         } = self;
         let arena: &str = arena;
         let spans: &[Span] = spans;
@@ -340,6 +378,8 @@ impl DomainSetBuilder {
                 *max_name_len = (*max_name_len).max(body.len());
                 *min_name_len = (*min_name_len).min(body.len());
             }
+            // Ranges are entered by `add_range`, never here.
+            RuleKind::Range => return false,
             RuleKind::GlobOnLabel | RuleKind::GlobExact => {
                 let text = span.text(arena);
                 let hash = hash_state.hash_one(text);
@@ -372,6 +412,7 @@ impl DomainSetBuilder {
             max_name_len,
             min_name_len,
             hash_state,
+            addrs,
         } = self;
         arena.shrink_to_fit();
         spans.shrink_to_fit();
@@ -417,6 +458,7 @@ impl DomainSetBuilder {
             min_name_len,
             max_anchor_len,
             hash_state,
+            addrs: addrs.build(),
         }
     }
 }
@@ -442,6 +484,8 @@ pub struct DomainSet {
     max_anchor_len: usize,
     /// The seed every hash in the set was built with; lookups must hash with it too.
     hash_state: RandomState,
+    /// Address ranges, matched against answers' A/AAAA records rather than names.
+    addrs: AddrSet,
 }
 
 impl Default for DomainSet {
@@ -566,6 +610,16 @@ impl DomainSet {
         })
     }
 
+    /// The list's address ranges (`ip = [...]`), for answers' A/AAAA records; their rules' text is the range.
+    pub(crate) fn addrs(&self) -> &AddrSet {
+        &self.addrs
+    }
+
+    /// Number of address-range rules (a part of [`len`](Self::len)).
+    pub fn range_count(&self) -> usize {
+        self.spans.iter().filter(|s| s.kind == RuleKind::Range).count()
+    }
+
     /// The rule as the operator wrote it in normalised form (`tiktok.com`, `||p16-tiktok-*.ibyteimg.com^`,
     /// `|x.net^`): lowercase, no trailing dot, `||domain^`, `*.domain` and hosts entries all written `domain`.
     /// An id from another set may name another rule, or none: then the text is empty.
@@ -590,6 +644,7 @@ impl DomainSet {
             + self.names.allocation_size()
             + self.glob_groups.allocation_size()
             + self.glob_ids.len() * std::mem::size_of::<u32>()
+            + self.addrs.heap_bytes()
     }
 }
 

@@ -104,6 +104,8 @@ pub(super) enum RuleKind {
     GlobOnLabel,
     /// A `*` pattern matched against the whole name (`|v*.tiktokcdn-eu.com^`).
     GlobExact,
+    /// An address range (`203.0.113.0/24`), matched against answers' addresses, never against names.
+    Range,
 }
 
 /// One rule as read from a line: the kind and the domain or pattern as written (validated, trailing dot removed,

@@ -598,11 +598,22 @@ impl Handler {
                 q.now.unix,
                 response.chain().inspect(|name| matched = Some(*name)),
             );
-            hit.map(|hit| (hit, matched.and_then(QName::from_dotted)))
+            hit.map(|hit| (hit, matched.and_then(QName::from_dotted), None))
+        });
+        // Then the answer's addresses, for a policy whose lists have address ranges (a flag
+        // read first: nothing more for the others), at no more than one binary search per
+        // A/AAAA record and list.
+        let chain_hit = chain_hit.or_else(|| {
+            let policy = inspect?;
+            if !response.has_addresses() {
+                return None;
+            }
+            engine::check_addresses(&q.snapshot.rules, policy, q.now.unix, response.addresses())
+                .map(|(hit, address)| (hit, None, Some(address)))
         });
         let audited = chain_hit.is_some();
-        if let Some((hit, cname)) = chain_hit {
-            self.log_hit(q, hit, cname, tally);
+        if let Some((hit, cname, address)) = chain_hit {
+            self.log_hit_at(q, hit, cname, address, tally);
             if hit.mode == Mode::Enforce {
                 q.snapshot
                     .rules
@@ -641,6 +652,11 @@ impl Handler {
     }
 
     fn log_hit(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>, tally: &mut Tally) {
+        self.log_hit_at(q, hit, cname, None, tally);
+    }
+
+    /// [`Handler::log_hit`] for a hit on an answer's `address` (answer-address rules).
+    fn log_hit_at(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>, address: Option<IpAddr>, tally: &mut Tally) {
         tally.blocks.add(q.snapshot, hit.policy, hit.list, hit.mode);
         if !self.hitlog.is_enabled() {
             return;
@@ -652,6 +668,7 @@ impl Handler {
             qname: q.query.name.clone(),
             qtype: q.query.qtype,
             cname,
+            address,
             protocol: q.protocol.as_str(),
         };
         match &mut tally.hits {
