@@ -53,13 +53,19 @@ pub fn check(snapshot: &Snapshot) -> String {
     );
     let _ = writeln!(out, "lists");
     for list in &snapshot.rules.lists {
+        let ranges = list.set.range_count();
         let _ = writeln!(
             out,
-            "  {:<14} {:>7} rules, {} bad lines, from {}",
+            "  {:<14} {:>7} rules, {} bad lines, from {}{}",
             list.name,
             list.set.len(),
             list.bad_lines.len(),
-            list.sources.join(", ")
+            list.sources.join(", "),
+            if ranges > 0 {
+                format!(" ({ranges} of the rules are answer-address ranges)")
+            } else {
+                String::new()
+            }
         );
     }
     let _ = writeln!(out, "policies (a client gets the policy of its most specific prefix)");
@@ -222,12 +228,27 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
                     " (the policy does not block now)"
                 }
             );
-            let note = if inspect.is_some() {
-                "; blocked all the same if its CNAME chain leads into a blocked name"
-            } else {
-                ""
-            };
-            let _ = write!(out, "{}", step_text(&step, &bytes, ("", note), &snapshot));
+            let mut note = String::new();
+            if let Some(id) = inspect {
+                note.push_str("; blocked all the same if its CNAME chain leads into a blocked name");
+                let policy = rules.policies.get(id);
+                if policy.checks_addresses {
+                    // The answer's addresses are not known without asking the upstream.
+                    let ranges: Vec<String> = policy
+                        .block
+                        .iter()
+                        .map(|(list, _)| &rules.lists[*list])
+                        .filter(|list| list.set.range_count() > 0)
+                        .map(|list| format!("{} ({} ranges)", list.name, list.set.range_count()))
+                        .collect();
+                    let _ = write!(
+                        note,
+                        ", or if an A/AAAA address of its answer falls in an address range of {}",
+                        ranges.join(", ")
+                    );
+                }
+            }
+            let _ = write!(out, "{}", step_text(&step, &bytes, ("", &note), &snapshot));
         }
         Verdict::Blocked(hit) => {
             let list = &rules.lists[hit.list];

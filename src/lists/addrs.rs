@@ -93,6 +93,8 @@ impl<K: Copy + Ord> Flat<K> {
 pub(super) struct AddrSetBuilder {
     v4: PrefixMap<Ipv4Net, RuleId>,
     v6: PrefixMap<Ipv6Net, RuleId>,
+    /// Distinct ranges inserted.
+    count: usize,
 }
 
 impl AddrSetBuilder {
@@ -101,10 +103,12 @@ impl AddrSetBuilder {
         match net.trunc() {
             IpNet::V4(n) if self.v4.get(&n).is_none() => {
                 self.v4.insert(n, rule);
+                self.count += 1;
                 true
             }
             IpNet::V6(n) if self.v6.get(&n).is_none() => {
                 self.v6.insert(n, rule);
+                self.count += 1;
                 true
             }
             _ => false,
@@ -136,7 +140,11 @@ impl AddrSetBuilder {
                     .map(|(_, r)| *r)
             },
         );
-        AddrSet { v4, v6 }
+        AddrSet {
+            v4,
+            v6,
+            count: self.count,
+        }
     }
 }
 
@@ -145,6 +153,8 @@ impl AddrSetBuilder {
 pub(crate) struct AddrSet {
     v4: Flat<u32>,
     v6: Flat<u128>,
+    /// How many distinct ranges it was built from (for reports).
+    count: usize,
 }
 
 impl AddrSet {
@@ -159,6 +169,11 @@ impl AddrSet {
     /// Whether there is no range at all: the packet path then never reads an answer's addresses for this list.
     pub(crate) fn is_empty(&self) -> bool {
         self.v4.starts.is_empty() && self.v6.starts.is_empty()
+    }
+
+    /// How many distinct ranges it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.count
     }
 
     /// Heap memory held, in bytes.

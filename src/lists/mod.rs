@@ -617,7 +617,7 @@ impl DomainSet {
 
     /// Number of address-range rules (a part of [`len`](Self::len)).
     pub fn range_count(&self) -> usize {
-        self.spans.iter().filter(|s| s.kind == RuleKind::Range).count()
+        self.addrs.len()
     }
 
     /// The rule as the operator wrote it in normalised form (`tiktok.com`, `||p16-tiktok-*.ibyteimg.com^`,
