@@ -113,7 +113,8 @@ pub(crate) fn check_addresses(
     let (phase, mode) = p.phase_at(now)?;
     addresses.into_iter().find_map(|address| {
         p.block.iter().find_map(|(list, _)| {
-            let rule = rules.lists[*list].set.addrs().lookup(address)?;
+            let set = &rules.lists[*list].set;
+            let rule = set.addrs().lookup(address).filter(|&rule| !set.is_passthru(rule))?;
             let hit = Hit {
                 policy,
                 list: *list,
@@ -142,7 +143,9 @@ fn first_block(
     name: &[u8],
 ) -> Option<Hit> {
     policy.block.iter().find_map(|(list, _)| {
-        rules.lists[*list].set.lookup(name).map(|m| Hit {
+        let set = &rules.lists[*list].set;
+        // An RPZ list's own exception (`rpz-passthru`) stops that list, not the others.
+        set.lookup(name).filter(|m| !set.is_passthru(m.rule)).map(|m| Hit {
             policy: id,
             list: *list,
             rule: m.rule,
@@ -433,6 +436,57 @@ mod tests {
             decide(&s, ip("10.1.0.1"), b"203.0.113.0", 0),
             Verdict::Allowed { inspect: Some(0) }
         );
+    }
+
+    /// An RPZ list's passthru rule stops that list only: another list of the policy still blocks
+    /// the name; passthru ranges carve a hole in a wider range of the same list.
+    #[test]
+    fn rpz_passthru_is_an_exception_of_its_own_list() {
+        let zone = "rpz:$ORIGIN rpz.\n@ SOA a. b. 1 2 3 4 5\n*.tiktok.com CNAME .\nok.tiktok.com CNAME rpz-passthru.\n\
+                    24.0.113.0.203.rpz-ip CNAME .\n32.7.113.0.203.rpz-ip CNAME rpz-passthru.\n";
+        let s = test_rules(
+            &["10.0.0.0/8"],
+            &[("rpz", &[zone]), ("plain", &["tiktok.com"])],
+            &[
+                (
+                    "rpz-only",
+                    &["10.1.0.0/16"],
+                    &["rpz"],
+                    &[],
+                    Mode::Enforce,
+                    Window::default(),
+                ),
+                (
+                    "both",
+                    &["10.2.0.0/16"],
+                    &["rpz", "plain"],
+                    &[],
+                    Mode::Enforce,
+                    Window::default(),
+                ),
+            ],
+        );
+        let ip = |a: &str| a.parse::<IpAddr>().expect("test address");
+        let list_of = |v: Verdict| match v {
+            Verdict::Blocked(hit) => Some(s.lists[hit.list].name.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            list_of(decide(&s, ip("10.1.0.1"), b"a.tiktok.com", 0)).as_deref(),
+            Some("rpz")
+        );
+        assert_eq!(list_of(decide(&s, ip("10.1.0.1"), b"ok.tiktok.com", 0)), None);
+        assert_eq!(
+            list_of(decide(&s, ip("10.1.0.1"), b"tiktok.com", 0)),
+            None,
+            "*.name is below name only"
+        );
+        assert_eq!(
+            list_of(decide(&s, ip("10.2.0.1"), b"ok.tiktok.com", 0)).as_deref(),
+            Some("plain")
+        );
+        assert!(check_addresses(&s, 0, 0, [ip("203.0.113.9")]).is_some());
+        assert_eq!(check_addresses(&s, 0, 0, [ip("203.0.113.7")]), None, "a passthru range");
     }
 
     #[test]

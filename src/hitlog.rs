@@ -13,7 +13,8 @@
 //!
 //! Schema (stable; fields are never renamed, new ones may be added):
 //! `time` (RFC 3339, UTC), `client` (per `log.client_ip`; absent with `none`), `policy`, `list`,
-//! `rule` (as in the list, normalised), `qname`, `qtype`, `answer` (what the policy answers),
+//! `rule` (as in the list, normalised), `qname`, `qtype`, `answer` (what the policy answers, or
+//! the rule's own answer in an RPZ list),
 //! `mode` (`enforce`: that answer was sent; `audit`: only logged), `phase` (the index of the
 //! policy's phase then, in its `phases`; 0 without them: with `mode`, which phase of a ban's
 //! timeline it was), `protocol` (`udp`, `tcp`), and
@@ -482,7 +483,7 @@ fn format_line(out: &mut Vec<u8>, s: &dyn HitContext, r: &HitRecord, hasher: &mu
         out,
         ",\"qtype\":\"{}\",\"answer\":\"{}\"",
         TypeName(r.qtype),
-        policy.answer()
+        policy.answer_for(list.set.action(r.hit.rule), r.qtype)
     )?;
     write!(
         out,

@@ -253,8 +253,12 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
         Verdict::Blocked(hit) => {
             let list = &rules.lists[hit.list];
             let policy = rules.policies.get(hit.policy);
+            let action = list.set.action(hit.rule);
             let _ = writeln!(out, "match     list {} rule {:?}", list.name, list.set.rule(hit.rule));
-            let kind = block_note(policy.answer(), qtype);
+            if action.is_some() {
+                let _ = writeln!(out, "          the rule's own answer (RPZ) wins over the policy's");
+            }
+            let kind = block_note(policy.answer_for(action, qtype), qtype);
             if hit.mode == Mode::Audit {
                 // The packet path answered as if nothing matched; the block answer is what
                 // enforcing would send, written as the packet path writes it.
@@ -262,7 +266,7 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
                 let _ = write!(out, "{}", step_text(&step, &bytes, (audit, audit), &snapshot));
                 let _ = writeln!(out, "would be");
                 let mut block = Vec::new();
-                policy.write_block_answer(&packet, &query, hit.apex_len, &mut block);
+                policy.write_block_answer_for(action, &packet, &query, hit.apex_len, &mut block);
                 let _ = write!(out, "{}", answer_text(&block, &kind));
             } else {
                 let _ = write!(out, "{}", step_text(&step, &bytes, (&kind, ""), &snapshot));

@@ -115,9 +115,15 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
             location: format!("{}:{}", b.source, b.line),
             message: format!("list {name}: skipped line: {}: {}", b.reason, b.text),
         }));
+        let set = builder.build();
+        // RPZ triggers sinkhole does not apply: reported, never fatal.
+        warnings.extend(set.rpz_ignored().lines().into_iter().map(|line| Diagnostic {
+            location: sources.join(", "),
+            message: format!("list {name}: {line}"),
+        }));
         lists.push(NamedList {
             name: Arc::from(name.as_str()),
-            set: builder.build(),
+            set,
             bad_lines,
             sources,
         });

@@ -98,21 +98,25 @@ pub(super) struct AddrSetBuilder {
 }
 
 impl AddrSetBuilder {
-    /// Adds a range (host bits cleared); false if the same range is there already (it keeps its first rule).
-    pub(super) fn insert(&mut self, net: IpNet, rule: RuleId) -> bool {
+    /// Adds a range (host bits cleared) as `rule`; if the same range is there already, nothing changes and its
+    /// rule is returned.
+    pub(super) fn insert(&mut self, net: IpNet, rule: RuleId) -> Result<(), RuleId> {
         match net.trunc() {
-            IpNet::V4(n) if self.v4.get(&n).is_none() => {
-                self.v4.insert(n, rule);
-                self.count += 1;
-                true
-            }
-            IpNet::V6(n) if self.v6.get(&n).is_none() => {
-                self.v6.insert(n, rule);
-                self.count += 1;
-                true
-            }
-            _ => false,
+            IpNet::V4(n) => match self.v4.get(&n) {
+                Some(&existing) => return Err(existing),
+                None => {
+                    self.v4.insert(n, rule);
+                }
+            },
+            IpNet::V6(n) => match self.v6.get(&n) {
+                Some(&existing) => return Err(existing),
+                None => {
+                    self.v6.insert(n, rule);
+                }
+            },
         }
+        self.count += 1;
+        Ok(())
     }
 
     pub(super) fn build(self) -> AddrSet {
@@ -228,10 +232,11 @@ mod tests {
             ("0.0.0.0/0", 4),
         ];
         for (net, id) in &nets[..4] {
-            assert!(b.insert(net.parse().expect("net"), RuleId(*id)));
+            assert_eq!(b.insert(net.parse().expect("net"), RuleId(*id)), Ok(()));
         }
-        assert!(
-            !b.insert("203.0.113.5/24".parse().expect("net"), RuleId(9)),
+        assert_eq!(
+            b.insert("203.0.113.5/24".parse().expect("net"), RuleId(9)),
+            Err(RuleId(0)),
             "same range"
         );
         let set = b.build();
@@ -257,7 +262,7 @@ mod tests {
         }
         // The whole space, and an empty set.
         let mut all = AddrSetBuilder::default();
-        all.insert(nets[4].0.parse().expect("net"), RuleId(4));
+        assert_eq!(all.insert(nets[4].0.parse().expect("net"), RuleId(4)), Ok(()));
         let all = all.build();
         assert_eq!(all.lookup(ip("255.255.255.255")), Some(RuleId(4)));
         assert_eq!(all.lookup(ip("::1")), None);

@@ -276,6 +276,11 @@ fn rule(kind: RuleKind, body: &str) -> Result<ParsedRule<'_>, RuleError> {
     Ok(ParsedRule { kind, body })
 }
 
+/// The DNS rules an RPZ trigger name must follow (no `*`: a wildcard trigger's `*.` is cut off before).
+pub(super) fn check_name_for_rpz(name: &str) -> Result<(), RuleError> {
+    check_name(name, false)
+}
+
 /// The DNS rules a rule's name must follow. `*` is allowed only in wildcard patterns. One pass over the bytes.
 fn check_name(name: &str, wildcard: bool) -> Result<(), RuleError> {
     if name.is_empty() {

@@ -419,8 +419,7 @@ impl Handler {
             }
             Verdict::Blocked(hit) if hit.mode == Mode::Enforce => {
                 self.log_hit(&q, hit, None, tally);
-                let policy = snapshot.rules.policies.get(hit.policy);
-                policy.write_block_answer(packet, &query, hit.apex_len, out);
+                write_block(&snapshot, hit, packet, &query, out);
                 tally.query(protocol, Outcome::Blocked);
                 return Step::Reply;
             }
@@ -615,11 +614,7 @@ impl Handler {
         if let Some((hit, cname, address)) = chain_hit {
             self.log_hit_at(q, hit, cname, address, tally);
             if hit.mode == Mode::Enforce {
-                q.snapshot
-                    .rules
-                    .policies
-                    .get(hit.policy)
-                    .write_block_answer(q.packet, q.query, None, out);
+                write_block(q.snapshot, hit, q.packet, q.query, out);
                 return Outcome::Blocked;
             }
         }
@@ -676,6 +671,18 @@ impl Handler {
             None => self.hitlog.record(q.snapshot, record),
         }
     }
+}
+
+/// Writes the block answer of `hit`: its policy's, or the matched rule's own where its list gave
+/// it one (an RPZ list's NXDOMAIN, NODATA or redirect). A plain list's rule has none, found by
+/// one length check.
+fn write_block(snapshot: &Snapshot, hit: Hit, packet: &[u8], query: &Query, out: &mut Vec<u8>) {
+    let action = snapshot.rules.lists[hit.list].set.action(hit.rule);
+    snapshot
+        .rules
+        .policies
+        .get(hit.policy)
+        .write_block_answer_for(action, packet, query, hit.apex_len, out);
 }
 
 /// What a CHAOS-class query for `name` (lowercased) is answered with: `identity` for
