@@ -250,6 +250,13 @@ impl DomainSetBuilder {
         bad
     }
 
+    /// Whether [`add_text`](Self::add_text) reads `text` as an RPZ zone (a `$ORIGIN` line or an SOA record among
+    /// its first lines) rather than line by line: for tools and the fuzz targets, which check each format's
+    /// own rules.
+    pub fn is_rpz(text: &str) -> bool {
+        rpz::looks_like_zone(text.strip_prefix('\u{feff}').unwrap_or(text))
+    }
+
     /// Reads an RPZ zone text: names and ranges with their actions, bad records, and what is not applied.
     fn add_zone(&mut self, source: &str, text: &str) -> Vec<BadLine> {
         self.reserve(text);
