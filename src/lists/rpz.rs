@@ -140,10 +140,20 @@ pub(super) fn looks_like_zone(text: &str) -> bool {
         .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with('!'))
         .take(SNIFF_LINES)
         .any(|line| {
-            let mut tokens = line.split_ascii_whitespace();
-            let first = tokens.next().unwrap_or_default();
-            first.eq_ignore_ascii_case("$ORIGIN")
-                || (!first.starts_with('$') && tokens.take(4).any(|t| t.eq_ignore_ascii_case("SOA")))
+            let tokens: Vec<&str> = line.split_ascii_whitespace().take(8).collect();
+            let first = tokens.first().copied().unwrap_or_default();
+            if first.eq_ignore_ascii_case("$ORIGIN") {
+                return true;
+            }
+            // `owner [ttl] [class] SOA mname rname ...`: the SOA type with its two names after it (a hosts line
+            // naming a host `soa` has none).
+            !first.starts_with('$')
+                && tokens
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .take(3)
+                    .any(|(at, t)| t.eq_ignore_ascii_case("SOA") && tokens.len() >= at + 3)
         })
 }
 
@@ -595,6 +605,11 @@ $INCLUDE other.zone
         assert!(looks_like_zone("; comment\n$ORIGIN rpz.\n"));
         assert!(looks_like_zone("@ 300 IN SOA ns. host. 1 2 3 4 5\n"));
         assert!(!looks_like_zone("tiktok.com\n0.0.0.0 soa.example\n||x.com^\n# SOA\n"));
+        assert!(
+            !looks_like_zone("0.0.0.0 soa\n127.0.0.1 SOA\n"),
+            "a hosts line for a host named soa"
+        );
+        assert!(looks_like_zone("@ SOA ns. host. (\n 1 2 3 4 5 )\n"));
         assert!(!looks_like_zone(""));
     }
 
