@@ -103,9 +103,14 @@ fn install_metrics() {
 
 /// A handler over the config above, as `server::serve` builds it; the config file lives while the handler does.
 fn handler(test: &str, hitlog: HitLog) -> (Handler, TempFile) {
+    handler_with(test, hitlog, CONFIG)
+}
+
+/// [`handler`] over another config text.
+fn handler_with(test: &str, hitlog: HitLog, text: &str) -> (Handler, TempFile) {
     install_metrics();
     let config = TempFile::new(test, "toml");
-    std::fs::write(&config.0, CONFIG).expect("write the test config to the temp dir");
+    std::fs::write(&config.0, text).expect("write the test config to the temp dir");
     let state = State::new(ConfigSource::File(config.0.clone())).unwrap_or_else(|e| panic!("test config: {e}"));
     let cache = Arc::new(PacketCache::new(10_000, 64 << 20));
     (Handler::new(Arc::new(state), cache, hitlog), config)
@@ -349,6 +354,42 @@ fn cache_hit_blocked_by_its_address_does_not_allocate() {
             n, 0,
             "{n} allocations in {CALLS} shared cache hits blocked by address (edns: {edns})"
         );
+    }
+}
+
+/// A block by an RPZ rule with an answer of its own (NODATA, a redirect) is written from the policy's template with
+/// that answer: no allocation either, the rule's action found by a binary search.
+#[test]
+fn rpz_rule_answers_do_not_allocate() {
+    let zone = TempFile::new("rpz-zone", "rpz");
+    std::fs::write(
+        &zone.0,
+        "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\nnodata.example CNAME *.\npage.example A 192.0.2.53\n",
+    )
+    .expect("write the zone to the temp dir");
+    let config = CONFIG
+        .replace(
+            "block = [\"tiktok\", \"hidden\"]",
+            "block = [\"tiktok\", \"hidden\", \"rpz\"]",
+        )
+        .replace(
+            "[[policy]]",
+            &format!("[lists.rpz]\nfiles = [{:?}]\n\n[[policy]]", zone.0),
+        );
+    let (handler, _config) = handler_with("rpz", HitLog::disabled(), &config);
+    for (name, rcode) in [("nodata.example.", NOERROR), ("page.example.", NOERROR)] {
+        let packet = query(name, RecordType::A, true);
+        let mut out = Vec::with_capacity(512);
+        let mut worker = handler.worker(1);
+        answer(&handler, &packet, &mut out, &mut worker);
+        let answers = u16::from_be_bytes([out[6], out[7]]);
+        assert_eq!(
+            answers,
+            u16::from(name == "page.example."),
+            "{name}: the rule's own answer"
+        );
+        let n = allocations_per_answer(&handler, &packet, rcode, handler.worker(1));
+        assert_eq!(n, 0, "{n} allocations in {CALLS} RPZ-answered queries for {name}");
     }
 }
 
