@@ -359,6 +359,9 @@ pub struct Policy {
     /// clients' answers read (`engine::check_addresses`), so that a policy without any costs
     /// nothing more than this flag.
     pub checks_addresses: bool,
+    /// Whether it publishes the addresses of what it blocks (enforce mode) to the egress
+    /// companion's nftables sets (`egress = true`).
+    pub egress: bool,
 }
 
 impl Policy {
@@ -456,6 +459,8 @@ pub struct PolicySpec {
     pub phases: Vec<Phase>,
     /// Its weekly windows, if it has a `schedule`.
     pub schedule: Option<Arc<Schedule>>,
+    /// Whether it publishes what it blocks to the egress companion.
+    pub egress: bool,
     /// What a blocked client is told.
     pub answer: BlockAnswer,
     /// TTL of its block answers (and their negative caching), in seconds.
@@ -587,6 +592,7 @@ impl PolicyTable {
                 schedule: spec.schedule.clone(),
                 clients,
                 checks_addresses,
+                egress: spec.egress,
             });
         }
         table
@@ -675,6 +681,7 @@ pub(crate) fn test_rules_with(
             window: *window,
             phases: Vec::new(),
             schedule: None,
+            egress: false,
             answer: BlockAnswer::Nxdomain,
             block_ttl: 10,
         })

@@ -158,6 +158,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot
             window: p.window,
             phases: p.timeline.clone(),
             schedule: p.weekly.clone(),
+            egress: p.egress,
             answer: p.answer,
             block_ttl: p.block_ttl,
         })

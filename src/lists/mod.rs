@@ -44,8 +44,9 @@ use hashbrown::hash_table::Entry;
 use ipnet::IpNet;
 
 pub(crate) use addrs::{AddrSet, parse_range};
+use parse::ParsedRule;
 pub(crate) use parse::RuleError;
-use parse::{ParsedRule, RuleKind};
+pub(crate) use parse::RuleKind;
 pub(crate) use rpz::{RpzIgnored, RuleAction};
 
 /// Index of a rule inside one [`DomainSet`] (for logs and `explain`). Only meaningful with the set it came from.
@@ -580,6 +581,19 @@ pub struct DomainSet {
     rpz_ignored: RpzIgnored,
 }
 
+/// One rule of a set as [`DomainSet::rule_views`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RuleView<'a> {
+    /// How it matches.
+    pub(crate) kind: RuleKind,
+    /// The domain or pattern without `||`, `|`, `^`; a range's prefix (`203.0.113.0/24`).
+    pub(crate) body: &'a str,
+    /// The rule as [`DomainSet::rule`] names it (`||p16-*.ibyteimg.com^`), for reports.
+    pub(crate) text: &'a str,
+    /// Its own answer, where its list gave it one (RPZ); None: the policy's.
+    pub(crate) action: Option<RuleAction>,
+}
+
 impl Default for DomainSet {
     fn default() -> Self {
         Self::empty()
@@ -743,10 +757,26 @@ impl DomainSet {
         self.spans.get(id.index()).map_or("", |span| span.text(&self.arena))
     }
 
-    /// Every rule's normalised text (as [`DomainSet::rule`] gives it), in id order: for `sinkhole export`, which
-    /// writes a list in other servers' formats.
-    pub(crate) fn rule_texts(&self) -> impl Iterator<Item = &str> + '_ {
-        self.spans.iter().map(|span| span.text(&self.arena))
+    /// Every rule with its kind, its body (the domain or pattern without `||`, `|`, `^`; a range's
+    /// prefix) and its own action (RPZ lists), for `sinkhole export`, which must write each kind
+    /// and action as another server reads it. Off the packet path.
+    pub(crate) fn rule_views(&self) -> impl Iterator<Item = RuleView<'_>> + '_ {
+        (0u32..).zip(self.spans.iter()).map(|(id, span)| RuleView {
+            kind: span.kind,
+            body: std::str::from_utf8(span.body(&self.arena)).unwrap_or_default(),
+            text: span.text(&self.arena),
+            action: self.action(RuleId(id)),
+        })
+    }
+
+    /// Its address ranges that block (an RPZ passthru range, a hole in a wider one, does not):
+    /// what the egress companion publishes to the firewall as intervals. Off the packet path.
+    pub(crate) fn blocking_ranges(&self) -> impl Iterator<Item = IpNet> + '_ {
+        (0u32..)
+            .zip(self.spans.iter())
+            .filter(|(_, span)| span.kind == RuleKind::Range)
+            .filter(|&(id, _)| !matches!(self.action(RuleId(id)), Some(RuleAction::Passthru)))
+            .filter_map(|(_, span)| span.text(&self.arena).parse().ok())
     }
 
     /// Number of distinct rules (a rule covered by a broader one still counts: it costs nothing to keep).

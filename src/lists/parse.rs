@@ -95,7 +95,7 @@ pub enum RuleError {
 
 /// How a rule matches names. The discriminant is stored in each rule's span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RuleKind {
+pub(crate) enum RuleKind {
     /// The domain and every name below it, on label boundaries (`tiktok.com`, `||tiktok.com^`).
     Suffix,
     /// That name only (`|tiktok.com^`).

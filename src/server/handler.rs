@@ -702,9 +702,8 @@ impl Handler {
 }
 
 /// Whether `policy` publishes the names it blocks to the egress companion (`egress = true`).
-/// Policy ids index the config's policies, in the same order.
 fn publishes(snapshot: &Snapshot, policy: PolicyId) -> bool {
-    snapshot.config.policies.get(policy).is_some_and(|p| p.egress)
+    snapshot.rules.policies.get(policy).egress
 }
 
 /// Writes the block answer of `hit`: its policy's, or the matched rule's own where its list gave
