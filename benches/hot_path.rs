@@ -1,7 +1,8 @@
 //! Criterion benches of the packet path's parts, each against issue 5's targets: the list matcher on a
 //! 1,000,000-domain list (load < 1 s, < 64 bytes per domain, lookup < 100 ns), the client prefix lookup over
 //! 10,000 prefixes (< 50 ns), question parsing, the block answer, a cache hit, and the whole fast path
-//! (`Handler::answer_fast`) for a blocked query and a cache hit.
+//! (`Handler::answer_fast`) for a blocked query and a cache hit, and a cache hit checked against 10,000 answer-address
+//! ranges (`handler/address_rules`).
 //!
 //! `cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 3`. Inputs are built outside the timed
 //! closures; lookups cycle through pools of distinct names and addresses, so that a 1M-rule table is read the way
@@ -305,6 +306,11 @@ fn block_answer(c: &mut Criterion) {
 /// The upstream's answer to `packet`'s question, analysed for the cache: a CNAME to a CDN and its A record, the
 /// usual shape of a popular name. Returns it with the owned cache key `answer_fast` would look it up by.
 fn cached_answer(packet: &[u8]) -> (sinkhole::cache::CacheKey, Arc<CachedResponse>) {
+    cached_answer_with(packet, A::new(192, 0, 2, 80))
+}
+
+/// [`cached_answer`] with the CDN name's address `address`.
+fn cached_answer_with(packet: &[u8], address: A) -> (sinkhole::cache::CacheKey, Arc<CachedResponse>) {
     let parsed = packet::parse(packet).expect("the bench query parses");
     let qname = Name::from_ascii(parsed.name.to_string_lossy().as_ref()).expect("bench name");
     let cdn = Name::from_ascii("www.example.com.edgekey.net.").expect("bench name");
@@ -313,7 +319,7 @@ fn cached_answer(packet: &[u8]) -> (sinkhole::cache::CacheKey, Arc<CachedRespons
     response.metadata.recursion_available = true;
     response.add_query(Query::query(qname.clone(), RecordType::A));
     response.add_answer(Record::from_rdata(qname, 300, RData::CNAME(CNAME(cdn.clone()))));
-    response.add_answer(Record::from_rdata(cdn, 60, RData::A(A::new(192, 0, 2, 80))));
+    response.add_answer(Record::from_rdata(cdn, 60, RData::A(address)));
     if parsed.edns.is_some() {
         response.edns = Some(Edns::new());
     }
@@ -387,6 +393,81 @@ fn ratelimit(c: &mut Criterion) {
             limiter.check(black_box(clients[at]), None, Instant::now(), &limits)
         })
     });
+}
+
+/// Address ranges in the answer-address bench's list.
+const ADDRESS_RANGES: usize = 10_000;
+
+/// A handler over `config`, with the real metrics recorder installed (once) and no hit log.
+fn handler_for(config: &str) -> Handler {
+    let _ = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    let path: PathBuf = std::env::temp_dir().join(format!("sinkhole-hotbench-ip-{}.toml", std::process::id()));
+    std::fs::write(&path, config).expect("write the bench config to the temp dir");
+    let state = State::new(ConfigSource::File(path.clone()));
+    let _ = std::fs::remove_file(&path);
+    let state = state.unwrap_or_else(|e| panic!("bench config: {e}"));
+    Handler::new(
+        Arc::new(state),
+        Arc::new(PacketCache::new(10_000, 64 << 20)),
+        HitLog::disabled(),
+    )
+}
+
+/// The cost of answer-address rules on a cache hit: the staff policy also blocks a list of
+/// [`ADDRESS_RANGES`] ranges (IPv4 /24s and IPv6 /48s), so every cache hit of its clients has its
+/// A record looked up in them. `pass`: the address is in no range (compare with
+/// `handler/answer_fast/cache_hit`, the same hit without address rules); `blocked`: it is, and the
+/// block answer is written instead.
+fn address_rules(c: &mut Criterion) {
+    let mut ranges = Vec::with_capacity(ADDRESS_RANGES);
+    for i in 0..ADDRESS_RANGES / 2 {
+        // 100.64.0.0/10: 16,384 /24s, none of them 192.0.2.0/24.
+        let v4 = Ipv4Addr::from(0x6440_0000u32 + ((i as u32) << 8));
+        ranges.push(format!("\"{v4}/24\""));
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 0);
+        ranges.push(format!("\"{v6}/48\""));
+    }
+    let config = CONFIG.replace(
+        "block = [\"tiktok\"]",
+        &format!(
+            "block = [\"tiktok\", \"hidden\"]\n[lists.hidden]\nip = [{}]",
+            ranges.join(", ")
+        ),
+    );
+    let handler = handler_for(&config);
+    let client: IpAddr = "10.1.2.3".parse().expect("bench address");
+    let pass = query("www.example.com.", RecordType::A, true);
+    let blocked = query("app.example.com.", RecordType::A, true);
+    for (packet, address) in [(&pass, A::new(192, 0, 2, 80)), (&blocked, A::new(100, 64, 7, 80))] {
+        let (key, response) = cached_answer_with(packet, address);
+        handler.cache().insert(key, response);
+    }
+    let mut group = c.benchmark_group("handler/address_rules");
+    for (label, packet, rcode) in [("cache_hit_pass", &pass, 0), ("cache_hit_blocked", &blocked, 3)] {
+        let mut out = Vec::with_capacity(512);
+        // As `handler/answer_fast/cache_hit`: a short-lived worker, the hit from the shared cache.
+        let mut worker = Worker::default();
+        let step = handler.answer_fast(packet, client, Protocol::Udp, Clock::now(), &mut out, &mut worker);
+        assert!(
+            matches!(step, Step::Reply) && out[3] & 0x0f == rcode,
+            "{label} is answered on the fast path with rcode {rcode}"
+        );
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                let step = handler.answer_fast(
+                    black_box(packet),
+                    client,
+                    Protocol::Udp,
+                    Clock::now(),
+                    &mut out,
+                    &mut worker,
+                );
+                matches!(step, Step::Reply)
+            })
+        });
+        handler.flush(&mut worker);
+    }
+    group.finish();
 }
 
 fn handler(c: &mut Criterion) {
@@ -564,6 +645,7 @@ criterion_group!(
     cache_hit,
     ratelimit,
     handler,
-    scheduled
+    scheduled,
+    address_rules
 );
 criterion_main!(benches);

@@ -168,16 +168,29 @@ impl BlockTemplate {
     /// `apex_len` is the length of the suffix of the query name that the matched rule names: the
     /// SOA is owned by that apex, as a zone's SOA would be.
     pub fn write(&self, packet: &[u8], query: &Query, apex_len: Option<u8>, out: &mut Vec<u8>) {
-        let address = self.answer.address_for(query.qtype);
-        let with_soa = matches!(self.answer, BlockAnswer::Nxdomain | BlockAnswer::Nodata)
-            || (address.is_none() && self.answer != BlockAnswer::Refused);
+        self.write_as(self.answer, packet, query, apex_len, out);
+    }
+
+    /// [`BlockTemplate::write`] with another answer kind than the policy's (an RPZ rule's own
+    /// action), with the policy's TTL, SOA and EDE text.
+    pub(crate) fn write_as(
+        &self,
+        answer: BlockAnswer,
+        packet: &[u8],
+        query: &Query,
+        apex_len: Option<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        let address = answer.address_for(query.qtype);
+        let with_soa = matches!(answer, BlockAnswer::Nxdomain | BlockAnswer::Nodata)
+            || (address.is_none() && answer != BlockAnswer::Refused);
         let counts = [
             1,
             u16::from(address.is_some()),
             u16::from(with_soa),
             u16::from(query.edns.is_some()),
         ];
-        write_header(packet, query, self.answer.rcode(), counts, out);
+        write_header(packet, query, answer.rcode(), counts, out);
         if let Some(ip) = address {
             push_u16(out, 0xc000 | HEADER_LEN as u16);
             let (qtype, data): (u16, &[u8]) = match &ip {

@@ -99,6 +99,39 @@ pub(crate) fn check_chain<'a>(
         .map(|hit| Hit { apex_len: None, ..hit })
 }
 
+/// Checks the addresses of an answer's A/AAAA records against the address ranges of the lists
+/// the policy [`decide`] asked to inspect with blocks, in its phase at `now`: the first address
+/// in a range gives the hit, with that address (for the hit log). Exceptions for the name asked
+/// were already applied by [`decide`] (it asks for no inspection then). A policy without ranges
+/// returns at once, before the answer's addresses are read.
+pub(crate) fn check_addresses(
+    rules: &Rules,
+    policy: PolicyId,
+    now: i64,
+    addresses: impl IntoIterator<Item = IpAddr>,
+) -> Option<(Hit, IpAddr)> {
+    let p = rules.policies.get(policy);
+    if !p.checks_addresses {
+        return None;
+    }
+    let (phase, mode) = p.phase_at(now)?;
+    addresses.into_iter().find_map(|address| {
+        p.block.iter().find_map(|(list, _)| {
+            let set = &rules.lists[*list].set;
+            let rule = set.addrs().lookup(address).filter(|&rule| !set.is_passthru(rule))?;
+            let hit = Hit {
+                policy,
+                list: *list,
+                rule,
+                apex_len: None,
+                mode,
+                phase,
+            };
+            Some((hit, address))
+        })
+    })
+}
+
 fn is_exception(rules: &Rules, policy: &Policy, name: &[u8]) -> bool {
     policy
         .allow
@@ -114,7 +147,9 @@ fn first_block(
     name: &[u8],
 ) -> Option<Hit> {
     policy.block.iter().find_map(|(list, _)| {
-        rules.lists[*list].set.lookup(name).map(|m| Hit {
+        let set = &rules.lists[*list].set;
+        // An RPZ list's own exception (`rpz-passthru`) stops that list, not the others.
+        set.lookup(name).filter(|m| !set.is_passthru(m.rule)).map(|m| Hit {
             policy: id,
             list: *list,
             rule: m.rule,
@@ -413,6 +448,148 @@ mod tests {
             assert_eq!(got, want, "at {at}");
             assert_eq!(s.policies.get(0).phase_at(now), want.map(|(m, p)| (p, m)), "at {at}");
         }
+    }
+
+    /// Answer-address rules: an address in a range of a list the policy blocks is a hit with that
+    /// address and the range as its rule, in the policy's mode; a policy whose lists have no
+    /// ranges, one outside its window and an address outside every range are not.
+    #[test]
+    fn answer_addresses_in_a_blocked_range_are_hits() {
+        let ban = Window {
+            from: Some(1_000),
+            until: Some(2_000),
+        };
+        let s = test_rules(
+            &["10.0.0.0/8"],
+            &[
+                ("names", &["tiktok.com"]),
+                (
+                    "hidden",
+                    &[
+                        "hidden.example",
+                        "ip:203.0.113.0/24",
+                        "ip:2001:db8:66::/48",
+                        "ip:198.51.100.7",
+                    ],
+                ),
+            ],
+            &[
+                (
+                    "staff",
+                    &["10.1.0.0/16"],
+                    &["names", "hidden"],
+                    &[],
+                    Mode::Enforce,
+                    Window::default(),
+                ),
+                (
+                    "pilot",
+                    &["10.2.0.0/16"],
+                    &["hidden"],
+                    &[],
+                    Mode::Audit,
+                    Window::default(),
+                ),
+                (
+                    "names-only",
+                    &["10.3.0.0/16"],
+                    &["names"],
+                    &[],
+                    Mode::Enforce,
+                    Window::default(),
+                ),
+                ("later", &["10.4.0.0/16"], &["hidden"], &[], Mode::Enforce, ban),
+            ],
+        );
+        let ip = |a: &str| a.parse::<IpAddr>().expect("test address");
+        let check = |policy: PolicyId, now: i64, addrs: &[&str]| {
+            check_addresses(&s, policy, now, addrs.iter().map(|a| ip(a))).map(|(hit, address)| {
+                let rule = s.lists[hit.list].set.rule(hit.rule).to_owned();
+                (hit.mode, rule, address)
+            })
+        };
+        assert_eq!(
+            check(0, 0, &["192.0.2.1", "203.0.113.9"]),
+            Some((Mode::Enforce, "203.0.113.0/24".into(), ip("203.0.113.9")))
+        );
+        assert_eq!(
+            check(0, 0, &["2001:db8:66:1::5"]),
+            Some((Mode::Enforce, "2001:db8:66::/48".into(), ip("2001:db8:66:1::5")))
+        );
+        assert_eq!(
+            check(0, 0, &["198.51.100.7"]),
+            Some((Mode::Enforce, "198.51.100.7/32".into(), ip("198.51.100.7")))
+        );
+        assert_eq!(check(0, 0, &["198.51.100.8", "2001:db8:67::1", "192.0.2.1"]), None);
+        assert_eq!(check(0, 0, &[]), None);
+        assert_eq!(
+            check(1, 0, &["203.0.113.1"]).map(|(mode, _, _)| mode),
+            Some(Mode::Audit)
+        );
+        assert!(!s.policies.get(2).checks_addresses, "no list of it has ranges");
+        assert_eq!(check(2, 0, &["203.0.113.1"]), None);
+        assert_eq!(check(3, 999, &["203.0.113.1"]), None, "before its window");
+        assert!(check(3, 1_000, &["203.0.113.1"]).is_some());
+        // A range is not a name rule: the names of the list still block as names.
+        assert!(matches!(
+            decide(&s, ip("10.1.0.1"), b"a.hidden.example", 0),
+            Verdict::Blocked(_)
+        ));
+        assert_eq!(
+            decide(&s, ip("10.1.0.1"), b"203.0.113.0", 0),
+            Verdict::Allowed { inspect: Some(0) }
+        );
+    }
+
+    /// An RPZ list's passthru rule stops that list only: another list of the policy still blocks
+    /// the name; passthru ranges carve a hole in a wider range of the same list.
+    #[test]
+    fn rpz_passthru_is_an_exception_of_its_own_list() {
+        let zone = "rpz:$ORIGIN rpz.\n@ SOA a. b. 1 2 3 4 5\n*.tiktok.com CNAME .\nok.tiktok.com CNAME rpz-passthru.\n\
+                    24.0.113.0.203.rpz-ip CNAME .\n32.7.113.0.203.rpz-ip CNAME rpz-passthru.\n";
+        let s = test_rules(
+            &["10.0.0.0/8"],
+            &[("rpz", &[zone]), ("plain", &["tiktok.com"])],
+            &[
+                (
+                    "rpz-only",
+                    &["10.1.0.0/16"],
+                    &["rpz"],
+                    &[],
+                    Mode::Enforce,
+                    Window::default(),
+                ),
+                (
+                    "both",
+                    &["10.2.0.0/16"],
+                    &["rpz", "plain"],
+                    &[],
+                    Mode::Enforce,
+                    Window::default(),
+                ),
+            ],
+        );
+        let ip = |a: &str| a.parse::<IpAddr>().expect("test address");
+        let list_of = |v: Verdict| match v {
+            Verdict::Blocked(hit) => Some(s.lists[hit.list].name.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            list_of(decide(&s, ip("10.1.0.1"), b"a.tiktok.com", 0)).as_deref(),
+            Some("rpz")
+        );
+        assert_eq!(list_of(decide(&s, ip("10.1.0.1"), b"ok.tiktok.com", 0)), None);
+        assert_eq!(
+            list_of(decide(&s, ip("10.1.0.1"), b"tiktok.com", 0)),
+            None,
+            "*.name is below name only"
+        );
+        assert_eq!(
+            list_of(decide(&s, ip("10.2.0.1"), b"ok.tiktok.com", 0)).as_deref(),
+            Some("plain")
+        );
+        assert!(check_addresses(&s, 0, 0, [ip("203.0.113.9")]).is_some());
+        assert_eq!(check_addresses(&s, 0, 0, [ip("203.0.113.7")]), None, "a passthru range");
     }
 
     #[test]

@@ -15,6 +15,9 @@ use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
+use crate::lists::{RuleAction, RuleKind, RuleView};
 use crate::state::Snapshot;
 
 /// The formats `export` writes.
@@ -57,32 +60,36 @@ impl fmt::Display for Format {
     }
 }
 
-/// One rule of a compiled list, as the export sees it.
-///
-/// Where lists gain other kinds of rules (address ranges, RPZ actions other than NXDOMAIN), they
-/// become variants here, and [`write_rule`] says for each format how it is written or that it is
-/// skipped: an address range is an `rpz-ip` trigger in RPZ (`24.0.113.0.203.rpz-ip CNAME .`) and
-/// has no form in the others.
+/// One rule of a compiled list, as the export sees it: its kind and, for RPZ lists, its own action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rule<'a> {
     /// A domain and every name below it (`tiktok.com`).
     Domain(&'a str),
-    /// That name only (`|tiktok.com^`).
-    Exact(&'a str),
+    /// That name only (`|tiktok.com^`, an RPZ `name`).
+    Exact(&'a str, Option<RuleAction>),
+    /// The names below a domain, not the domain itself (an RPZ `*.name`).
+    Below(&'a str, Option<RuleAction>),
     /// An AdGuard-style wildcard (`||p16-*.ibyteimg.com^`), which none of the formats can say.
     Wildcard(&'a str),
+    /// An answer-address range (`ip = [...]`, an RPZ `rpz-ip` trigger): RPZ's `rpz-ip` only.
+    Range(IpNet, Option<RuleAction>),
 }
 
 impl<'a> Rule<'a> {
-    /// Reads a rule's normalised text (`DomainSet::rule`): a bare domain is a domain rule, `|name^`
-    /// an exact one, anything with a `*` a wildcard.
-    fn of(text: &'a str) -> Rule<'a> {
-        if text.contains('*') {
-            return Rule::Wildcard(text);
-        }
-        match text.strip_prefix('|').and_then(|t| t.strip_suffix('^')) {
-            Some(name) if !name.starts_with('|') => Rule::Exact(name),
-            _ => Rule::Domain(text),
+    /// Reads a compiled rule: its kind says what it matches, its action (RPZ) what it answers.
+    fn of(view: RuleView<'a>) -> Rule<'a> {
+        let RuleView { kind, body, action, .. } = view;
+        match kind {
+            RuleKind::Suffix => Rule::Domain(body),
+            RuleKind::Exact => Rule::Exact(body, action),
+            RuleKind::GlobExact => match body.strip_prefix("*.") {
+                Some(name) if !name.contains('*') => Rule::Below(name, action),
+                _ => Rule::Wildcard(body),
+            },
+            RuleKind::GlobOnLabel => Rule::Wildcard(body),
+            RuleKind::Range => body
+                .parse()
+                .map_or(Rule::Wildcard(body), |net| Rule::Range(net, action)),
         }
     }
 }
@@ -182,11 +189,11 @@ pub fn export(
         }
     }
     let mut exported = Exported::default();
-    for text in named.set.rule_texts() {
-        match write_rule(&mut out, format, Rule::of(text))? {
+    for view in named.set.rule_views() {
+        match write_rule(&mut out, format, Rule::of(view))? {
             None => exported.written += 1,
             Some(why) => exported.skipped.push(Skipped {
-                rule: text.to_string(),
+                rule: view.text.to_string(),
                 why,
             }),
         }
@@ -197,30 +204,71 @@ pub fn export(
 
 /// Writes one rule, or says why the format cannot express it.
 fn write_rule(out: &mut dyn Write, format: Format, rule: Rule<'_>) -> io::Result<Option<&'static str>> {
+    const EXCEPTION: &str = "an exception (rpz-passthru): only the rpz format has them";
+    const BELOW: &str = "it blocks the names below a domain but not the domain: only the rpz format says that";
     match (format, rule) {
-        (_, Rule::Wildcard(_)) => {
-            return Ok(Some("a wildcard inside a label has no form in this format"));
-        }
+        (_, Rule::Wildcard(_)) => return Ok(Some("a wildcard inside a label has no form in this format")),
         (Format::Rpz, Rule::Domain(name)) => {
             writeln!(out, "{name} CNAME .")?;
             writeln!(out, "*.{name} CNAME .")?;
         }
-        (Format::Rpz, Rule::Exact(name)) => writeln!(out, "{name} CNAME .")?,
-        (Format::Hosts, Rule::Domain(name) | Rule::Exact(name)) => writeln!(out, "0.0.0.0 {name}")?,
+        (Format::Rpz, Rule::Exact(name, action)) => write_rpz(out, name, "", action)?,
+        (Format::Rpz, Rule::Below(name, action)) => write_rpz(out, name, "*.", action)?,
+        (Format::Rpz, Rule::Range(net, action)) => write_rpz(out, &rpz_ip_owner(net), "", action)?,
+        (_, Rule::Range(..)) => {
+            return Ok(Some("an answer-address range: only the rpz format (rpz-ip) has them"));
+        }
+        (_, Rule::Exact(_, Some(RuleAction::Passthru)) | Rule::Below(_, Some(RuleAction::Passthru))) => {
+            return Ok(Some(EXCEPTION));
+        }
+        (_, Rule::Below(..)) => return Ok(Some(BELOW)),
+        (Format::Hosts, Rule::Exact(name, Some(RuleAction::Redirect { v4: Some(v4), .. }))) => {
+            writeln!(out, "{v4} {name}")?;
+        }
+        (Format::Hosts, Rule::Domain(name) | Rule::Exact(name, _)) => writeln!(out, "0.0.0.0 {name}")?,
         (Format::Domains, Rule::Domain(name)) => writeln!(out, "{name}")?,
-        (Format::Domains, Rule::Exact(_)) => {
+        (Format::Domains, Rule::Exact(..)) => {
             return Ok(Some(
                 "a domains line blocks the subdomains too; this rule blocks the name alone",
             ));
         }
         (Format::Unbound, Rule::Domain(name)) => writeln!(out, "local-zone: \"{name}.\" always_nxdomain")?,
-        (Format::Unbound, Rule::Exact(_)) => {
+        (Format::Unbound, Rule::Exact(..)) => {
             return Ok(Some(
                 "an Unbound local-zone covers the subdomains too; this rule blocks the name alone",
             ));
         }
     }
     Ok(None)
+}
+
+/// Writes the RPZ records of one trigger (`prefix` + `owner`) with the rule's action: NXDOMAIN
+/// (`CNAME .`) when it has none of its own.
+fn write_rpz(out: &mut dyn Write, owner: &str, prefix: &str, action: Option<RuleAction>) -> io::Result<()> {
+    match action {
+        None | Some(RuleAction::Nxdomain) => writeln!(out, "{prefix}{owner} CNAME ."),
+        Some(RuleAction::Nodata) => writeln!(out, "{prefix}{owner} CNAME *."),
+        Some(RuleAction::Passthru) => writeln!(out, "{prefix}{owner} CNAME rpz-passthru."),
+        Some(RuleAction::Redirect { v4, v6 }) => {
+            if let Some(v4) = v4 {
+                writeln!(out, "{prefix}{owner} A {v4}")?;
+            }
+            if let Some(v6) = v6 {
+                writeln!(out, "{prefix}{owner} AAAA {v6}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The owner name of an `rpz-ip` trigger for `net`: the prefix length, then the address with its
+/// parts in reverse order (`24.0.113.0.203.rpz-ip`; IPv6 by its eight groups, in hex).
+fn rpz_ip_owner(net: IpNet) -> String {
+    let parts: Vec<String> = match net {
+        IpNet::V4(n) => n.addr().octets().iter().rev().map(u8::to_string).collect(),
+        IpNet::V6(n) => n.addr().segments().iter().rev().map(|g| format!("{g:x}")).collect(),
+    };
+    format!("{}.{}.rpz-ip", net.prefix_len(), parts.join("."))
 }
 
 /// `name` as an absolute domain name (with its final dot), if it is one.
@@ -273,15 +321,90 @@ mod tests {
             .collect()
     }
 
+    /// Each compiled rule is read by its kind, not its text: a domain, an exact name, a wildcard.
     #[test]
-    fn rules_are_read_by_kind_from_their_normalised_text() {
-        assert_eq!(Rule::of("tiktok.com"), Rule::Domain("tiktok.com"));
-        assert_eq!(Rule::of("|x.net^"), Rule::Exact("x.net"));
+    fn rules_are_read_by_their_kind() {
+        let snapshot = snapshot();
+        let rules: Vec<Rule<'_>> = snapshot.rules.lists[0].set.rule_views().map(Rule::of).collect();
         assert_eq!(
-            Rule::of("||p16-*.ibyteimg.com^"),
-            Rule::Wildcard("||p16-*.ibyteimg.com^")
+            rules,
+            [
+                Rule::Domain("tiktok.com"),
+                Rule::Exact("exact.example", None),
+                Rule::Wildcard("p16-*.ibyteimg.com"),
+                Rule::Domain("tiktokv.com"),
+                Rule::Domain("musical.ly"),
+                Rule::Domain("hosts.example"),
+            ]
         );
-        assert_eq!(Rule::of("|v*.x.com^"), Rule::Wildcard("|v*.x.com^"));
+    }
+
+    /// An RPZ list (every trigger and action sinkhole applies) exported as RPZ and read back is
+    /// the same list: the same rules, kinds and actions; the other formats leave out what they
+    /// cannot say, named.
+    #[test]
+    fn an_rpz_list_exported_as_rpz_reads_back_the_same() {
+        let zone = "$ORIGIN rpz.example.\n$TTL 60\n@ SOA ns. admin. 1 2 3 4 5\n@ NS ns.\n\
+                    exact.example CNAME .\n*.below.example CNAME .\nempty.example CNAME *.\n\
+                    ok.below.example CNAME rpz-passthru.\nportal.example A 192.0.2.80\nportal.example AAAA 2001:db8::80\n\
+                    24.0.113.0.203.rpz-ip CNAME .\n32.7.113.0.203.rpz-ip CNAME rpz-passthru.\n\
+                    48.zz.bad.db8.2001.rpz-ip CNAME .\n";
+        let dir = std::env::temp_dir().join(format!("sinkhole-export-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let load = |text: &str, file: &str| {
+            let path = dir.join(file);
+            std::fs::write(&path, text).expect("write zone");
+            let config = format!(
+                "[lists.z]\nfiles = [{:?}]\n[[policy]]\nname = \"all\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"z\"]\n",
+                path.display().to_string()
+            );
+            let config = Config::parse(Origin {
+                name: "test.toml".into(),
+                dir: "/".into(),
+                text: config,
+            })
+            .expect("test config");
+            crate::state::build(config).expect("test snapshot")
+        };
+        let views = |snapshot: &Snapshot| -> Vec<String> {
+            let mut v: Vec<String> = snapshot.rules.lists[0]
+                .set
+                .rule_views()
+                .map(|r| format!("{:?} {} {:?}", r.kind, r.body, r.action))
+                .collect();
+            v.sort();
+            v
+        };
+        let first = load(zone, "in.rpz");
+        assert_eq!(views(&first).len(), 8, "{:?}", views(&first));
+        let options = Options {
+            origin: "rpz.sinkhole".into(),
+            serial: 1,
+        };
+        let mut out = Vec::new();
+        let exported = export(&first, "z", Format::Rpz, &options, &mut out).expect("export");
+        assert!(exported.skipped.is_empty(), "{:?}", exported.skipped);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains("\n24.0.113.0.203.rpz-ip CNAME .\n"), "{text}");
+        let again = load(&text, "out.rpz");
+        assert_eq!(views(&again), views(&first), "{text}");
+
+        let mut out = Vec::new();
+        let exported = export(&first, "z", Format::Hosts, &options, &mut out).expect("export");
+        let hosts = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            body(&hosts),
+            [
+                "0.0.0.0 exact.example",
+                "0.0.0.0 empty.example",
+                "192.0.2.80 portal.example"
+            ]
+        );
+        let skipped: Vec<&str> = exported.skipped.iter().map(|s| s.why).collect();
+        assert_eq!(skipped.len(), 5, "{skipped:?}");
+        assert!(skipped.iter().any(|why| why.contains("rpz-passthru")), "{skipped:?}");
+        assert!(skipped.iter().any(|why| why.contains("answer-address")), "{skipped:?}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -13,11 +13,14 @@
 //!
 //! Schema (stable; fields are never renamed, new ones may be added):
 //! `time` (RFC 3339, UTC), `client` (per `log.client_ip`; absent with `none`), `policy`, `list`,
-//! `rule` (as in the list, normalised), `qname`, `qtype`, `answer` (what the policy answers),
+//! `rule` (as in the list, normalised), `qname`, `qtype`, `answer` (what the policy answers, or
+//! the rule's own answer in an RPZ list),
 //! `mode` (`enforce`: that answer was sent; `audit`: only logged), `phase` (the index of the
 //! policy's phase then, in its `phases`; 0 without them: with `mode`, which phase of a ban's
 //! timeline it was), `protocol` (`udp`, `tcp`), and
-//! `cname` (the name in the answer's CNAME chain that matched) for blocks found by CNAME inspection.
+//! `cname` (the name in the answer's CNAME chain that matched) for blocks found by CNAME inspection,
+//! and `address` (the answer's A/AAAA address that a list's range holds; `rule` is the range) for
+//! blocks found by answer-address rules.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -101,6 +104,8 @@ pub struct HitRecord {
     pub qtype: u16,
     /// The chain name that matched, when the block came from CNAME inspection.
     pub cname: Option<QName>,
+    /// The answer's address that matched, when the block came from a list's address ranges.
+    pub address: Option<IpAddr>,
     /// `udp` or `tcp`.
     pub protocol: &'static str,
 }
@@ -478,7 +483,7 @@ fn format_line(out: &mut Vec<u8>, s: &dyn HitContext, r: &HitRecord, hasher: &mu
         out,
         ",\"qtype\":\"{}\",\"answer\":\"{}\"",
         TypeName(r.qtype),
-        policy.answer()
+        policy.answer_for(list.set.action(r.hit.rule), r.qtype)
     )?;
     write!(
         out,
@@ -489,6 +494,9 @@ fn format_line(out: &mut Vec<u8>, s: &dyn HitContext, r: &HitRecord, hasher: &mu
     )?;
     if let Some(cname) = &r.cname {
         json_field(out, "cname", &cname.to_string_lossy())?;
+    }
+    if let Some(address) = r.address {
+        write!(out, ",\"address\":\"{}\"", address.to_canonical())?;
     }
     out.extend_from_slice(b"}\n");
     Ok(())
@@ -626,6 +634,7 @@ mod tests {
             qname: QName::from_dotted(name).expect("test name"),
             qtype: 1,
             cname: None,
+            address: None,
             protocol: "udp",
         };
         second.record(&snapshot, record("older.tiktok.com", t0));
@@ -640,6 +649,44 @@ mod tests {
             .filter_map(|l| l.split("\"qname\":\"").nth(1)?.split('"').next())
             .collect();
         assert_eq!(names, ["older.tiktok.com", "newer.tiktok.com"], "{text}");
+    }
+
+    #[test]
+    fn an_answer_address_hit_names_its_range_and_the_address() {
+        let snapshot = TestContext(crate::policy::test_rules(
+            &["10.0.0.0/8"],
+            &[("hidden", &["ip:203.0.113.0/24", "ip:2001:db8::/32"])],
+            &[(
+                "staff",
+                &["10.0.0.0/8"],
+                &["hidden"],
+                &[],
+                Default::default(),
+                Default::default(),
+            )],
+        ));
+        let address: IpAddr = "2001:db8::7".parse().expect("test address");
+        let (hit, matched) =
+            crate::engine::check_addresses(&snapshot.0, 0, 0, [address]).expect("the address is in a range");
+        assert_eq!(matched, address);
+        let record = HitRecord {
+            time: SystemTime::UNIX_EPOCH,
+            client: "10.1.2.3".parse().expect("test address"),
+            hit,
+            qname: QName::from_dotted("app.example").expect("test name"),
+            qtype: 28,
+            cname: None,
+            address: Some(address),
+            protocol: "udp",
+        };
+        let mut out = Vec::new();
+        format_line(&mut out, &snapshot, &record, &mut ClientHasher::default()).expect("format");
+        let line: serde_json::Value = serde_json::from_slice(&out).expect("one JSON line");
+        assert_eq!(line["rule"], "2001:db8::/32");
+        assert_eq!(line["address"], "2001:db8::7");
+        assert_eq!(line["list"], "hidden");
+        assert_eq!(line["qname"], "app.example");
+        assert!(line.get("cname").is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
 use crate::answer::{BlockAnswer, BlockTemplate};
-use crate::lists::{BadLine, DomainSet};
+use crate::lists::{BadLine, DomainSet, RuleAction};
 use crate::packet::Query;
 
 mod schedule;
@@ -381,6 +381,13 @@ pub struct Policy {
     /// and `on_missing_list` is `closed`: names it neither blocks nor excepts get SERVFAIL with
     /// EDE 14 "Not Ready" rather than being forwarded, while it enforces.
     pub not_ready: bool,
+    /// Whether a list it blocks has address ranges: only then are the A/AAAA records of its
+    /// clients' answers read (`engine::check_addresses`), so that a policy without any costs
+    /// nothing more than this flag.
+    pub checks_addresses: bool,
+    /// Whether it publishes the addresses of what it blocks (enforce mode) to the egress
+    /// companion's nftables sets (`egress = true`).
+    pub egress: bool,
 }
 
 impl Policy {
@@ -415,6 +422,47 @@ impl Policy {
     pub fn write_block_answer(&self, packet: &[u8], query: &Query, apex_len: Option<u8>, out: &mut Vec<u8>) {
         self.template.write(packet, query, apex_len, out);
     }
+
+    /// [`Policy::write_block_answer`] for a hit on a rule with an action of its own (an RPZ
+    /// list's NXDOMAIN, NODATA or redirect): that action wins over the policy's `answer`, as RPZ
+    /// users expect; the TTL, SOA and EDE stay the policy's. `None`: the policy's answer.
+    pub(crate) fn write_block_answer_for(
+        &self,
+        action: Option<RuleAction>,
+        packet: &[u8],
+        query: &Query,
+        apex_len: Option<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        match action.and_then(|a| answer_of(a, query.qtype)) {
+            Some(answer) => self.template.write_as(answer, packet, query, apex_len, out),
+            None => self.template.write(packet, query, apex_len, out),
+        }
+    }
+
+    /// The answer kind a hit on a rule with `action` gets (the policy's without one), for the hit
+    /// log and `explain`.
+    pub(crate) fn answer_for(&self, action: Option<RuleAction>, qtype: u16) -> BlockAnswer {
+        action
+            .and_then(|a| answer_of(a, qtype))
+            .unwrap_or_else(|| self.template.answer())
+    }
+}
+
+/// The block answer an RPZ rule's action gives a query of type `qtype`; None for an exception
+/// (never written: the engine gives no hit on one).
+fn answer_of(action: RuleAction, qtype: u16) -> Option<BlockAnswer> {
+    use crate::wire::rtype;
+    match action {
+        RuleAction::Passthru => None,
+        RuleAction::Nxdomain => Some(BlockAnswer::Nxdomain),
+        RuleAction::Nodata => Some(BlockAnswer::Nodata),
+        RuleAction::Redirect { v4, v6 } => Some(match qtype {
+            rtype::A => v4.map_or(BlockAnswer::Nodata, |a| BlockAnswer::Address(IpAddr::V4(a))),
+            rtype::AAAA => v6.map_or(BlockAnswer::Nodata, |a| BlockAnswer::Address(IpAddr::V6(a))),
+            _ => BlockAnswer::Nodata,
+        }),
+    }
 }
 
 /// One policy as the config describes it, with its lists already resolved to ids: what
@@ -437,6 +485,8 @@ pub struct PolicySpec {
     pub phases: Vec<Phase>,
     /// Its weekly windows, if it has a `schedule`.
     pub schedule: Option<Arc<Schedule>>,
+    /// Whether it publishes what it blocks to the egress companion.
+    pub egress: bool,
     /// What a blocked client is told.
     pub answer: BlockAnswer,
     /// TTL of its block answers (and their negative caching), in seconds.
@@ -552,6 +602,10 @@ impl PolicyTable {
                 })
                 .collect();
             let allow = spec.allow.iter().copied().filter(|&list| list < lists.len()).collect();
+            let checks_addresses = spec
+                .block
+                .iter()
+                .any(|&list| lists.get(list).is_some_and(|l| !l.set.addrs().is_empty()));
             let clients: Vec<IpNet> = spec.clients.iter().map(IpNet::trunc).collect();
             for net in &clients {
                 table.by_prefix.insert_new(*net, id);
@@ -567,6 +621,8 @@ impl PolicyTable {
                 schedule: spec.schedule.clone(),
                 clients,
                 not_ready: spec.not_ready,
+                checks_addresses,
+                egress: spec.egress,
             });
         }
         table
@@ -599,7 +655,7 @@ impl PolicyTable {
 }
 
 /// Rules for tests (of the engine, the hit log), as `state` builds them from a config: `lists` by
-/// name with their rules, and `policies` as [`TestPolicy`]s; every policy answers NXDOMAIN.
+/// name with their rules (`ip:RANGE` an address range, `rpz:TEXT` an RPZ zone), and `policies` as [`TestPolicy`]s; every policy answers NXDOMAIN.
 #[cfg(test)]
 pub(crate) fn test_rules(allow: &[&str], lists: &[(&str, &[&str])], policies: &[TestPolicy<'_>]) -> Rules {
     test_rules_with(allow, lists, policies, |_| {})
@@ -624,7 +680,16 @@ pub(crate) fn test_rules_with(
         .map(|(name, rules)| {
             let mut builder = crate::lists::DomainSetBuilder::new();
             for rule in *rules {
-                builder.add_rule(rule).expect("test rule");
+                if let Some(zone) = rule.strip_prefix("rpz:") {
+                    let bad = builder.add_text("test", zone);
+                    assert!(bad.is_empty(), "{bad:?}");
+                    continue;
+                }
+                match rule.strip_prefix("ip:") {
+                    Some(range) => builder.add_range(crate::lists::parse_range(range).expect("test range")),
+                    None => builder.add_rule(rule),
+                }
+                .expect("test rule");
             }
             NamedList {
                 name: std::sync::Arc::from(*name),
@@ -646,6 +711,7 @@ pub(crate) fn test_rules_with(
             window: *window,
             phases: Vec::new(),
             schedule: None,
+            egress: false,
             answer: BlockAnswer::Nxdomain,
             block_ttl: 10,
             not_ready: false,

@@ -53,13 +53,19 @@ pub fn check(snapshot: &Snapshot) -> String {
     );
     let _ = writeln!(out, "lists");
     for list in &snapshot.rules.lists {
+        let ranges = list.set.range_count();
         let _ = writeln!(
             out,
-            "  {:<14} {:>7} rules, {} bad lines, from {}",
+            "  {:<14} {:>7} rules, {} bad lines, from {}{}",
             list.name,
             list.set.len(),
             list.bad_lines.len(),
-            list.sources.join(", ")
+            list.sources.join(", "),
+            if ranges > 0 {
+                format!(" ({ranges} of the rules are answer-address ranges)")
+            } else {
+                String::new()
+            }
         );
     }
     if !snapshot.url_lists.is_empty() {
@@ -269,12 +275,27 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
                     " (the policy does not block now)"
                 }
             );
-            let note = if inspect.is_some() {
-                "; blocked all the same if its CNAME chain leads into a blocked name"
-            } else {
-                ""
-            };
-            let _ = write!(out, "{}", step_text(&step, &bytes, ("", note), &snapshot));
+            let mut note = String::new();
+            if let Some(id) = inspect {
+                note.push_str("; blocked all the same if its CNAME chain leads into a blocked name");
+                let policy = rules.policies.get(id);
+                if policy.checks_addresses {
+                    // The answer's addresses are not known without asking the upstream.
+                    let ranges: Vec<String> = policy
+                        .block
+                        .iter()
+                        .map(|(list, _)| &rules.lists[*list])
+                        .filter(|list| list.set.range_count() > 0)
+                        .map(|list| format!("{} ({} ranges)", list.name, list.set.range_count()))
+                        .collect();
+                    let _ = write!(
+                        note,
+                        ", or if an A/AAAA address of its answer falls in an address range of {}",
+                        ranges.join(", ")
+                    );
+                }
+            }
+            let _ = write!(out, "{}", step_text(&step, &bytes, ("", &note), &snapshot));
         }
         Verdict::NotReady(id) => {
             let policy = rules.policies.get(id);
@@ -289,8 +310,12 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
         Verdict::Blocked(hit) => {
             let list = &rules.lists[hit.list];
             let policy = rules.policies.get(hit.policy);
+            let action = list.set.action(hit.rule);
             let _ = writeln!(out, "match     list {} rule {:?}", list.name, list.set.rule(hit.rule));
-            let kind = block_note(policy.answer(), qtype);
+            if action.is_some() {
+                let _ = writeln!(out, "          the rule's own answer (RPZ) wins over the policy's");
+            }
+            let kind = block_note(policy.answer_for(action, qtype), qtype);
             if hit.mode == Mode::Audit {
                 // The packet path answered as if nothing matched; the block answer is what
                 // enforcing would send, written as the packet path writes it.
@@ -298,7 +323,7 @@ pub fn explain(state: &Arc<State>, client: IpAddr, name: &str, qtype: u16, at: O
                 let _ = write!(out, "{}", step_text(&step, &bytes, (audit, audit), &snapshot));
                 let _ = writeln!(out, "would be");
                 let mut block = Vec::new();
-                policy.write_block_answer(&packet, &query, hit.apex_len, &mut block);
+                policy.write_block_answer_for(action, &packet, &query, hit.apex_len, &mut block);
                 let _ = write!(out, "{}", answer_text(&block, &kind));
             } else {
                 let _ = write!(out, "{}", step_text(&step, &bytes, (&kind, ""), &snapshot));

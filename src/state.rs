@@ -139,13 +139,30 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>, store: &ListStore)
                 sources.push("inline".into());
             }
         }
+        for (n, range) in list.ip.iter().enumerate() {
+            // Validated by config; an error here is reported at its key all the same.
+            let added =
+                lists::parse_range(range.get_ref()).and_then(|net| builder.add_range(net).map_err(|e| e.to_string()));
+            if let Err(e) = added {
+                errors.push(config.origin.error(range.span(), format!("list {name}: ip: {e}")));
+            }
+            if n == 0 {
+                sources.push("inline ip".into());
+            }
+        }
         warnings.extend(bad_lines.iter().map(|b| Diagnostic {
             location: format!("{}:{}", b.source, b.line),
             message: format!("list {name}: skipped line: {}: {}", b.reason, b.text),
         }));
+        let set = builder.build();
+        // RPZ triggers sinkhole does not apply: reported, never fatal.
+        warnings.extend(set.rpz_ignored().lines().into_iter().map(|line| Diagnostic {
+            location: sources.join(", "),
+            message: format!("list {name}: {line}"),
+        }));
         lists.push(NamedList {
             name: Arc::from(name.as_str()),
-            set: builder.build(),
+            set,
             bad_lines,
             sources,
         });
@@ -182,6 +199,7 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>, store: &ListStore)
             window: p.window,
             phases: p.timeline.clone(),
             schedule: p.weekly.clone(),
+            egress: p.egress,
             answer: p.answer,
             block_ttl: p.block_ttl,
             not_ready: p.on_missing_list == OnMissingList::Closed && p.block.iter().any(|l| missing(l.get_ref())),

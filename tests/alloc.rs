@@ -55,10 +55,14 @@ entries = 10000
 [lists.tiktok]
 builtin = ["tiktok"]
 
+# Answer-address rules: every cache hit of staff's is checked against them.
+[lists.hidden]
+ip = ["203.0.113.0/24", "2001:db8:66::/48"]
+
 [[policy]]
 name = "staff"
 clients = ["10.0.0.0/8", "fd00::/8"]
-block = ["tiktok"]
+block = ["tiktok", "hidden"]
 answer = "nxdomain"
 
 [log]
@@ -99,9 +103,14 @@ fn install_metrics() {
 
 /// A handler over the config above, as `server::serve` builds it; the config file lives while the handler does.
 fn handler(test: &str, hitlog: HitLog) -> (Handler, TempFile) {
+    handler_with(test, hitlog, CONFIG)
+}
+
+/// [`handler`] over another config text.
+fn handler_with(test: &str, hitlog: HitLog, text: &str) -> (Handler, TempFile) {
     install_metrics();
     let config = TempFile::new(test, "toml");
-    std::fs::write(&config.0, CONFIG).expect("write the test config to the temp dir");
+    std::fs::write(&config.0, text).expect("write the test config to the temp dir");
     let state = State::new(ConfigSource::File(config.0.clone())).unwrap_or_else(|e| panic!("test config: {e}"));
     let cache = Arc::new(PacketCache::new(10_000, 64 << 20));
     (Handler::new(Arc::new(state), cache, hitlog), config)
@@ -124,6 +133,11 @@ fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
 /// Puts the upstream answer for `packet`'s question into the cache: a CNAME to a CDN and its A record, the usual
 /// shape of a popular name. Keyed exactly as `answer_fast` keys its lookup.
 fn warm_cache(handler: &Handler, packet: &[u8]) {
+    warm_cache_with(handler, packet, A::new(192, 0, 2, 80));
+}
+
+/// [`warm_cache`] with the CDN name's address `address`.
+fn warm_cache_with(handler: &Handler, packet: &[u8], address: A) {
     let parsed = packet::parse(packet).expect("the test query parses");
     let qname = Name::from_ascii(parsed.name.to_string_lossy().as_ref()).expect("test name");
     let cdn = Name::from_ascii("www.example.com.edgekey.net.").expect("test name");
@@ -132,7 +146,7 @@ fn warm_cache(handler: &Handler, packet: &[u8]) {
     response.metadata.recursion_available = true;
     response.add_query(Query::query(qname.clone(), RecordType::A));
     response.add_answer(Record::from_rdata(qname, 300, RData::CNAME(CNAME(cdn.clone()))));
-    response.add_answer(Record::from_rdata(cdn, 60, RData::A(A::new(192, 0, 2, 80))));
+    response.add_answer(Record::from_rdata(cdn, 60, RData::A(address)));
     if parsed.edns.is_some() {
         response.edns = Some(Edns::new());
     }
@@ -347,6 +361,64 @@ fn cache_hit_does_not_allocate() {
         // Without one: every hit from the shared cache.
         let n = allocations_per_answer(&handler, &packet, NOERROR, Worker::default());
         assert_eq!(n, 0, "{n} allocations in {CALLS} shared cache hits (edns: {edns})");
+    }
+}
+
+/// A cached answer whose address falls in a range of a list the client's policy blocks gets the block answer, from
+/// the front cache and from the shared one, without allocating: the addresses were found when the answer was
+/// analysed, and the check is a binary search per address.
+#[test]
+fn cache_hit_blocked_by_its_address_does_not_allocate() {
+    let (handler, _config) = handler("address", HitLog::disabled());
+    for edns in [true, false] {
+        let packet = query("app.example.com.", RecordType::A, edns);
+        warm_cache_with(&handler, &packet, A::new(203, 0, 113, 80));
+        let n = allocations_per_answer(&handler, &packet, NXDOMAIN, handler.worker(1));
+        assert_eq!(
+            n, 0,
+            "{n} allocations in {CALLS} front cache hits blocked by address (edns: {edns})"
+        );
+        let n = allocations_per_answer(&handler, &packet, NXDOMAIN, Worker::default());
+        assert_eq!(
+            n, 0,
+            "{n} allocations in {CALLS} shared cache hits blocked by address (edns: {edns})"
+        );
+    }
+}
+
+/// A block by an RPZ rule with an answer of its own (NODATA, a redirect) is written from the policy's template with
+/// that answer: no allocation either, the rule's action found by a binary search.
+#[test]
+fn rpz_rule_answers_do_not_allocate() {
+    let zone = TempFile::new("rpz-zone", "rpz");
+    std::fs::write(
+        &zone.0,
+        "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\nnodata.example CNAME *.\npage.example A 192.0.2.53\n",
+    )
+    .expect("write the zone to the temp dir");
+    let config = CONFIG
+        .replace(
+            "block = [\"tiktok\", \"hidden\"]",
+            "block = [\"tiktok\", \"hidden\", \"rpz\"]",
+        )
+        .replace(
+            "[[policy]]",
+            &format!("[lists.rpz]\nfiles = [{:?}]\n\n[[policy]]", zone.0),
+        );
+    let (handler, _config) = handler_with("rpz", HitLog::disabled(), &config);
+    for (name, rcode) in [("nodata.example.", NOERROR), ("page.example.", NOERROR)] {
+        let packet = query(name, RecordType::A, true);
+        let mut out = Vec::with_capacity(512);
+        let mut worker = handler.worker(1);
+        answer(&handler, &packet, &mut out, &mut worker);
+        let answers = u16::from_be_bytes([out[6], out[7]]);
+        assert_eq!(
+            answers,
+            u16::from(name == "page.example."),
+            "{name}: the rule's own answer"
+        );
+        let n = allocations_per_answer(&handler, &packet, rcode, handler.worker(1));
+        assert_eq!(n, 0, "{n} allocations in {CALLS} RPZ-answered queries for {name}");
     }
 }
 

@@ -231,7 +231,16 @@ enum RunAs {
 
 /// sinkhole inside `ns`, forwarding to the Unbound there, with `egress = true` for 127.0.0.0/8. Returns its pid.
 fn start_sinkhole(ns: &mut Netns, dir: &TestDir, run_as: RunAs) -> u32 {
-    let conf = dir.write_file(
+    write_config(dir, &[]);
+    spawn_sinkhole(ns, dir, run_as)
+}
+
+/// The config of [`start_sinkhole`]; `ranges` (`ip = [...]`), if any, go into a list the egress
+/// policy "office" blocks too. The audited list always has a range, which must never be published.
+fn write_config(dir: &TestDir, ranges: &[&str]) {
+    let ranges: Vec<String> = ranges.iter().map(|r| format!("{r:?}")).collect();
+    let ranges = ranges.join(", ");
+    dir.write_file(
         "sinkhole.toml",
         &format!(
             r#"[server]
@@ -244,13 +253,17 @@ servers = ["127.0.0.1:{UNBOUND_PORT}"]
 [lists.ban]
 domains = ["tiktokcdn.com", "chain.example"]
 
+[lists.hidden]
+ip = [{ranges}]
+
 [lists.trial]
 domains = ["audited.example"]
+ip = ["192.0.2.0/28"]
 
 [[policy]]
 name = "office"
 clients = ["127.0.0.0/8"]
-block = ["ban"]
+block = ["ban", "hidden"]
 egress = true
 
 # In audit mode the ban is not enforced: nothing goes to the firewall either.
@@ -272,8 +285,12 @@ hits = "off"
 "#
         ),
     );
+}
+
+/// Runs sinkhole on the config [`write_config`] wrote; returns its pid once it answers.
+fn spawn_sinkhole(ns: &mut Netns, dir: &TestDir, run_as: RunAs) -> u32 {
     let bin = sinkhole_bin().display().to_string();
-    let conf = conf.display().to_string();
+    let conf = dir.path().join("sinkhole.toml").display().to_string();
     let log = dir.path().join("sinkhole.log");
     match run_as {
         RunAs::Root => ns.spawn(&[&bin, "run", "-c", &conf, "--allow-root"], &log),
@@ -538,4 +555,49 @@ fn without_egress_the_daemon_gives_up_cap_net_admin() {
         let bits = u64::from_str_radix(eff, 16).unwrap_or(0);
         assert_eq!(bits & (1 << 12), 0, "thread {:?} holds CAP_NET_ADMIN", task.file_name());
     }
+}
+
+/// A list's address ranges (`ip = [...]`) go into the sets as intervals without timeout while an
+/// egress policy enforces it, never those overlapping `never_add` nor an audited list's; a reload
+/// that drops a range takes it out of the set.
+#[test]
+fn list_ranges_go_in_as_intervals_and_leave_on_reload() {
+    let Some(mut ns) = Netns::create("ranges") else { return };
+    let dir = TestDir::new();
+    let load = ns.run(&["nft", "-f", &shipped_nft()]);
+    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+    start_unbound(&mut ns, &dir);
+    write_config(&dir, &["203.0.113.128/25", "2001:db8:bad::/48", "198.51.100.0/26"]);
+    let pid = spawn_sinkhole(&mut ns, &dir, RunAs::Root);
+    // An interval element is listed as its prefix, with no timeout.
+    let has = |elements: &[(String, Option<u64>)], addr: &str, len: u8| {
+        elements.iter().any(|(e, timeout)| {
+            timeout.is_none() && e.contains(&format!("\"addr\":\"{addr}\"")) && e.contains(&format!("\"len\":{len}"))
+        })
+    };
+    wait_for("the list's ranges in the sets", || {
+        let (v4, v6) = (ns.elements("blocked_v4"), ns.elements("blocked_v6"));
+        (has(&v4, "203.0.113.128", 25) && has(&v6, "2001:db8:bad::", 48)).then_some(())
+    });
+    let v4 = ns.elements("blocked_v4");
+    for (element, _) in &v4 {
+        assert!(
+            !element.contains("198.51.100.") && !element.contains("192.0.2."),
+            "never_add and audited ranges stay out: {v4:?}"
+        );
+    }
+    // The range is dropped from the config: a reload takes it out of the set (at the next housekeeping).
+    write_config(&dir, &["2001:db8:bad::/48"]);
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hup.success());
+    wait_for("the dropped range to leave the set", || {
+        (!has(&ns.elements("blocked_v4"), "203.0.113.128", 25)).then_some(())
+    });
+    assert!(
+        has(&ns.elements("blocked_v6"), "2001:db8:bad::", 48),
+        "the kept range stays"
+    );
 }

@@ -81,6 +81,11 @@ fn list_lines_corpus() {
 }
 
 #[test]
+fn rpz_zone_corpus() {
+    replay("rpz_zone");
+}
+
+#[test]
 fn config_corpus() {
     replay("config");
 }

@@ -638,3 +638,30 @@ fn a_state_dir_that_cannot_be_written_is_a_warning_and_the_list_serves_from_memo
     });
     daemon.wait_for_stderr("cannot save list copies in the state directory", DEADLINE);
 }
+
+#[test]
+fn an_rpz_zone_by_url_is_read_as_one() {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set(
+        "/zone.rpz",
+        "$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n; names\n\
+         exact.example CNAME .\n*.wild.example CNAME .\n",
+    );
+    let state = TestDir::new();
+    let urls = [http.url("/zone.rpz")];
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[("zone", &urls)],
+        "",
+    ));
+    assert_eq!(rcode(&daemon, CLOSED, "exact.example"), ResponseCode::NXDomain);
+    assert_eq!(rcode(&daemon, CLOSED, "a.wild.example"), ResponseCode::NXDomain);
+    assert_eq!(
+        rcode(&daemon, CLOSED, "sub.exact.example"),
+        ResponseCode::NoError,
+        "RPZ: the name only"
+    );
+    assert_eq!(count(&daemon, "sinkhole_list_bad_lines", &[("list", "zone")]), 0.0);
+}

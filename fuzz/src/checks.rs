@@ -37,13 +37,14 @@ use sinkhole_replay::input::{self, LoadOptions};
 pub type Check = fn(&[u8]);
 
 /// Every target by name, as `fuzz/corpus/<name>/` and `fuzz_targets/<name>.rs` are named.
-pub const TARGETS: [(&str, Check); 6] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("query", query),
     ("upstream_answer", upstream_answer),
     ("packet_parse", packet_parse),
     ("list_lines", list_lines),
     ("config", config),
     ("capture", capture),
+    ("rpz_zone", rpz_zone),
 ];
 
 /// A file name in the temp dir of this process and thread alone (the corpus test runs targets
@@ -1060,6 +1061,12 @@ pub fn list_lines(data: &[u8]) {
     let bad = builder.add_text("fuzz", list);
     let set = builder.build();
     let body = list.strip_prefix('\u{feff}').unwrap_or(list);
+    if DomainSetBuilder::is_rpz(body) {
+        // A zone is read as records, not lines (`rpz_zone` checks that reading).
+        let bad: Vec<(usize, String)> = bad.into_iter().map(|b| (b.line, b.reason)).collect();
+        check_zone_set(list, &bad, &set, names);
+        return;
+    }
     let extra: Vec<String> = names.lines().take(LIST_EXTRA_NAMES).map(str::to_string).collect();
     let mut asked = extra.clone();
     for (index, line) in body.lines().enumerate() {
@@ -1106,6 +1113,80 @@ pub fn list_lines(data: &[u8]) {
             if let Some(apex) = hit.apex_len {
                 assert!(usize::from(apex) <= name.len(), "apex longer than {name:?}");
             }
+        }
+        let _ = set.lookup(name.to_ascii_lowercase().as_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rpz_zone: RPZ zone text.
+
+/// `DomainSetBuilder::add_text` on an RPZ zone (the input after a `$ORIGIN rpz.test.` line, so that
+/// it is read as one), then lookups: no panic; every bad line is a line of the text; an owner read
+/// as a plain name trigger matches exactly itself (its rule is `|name^`), or a passthru, or a
+/// wildcard or range rule; the names after a NUL and the owners' subdomains and addresses are
+/// looked up too.
+pub fn rpz_zone(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (zone, names) = text.split_once('\0').unwrap_or((&text, ""));
+    let zone = format!("$ORIGIN rpz.test.\n{zone}");
+    assert!(DomainSetBuilder::is_rpz(&zone), "a $ORIGIN line makes a zone");
+    let mut builder = DomainSetBuilder::new();
+    let bad: Vec<(usize, String)> = builder
+        .add_text("fuzz", &zone)
+        .into_iter()
+        .map(|b| (b.line, b.reason))
+        .collect();
+    let set = builder.build();
+    check_zone_set(&zone, &bad, &set, names);
+}
+
+/// The checks of [`rpz_zone`] on a set built from `zone`.
+fn check_zone_set(zone: &str, bad: &[(usize, String)], set: &sinkhole::DomainSet, names: &str) {
+    let lines = zone.lines().count().max(1);
+    for (line, reason) in bad {
+        assert!(
+            (1..=lines).contains(line),
+            "bad line {line} of {lines}: {}",
+            hex(zone.as_bytes())
+        );
+        assert!(!reason.is_empty());
+    }
+    let bad_lines: Vec<usize> = bad.iter().map(|(line, _)| *line).collect();
+    // Records over several lines join lines: the one-line check below holds without them.
+    let one_line_records = !zone.contains(['(', ')']);
+    let mut asked: Vec<String> = names.lines().take(LIST_EXTRA_NAMES).map(str::to_string).collect();
+    for (index, line) in zone.lines().enumerate() {
+        let mut tokens = line.split_ascii_whitespace();
+        let (Some(owner), Some(kind), Some(target)) = (tokens.next(), tokens.next(), tokens.next()) else {
+            continue;
+        };
+        let name = owner.strip_suffix(".rpz.test.").unwrap_or(owner).to_ascii_lowercase();
+        asked.push(name.clone());
+        asked.push(format!("x.{name}"));
+        // `name CNAME .` alone on its line, taken (not bad), with a plain name: it must match itself.
+        let plain = one_line_records
+            && name != "@"
+            && !line.starts_with([' ', '\t', '$'])
+            && !name.contains(['*', '(', ')', ';', '"'])
+            && !name.ends_with('.')
+            && !name.contains("rpz-")
+            && line
+                .split(';')
+                .next()
+                .is_some_and(|l| l.split_ascii_whitespace().count() == 3);
+        if plain && kind.eq_ignore_ascii_case("CNAME") && target == "." && !bad_lines.contains(&(index + 1)) {
+            let hit = set.lookup(name.as_bytes());
+            assert!(
+                hit.is_some(),
+                "{name:?} not matched by its own record: {}",
+                hex(zone.as_bytes())
+            );
+        }
+    }
+    for name in &asked {
+        if let Some(hit) = set.lookup(name.as_bytes()) {
+            assert!(!set.rule(hit.rule).is_empty(), "a match names no rule: {name:?}");
         }
         let _ = set.lookup(name.to_ascii_lowercase().as_bytes());
     }

@@ -144,6 +144,10 @@ pub struct CachedResponse {
     chain: Box<[u8]>,
     /// End offset in `chain` of each name.
     chain_ends: Box<[u16]>,
+    /// Where the data of each A and AAAA record of the answer section starts (its length, 4 or
+    /// 16, was checked by `analyze`), so that answer-address rules read the addresses without
+    /// walking the message again. Empty (no allocation) for answers without any.
+    addresses: Box<[u16]>,
     /// When the response was analysed: the TTLs in `bytes` are as of this instant.
     analyzed_at: Instant,
     /// How long it may be cached; None = not at all.
@@ -179,6 +183,7 @@ impl CachedResponse {
         let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
         let mut chain = Vec::new();
         let mut chain_ends = Vec::new();
+        let mut addresses = Vec::new();
         let mut opt = None;
         let mut facts = Facts {
             truncated: wire::flags(&bytes) & flag::TC != 0,
@@ -213,6 +218,9 @@ impl CachedResponse {
                     }
                     _ => {}
                 }
+                if section == 0 && (record.rtype == rtype::A || record.rtype == rtype::AAAA) {
+                    addresses.push(offset(record.rdata.start));
+                }
                 let is_alias = record.rtype == rtype::CNAME || record.rtype == rtype::DNAME;
                 if section == 0 && is_alias {
                     if chain_ends.len() == MAX_CHAIN {
@@ -239,6 +247,7 @@ impl CachedResponse {
             opt,
             chain: chain.into_boxed_slice(),
             chain_ends: chain_ends.into_boxed_slice(),
+            addresses: addresses.into_boxed_slice(),
             analyzed_at: now,
         })
     }
@@ -359,6 +368,25 @@ impl CachedResponse {
             .map(|(start, end)| &self.chain[usize::from(start)..usize::from(end)])
     }
 
+    /// The addresses of the answer section's A and AAAA records, in answer order, read from the
+    /// stored bytes where `analyze` found them: no walk, no allocation.
+    pub fn addresses(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        self.addresses.iter().filter_map(|&at| {
+            let at = usize::from(at);
+            let data = self.bytes.get(at..)?;
+            match wire::u16_at(&self.bytes, at.checked_sub(2)?)? {
+                4 => <[u8; 4]>::try_from(data.get(..4)?).ok().map(std::net::IpAddr::from),
+                16 => <[u8; 16]>::try_from(data.get(..16)?).ok().map(std::net::IpAddr::from),
+                _ => None,
+            }
+        })
+    }
+
+    /// Whether the answer section holds an A or AAAA record.
+    pub fn has_addresses(&self) -> bool {
+        !self.addresses.is_empty()
+    }
+
     /// Whether the TC bit is set: the upstream cut the answer short for UDP.
     pub fn is_truncated(&self) -> bool {
         wire::flags(&self.bytes) & flag::TC != 0
@@ -372,15 +400,16 @@ impl CachedResponse {
     /// The memory this response takes, in bytes: its own fields, the heap data they own, and
     /// the `Arc` and allocator overhead around them. What the caches' byte budgets count.
     pub fn memory(&self) -> usize {
-        /// Reference counts of the `Arc`, and a rough allocator overhead for each of the four
+        /// Reference counts of the `Arc`, and a rough allocator overhead for each of the five
         /// boxed slices.
-        const OVERHEAD: usize = 16 + 4 * 16;
+        const OVERHEAD: usize = 16 + 5 * 16;
         std::mem::size_of::<Self>()
             + OVERHEAD
             + self.bytes.len()
             + self.ttl_offsets.len() * 2
             + self.chain.len()
             + self.chain_ends.len() * 2
+            + self.addresses.len() * 2
     }
 
     /// The response's length in bytes.

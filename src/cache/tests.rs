@@ -485,6 +485,34 @@ fn chain_lists_cname_and_dname_targets_lowercased() {
 }
 
 #[test]
+fn addresses_are_the_answer_sections_a_and_aaaa_records() {
+    use hickory_proto::rr::rdata::AAAA;
+    let mut m = www_a();
+    let v6: std::net::Ipv6Addr = "2001:db8::66".parse().unwrap();
+    m.add_answer(Record::from_rdata(
+        name("web.example.net."),
+        60,
+        RData::AAAA(AAAA::from(v6)),
+    ));
+    // Addresses outside the answer section are not what the client is told to connect to.
+    m.add_additional(a("ns1.example.net.", 60, 53));
+    m.add_authority(soa("example.net.", 300, 300));
+    let r = analyze(&m);
+    assert!(r.has_addresses());
+    let addresses: Vec<std::net::IpAddr> = r.addresses().collect();
+    assert_eq!(
+        addresses,
+        [
+            std::net::IpAddr::from(Ipv4Addr::new(192, 0, 2, 1)),
+            std::net::IpAddr::from(v6)
+        ]
+    );
+    let none = analyze(&response("x.", RecordType::A));
+    assert!(!none.has_addresses());
+    assert_eq!(none.addresses().count(), 0);
+}
+
+#[test]
 fn chain_follows_compression_pointers() {
     let mut m = response("www.example.com.", RecordType::A);
     m.add_answer(cname("www.example.com.", 300, "CDN.www.example.com."));

@@ -419,6 +419,11 @@ pub struct ListConfig {
     /// Rules written inline, in any list line format.
     #[serde(default)]
     pub domains: Vec<Spanned<String>>,
+    /// Address ranges (`"203.0.113.0/24"`, `"2001:db8::/32"`, or one address): an answer whose
+    /// A/AAAA address falls in one is blocked for the clients of a policy blocking this list,
+    /// whatever the name asked (answer-address blocking, for apps behind names no list knows).
+    #[serde(default)]
+    pub ip: Vec<Spanned<String>>,
     /// Lists fetched over HTTP(S) (`"https://..."`), in any list line format; each URL is
     /// fetched and kept on its own, and the list is the union of all its sources. Fetched off
     /// the packet path, every `refresh`; each good copy is kept in `server.state_dir`.

@@ -384,6 +384,11 @@ impl Config {
                     );
                 }
             }
+            for range in &list.ip {
+                if let Err(message) = crate::lists::parse_range(range.get_ref()) {
+                    p.at(range.span(), format!("list {name}: ip: {message}"));
+                }
+            }
             for file in &list.files {
                 let written = file.get_ref().display().to_string();
                 if written.contains("://") {

@@ -31,7 +31,8 @@ use ipnet::IpNet;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, defaults};
-use crate::state::State;
+use crate::policy::Mode;
+use crate::state::{Snapshot, State};
 use crate::upstream::Sockets;
 
 use self::nft::{Entry, Failure, NftError, Sets};
@@ -295,6 +296,7 @@ impl Companion {
     /// `sockets`, and publishes their addresses.
     pub async fn run(mut self, state: Arc<State>, sockets: Arc<Sockets>) {
         self.check_sets().await;
+        self.sync_list_ranges(&state).await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut resolving: JoinSet<(Box<str>, Resolution)> = JoinSet::new();
@@ -326,6 +328,7 @@ impl Companion {
                     }
                     if now >= self.next_housekeeping {
                         self.housekeeping(now).await;
+                        self.sync_list_ranges(&state).await;
                     }
                 }
                 Some(done) = resolving.join_next(), if !resolving.is_empty() => {
@@ -498,6 +501,20 @@ impl Companion {
         }
     }
 
+    /// Publishes the address ranges of the lists that policies with `egress = true` block while
+    /// they enforce (`ip = [...]`, RPZ `rpz-ip` triggers), once the sets can be used: at start, then
+    /// at each housekeeping, so that a reload or a phase edge shows in the sets within
+    /// `HOUSEKEEPING`. Nothing is sent while they are unchanged.
+    async fn sync_list_ranges(&mut self, state: &State) {
+        if !self.ready {
+            return;
+        }
+        let wanted = wanted_ranges(&state.load(), crate::state::now_unix());
+        if let Err(error) = self.sync_ranges(&wanted).await {
+            tracing::warn!(%error, "egress: the address ranges of the lists could not be published");
+        }
+    }
+
     /// Brings a list's address ranges in the sets to `wanted`, as intervals without timeout, in
     /// one transaction: the ranges no longer wanted are deleted, the new ones added. Addresses
     /// inside a range are not added on their own from then on (nft would refuse the overlap).
@@ -533,6 +550,23 @@ impl Companion {
             .iter()
             .any(|never| never.contains(net) || net.contains(never))
     }
+}
+
+/// The address ranges of the lists that policies with `egress = true` block, for those of them
+/// that enforce at `now` (audit publishes nothing, as for names), sorted and without repeats.
+fn wanted_ranges(snapshot: &Snapshot, now: i64) -> Vec<IpNet> {
+    let rules = &snapshot.rules;
+    let mut wanted: Vec<IpNet> = rules
+        .policies
+        .iter()
+        .filter(|p| p.egress && matches!(p.phase_at(now), Some((_, Mode::Enforce))))
+        .flat_map(|p| p.block.iter().map(|(list, _)| *list))
+        .filter_map(|list| rules.lists.get(list))
+        .flat_map(|list| list.set.blocking_ranges())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
 }
 
 /// Applies `entries` in one transaction; if nft refuses it, each alone, so that one element it

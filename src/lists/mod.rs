@@ -30,8 +30,10 @@
 //! (each at most `pattern x name` steps, so an anchor shared by thousands of wildcards would be slow; TikTok's list
 //! has a few per anchor).
 
+mod addrs;
 mod glob;
 mod parse;
+mod rpz;
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -39,9 +41,13 @@ use std::hash::{BuildHasher, Hasher};
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
+use ipnet::IpNet;
 
+pub(crate) use addrs::{AddrSet, parse_range};
+use parse::ParsedRule;
 pub(crate) use parse::RuleError;
-use parse::{ParsedRule, RuleKind};
+pub(crate) use parse::RuleKind;
+pub(crate) use rpz::{RpzIgnored, RuleAction};
 
 /// Index of a rule inside one [`DomainSet`] (for logs and `explain`). Only meaningful with the set it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,7 +117,7 @@ impl Span {
     /// The domain (suffix and exact rules) or pattern (wildcard rules) inside the text, without `||`, `|`, `^`.
     fn body<'a>(&self, arena: &'a str) -> &'a [u8] {
         let (head, foot) = match self.kind {
-            RuleKind::Suffix => (0, 0),
+            RuleKind::Suffix | RuleKind::Range => (0, 0),
             RuleKind::Exact | RuleKind::GlobExact => (1, 1),
             RuleKind::GlobOnLabel => (2, 1),
         };
@@ -186,6 +192,12 @@ pub struct DomainSetBuilder {
     min_name_len: usize,
     /// The seed of every hash in the set; random, so query names cannot be chosen to collide.
     hash_state: RandomState,
+    /// Address ranges (`ip = [...]`), each a rule whose text is the range.
+    addrs: addrs::AddrSetBuilder,
+    /// Rules whose action is not the policy's answer (RPZ lists), by rule id.
+    actions: hashbrown::HashMap<u32, RuleAction>,
+    /// What RPZ texts held that is not applied.
+    rpz_ignored: RpzIgnored,
 }
 
 impl Default for DomainSetBuilder {
@@ -206,6 +218,9 @@ impl DomainSetBuilder {
             max_name_len: 0,
             min_name_len: usize::MAX,
             hash_state: RandomState::default(),
+            addrs: addrs::AddrSetBuilder::default(),
+            actions: hashbrown::HashMap::new(),
+            rpz_ignored: RpzIgnored::default(),
         }
     }
 
@@ -213,8 +228,14 @@ impl DomainSetBuilder {
     ///
     /// `source` is what errors name (a file path, `builtin:tiktok`, `config`). A bad line is skipped, never fatal:
     /// one typo must not leave a network unprotected. A byte-order mark at the start is ignored.
+    ///
+    /// An RPZ zone (a `$ORIGIN` line or an SOA record among its first lines) is read as one: see `rpz` for what
+    /// each record does here.
     pub fn add_text(&mut self, source: &str, text: &str) -> Vec<BadLine> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if rpz::looks_like_zone(text) {
+            return self.add_zone(source, text);
+        }
         self.reserve(text);
         let mut bad = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -227,6 +248,53 @@ impl DomainSetBuilder {
                 });
             }
         }
+        bad
+    }
+
+    /// Whether [`add_text`](Self::add_text) reads `text` as an RPZ zone (a `$ORIGIN` line or an SOA record among
+    /// its first lines) rather than line by line: for tools and the fuzz targets, which check each format's
+    /// own rules.
+    pub fn is_rpz(text: &str) -> bool {
+        rpz::looks_like_zone(text.strip_prefix('\u{feff}').unwrap_or(text))
+    }
+
+    /// Reads an RPZ zone text: names and ranges with their actions, bad records, and what is not applied.
+    fn add_zone(&mut self, source: &str, text: &str) -> Vec<BadLine> {
+        self.reserve(text);
+        let mut reader = rpz::Reader::default();
+        let mut bad = Vec::new();
+        reader.read(
+            text,
+            &mut |rule| {
+                let (id, action) = match rule {
+                    rpz::RpzRule::Name { name, wildcard, action } => {
+                        let (kind, body) = if wildcard {
+                            (RuleKind::GlobExact, format!("*.{name}"))
+                        } else {
+                            (RuleKind::Exact, name)
+                        };
+                        (self.insert_id(ParsedRule { kind, body: &body })?, action)
+                    }
+                    rpz::RpzRule::Range { net, action } => (self.insert_range(net)?, action),
+                };
+                if let Some(action) = action {
+                    self.actions
+                        .entry(id.0)
+                        .and_modify(|first| *first = first.merge(action))
+                        .or_insert(action);
+                }
+                Ok(())
+            },
+            &mut |line, text: &str, reason| {
+                bad.push(BadLine {
+                    source: source.to_owned(),
+                    line,
+                    text: text.to_owned(),
+                    reason,
+                });
+            },
+        );
+        self.rpz_ignored.add(&reader.ignored);
         bad
     }
 
@@ -264,11 +332,56 @@ impl DomainSetBuilder {
         if added { Ok(()) } else { Err(RuleError::NoRule) }
     }
 
+    /// Adds an address range (host bits cleared): an answer whose A/AAAA address it holds is blocked as a name
+    /// rule would block the name asked. Its text (`203.0.113.0/24`) is the rule logs and `explain` name. The
+    /// same range twice is kept once.
+    pub fn add_range(&mut self, net: IpNet) -> Result<(), RuleError> {
+        self.insert_range(net).map(drop)
+    }
+
+    /// [`add_range`](Self::add_range), returning the rule's id (the first one's, for a range already there).
+    fn insert_range(&mut self, net: IpNet) -> Result<RuleId, RuleError> {
+        use std::fmt::Write as _;
+        let net = net.trunc();
+        let start = self.arena.len();
+        // Writing to a String cannot fail.
+        let _ = write!(self.arena, "{net}");
+        let fits = (
+            u32::try_from(start),
+            u16::try_from(self.arena.len() - start),
+            u32::try_from(self.arena.len()),
+            u32::try_from(self.spans.len()),
+        );
+        let (Ok(offset), Ok(len), Ok(_), Ok(id)) = fits else {
+            self.arena.truncate(start);
+            return Err(RuleError::TooLarge);
+        };
+        match self.addrs.insert(net, RuleId(id)) {
+            Ok(()) => {
+                self.spans.push(Span {
+                    start: offset,
+                    len,
+                    kind: RuleKind::Range,
+                });
+                Ok(RuleId(id))
+            }
+            Err(existing) => {
+                self.arena.truncate(start);
+                Ok(existing)
+            }
+        }
+    }
+
     /// Stores one parsed rule, lowercased, unless the same rule is already there.
     fn insert(&mut self, rule: ParsedRule<'_>) -> Result<(), RuleError> {
+        self.insert_id(rule).map(drop)
+    }
+
+    /// [`insert`](Self::insert), returning the rule's id (the first one's, for a rule already there).
+    fn insert_id(&mut self, rule: ParsedRule<'_>) -> Result<RuleId, RuleError> {
         let start = self.arena.len();
         let (head, foot) = match rule.kind {
-            RuleKind::Suffix => ("", ""),
+            RuleKind::Suffix | RuleKind::Range => ("", ""),
             RuleKind::Exact | RuleKind::GlobExact => ("|", "^"),
             RuleKind::GlobOnLabel => ("||", "^"),
         };
@@ -293,17 +406,21 @@ impl DomainSetBuilder {
             len,
             kind: rule.kind,
         };
-        if self.index(span, id) {
-            self.spans.push(span);
-        } else {
-            self.arena.truncate(start);
+        match self.index(span, id) {
+            None => {
+                self.spans.push(span);
+                Ok(RuleId(id))
+            }
+            Some(existing) => {
+                self.arena.truncate(start);
+                Ok(RuleId(existing))
+            }
         }
-        Ok(())
     }
 
-    /// Enters a rule whose text is already in the arena into the lookup (or duplicate) table, as `id`. False if
-    /// the same rule is already there, and then nothing changed.
-    fn index(&mut self, span: Span, id: u32) -> bool {
+    /// Enters a rule whose text is already in the arena into the lookup (or duplicate) table, as `id`. The id of
+    /// the same rule if it is already there, and then nothing changed.
+    fn index(&mut self, span: Span, id: u32) -> Option<u32> {
         let Self {
             arena,
             spans,
@@ -313,6 +430,9 @@ impl DomainSetBuilder {
             max_name_len,
             min_name_len,
             hash_state,
+            addrs: _,
+            actions: _,
+            rpz_ignored: _,
         } = self;
         let arena: &str = arena;
         let spans: &[Span] = spans;
@@ -332,7 +452,7 @@ impl DomainSetBuilder {
                         .map_or(0, |o| name_hash(hash_state, o.body(arena)))
                 };
                 match names.entry(hash, same, rehash) {
-                    Entry::Occupied(_) => return false,
+                    Entry::Occupied(entry) => return Some(*entry.get()),
                     Entry::Vacant(slot) => {
                         slot.insert(id);
                     }
@@ -340,6 +460,8 @@ impl DomainSetBuilder {
                 *max_name_len = (*max_name_len).max(body.len());
                 *min_name_len = (*min_name_len).min(body.len());
             }
+            // Ranges are entered by `add_range`, never here.
+            RuleKind::Range => return Some(id),
             RuleKind::GlobOnLabel | RuleKind::GlobExact => {
                 let text = span.text(arena);
                 let hash = hash_state.hash_one(text);
@@ -350,7 +472,7 @@ impl DomainSetBuilder {
                         .map_or(0, |o| hash_state.hash_one(o.text(arena)))
                 };
                 match seen_globs.entry(hash, same, rehash) {
-                    Entry::Occupied(_) => return false,
+                    Entry::Occupied(entry) => return Some(*entry.get()),
                     Entry::Vacant(slot) => {
                         slot.insert(id);
                     }
@@ -358,7 +480,7 @@ impl DomainSetBuilder {
                 globs.push(id);
             }
         }
-        true
+        None
     }
 
     /// Freezes the rules into a [`DomainSet`]: wildcard rules are grouped by anchor, spare capacity is released.
@@ -372,8 +494,13 @@ impl DomainSetBuilder {
             max_name_len,
             min_name_len,
             hash_state,
+            addrs,
+            actions,
+            rpz_ignored,
         } = self;
         arena.shrink_to_fit();
+        let mut actions: Vec<(u32, RuleAction)> = actions.into_iter().collect();
+        actions.sort_unstable_by_key(|&(id, _)| id);
         spans.shrink_to_fit();
         // `add_text` reserved a slot per line; comment lines and duplicates leave some unused.
         names.shrink_to_fit(|&id| {
@@ -417,6 +544,9 @@ impl DomainSetBuilder {
             min_name_len,
             max_anchor_len,
             hash_state,
+            addrs: addrs.build(),
+            actions: actions.into_boxed_slice(),
+            rpz_ignored,
         }
     }
 }
@@ -442,6 +572,26 @@ pub struct DomainSet {
     max_anchor_len: usize,
     /// The seed every hash in the set was built with; lookups must hash with it too.
     hash_state: RandomState,
+    /// Address ranges, matched against answers' A/AAAA records rather than names.
+    addrs: AddrSet,
+    /// The rules whose action is not the policy's answer (RPZ lists), by rule id, sorted; empty for other lists,
+    /// which then pay one length check per match.
+    actions: Box<[(u32, RuleAction)]>,
+    /// What RPZ texts held that is not applied, for `check`.
+    rpz_ignored: RpzIgnored,
+}
+
+/// One rule of a set as [`DomainSet::rule_views`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RuleView<'a> {
+    /// How it matches.
+    pub(crate) kind: RuleKind,
+    /// The domain or pattern without `||`, `|`, `^`; a range's prefix (`203.0.113.0/24`).
+    pub(crate) body: &'a str,
+    /// The rule as [`DomainSet::rule`] names it (`||p16-*.ibyteimg.com^`), for reports.
+    pub(crate) text: &'a str,
+    /// Its own answer, where its list gave it one (RPZ); None: the policy's.
+    pub(crate) action: Option<RuleAction>,
 }
 
 impl Default for DomainSet {
@@ -566,6 +716,40 @@ impl DomainSet {
         })
     }
 
+    /// The list's address ranges (`ip = [...]`), for answers' A/AAAA records; their rules' text is the range.
+    pub(crate) fn addrs(&self) -> &AddrSet {
+        &self.addrs
+    }
+
+    /// The action of a rule, where it is not the policy's answer (RPZ lists: NXDOMAIN, NODATA, a redirect, or an
+    /// exception). No allocation; a plain list answers None at once.
+    pub(crate) fn action(&self, id: RuleId) -> Option<RuleAction> {
+        if self.actions.is_empty() {
+            return None;
+        }
+        self.actions
+            .binary_search_by_key(&id.0, |&(rule, _)| rule)
+            .ok()
+            .and_then(|i| self.actions.get(i))
+            .map(|&(_, action)| action)
+    }
+
+    /// Whether a rule is an exception of the list itself (RPZ `rpz-passthru`): what it matches, the list does
+    /// not block.
+    pub(crate) fn is_passthru(&self, id: RuleId) -> bool {
+        self.action(id) == Some(RuleAction::Passthru)
+    }
+
+    /// What the list's RPZ texts held that is not applied (nsdname, nsip and client-ip triggers, ...).
+    pub(crate) fn rpz_ignored(&self) -> &RpzIgnored {
+        &self.rpz_ignored
+    }
+
+    /// Number of address-range rules (a part of [`len`](Self::len)).
+    pub fn range_count(&self) -> usize {
+        self.addrs.len()
+    }
+
     /// The rule as the operator wrote it in normalised form (`tiktok.com`, `||p16-tiktok-*.ibyteimg.com^`,
     /// `|x.net^`): lowercase, no trailing dot, `||domain^`, `*.domain` and hosts entries all written `domain`.
     /// An id from another set may name another rule, or none: then the text is empty.
@@ -573,10 +757,26 @@ impl DomainSet {
         self.spans.get(id.index()).map_or("", |span| span.text(&self.arena))
     }
 
-    /// Every rule's normalised text (as [`DomainSet::rule`] gives it), in id order: for `sinkhole export`, which
-    /// writes a list in other servers' formats.
-    pub(crate) fn rule_texts(&self) -> impl Iterator<Item = &str> + '_ {
-        self.spans.iter().map(|span| span.text(&self.arena))
+    /// Every rule with its kind, its body (the domain or pattern without `||`, `|`, `^`; a range's
+    /// prefix) and its own action (RPZ lists), for `sinkhole export`, which must write each kind
+    /// and action as another server reads it. Off the packet path.
+    pub(crate) fn rule_views(&self) -> impl Iterator<Item = RuleView<'_>> + '_ {
+        (0u32..).zip(self.spans.iter()).map(|(id, span)| RuleView {
+            kind: span.kind,
+            body: std::str::from_utf8(span.body(&self.arena)).unwrap_or_default(),
+            text: span.text(&self.arena),
+            action: self.action(RuleId(id)),
+        })
+    }
+
+    /// Its address ranges that block (an RPZ passthru range, a hole in a wider one, does not):
+    /// what the egress companion publishes to the firewall as intervals. Off the packet path.
+    pub(crate) fn blocking_ranges(&self) -> impl Iterator<Item = IpNet> + '_ {
+        (0u32..)
+            .zip(self.spans.iter())
+            .filter(|(_, span)| span.kind == RuleKind::Range)
+            .filter(|&(id, _)| !matches!(self.action(RuleId(id)), Some(RuleAction::Passthru)))
+            .filter_map(|(_, span)| span.text(&self.arena).parse().ok())
     }
 
     /// Number of distinct rules (a rule covered by a broader one still counts: it costs nothing to keep).
@@ -596,6 +796,8 @@ impl DomainSet {
             + self.names.allocation_size()
             + self.glob_groups.allocation_size()
             + self.glob_ids.len() * std::mem::size_of::<u32>()
+            + self.addrs.heap_bytes()
+            + self.actions.len() * std::mem::size_of::<(u32, RuleAction)>()
     }
 }
 
@@ -629,6 +831,50 @@ mod tests {
         let bad = builder.add_text("test", text);
         assert!(bad.is_empty(), "{bad:?}");
         builder.build()
+    }
+
+    /// An RPZ zone goes through `add_text` like any list: exact names, `*.name` below a name only, actions by
+    /// rule (A and AAAA of one name merged into one redirect), passthru rules kept as the list's exceptions, and
+    /// `rpz-ip` triggers as address ranges.
+    #[test]
+    fn rpz_zones_compile_into_rules_with_actions() {
+        let s = set("$TTL 60\n$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\n\
+                     tiktok.com CNAME .\n*.tiktok.com CNAME *.\nok.tiktok.com CNAME rpz-passthru.\n\
+                     page.test A 192.0.2.53\npage.test AAAA 2001:db8::53\ngarden.test CNAME walled.example.\n\
+                     32.7.2.0.192.rpz-ip CNAME .\nx.rpz-nsdname CNAME .\n");
+        let action = |name: &str| set_action(&s, name);
+        assert_eq!(hit(&s, "tiktok.com"), Some(("|tiktok.com^", Some(10))));
+        assert_eq!(action("tiktok.com"), Some(RuleAction::Nxdomain));
+        assert_eq!(hit(&s, "a.b.tiktok.com"), Some(("|*.tiktok.com^", None)));
+        assert_eq!(action("a.b.tiktok.com"), Some(RuleAction::Nodata));
+        assert_eq!(action("ok.tiktok.com"), Some(RuleAction::Passthru));
+        assert!(s.lookup(b"ok.tiktok.com").is_some_and(|m| s.is_passthru(m.rule)));
+        assert_eq!(
+            action("page.test"),
+            Some(RuleAction::Redirect {
+                v4: Some("192.0.2.53".parse().expect("v4")),
+                v6: Some("2001:db8::53".parse().expect("v6")),
+            })
+        );
+        assert_eq!(hit(&s, "www.page.test"), None, "an RPZ name is that name only");
+        assert!(s.lookup(b"garden.test").is_some());
+        assert_eq!(action("garden.test"), None, "a walled garden gets the policy's answer");
+        let range = s
+            .addrs()
+            .lookup("192.0.2.7".parse().expect("ip"))
+            .expect("rpz-ip range");
+        assert_eq!(s.rule(range), "192.0.2.7/32");
+        assert_eq!(s.action(range), Some(RuleAction::Nxdomain));
+        assert_eq!(s.rpz_ignored().nsdname, 1);
+        // A plain list has no actions and costs one length check.
+        let plain = set("tiktok.com\n");
+        let m = plain.lookup(b"tiktok.com").expect("match");
+        assert_eq!(plain.action(m.rule), None);
+        assert!(plain.rpz_ignored().lines().is_empty());
+    }
+
+    fn set_action(s: &DomainSet, name: &str) -> Option<RuleAction> {
+        s.lookup(name.as_bytes()).and_then(|m| s.action(m.rule))
     }
 
     /// A match as the rule's text and the apex length, for table assertions.

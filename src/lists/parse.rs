@@ -95,7 +95,7 @@ pub enum RuleError {
 
 /// How a rule matches names. The discriminant is stored in each rule's span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RuleKind {
+pub(crate) enum RuleKind {
     /// The domain and every name below it, on label boundaries (`tiktok.com`, `||tiktok.com^`).
     Suffix,
     /// That name only (`|tiktok.com^`).
@@ -104,6 +104,8 @@ pub(super) enum RuleKind {
     GlobOnLabel,
     /// A `*` pattern matched against the whole name (`|v*.tiktokcdn-eu.com^`).
     GlobExact,
+    /// An address range (`203.0.113.0/24`), matched against answers' addresses, never against names.
+    Range,
 }
 
 /// One rule as read from a line: the kind and the domain or pattern as written (validated, trailing dot removed,
@@ -272,6 +274,11 @@ fn rule(kind: RuleKind, body: &str) -> Result<ParsedRule<'_>, RuleError> {
         return Err(RuleError::WildcardWithoutDomain);
     }
     Ok(ParsedRule { kind, body })
+}
+
+/// The DNS rules an RPZ trigger name must follow (no `*`: a wildcard trigger's `*.` is cut off before).
+pub(super) fn check_name_for_rpz(name: &str) -> Result<(), RuleError> {
+    check_name(name, false)
 }
 
 /// The DNS rules a rule's name must follow. `*` is allowed only in wildcard patterns. One pass over the bytes.

@@ -96,11 +96,12 @@ pub(crate) struct Judged {
 pub(crate) fn judge(text: &str, previous: Option<usize>, limits: Limits) -> Result<Judged, Failure> {
     let mut builder = DomainSetBuilder::new();
     let bad = builder.add_text("download", text).len();
+    // Names and answer-address ranges (an RPZ zone's rpz-ip triggers) alike: both are rules.
     let rules = builder.build().len();
     let lines = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter(|l| !l.is_empty() && !l.starts_with(['#', '!', ';']))
         .count();
     if rules == 0 {
         return Err(if bad > 0 {
@@ -149,6 +150,10 @@ mod tests {
         max_shrink: 0.5,
     };
 
+    /// An RPZ zone as a URL may serve it: two names and an address range.
+    const RPZ: &str = "$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n\
+                       ; blocked\ntiktok.com CNAME .\n*.tiktok.com CNAME .\n32.1.2.0.203.rpz-ip CNAME .\n";
+
     #[test]
     fn update_rules() {
         let ten: String = (0..10).map(|i| format!("site{i}.example\n")).collect();
@@ -170,6 +175,7 @@ mod tests {
             ("an error page", html, Some(10), Err("bad_lines")),
             ("one bad line in eleven", &one_bad, Some(10), Ok(10)),
             ("two bad in six", &two_bad, None, Err("bad_lines")),
+            ("an RPZ zone", RPZ, None, Ok(3)),
         ];
         for (what, text, previous, want) in cases {
             let got = judge(text, *previous, LIMITS).map(|j| j.rules).map_err(|f| f.reason());

@@ -433,8 +433,7 @@ impl Handler {
             }
             Verdict::Blocked(hit) if hit.mode == Mode::Enforce => {
                 self.log_hit(&q, hit, None, tally);
-                let policy = snapshot.rules.policies.get(hit.policy);
-                policy.write_block_answer(packet, &query, hit.apex_len, out);
+                write_block(&snapshot, hit, packet, &query, out);
                 tally.query(protocol, Outcome::Blocked);
                 if let Some(queue) = &self.egress
                     && publishes(&snapshot, hit.policy)
@@ -628,11 +627,22 @@ impl Handler {
                 q.now.unix,
                 response.chain().inspect(|name| matched = Some(*name)),
             );
-            hit.map(|hit| (hit, matched.and_then(QName::from_dotted)))
+            hit.map(|hit| (hit, matched.and_then(QName::from_dotted), None))
+        });
+        // Then the answer's addresses, for a policy whose lists have address ranges (a flag
+        // read first: nothing more for the others), at no more than one binary search per
+        // A/AAAA record and list.
+        let chain_hit = chain_hit.or_else(|| {
+            let policy = inspect?;
+            if !response.has_addresses() {
+                return None;
+            }
+            engine::check_addresses(&q.snapshot.rules, policy, q.now.unix, response.addresses())
+                .map(|(hit, address)| (hit, None, Some(address)))
         });
         let audited = chain_hit.is_some();
-        if let Some((hit, cname)) = chain_hit {
-            self.log_hit(q, hit, cname, tally);
+        if let Some((hit, cname, address)) = chain_hit {
+            self.log_hit_at(q, hit, cname, address, tally);
             if hit.mode == Mode::Enforce {
                 if let Some(queue) = &self.egress
                     && publishes(q.snapshot, hit.policy)
@@ -640,11 +650,7 @@ impl Handler {
                     // The name asked: resolved, its chain leads to the blocked name's addresses.
                     queue.offer(&q.query.name, q.query.qtype);
                 }
-                q.snapshot
-                    .rules
-                    .policies
-                    .get(hit.policy)
-                    .write_block_answer(q.packet, q.query, None, out);
+                write_block(q.snapshot, hit, q.packet, q.query, out);
                 return Outcome::Blocked;
             }
         }
@@ -677,6 +683,11 @@ impl Handler {
     }
 
     fn log_hit(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>, tally: &mut Tally) {
+        self.log_hit_at(q, hit, cname, None, tally);
+    }
+
+    /// [`Handler::log_hit`] for a hit on an answer's `address` (answer-address rules).
+    fn log_hit_at(&self, q: &QueryCtx<'_>, hit: Hit, cname: Option<QName>, address: Option<IpAddr>, tally: &mut Tally) {
         tally.blocks.add(q.snapshot, hit.policy, hit.list, hit.mode);
         if !self.hitlog.is_enabled() {
             return;
@@ -688,6 +699,7 @@ impl Handler {
             qname: q.query.name.clone(),
             qtype: q.query.qtype,
             cname,
+            address,
             protocol: q.protocol.as_str(),
         };
         match &mut tally.hits {
@@ -698,9 +710,20 @@ impl Handler {
 }
 
 /// Whether `policy` publishes the names it blocks to the egress companion (`egress = true`).
-/// Policy ids index the config's policies, in the same order.
 fn publishes(snapshot: &Snapshot, policy: PolicyId) -> bool {
-    snapshot.config.policies.get(policy).is_some_and(|p| p.egress)
+    snapshot.rules.policies.get(policy).egress
+}
+
+/// Writes the block answer of `hit`: its policy's, or the matched rule's own where its list gave
+/// it one (an RPZ list's NXDOMAIN, NODATA or redirect). A plain list's rule has none, found by
+/// one length check.
+fn write_block(snapshot: &Snapshot, hit: Hit, packet: &[u8], query: &Query, out: &mut Vec<u8>) {
+    let action = snapshot.rules.lists[hit.list].set.action(hit.rule);
+    snapshot
+        .rules
+        .policies
+        .get(hit.policy)
+        .write_block_answer_for(action, packet, query, hit.apex_len, out);
 }
 
 /// What a CHAOS-class query for `name` (lowercased) is answered with: `identity` for
