@@ -4,7 +4,6 @@
 //! cache alike. The fake upstream answers `cdn.*` with a CNAME into akamaized.net and then
 //! A 192.0.2.8 / AAAA 2001:db8::8 (no list knows the names), every other name with 192.0.2.1.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -66,14 +65,8 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    let upstream = FakeUpstream::start();
-    let config = CONFIG.replace("{upstream}", &upstream.addr().to_string());
-    let daemon = Daemon::start(&config);
+    let (upstream, daemon) = Daemon::start_forwarding(CONFIG, &[]);
     Setup { upstream, daemon }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
 }
 
 impl Setup {

@@ -1,7 +1,6 @@
 //! Blocking as clients see it: the real daemon on loopback, a fake upstream owned by the test,
 //! and queries from source addresses inside and outside the policies.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -102,16 +101,8 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    let upstream = FakeUpstream::start();
-    let dir = TestDir::new();
-    dir.write_file("tiktok.txt", LIST);
-    let config = CONFIG.replace("{upstream}", &upstream.addr().to_string());
-    let daemon = Daemon::start_in(dir, &config);
+    let (upstream, daemon) = Daemon::start_forwarding(CONFIG, &[("tiktok.txt", LIST)]);
     Setup { upstream, daemon }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
 }
 
 impl Setup {

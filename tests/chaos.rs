@@ -6,7 +6,7 @@
 //! Time bounds are loose on purpose (a loaded 2-core CI machine): an answer "in time" is one
 //! within the configured budget plus [`SLACK`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,10 +26,6 @@ const SLACK: Duration = Duration::from_millis(700);
 const CLIENT_WAIT: Duration = Duration::from_secs(4);
 /// How long a test waits for a metric to reach a value before it fails.
 const METRIC_WAIT: Duration = Duration::from_secs(5);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
-}
 
 /// A daemon config forwarding to `upstreams` with `timeout_ms`, metrics on, one UDP worker,
 /// `tiktok.com` blocked for the staff clients, no hit log; `extra` is appended (a `[cache]`

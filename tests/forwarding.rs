@@ -36,10 +36,6 @@ hits = "off"
     )
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
-}
-
 #[test]
 fn a_wildcard_listener_answers_from_the_address_each_query_was_sent_to() {
     // 0.0.0.0 hears every loopback address. The test's client sockets are connected to

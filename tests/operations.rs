@@ -1,7 +1,6 @@
 //! Operating the daemon: reloads (good, bad, under load), the metrics page, and the `check` and
 //! `explain` commands, as an admin would use them.
 
-use std::net::IpAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,10 +12,6 @@ use sinkhole_testkit::*;
 
 const STAFF_IP: &str = "127.10.0.5";
 const NOBODY_IP: &str = "127.20.0.5";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
-}
 
 fn config(upstream: &FakeUpstream) -> String {
     format!(

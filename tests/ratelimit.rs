@@ -3,7 +3,7 @@
 //! retries over TCP), its neighbours and exempt prefixes are served, and identical questions from
 //! one network are limited when RRL is on.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -16,10 +16,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serialized() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
 }
 
 fn config(upstream: SocketAddr, ratelimit: &str) -> String {

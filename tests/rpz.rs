@@ -3,7 +3,6 @@
 //! exceptions (`rpz-passthru`), its wildcards (below a name, not the name), and its `rpz-ip` ranges; `check` reports
 //! what it does not apply and no bad line.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -66,16 +65,8 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    let upstream = FakeUpstream::start();
-    let dir = TestDir::new();
-    dir.write_file("policy.rpz", ZONE);
-    let config = CONFIG.replace("{upstream}", &upstream.addr().to_string());
-    let daemon = Daemon::start_in(dir, &config);
+    let (upstream, daemon) = Daemon::start_forwarding(CONFIG, &[("policy.rpz", ZONE)]);
     Setup { upstream, daemon }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
 }
 
 impl Setup {

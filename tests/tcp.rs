@@ -3,7 +3,7 @@
 //! accept, connection limits in total and per client, and slow clients cut off.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -11,10 +11,6 @@ use hickory_proto::rr::RecordType;
 use sinkhole_testkit::*;
 
 const NOBODY: &str = "127.20.0.5";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
-}
 
 fn config(upstream: SocketAddr, server_extra: &str) -> String {
     format!(

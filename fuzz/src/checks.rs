@@ -751,6 +751,21 @@ fn agree(data: &[u8], response: &CachedResponse, message: &Message, walk: &Walk,
     let chain: Vec<Vec<u8>> = response.chain().map(<[u8]>::to_vec).collect();
     assert_eq!(chain, expected, "CNAME/DNAME chain\n{}", context());
 
+    // The answer section's A and AAAA addresses, in order: what answer-address rules check.
+    let expected: Vec<IpAddr> = walk
+        .records
+        .iter()
+        .filter(|r| r.section == 0)
+        .filter_map(|r| match &r.record.data {
+            RData::A(A(v4)) => Some(IpAddr::from(*v4)),
+            RData::AAAA(AAAA(v6)) => Some(IpAddr::from(*v6)),
+            _ => None,
+        })
+        .collect();
+    let addresses: Vec<IpAddr> = response.addresses().collect();
+    assert_eq!(addresses, expected, "answer addresses\n{}", context());
+    assert_eq!(response.has_addresses(), !expected.is_empty(), "{}", context());
+
     // What is stored is the answer without its hop-by-hop EDNS options, and nothing else.
     let stored = response.as_bytes();
     assert_eq!(stored.len(), response.len(), "{}", context());

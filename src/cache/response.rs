@@ -144,10 +144,14 @@ pub struct CachedResponse {
     chain: Box<[u8]>,
     /// End offset in `chain` of each name.
     chain_ends: Box<[u16]>,
-    /// Where the data of each A and AAAA record of the answer section starts (its length, 4 or
-    /// 16, was checked by `analyze`), so that answer-address rules read the addresses without
-    /// walking the message again. Empty (no allocation) for answers without any.
-    addresses: Box<[u16]>,
+    /// How many records the answer section holds: the first `answers` of `ttl_offsets` are
+    /// theirs (an OPT there is refused), so that answer-address rules find the A and AAAA
+    /// records from their TTL offsets without walking the message again, and without a list of
+    /// their own to allocate.
+    answers: u16,
+    /// Whether the answer section holds an A or AAAA record (whose length, 4 or 16, `analyze`
+    /// checked).
+    has_addresses: bool,
     /// When the response was analysed: the TTLs in `bytes` are as of this instant.
     analyzed_at: Instant,
     /// How long it may be cached; None = not at all.
@@ -183,7 +187,7 @@ impl CachedResponse {
         let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns) + usize::from(ar));
         let mut chain = Vec::new();
         let mut chain_ends = Vec::new();
-        let mut addresses = Vec::new();
+        let mut has_addresses = false;
         let mut opt = None;
         let mut facts = Facts {
             truncated: wire::flags(&bytes) & flag::TC != 0,
@@ -219,7 +223,7 @@ impl CachedResponse {
                     _ => {}
                 }
                 if section == 0 && (record.rtype == rtype::A || record.rtype == rtype::AAAA) {
-                    addresses.push(offset(record.rdata.start));
+                    has_addresses = true;
                 }
                 let is_alias = record.rtype == rtype::CNAME || record.rtype == rtype::DNAME;
                 if section == 0 && is_alias {
@@ -247,7 +251,8 @@ impl CachedResponse {
             opt,
             chain: chain.into_boxed_slice(),
             chain_ends: chain_ends.into_boxed_slice(),
-            addresses: addresses.into_boxed_slice(),
+            answers: an,
+            has_addresses,
             analyzed_at: now,
         })
     }
@@ -369,14 +374,17 @@ impl CachedResponse {
     }
 
     /// The addresses of the answer section's A and AAAA records, in answer order, read from the
-    /// stored bytes where `analyze` found them: no walk, no allocation.
+    /// stored bytes at the records' TTL offsets (type 4 bytes before, RDLENGTH 4 after, the data
+    /// 6 after): no walk, no allocation.
     pub fn addresses(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
-        self.addresses.iter().filter_map(|&at| {
-            let at = usize::from(at);
-            let data = self.bytes.get(at..)?;
-            match wire::u16_at(&self.bytes, at.checked_sub(2)?)? {
-                4 => <[u8; 4]>::try_from(data.get(..4)?).ok().map(std::net::IpAddr::from),
-                16 => <[u8; 16]>::try_from(data.get(..16)?).ok().map(std::net::IpAddr::from),
+        let answers = usize::from(self.answers).min(self.ttl_offsets.len());
+        self.ttl_offsets[..answers].iter().filter_map(|&ttl_at| {
+            let ttl_at = usize::from(ttl_at);
+            let rtype = wire::u16_at(&self.bytes, ttl_at.checked_sub(4)?)?;
+            let data = self.bytes.get(ttl_at + 6..)?;
+            match (rtype, wire::u16_at(&self.bytes, ttl_at + 4)?) {
+                (rtype::A, 4) => <[u8; 4]>::try_from(data.get(..4)?).ok().map(std::net::IpAddr::from),
+                (rtype::AAAA, 16) => <[u8; 16]>::try_from(data.get(..16)?).ok().map(std::net::IpAddr::from),
                 _ => None,
             }
         })
@@ -384,7 +392,7 @@ impl CachedResponse {
 
     /// Whether the answer section holds an A or AAAA record.
     pub fn has_addresses(&self) -> bool {
-        !self.addresses.is_empty()
+        self.has_addresses
     }
 
     /// Whether the TC bit is set: the upstream cut the answer short for UDP.
@@ -400,16 +408,15 @@ impl CachedResponse {
     /// The memory this response takes, in bytes: its own fields, the heap data they own, and
     /// the `Arc` and allocator overhead around them. What the caches' byte budgets count.
     pub fn memory(&self) -> usize {
-        /// Reference counts of the `Arc`, and a rough allocator overhead for each of the five
+        /// Reference counts of the `Arc`, and a rough allocator overhead for each of the four
         /// boxed slices.
-        const OVERHEAD: usize = 16 + 5 * 16;
+        const OVERHEAD: usize = 16 + 4 * 16;
         std::mem::size_of::<Self>()
             + OVERHEAD
             + self.bytes.len()
             + self.ttl_offsets.len() * 2
             + self.chain.len()
             + self.chain_ends.len() * 2
-            + self.addresses.len() * 2
     }
 
     /// The response's length in bytes.

@@ -22,6 +22,11 @@ pub const EDE_OPTION: u16 = 15;
 /// Bound on datagrams read while waiting for the one with our id, so a flood cannot keep a test busy forever.
 const MAX_DATAGRAMS: usize = 256;
 
+/// `s` as an address: test input, so a typo panics at once.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
 /// Builds a recursive query (RD set) for `name` with a random id; `edns` adds an OPT record advertising 1232 bytes,
 /// `dnssec_ok` sets its DO bit. Panics if `name` is not a valid domain name: that is a bug in the test.
 pub fn new_query(name: &str, qtype: RecordType, edns: bool, dnssec_ok: bool) -> Message {

@@ -146,6 +146,20 @@ impl Daemon {
         Self::start_in(TestDir::new(), config_toml)
     }
 
+    /// A daemon forwarding to a fresh [`FakeUpstream`](crate::FakeUpstream): `{upstream}` in the TOML becomes
+    /// its address, and `files` (name, contents: the lists the config names) are written into the daemon's dir
+    /// first. Otherwise as [`Daemon::start`]. The usual start of a test that asks blocked and forwarded names.
+    pub fn start_forwarding(config_toml: &str, files: &[(&str, &str)]) -> (crate::FakeUpstream, Daemon) {
+        let upstream = crate::FakeUpstream::start();
+        let dir = TestDir::new();
+        for (name, contents) in files {
+            dir.write_file(name, contents);
+        }
+        let config = config_toml.replace("{upstream}", &upstream.addr().to_string());
+        let daemon = Self::start_in(dir, &config);
+        (upstream, daemon)
+    }
+
     /// Like [`Daemon::start`], in a dir the test made and filled first (e.g. with the list files the config names,
     /// which must exist when the daemon starts).
     pub fn start_in(dir: TestDir, config_toml: &str) -> Daemon {
