@@ -93,6 +93,22 @@ pub fn check(snapshot: &Snapshot) -> String {
             window_text(policy.window, now)
         );
         let _ = write!(out, "{}", timeline_text(policy, now, "    "));
+        if policy.egress {
+            let e = &snapshot.config.egress;
+            let ranges: usize = policy
+                .block
+                .iter()
+                .map(|(id, _)| snapshot.rules.lists[*id].set.range_count())
+                .sum();
+            let _ = writeln!(
+                out,
+                "    egress: the addresses of the names it blocks (enforce mode), and its lists' {ranges} address \
+                 ranges, go to nftables sets inet {} {} and {} (needs CAP_NET_ADMIN and the table loaded)",
+                e.table.get_ref(),
+                e.set_v4.get_ref(),
+                e.set_v6.get_ref()
+            );
+        }
         let missing: Vec<&str> = policy
             .block
             .iter()

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sinkhole_testkit::{TestDir, metric, sinkhole_bin};
+use sinkhole_testkit::{TestDir, metric, run_sinkhole, sinkhole_bin};
 
 /// How long anything the test waits for may take on a busy 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -599,5 +599,33 @@ fn list_ranges_go_in_as_intervals_and_leave_on_reload() {
     assert!(
         has(&ns.elements("blocked_v6"), "2001:db8:bad::", 48),
         "the kept range stays"
+    );
+}
+
+/// `sinkhole check` says which policies publish to the firewall, where, and how many list ranges
+/// go with them; a policy without egress says nothing of it. No namespace needed: check only reads.
+#[test]
+fn check_says_which_policies_feed_the_firewall() {
+    let dir = TestDir::new();
+    write_config(&dir, &["203.0.113.0/24", "2001:db8::/32"]);
+    let text = dir.path().join("sinkhole.toml");
+    let with_guest = std::fs::read_to_string(&text).expect("config")
+        + "\n[[policy]]\nname = \"guest\"\nclients = [\"127.9.0.0/16\"]\nblock = [\"ban\"]\n";
+    std::fs::write(&text, with_guest).expect("config");
+    let out = run_sinkhole(&["check", "-c", &text.display().to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let egress: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("egress:"))
+        .collect();
+    assert_eq!(egress.len(), 2, "office and lab publish, guest does not:\n{stdout}");
+    assert!(
+        egress[0].contains("2 address ranges") && egress[0].contains("inet sinkhole blocked_v4 and blocked_v6"),
+        "{stdout}"
     );
 }
