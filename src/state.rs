@@ -637,6 +637,9 @@ struct RestartOnly {
     hits: (HitsTarget, usize),
     /// Where URL lists are kept: the store is made once, at start.
     state_dir: PathBuf,
+    /// Whether the egress companion runs (some policy has `egress = true`), and its settings:
+    /// both read once, when it starts.
+    egress: (bool, String),
 }
 
 impl RestartOnly {
@@ -652,6 +655,7 @@ impl RestartOnly {
             cache: (c.cache.entries, c.cache.max_bytes.get_ref().0),
             hits: (target, c.log.queue),
             state_dir: c.state_dir(),
+            egress: (c.egress_used(), egress_settings(c)),
         }
     }
 
@@ -664,6 +668,7 @@ impl RestartOnly {
             (self.cache != new.cache, "cache size"),
             (self.hits != new.hits, "log.hits"),
             (self.state_dir != new.state_dir, "server.state_dir"),
+            (self.egress != new.egress, "egress"),
         ];
         differ
             .into_iter()
@@ -671,6 +676,24 @@ impl RestartOnly {
             .map(|(_, name)| name)
             .collect()
     }
+}
+
+/// `[egress]` as the companion reads it at start, values only (not where they are written).
+fn egress_settings(c: &Config) -> String {
+    let e = &c.egress;
+    format!(
+        "{} {} {} {} {} {:?} {} {} {} {}",
+        e.table.get_ref(),
+        e.set_v4.get_ref(),
+        e.set_v6.get_ref(),
+        e.min_timeout,
+        e.max_timeout,
+        e.never_add,
+        e.rate,
+        e.queue,
+        e.dedup_window,
+        e.max_names
+    )
 }
 
 /// Seconds since the Unix epoch, as policy windows count them.
@@ -775,24 +798,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sinkhole-state-restart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = dir.join("sinkhole.toml");
-        let write = |listen: &str, threads: u32| {
-            let text = format!("[server]\nlisten = [\"{listen}\"]\nthreads = {threads}\n[log]\nhits = \"off\"\n");
+        let write = |listen: &str, threads: u32, extra: &str| {
+            let text =
+                format!("[server]\nlisten = [\"{listen}\"]\nthreads = {threads}\n[log]\nhits = \"off\"\n{extra}");
             std::fs::write(&config, text).expect("write the config");
         };
-        write("127.0.0.1:5399", 2);
+        write("127.0.0.1:5399", 2, "");
         let state = State::new(ConfigSource::File(config.clone())).expect("the first load");
         let warnings = Arc::new(Mutex::new(Vec::new()));
         let dispatch =
             tracing::Dispatch::new(tracing_subscriber::registry().with(RestartWarnings(Arc::clone(&warnings))));
-        let reload = |listen: &str, threads: u32| {
-            write(listen, threads);
+        let reload = |listen: &str, threads: u32, extra: &str| {
+            write(listen, threads, extra);
             tracing::dispatcher::with_default(&dispatch, || state.reload()).expect("reloads");
             std::mem::take(&mut *warnings.lock().expect("not poisoned"))
         };
-        let changed = reload("127.0.0.1:5400", 2);
-        let again = reload("127.0.0.1:5400", 2);
-        let threads_too = reload("127.0.0.1:5400", 4);
-        let reverted = reload("127.0.0.1:5399", 2);
+        let changed = reload("127.0.0.1:5400", 2, "");
+        let again = reload("127.0.0.1:5400", 2, "");
+        let threads_too = reload("127.0.0.1:5400", 4, "");
+        let reverted = reload("127.0.0.1:5399", 2, "");
+        // The egress companion starts (or not) at start, with its settings of then.
+        let egress = reload("127.0.0.1:5399", 2, "[egress]\nrate = 5\n");
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(changed, ["server.listen"]);
         assert_eq!(
@@ -802,5 +828,6 @@ mod tests {
         );
         assert_eq!(threads_too, ["server.listen", "server.threads"]);
         assert_eq!(reverted, Vec::<String>::new(), "back to what is running");
+        assert_eq!(egress, ["egress"]);
     }
 }
