@@ -48,3 +48,29 @@ start_upstream() {
   "${PIN_LOAD[@]}" "$UPSTREAM" "127.0.0.1:$1" >"$WORK/upstream.log" 2>&1 &
   PIDS+=("$!")
 }
+
+# write_big_list_and_mix LIST MIX: a 1,000,014-domain list (the 14 TikTok apexes and a million random names) and
+# the mix workload (200k queries: 20 % TikTok names, the rest drawn Zipf-like from 20k), the same every time
+# (seeded), for the benches that swap a big list under load (reload.sh, refresh.sh).
+write_big_list_and_mix() {
+    log "writing a 1,000,014-domain list and the mix workload"
+    python3 - "$1" "$2" <<'PY'
+import random, sys
+apexes = ["tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com",
+          "ibyteimg.com", "musical.ly", "muscdn.com", "ttwstatic.com", "tiktokw.us", "byteimg.com", "tiktokv.us",
+          "bytedance.map.fastly.net"]
+r = random.Random(7)
+with open(sys.argv[1], "w") as f:
+    f.write("\n".join(apexes) + "\n")
+    for i in range(1_000_000):
+        name = "".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(5, 14)))
+        f.write(f"{name}{i}.{r.choice(['com', 'net', 'org', 'io'])}\n")
+tiktok = [f"{p}.{a}" for a in apexes for p in ["www", "m", "v16m", "api16-normal-c-useast1a", "log"]]
+with open(sys.argv[2], "w") as f:
+    for _ in range(200_000):
+        if r.random() < 0.2:
+            f.write(f"{r.choice(tiktok)} A\n")
+        else:
+            f.write(f"www.site{int(r.paretovariate(1.0)) % 20_000:05d}.example A\n")
+PY
+}

@@ -19,26 +19,7 @@ mkdir -p "$WORK/www" "$WORK/state"
 source "$(dirname "$0")/lib.sh"
 build release
 
-log "writing a 1,000,014-domain list and the mix workload"
-python3 - "$WORK/www/big.txt" "$WORK/mix.txt" <<'PY'
-import random, sys
-apexes = ["tiktok.com", "tiktokv.com", "tiktokcdn.com", "tiktokcdn-us.com", "byteoversea.com", "ibytedtos.com",
-          "ibyteimg.com", "musical.ly", "muscdn.com", "ttwstatic.com", "tiktokw.us", "byteimg.com", "tiktokv.us",
-          "bytedance.map.fastly.net"]
-r = random.Random(7)
-with open(sys.argv[1], "w") as f:
-    f.write("\n".join(apexes) + "\n")
-    for i in range(1_000_000):
-        name = "".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(5, 14)))
-        f.write(f"{name}{i}.{r.choice(['com', 'net', 'org', 'io'])}\n")
-tiktok = [f"{p}.{a}" for a in apexes for p in ["www", "m", "v16m", "api16-normal-c-useast1a", "log"]]
-with open(sys.argv[2], "w") as f:
-    for _ in range(200_000):
-        if r.random() < 0.2:
-            f.write(f"{r.choice(tiktok)} A\n")
-        else:
-            f.write(f"www.site{int(r.paretovariate(1.0)) % 20_000:05d}.example A\n")
-PY
+write_big_list_and_mix "$WORK/www/big.txt" "$WORK/mix.txt"
 
 cat >"$WORK/sinkhole.toml" <<EOF2
 [server]

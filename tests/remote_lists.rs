@@ -83,6 +83,23 @@ fn count(daemon: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(&daemon.scrape_metrics(), name, labels).unwrap_or(0.0)
 }
 
+/// The usual start: a fresh upstream, state directory and HTTP server serving `body` at `path`, and a daemon whose
+/// `staff` policy blocks one list, `name`, from that URL. The first three live as long as the test keeps them.
+fn start_with_list(name: &str, path: &str, body: &str) -> (FakeUpstream, HttpServer, TestDir, Daemon) {
+    let upstream = FakeUpstream::start();
+    let http = HttpServer::start();
+    http.set(path, body);
+    let state = TestDir::new();
+    let urls = [http.url(path)];
+    let daemon = Daemon::start(&config(
+        &upstream,
+        &state.path().display().to_string(),
+        &[(name, &urls)],
+        "",
+    ));
+    (upstream, http, state, daemon)
+}
+
 /// `n` names under `tag`, one a line.
 fn names(tag: &str, n: usize) -> String {
     (0..n).map(|i| format!("site{i}.{tag}.example\n")).collect()
@@ -90,17 +107,8 @@ fn names(tag: &str, n: usize) -> String {
 
 #[test]
 fn a_list_that_changes_blocks_its_new_names_after_the_refresh() {
-    let upstream = FakeUpstream::start();
-    let http = HttpServer::start();
-    http.set("/list.txt", "# version 1\nold.example\nkept.example\n");
-    let state = TestDir::new();
-    let urls = [http.url("/list.txt")];
-    let daemon = Daemon::start(&config(
-        &upstream,
-        &state.path().display().to_string(),
-        &[("remote", &urls)],
-        "",
-    ));
+    let (_upstream, http, _state, daemon) =
+        start_with_list("remote", "/list.txt", "# version 1\nold.example\nkept.example\n");
     assert_eq!(rcode(&daemon, CLOSED, "old.example"), ResponseCode::NXDomain);
     assert_eq!(rcode(&daemon, CLOSED, "new.example"), ResponseCode::NoError);
     assert_eq!(
@@ -200,17 +208,7 @@ fn failed_updates_keep_the_previous_list_and_are_counted() {
 
 #[test]
 fn an_unchanged_list_is_confirmed_by_a_304_and_not_parsed_again() {
-    let upstream = FakeUpstream::start();
-    let http = HttpServer::start();
-    http.set("/list.txt", &names("same", 5));
-    let state = TestDir::new();
-    let urls = [http.url("/list.txt")];
-    let daemon = Daemon::start(&config(
-        &upstream,
-        &state.path().display().to_string(),
-        &[("remote", &urls)],
-        "",
-    ));
+    let (_upstream, http, _state, daemon) = start_with_list("remote", "/list.txt", &names("same", 5));
     wait_until(&daemon, "two conditional requests answered 304", || {
         http.not_modified("/list.txt") >= 2
     });
@@ -403,18 +401,8 @@ fn a_reload_keeps_the_copies_and_fetches_only_new_urls() {
 
 #[test]
 fn no_query_is_lost_while_lists_are_refreshed() {
-    let upstream = FakeUpstream::start();
-    let http = HttpServer::start();
     let big = names("big", 20_000);
-    http.set("/list.txt", &format!("{big}one.example\n"));
-    let state = TestDir::new();
-    let urls = [http.url("/list.txt")];
-    let daemon = Daemon::start(&config(
-        &upstream,
-        &state.path().display().to_string(),
-        &[("remote", &urls)],
-        "",
-    ));
+    let (_upstream, http, _state, daemon) = start_with_list("remote", "/list.txt", &format!("{big}one.example\n"));
     let stop = Arc::new(AtomicBool::new(false));
     let asked = Arc::new(AtomicUsize::new(0));
     let addr = daemon.addr();
@@ -641,21 +629,9 @@ fn a_state_dir_that_cannot_be_written_is_a_warning_and_the_list_serves_from_memo
 
 #[test]
 fn an_rpz_zone_by_url_is_read_as_one() {
-    let upstream = FakeUpstream::start();
-    let http = HttpServer::start();
-    http.set(
-        "/zone.rpz",
-        "$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n; names\n\
-         exact.example CNAME .\n*.wild.example CNAME .\n",
-    );
-    let state = TestDir::new();
-    let urls = [http.url("/zone.rpz")];
-    let daemon = Daemon::start(&config(
-        &upstream,
-        &state.path().display().to_string(),
-        &[("zone", &urls)],
-        "",
-    ));
+    let zone = "$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n; names\n\
+                exact.example CNAME .\n*.wild.example CNAME .\n";
+    let (_upstream, _http, _state, daemon) = start_with_list("zone", "/zone.rpz", zone);
     assert_eq!(rcode(&daemon, CLOSED, "exact.example"), ResponseCode::NXDomain);
     assert_eq!(rcode(&daemon, CLOSED, "a.wild.example"), ResponseCode::NXDomain);
     assert_eq!(
