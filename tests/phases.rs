@@ -20,22 +20,11 @@ phases = [
 ]
 "#;
 
-fn stdout(args: &[&str]) -> String {
-    let out = run_sinkhole(args);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 #[test]
 fn check_shows_the_timeline_and_the_phase_now() {
     let dir = TestDir::new();
     let path = dir.write_file("sinkhole.toml", CONFIG);
-    let text = stdout(&["check", "-c", path.to_str().expect("utf-8 path")]);
+    let text = sinkhole_stdout(&["check", "-c", path.to_str().expect("utf-8 path")]);
     assert!(
         text.contains("    phase 0: audit until 2023-03-30T22:00:00Z\n"),
         "{text}"
@@ -54,7 +43,7 @@ fn explain_at_answers_for_each_phase() {
     let path = dir.write_file("sinkhole.toml", CONFIG);
     let path = path.to_str().expect("utf-8 path");
     let at = |time: &str| {
-        stdout(&[
+        sinkhole_stdout(&[
             "explain",
             "-c",
             path,

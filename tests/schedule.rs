@@ -29,22 +29,11 @@ phases = [
 schedule = { days = ["mon", "tue", "wed", "thu", "fri"], hours = ["08:00-18:00", "22:00-02:00"], time_zone = "Europe/Brussels" }
 "#;
 
-fn stdout(args: &[&str]) -> String {
-    let out = run_sinkhole(args);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 #[test]
 fn check_shows_the_schedule_in_the_timeline() {
     let dir = TestDir::new();
     let path = dir.write_file("sinkhole.toml", CONFIG);
-    let text = stdout(&["check", "-c", path.to_str().expect("utf-8 path")]);
+    let text = sinkhole_stdout(&["check", "-c", path.to_str().expect("utf-8 path")]);
     assert!(
         text.contains(
             "    schedule: mon,tue,wed,thu,fri 08:00-18:00,22:00-02:00 (Europe/Brussels); blocks only inside it\n"
@@ -70,7 +59,7 @@ fn explain_at_answers_inside_and_outside_the_weekly_windows() {
     let path = dir.write_file("sinkhole.toml", CONFIG);
     let path = path.to_str().expect("utf-8 path");
     let at = |time: &str| {
-        stdout(&[
+        sinkhole_stdout(&[
             "explain",
             "-c",
             path,

@@ -485,6 +485,18 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     sum
 }
 
+/// [`run_sinkhole`] for a command that must succeed: its stdout; panics with both outputs if it fails.
+pub fn sinkhole_stdout(args: &[&str]) -> String {
+    let out = run_sinkhole(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// Runs `sinkhole <args>` (e.g. `check -c <file>`, `explain ...`) to completion, up to 10 s, with the output
 /// captured. Panics if it does not finish in time (a CLI command that hangs is a bug).
 pub fn run_sinkhole(args: &[&str]) -> Output {
