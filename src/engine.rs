@@ -329,19 +329,15 @@ mod tests {
         }
     }
 
-    /// A ban with a grace period, as one policy: from active_from, audit until 31 March, then
-    /// enforce until 17 September, then nothing. The clock walks each edge: a second before, at
-    /// and after every `until` and `active_from`, and long after the last phase.
-    #[test]
-    fn a_timeline_switches_modes_at_each_edge() {
+    /// The Walloon ban as one policy, `ban`, on 10.0.0.0/8 blocking tiktok.com: from `from`, audit until
+    /// `grace_ends`, then enforce until `ban_ends`; only inside `schedule` where there is one.
+    fn phased_ban(from: i64, grace_ends: i64, ban_ends: i64, schedule: Option<crate::policy::Schedule>) -> Rules {
         use crate::policy::Phase;
-        // 2023-03-17T00:00:00+01:00, 2023-03-31T00:00:00+02:00, 2023-09-17T00:00:00+02:00.
-        let (from, grace_ends, ban_ends) = (1_679_007_600, 1_680_213_600, 1_694_901_600);
         let window = Window {
             from: Some(from),
             until: Some(ban_ends),
         };
-        let s = crate::policy::test_rules_with(
+        crate::policy::test_rules_with(
             &["10.0.0.0/8"],
             &[("tiktok", &["tiktok.com"])],
             &[("ban", &["10.0.0.0/8"], &["tiktok"], &[], Mode::Audit, window)],
@@ -356,8 +352,19 @@ mod tests {
                         mode: Mode::Enforce,
                     },
                 ];
+                specs[0].schedule = schedule.map(std::sync::Arc::new);
             },
-        );
+        )
+    }
+
+    /// A ban with a grace period, as one policy: from active_from, audit until 31 March, then
+    /// enforce until 17 September, then nothing. The clock walks each edge: a second before, at
+    /// and after every `until` and `active_from`, and long after the last phase.
+    #[test]
+    fn a_timeline_switches_modes_at_each_edge() {
+        // 2023-03-17T00:00:00+01:00, 2023-03-31T00:00:00+02:00, 2023-09-17T00:00:00+02:00.
+        let (from, grace_ends, ban_ends) = (1_679_007_600, 1_680_213_600, 1_694_901_600);
+        let s = phased_ban(from, grace_ends, ban_ends, None);
         let cases: &[(i64, Option<(Mode, u8)>)] = &[
             (0, None),
             (from - 1, None),
@@ -389,38 +396,17 @@ mod tests {
     /// weekly window and the timeline must both hold, and the phase is the timeline's.
     #[test]
     fn a_weekly_schedule_inside_a_timeline_blocks_when_both_hold() {
-        use crate::policy::{HourRange, Phase, Schedule};
+        use crate::policy::{HourRange, Schedule};
         let t = |s: &str| s.parse::<jiff::Timestamp>().expect("test time").as_second();
         let (from, grace_ends, ban_ends) = (
             t("2023-03-17T00:00:00+01:00"),
             t("2023-03-31T00:00:00+02:00"),
             t("2023-09-17T00:00:00+02:00"),
         );
-        let window = Window {
-            from: Some(from),
-            until: Some(ban_ends),
-        };
         let zone = jiff::tz::TimeZone::get("Europe/Brussels").expect("tzdata");
         let hours = vec![HourRange::parse("08:00-18:00").expect("range")];
         let office = Schedule::computed_around(0b001_1111, hours, zone, "Europe/Brussels".into(), grace_ends);
-        let s = crate::policy::test_rules_with(
-            &["10.0.0.0/8"],
-            &[("tiktok", &["tiktok.com"])],
-            &[("ban", &["10.0.0.0/8"], &["tiktok"], &[], Mode::Audit, window)],
-            |specs| {
-                specs[0].phases = vec![
-                    Phase {
-                        until: grace_ends,
-                        mode: Mode::Audit,
-                    },
-                    Phase {
-                        until: ban_ends,
-                        mode: Mode::Enforce,
-                    },
-                ];
-                specs[0].schedule = Some(std::sync::Arc::new(office));
-            },
-        );
+        let s = phased_ban(from, grace_ends, ban_ends, Some(office));
         let cases: &[(&str, Option<(Mode, u8)>)] = &[
             ("2023-03-16T10:00:00+01:00", None), // a Thursday before active_from
             ("2023-03-17T07:59:59+01:00", None), // Friday, the first day, before 08:00

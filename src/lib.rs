@@ -24,6 +24,7 @@ pub mod hitlog;
 mod lists;
 pub mod metrics;
 mod policy;
+mod prefixes;
 pub mod privilege;
 mod ratelimit;
 mod remote;
@@ -34,6 +35,6 @@ mod upstream;
 
 pub use answer::{BlockAnswer, BlockTemplate};
 pub use lists::{DomainSet, DomainSetBuilder};
-pub use policy::{PrefixRanges, PrefixTable};
+pub use prefixes::{PrefixRanges, PrefixTable};
 pub use ratelimit::{RateLimiter, RateLimits};
 pub use upstream::ForwardError;
