@@ -131,6 +131,21 @@ pub struct ServerConfig {
     /// 5 s ([`defaults::LIST_WAIT`]).
     #[serde(default)]
     pub list_wait: Option<Spanned<TimeSpan>>,
+    /// Addresses to answer DNS over TLS on (RFC 7858, port 853 by convention). Default none.
+    /// Needs `certificate` and `key`. Like `listen`, taken at start only.
+    #[serde(default)]
+    pub tls: Vec<Spanned<SocketAddr>>,
+    /// Addresses to answer DNS over HTTPS on (RFC 8484: `/dns-query`, GET and POST, HTTP/2 and
+    /// HTTP/1.1; port 443 by convention). Default none. Needs `certificate` and `key`.
+    #[serde(default)]
+    pub https: Vec<Spanned<SocketAddr>>,
+    /// The PEM certificate chain DoT and DoH present (leaf first), relative to the config's
+    /// directory. Read again on every reload: a pair that does not load keeps the old one serving.
+    #[serde(default)]
+    pub certificate: Option<Spanned<PathBuf>>,
+    /// The PEM private key of `certificate` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key: Option<Spanned<PathBuf>>,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +168,10 @@ impl Default for ServerConfig {
             version: None,
             state_dir: None,
             list_wait: None,
+            tls: Vec::new(),
+            https: Vec::new(),
+            certificate: None,
+            key: None,
         }
     }
 }
