@@ -9,10 +9,11 @@
 #
 # usage: benches/compare.sh [--quick] [--only LOADS]   (from the repository root; see benches/README.md)
 #   --quick        one run of 3 s per load: a smoke test of the script, not a measurement
-#   --only LOADS   a comma-separated subset of dnsperf,mix,unique (default all): dnsperf on mix,
-#                  replay on mix (saturation and 90 %), replay on unique (cache misses)
+#   --only LOADS   a comma-separated subset of dnsperf,mix,unique,dot,doh (default: the first three):
+#                  dnsperf on mix, replay on mix (saturation and 90 %), replay on unique (cache
+#                  misses), dnsperf on mix over DNS over TLS, and over DNS over HTTPS (HTTP/2, POST)
 # Environment: COMPARE_DIR (scratch folder, default a new /tmp/sinkhole-compare.*),
-#   COMPARE_PORT (first of 6 consecutive ports, default 26400), SERVER_CORE (0), LOAD_CORE (1),
+#   COMPARE_PORT (first of 12 consecutive ports, default 26400), SERVER_CORE (0), LOAD_CORE (1),
 #   UPSTREAM_CORE (2 where there are 3 cores or more, else LOAD_CORE).
 #
 # Everything stays on loopback: the servers listen on 127.0.0.1 and forward only to the local
@@ -31,15 +32,18 @@ while (($#)); do
     --only)
       ONLY=${2:-}
       shift
-      [[ $ONLY =~ ^(dnsperf|mix|unique)(,(dnsperf|mix|unique))*$ ]] \
-        || { echo "compare.sh: --only takes a comma-separated subset of dnsperf,mix,unique" >&2; exit 2; }
+      [[ $ONLY =~ ^(dnsperf|mix|unique|dot|doh)(,(dnsperf|mix|unique|dot|doh))*$ ]] \
+        || { echo "compare.sh: --only takes a comma-separated subset of dnsperf,mix,unique,dot,doh" >&2; exit 2; }
       ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 wanted() { [[ ,$ONLY, == *,$1,* ]]; }
+# Whether the servers also listen for DNS over TLS or HTTPS: only when a load needs it, so that the
+# UDP loads run on the same configs as they always have.
+encrypted() { wanted dot || wanted doh; }
 if ((QUICK)); then
   RUNS=1 SECS=3 UNIQUE_COUNT=30000
 else
@@ -58,6 +62,9 @@ BASE=${COMPARE_PORT:-26400}
 UP_PORT=$BASE            # bench-upstream
 declare -A PORT=([sinkhole]=$((BASE + 1)) [dnsdist]=$((BASE + 2)) [unbound]=$((BASE + 3))
   [bare-plain]=$((BASE + 4)) [bare-mmsg]=$((BASE + 5)))
+# DNS over TLS and over HTTPS, for the servers that forward and cache.
+declare -A DOT_PORT=([sinkhole]=$((BASE + 6)) [dnsdist]=$((BASE + 7)) [unbound]=$((BASE + 8)))
+declare -A DOH_PORT=([sinkhole]=$((BASE + 9)) [dnsdist]=$((BASE + 10)) [unbound]=$((BASE + 11)))
 SERVERS=(sinkhole dnsdist unbound)  # the ones that forward and cache
 FLOORS=(bare-plain bare-mmsg)       # the ones that only flip the header
 STAFF=127.10.0.5                    # a client inside the blocking policy
@@ -103,6 +110,10 @@ prerequisites() {
   need taskset util-linux
   need timeout coreutils
   need python3 python3
+  if encrypted; then
+    need kdig knot-dnsutils
+    need openssl openssl
+  fi
 }
 
 build() {
@@ -120,7 +131,8 @@ build() {
 
 # A listener already on one of our ports would answer in our servers' place and fake the figures.
 ports_free() {
-  python3 - "$UP_PORT" "${PORT[@]}" <<'PY' || die "a port in $BASE..$((BASE + 5)) is taken: set COMPARE_PORT"
+  python3 - "$UP_PORT" "${PORT[@]}" "${DOT_PORT[@]}" "${DOH_PORT[@]}" <<'PY' \
+    || die "a port in $BASE..$((BASE + 11)) is taken: set COMPARE_PORT"
 import socket, sys
 for port in map(int, sys.argv[1:]):
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -176,8 +188,18 @@ unique_pass() { # unique_pass N -> path
 }
 
 # ---------------------------------------------------------------- configs
+# One self-signed certificate for all three servers (dnsperf does not check it; the sanity check
+# below does, with kdig and this file as the CA).
+certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=bench.test" -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >"$WORK/openssl.log" 2>&1 \
+    || { cat "$WORK/openssl.log" >&2; die "openssl could not make the bench certificate"; }
+}
+
 configs() {
   local up=127.0.0.1:$UP_PORT
+  encrypted && certificate
   # sinkhole: as in ../shared/bench/peers.sh; one UDP worker (the peers run one thread too),
   # metrics off (dnsdist and Unbound export nothing here either), the hit log to a file.
   cat >"$WORK/sinkhole.toml" <<EOF
@@ -201,6 +223,11 @@ answer = "nxdomain"
 [log]
 hits = "$WORK/hits.jsonl"
 EOF
+  if encrypted; then
+    # Keys of [server], spliced in after its header.
+    sed -i "/^\[server\]/a tls = [\"127.0.0.1:${DOT_PORT[sinkhole]}\"]\nhttps = [\"127.0.0.1:${DOH_PORT[sinkhole]}\"]\ncertificate = \"$WORK/cert.pem\"\nkey = \"$WORK/key.pem\"" \
+      "$WORK/sinkhole.toml"
+  fi
 
   # dnsdist: packet cache, the block as a rule (client netmask AND name suffix -> NXDOMAIN).
   # The 4 MiB receive buffer is what sinkhole and the bare loops ask for: without it, loss at
@@ -218,6 +245,12 @@ for line in io.lines("$WORK/block.txt") do if line ~= "" then smn:add(line) end 
 nmg = newNMG(); nmg:addMask("127.10.0.0/16")
 addAction(AndRule({NetmaskGroupRule(nmg, true), SuffixMatchNodeRule(smn)}), RCodeAction(DNSRCode.NXDOMAIN))
 EOF
+  if encrypted; then
+    cat >>"$WORK/dnsdist.conf" <<EOF
+addTLSLocal("127.0.0.1:${DOT_PORT[dnsdist]}", "$WORK/cert.pem", "$WORK/key.pem")
+addDOHLocal("127.0.0.1:${DOH_PORT[dnsdist]}", "$WORK/cert.pem", "$WORK/key.pem", "/dns-query")
+EOF
+  fi
 
   # Unbound: one thread, 64 MB caches, a view with always_nxdomain zones for the staff subnet,
   # everything forwarded to the loopback upstream (never the root servers), no validator.
@@ -225,6 +258,12 @@ EOF
   # compares servers, not queue bounds.
   {
     printf 'server:\n  interface: 127.0.0.1@%s\n  outgoing-interface: 127.0.0.1\n' "${PORT[unbound]}"
+    if encrypted; then
+      printf '  interface: 127.0.0.1@%s\n  interface: 127.0.0.1@%s\n' "${DOT_PORT[unbound]}" "${DOH_PORT[unbound]}"
+      printf '  tls-port: %s\n  https-port: %s\n' "${DOT_PORT[unbound]}" "${DOH_PORT[unbound]}"
+      printf '  tls-service-key: "%s/key.pem"\n  tls-service-pem: "%s/cert.pem"\n' "$WORK" "$WORK"
+      printf '  http-endpoint: "/dns-query"\n'
+    fi
     printf '  access-control: 127.0.0.0/8 allow\n  access-control-view: 127.10.0.0/16 staff\n'
     printf '  do-not-query-localhost: no\n  chroot: ""\n  username: ""\n  directory: "%s"\n' "$WORK"
     printf '  pidfile: "%s/unbound.pid"\n  use-syslog: no\n  logfile: ""\n' "$WORK"
@@ -288,6 +327,17 @@ sanity() {
     [ "$got" = "NOERROR 192.0.2.1" ] || die "$s answers www.site00001.example to $STAFF with '$got'"
   done
   [ -s "$WORK/hits.jsonl" ] || die "sinkhole wrote no hit log line for its block"
+  encrypted || return 0
+  local mode port
+  for s in "${SERVERS[@]}"; do
+    for mode in tls https; do
+      port=${DOT_PORT[$s]}
+      [ "$mode" = https ] && port=${DOH_PORT[$s]}
+      got=$(kdig @127.0.0.1 -p "$port" -b "$STAFF" "+$mode" +tls-ca="$WORK/cert.pem" +tls-hostname=bench.test \
+        +time=2 +retry=0 www.tiktok.com A 2>&1 | awk '/status:/ {gsub(",", "", $6); print $6; exit}')
+      [ "$got" = NXDOMAIN ] || die "$s answers www.tiktok.com over $mode to $STAFF with '$got', not NXDOMAIN"
+    done
+  done
 }
 
 rcode() { # rcode PORT SOURCE NAME -> "RCODE [A records]"
@@ -367,11 +417,12 @@ median_of() { # median_of SERVER LOAD COLUMN -> median of that column over the r
 
 # ---------------------------------------------------------------- the loads
 warm() {
-  wanted dnsperf || wanted mix || return 0
+  wanted dnsperf || wanted mix || encrypted || return 0
   log "warming every cache with one pass of mix (dnsperf and replay: their queries differ in EDNS)"
   local s
   for s in "${SERVERS[@]}" "${FLOORS[@]}"; do
     load_dnsperf "${PORT[$s]}" "$WORK/mix.txt" 60 -n 1 >/dev/null || die "warming $s with dnsperf failed"
+    wanted dnsperf || wanted mix || continue
     load_replay "${PORT[$s]}" "$WORK/mix.txt" --count 200000 >/dev/null || die "warming $s with replay failed"
   done
 }
@@ -380,7 +431,26 @@ loads() {
   wanted dnsperf && loads_dnsperf
   wanted mix && loads_mix
   wanted unique && loads_unique
+  wanted dot && loads_encrypted dot
+  wanted doh && loads_encrypted doh
   return 0
+}
+
+# (4) the mix over an encrypted transport: dnsperf keeps -c 10 connections open and 200 queries
+# in flight, as over UDP; DoH is HTTP/2 with POST. The floors speak only UDP.
+loads_encrypted() { # loads_encrypted dot|doh
+  local kind=$1 run s
+  log "(4) dnsperf on mix over $kind: -c 10 -q 200 -l $SECS"
+  for run in $(seq 1 "$RUNS"); do
+    for s in "${SERVERS[@]}"; do
+      if [ "$kind" = dot ]; then
+        measure "$s" "dnsperf dot mix" "$run" "${PID[$s]}" dnsperf "${DOT_PORT[$s]}" "$WORK/mix.txt" "$SECS" -m dot
+      else
+        measure "$s" "dnsperf doh mix" "$run" "${PID[$s]}" dnsperf "${DOH_PORT[$s]}" "$WORK/mix.txt" "$SECS" -m doh \
+          -O "doh-uri=https://bench.test:${DOH_PORT[$s]}/dns-query" -O doh-method=POST
+      fi
+    done
+  done
 }
 
 loads_dnsperf() {
@@ -471,7 +541,8 @@ def best_peer(load):
     return min(cands) if cands else (None, None)
 
 ORDER = ["sinkhole", "dnsdist", "unbound", "bare-plain", "bare-mmsg", "bench-upstream"]
-LOADS = ["dnsperf mix", "replay mix", "replay mix 90%", "replay unique", "replay unique 50%"]
+LOADS = ["dnsperf mix", "replay mix", "replay mix 90%", "replay unique", "replay unique 50%",
+         "dnsperf dot mix", "dnsperf doh mix"]
 def load_rank(load):
     # The upstream's own rows ("direct @ SERVER 50%") last, in the order of the servers.
     if load in LOADS:
@@ -544,6 +615,11 @@ if r is not None and p99 is not None and up99 is not None:
         pp, pu = med(peer, "replay unique 50%", "p99"), med("bench-upstream", f"direct @ {peer} 50%", "p99")
         if pp is not None and pu is not None:
             print(f"    (for comparison, {peer} adds {pp - pu:.0f} us at p99 at its own 50 % load)")
+for load, name in (("dnsperf dot mix", "DoT"), ("dnsperf doh mix", "DoH")):
+    r, us, best, peer = ratio(load)
+    if r is not None:
+        print(f"{name} (dnsperf mix over {name}: CPU/q <= best peer): {verdict(r <= 1.0)}"
+              f" - sinkhole {us:.2f} us/q = {r:.2f} x {peer} ({best:.2f})")
 if sys.argv[2] == "1":
     print("\n--quick: one short run per load, a smoke test; the figures are not a measurement")
 PY
