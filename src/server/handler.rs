@@ -408,7 +408,7 @@ impl Handler {
     /// from anyone else (counted if it starts with a header: it then fails as DNS). None: a
     /// trusted relay's header did not read, and the datagram is dropped (counted).
     /// The common case, no header, costs one comparison of a few bytes.
-    pub(crate) fn unwrap_datagram<'a>(
+    pub fn unwrap_datagram<'a>(
         &self,
         datagram: &'a [u8],
         sender: IpAddr,
