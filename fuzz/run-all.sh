@@ -14,7 +14,7 @@ seconds="${1:-60}"
 jobs="${JOBS:-1}"
 cd "$(dirname "$0")/.."
 
-targets=(query upstream_answer packet_parse list_lines config capture rpz_zone)
+targets=(query upstream_answer packet_parse list_lines config capture rpz_zone proxy_header)
 export RUSTC_BOOTSTRAP=1
 
 cargo fuzz build

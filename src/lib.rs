@@ -26,6 +26,7 @@ pub mod metrics;
 mod policy;
 mod prefixes;
 pub mod privilege;
+pub mod proxy_protocol;
 mod ratelimit;
 mod remote;
 pub mod report;

@@ -95,6 +95,10 @@ enum Command {
         /// The client address asking.
         #[arg(long, value_name = "IP")]
         client: IpAddr,
+        /// The relay the query comes through (dnsdist, HAProxy, a forwarder): whether it is a
+        /// trusted relay decides whose policy applies, the client's it states or its own.
+        #[arg(long, value_name = "RELAY")]
+        via: Option<IpAddr>,
         /// The moment to answer for (RFC 3339 with offset, like 2023-03-31T00:00:00+02:00):
         /// policies' windows and phases as they are then. Default: now.
         #[arg(long, value_name = "TIME")]
@@ -146,10 +150,11 @@ fn main() -> ExitCode {
         Command::Explain {
             config,
             client,
+            via,
             name,
             qtype,
             at,
-        } => explain(source(config), client, &name, &qtype, at),
+        } => explain(source(config), (via, client), &name, &qtype, at),
         Command::Replay(args) => sinkhole_replay::run(&args).map_err(anyhow::Error::from),
         Command::Export {
             config,
@@ -280,17 +285,22 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `(via, client)`: the relay the query comes through, if any, and the client asking.
 fn explain(
     source: ConfigSource,
-    client: IpAddr,
+    (via, client): (Option<IpAddr>, IpAddr),
     name: &str,
     qtype: &str,
     at: Option<jiff::Timestamp>,
 ) -> anyhow::Result<ExitCode> {
     let qtype = parse_type(qtype)?;
     let state = source.load().and_then(State::from_config).map_err(config_failed)?;
-    let text = sinkhole::report::explain(&Arc::new(state), client, name, qtype, at.map(|t| t.as_second()))
-        .map_err(anyhow::Error::msg)?;
+    let (state, at) = (Arc::new(state), at.map(|t| t.as_second()));
+    let text = match via {
+        Some(relay) => sinkhole::report::explain_via(&state, relay, client, name, qtype, at),
+        None => sinkhole::report::explain(&state, client, name, qtype, at),
+    }
+    .map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

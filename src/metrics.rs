@@ -72,6 +72,17 @@ pub(crate) const TCP_REJECTED: &str = "sinkhole_tcp_rejected_total";
 /// TCP connections closed by us before the client was done, by `reason` (timeout: a query that
 /// did not arrive, or an answer not taken, within `server.tcp_io_timeout`).
 pub(crate) const TCP_CLOSED: &str = "sinkhole_tcp_closed_total";
+/// Queries from a trusted relay (`server.trusted_relays`) that stated their client, by `source`
+/// (proxy: a PROXY protocol v2 header; ecs: an EDNS Client Subnet option).
+pub(crate) const RELAYED_QUERIES: &str = "sinkhole_relayed_queries_total";
+/// PROXY headers and Client Subnet options from senders that are not trusted relays, ignored
+/// (the sender's own address stands), by `source` (proxy, ecs): a client trying to pick its
+/// policy, or a relay missing from `server.trusted_relays`.
+pub(crate) const RELAY_IGNORED: &str = "sinkhole_relay_ignored_total";
+/// PROXY headers from trusted relays that did not read (the datagram dropped, the connection
+/// closed), by `reason` (truncated, version, command, family, address_length, too_long, timeout,
+/// io).
+pub(crate) const PROXY_HEADER_ERRORS: &str = "sinkhole_proxy_header_errors_total";
 /// Blocked names the egress companion did not take: its queue (`egress.queue`) or its batch of
 /// elements waiting for nft was full.
 pub(crate) const EGRESS_DROPPED: &str = "sinkhole_egress_dropped_total";
@@ -240,6 +251,21 @@ pub fn describe() {
         TCP_REJECTED,
         Unit::Count,
         "TCP connections closed at accept, by reason."
+    );
+    describe_counter!(
+        RELAYED_QUERIES,
+        Unit::Count,
+        "Queries from trusted relays that stated their client, by source (proxy, ecs)."
+    );
+    describe_counter!(
+        RELAY_IGNORED,
+        Unit::Count,
+        "PROXY headers and Client Subnet options from untrusted senders, ignored, by source."
+    );
+    describe_counter!(
+        PROXY_HEADER_ERRORS,
+        Unit::Count,
+        "PROXY headers from trusted relays that did not read, by reason."
     );
     describe_counter!(
         TCP_CLOSED,

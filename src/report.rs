@@ -209,6 +209,39 @@ fn window_text(window: crate::policy::Window, now: i64) -> String {
     }
 }
 
+/// `explain --via RELAY`: what `client` gets when its query comes through `relay` (dnsdist,
+/// HAProxy, a dnsmasq forwarder): a trusted relay (`server.trusted_relays`) states its client,
+/// so the verdict is `client`'s; any other relay's statement is ignored, and the verdict is the
+/// relay's own. Says which, then explains for that address.
+pub fn explain_via(
+    state: &Arc<State>,
+    relay: IpAddr,
+    client: IpAddr,
+    name: &str,
+    qtype: u16,
+    at: Option<i64>,
+) -> Result<String, String> {
+    let trusted = crate::server::relay::is_trusted(&state.load().config.server.trusted_relays, relay);
+    let (line, asking) = if trusted {
+        (
+            format!(
+                "relay     {relay} is a trusted relay (server.trusted_relays): the client it states by PROXY \
+                 header or Client Subnet, {client}, is the one answered for"
+            ),
+            client,
+        )
+    } else {
+        (
+            format!(
+                "relay     {relay} is not in server.trusted_relays: the client it states ({client}) is ignored, \
+                 and {relay}'s own policy applies"
+            ),
+            relay,
+        )
+    };
+    Ok(format!("{line}\n{}", explain(state, asking, name, qtype, at)?))
+}
+
 /// The `explain` report: which policy a client falls in and through which prefix, which list and
 /// rule match the name, and the answer that would be sent. The answer is the packet path's own:
 /// the query, as a client with EDNS sends it, goes through a [`Handler`] over `state` (with no

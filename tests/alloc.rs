@@ -209,6 +209,59 @@ const FORMERR: u8 = 1;
 const SERVFAIL: u8 = 2;
 const NOTIMP: u8 = 4;
 
+/// A query through a trusted relay: its client stated by a PROXY v2 header in front of the datagram
+/// (`Handler::unwrap_datagram`, as the UDP worker calls it) or by EDNS Client Subnet, and blocked for that
+/// client. The relay itself is outside `server.allow`: an answer other than NXDOMAIN would mean the statement
+/// was not taken.
+#[test]
+fn a_client_stated_by_a_relay_is_answered_without_allocating() {
+    let config = CONFIG.replace(
+        "allow = [\"10.0.0.0/8\", \"fd00::/8\"]",
+        "allow = [\"10.0.0.0/8\", \"fd00::/8\"]\ntrusted_relays = [\"192.0.2.1/32\"]",
+    );
+    let (handler, _config) = handler_with("relayed", HitLog::disabled(), &config);
+    // Client Subnet 10.1.2.0/24 in the OPT record.
+    let mut ecs = query("www.tiktok.com.", RecordType::A, true);
+    let option = [0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2];
+    let rdlength = ecs.len() - 2;
+    ecs[rdlength..].copy_from_slice(&(option.len() as u16).to_be_bytes());
+    ecs.extend_from_slice(&option);
+    let n = allocations_per_answer_from(STRANGER, &handler, &ecs, NXDOMAIN, handler.worker(1));
+    assert_eq!(n, 0, "{n} allocations in {CALLS} queries stated by Client Subnet");
+
+    let mut datagram = b"\r\n\r\n\0\r\nQUIT\n\x21\x12\x00\x0c".to_vec();
+    datagram.extend_from_slice(&[10, 1, 2, 3, 127, 0, 0, 1, 0x30, 0x39, 0, 53]);
+    datagram.extend_from_slice(&query("www.tiktok.com.", RecordType::A, true));
+    let relay: IpAddr = STRANGER.parse().expect("test address");
+    let mut worker = handler.worker(1);
+    let mut out = Vec::with_capacity(512);
+    let answer_relayed = |out: &mut Vec<u8>, worker: &mut Worker| {
+        let (dns, client) = handler
+            .unwrap_datagram(&datagram, relay, worker)
+            .expect("the header reads");
+        match handler.answer_fast(dns, client, Protocol::Udp, Clock::now(), out, worker) {
+            Step::Reply => out.get(3).map(|b| b & 0x0f),
+            Step::Drop | Step::Forward(_) => None,
+        }
+    };
+    for _ in 0..WARM_UP {
+        assert_eq!(
+            answer_relayed(&mut out, &mut worker),
+            Some(NXDOMAIN),
+            "the stated client's policy"
+        );
+    }
+    let mut wrong = 0;
+    let n = allocations_in(|| {
+        for _ in 0..CALLS {
+            wrong += u64::from(answer_relayed(&mut out, &mut worker) != Some(NXDOMAIN));
+        }
+        handler.flush(&mut worker);
+    });
+    assert_eq!(wrong, 0);
+    assert_eq!(n, 0, "{n} allocations in {CALLS} queries stated by a PROXY header");
+}
+
 #[test]
 fn blocked_query_does_not_allocate() {
     let (handler, _config) = handler("blocked", HitLog::disabled());

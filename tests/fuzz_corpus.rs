@@ -96,6 +96,11 @@ fn capture_corpus() {
 }
 
 #[test]
+fn proxy_header_corpus() {
+    replay("proxy_header");
+}
+
+#[test]
 fn every_target_has_a_corpus_and_a_fuzz_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (target, _) in checks::TARGETS {

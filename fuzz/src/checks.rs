@@ -28,6 +28,7 @@ use sinkhole::cache::{CacheKeyRef, CachedResponse, PacketCache, ResponseError, T
 use sinkhole::config::{Config, ConfigError, Diagnostic, Origin};
 use sinkhole::hitlog::HitLog;
 use sinkhole::packet;
+use sinkhole::proxy_protocol::{self, HeaderError};
 use sinkhole::server::handler::{Clock, Handler, Protocol, Step, Worker};
 use sinkhole::state::{self, ConfigSource, State};
 use sinkhole_replay::clients::ClientMap;
@@ -37,7 +38,7 @@ use sinkhole_replay::input::{self, LoadOptions};
 pub type Check = fn(&[u8]);
 
 /// Every target by name, as `fuzz/corpus/<name>/` and `fuzz_targets/<name>.rs` are named.
-pub const TARGETS: [(&str, Check); 7] = [
+pub const TARGETS: [(&str, Check); 8] = [
     ("query", query),
     ("upstream_answer", upstream_answer),
     ("packet_parse", packet_parse),
@@ -45,6 +46,7 @@ pub const TARGETS: [(&str, Check); 7] = [
     ("config", config),
     ("capture", capture),
     ("rpz_zone", rpz_zone),
+    ("proxy_header", proxy_header),
 ];
 
 /// A file name in the temp dir of this process and thread alone (the corpus test runs targets
@@ -1323,5 +1325,62 @@ pub fn capture(data: &[u8]) {
                 context()
             );
         }
+    }
+}
+
+/// `proxy_header` target: the bytes as what a relay sends before a DNS message (a PROXY v2
+/// header), and as a query whose Client Subnet option is read and stripped. A header that reads
+/// lies within the bytes, past its fixed part and under the bound; bytes that do not start with
+/// the whole signature are never a header nor an error; a header cut anywhere is an error.
+/// Stripping Client Subnet leaves a message whose OPT record still reads, without the option.
+pub fn proxy_header(data: &[u8]) {
+    let context = || format!("input {}", hex(data));
+    let signed = data.starts_with(&proxy_protocol::SIGNATURE);
+    match proxy_protocol::parse(data) {
+        Ok(Some(header)) => {
+            assert!(signed, "a header without the signature\n{}", context());
+            assert!(
+                (proxy_protocol::FIXED_LEN..=data.len().min(proxy_protocol::MAX_LEN)).contains(&header.len),
+                "header length {} out of bounds\n{}",
+                header.len,
+                context()
+            );
+            // Cut short, the same header is an error, never another header.
+            for cut in [header.len - 1, proxy_protocol::FIXED_LEN - 1] {
+                if let Some(short) = data.get(..cut) {
+                    assert_eq!(
+                        proxy_protocol::parse(short),
+                        Err(HeaderError::Truncated),
+                        "cut at {cut}\n{}",
+                        context()
+                    );
+                }
+            }
+        }
+        Ok(None) => assert!(!signed, "the signature, read as no header\n{}", context()),
+        Err(_) => assert!(signed, "an error without the signature\n{}", context()),
+    }
+    if let Some(subnet) = packet::client_subnet(data) {
+        let bits = if subnet.address.is_ipv4() { 32 } else { 128 };
+        assert!(subnet.source_prefix <= bits, "prefix past the address\n{}", context());
+    }
+    let mut stripped = data.to_vec();
+    let removed = packet::strip_edns_option(&mut stripped, packet::OPTION_CLIENT_SUBNET);
+    if removed == 0 {
+        assert_eq!(stripped, data, "changed without removing\n{}", context());
+    } else {
+        let opt = packet::find_opt(&stripped)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("OPT unreadable after stripping\n{}", context()));
+        let rdata = stripped.get(opt.rdata).unwrap_or_default();
+        let left: Vec<_> = packet::edns_options(rdata).collect();
+        assert!(
+            left.iter()
+                .all(|o| o.as_ref().is_ok_and(|o| o.code != packet::OPTION_CLIENT_SUBNET)),
+            "Client Subnet left, or options broken, after stripping\n{}",
+            context()
+        );
+        assert!(stripped.len() + removed * 4 <= data.len(), "grew\n{}", context());
     }
 }

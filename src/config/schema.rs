@@ -76,6 +76,16 @@ pub struct ServerConfig {
     /// `allow` as prefixes, read by validation (not a key).
     #[serde(skip, default = "default_allow")]
     pub allow: Spanned<Vec<IpNet>>,
+    /// Relays (dnsdist, HAProxy, a dnsmasq forwarder) that may state the client they relay for:
+    /// by a PROXY protocol v2 header (TCP: at the start of the connection; UDP: at the start of
+    /// each datagram), else by the EDNS Client Subnet option of the query. The stated client is
+    /// the one policy, rate limits, the hit log and metrics see. From any other address both are
+    /// ignored: a client cannot pick its own policy. Default none. Read on every reload.
+    #[serde(rename = "trusted_relays", default)]
+    pub(super) trusted_relays_written: Vec<Spanned<String>>,
+    /// `trusted_relays` as prefixes, read by validation (not a key).
+    #[serde(skip)]
+    pub trusted_relays: Vec<IpNet>,
     /// UDP worker threads, each with its own socket (SO_REUSEPORT). Default: one per CPU.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -155,6 +165,8 @@ impl Default for ServerConfig {
             metrics: default_metrics(),
             allow_written: None,
             allow: default_allow(),
+            trusted_relays_written: Vec::new(),
+            trusted_relays: Vec::new(),
             threads: None,
             tcp_idle_timeout: default_tcp_idle(),
             tcp_io_timeout: default_tcp_io_timeout(),
@@ -250,6 +262,12 @@ pub struct UpstreamConfig {
     /// case eight times in a row is asked without it for ten minutes. Default true.
     #[serde(default = "default_case_randomization")]
     pub case_randomization: bool,
+    /// Pass the EDNS Client Subnet option (RFC 7871) of a query on to the upstream. Default
+    /// false: it is stripped, because the packet cache shares one answer among all clients and
+    /// must not serve one subnet's answer to the others. With true the upstream sees the
+    /// subnet, and the first subnet's answer is cached for everyone.
+    #[serde(default)]
+    pub forward_client_subnet: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -259,6 +277,7 @@ impl Default for UpstreamConfig {
             timeout_ms: default_timeout_ms(),
             max_inflight: default_upstream_inflight(),
             case_randomization: defaults::CASE_RANDOMIZATION,
+            forward_client_subnet: false,
         }
     }
 }

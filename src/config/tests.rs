@@ -587,6 +587,7 @@ fn prefixes_say_what_is_wrong_with_them() {
     for (key, value, at) in [
         ("[server]\nallow", "[\"10.0.0.0/33\"]", "2:10"),
         ("[ratelimit]\nexempt", "[\"127.0.0.1/8\", \"10.0.0.0/33\"]", "2:26"),
+        ("[server]\ntrusted_relays", "[\"10.1.0.1/32\", \"10.0.0.0/33\"]", "2:34"),
         ("[[policy]]\nname = \"a\"\nclients", "[\"10.0.0.0/33\"]", "3:12"),
     ] {
         let e = errors(&format!("{key} = {value}\n"));
@@ -597,6 +598,16 @@ fn prefixes_say_what_is_wrong_with_them() {
             "{key}: {e}"
         );
     }
+}
+
+#[test]
+fn trusted_relays_are_read_as_prefixes_and_none_by_default() {
+    let config = parse("[server]\ntrusted_relays = [\"10.1.0.1/32\", \"fd00::1/64\"]\n").expect("loads");
+    let relays: Vec<String> = config.server.trusted_relays.iter().map(ToString::to_string).collect();
+    assert_eq!(relays, ["10.1.0.1/32", "fd00::/64"]);
+    let config = parse("[server]\nallow = [\"10.0.0.0/8\"]\n").expect("loads");
+    assert!(config.server.trusted_relays.is_empty());
+    assert!(!config.upstream.forward_client_subnet);
 }
 
 #[test]

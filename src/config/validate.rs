@@ -106,6 +106,8 @@ struct Prefixes {
     allow: Option<Spanned<Vec<IpNet>>>,
     /// `ratelimit.exempt`, if written.
     exempt: Option<Vec<IpNet>>,
+    /// `server.trusted_relays`.
+    trusted_relays: Vec<IpNet>,
     /// Each policy's `clients`.
     clients: Vec<Spanned<Vec<Spanned<IpNet>>>>,
 }
@@ -138,6 +140,7 @@ impl Config {
         if let Some(exempt) = prefixes.exempt {
             self.ratelimit.exempt = exempt;
         }
+        self.server.trusted_relays = prefixes.trusted_relays;
         self.egress.never_add = never_add;
         for ((policy, (window, mode, timeline)), clients) in self.policies.iter_mut().zip(windows).zip(prefixes.clients)
         {
@@ -176,7 +179,17 @@ impl Config {
                 )
             })
             .collect();
-        Prefixes { allow, exempt, clients }
+        let trusted_relays = p
+            .prefixes(&self.server.trusted_relays_written)
+            .into_iter()
+            .map(|net| net.into_inner().trunc())
+            .collect();
+        Prefixes {
+            allow,
+            exempt,
+            clients,
+            trusted_relays,
+        }
     }
 
     fn check_server(&self, p: &mut Problems<'_>) {

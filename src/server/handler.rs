@@ -15,12 +15,15 @@ use crate::egress::{EgressQueue, EgressSender};
 use crate::engine::{self, Hit, Verdict};
 use crate::hitlog::{HitLog, HitRecord, HitSender};
 use crate::metrics::{self as names, Outcome};
-use crate::packet::{self, ParseError, QName, Query};
+use crate::packet::{self, OPTION_CLIENT_SUBNET, ParseError, QName, Query};
 use crate::policy::Mode;
 use crate::policy::{ListId, PolicyId};
+use crate::proxy_protocol;
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::{Snapshot, State};
 use crate::upstream::{ForwardError, Transport};
+
+use super::relay::{self, Failure};
 use crate::wire::{CLASS_CH, rcode, rtype};
 
 /// The transport a query came over: it sets the answer size limit and the metric labels.
@@ -188,6 +191,12 @@ struct Counts {
     cache_misses: u64,
     /// Queries over a rate limit: [client, identical] x [dropped, truncated].
     limited: [[u64; 2]; 2],
+    /// Clients stated by trusted relays: [PROXY header, Client Subnet].
+    relayed: [u64; 2],
+    /// PROXY headers and Client Subnet options from untrusted senders, ignored: as `relayed`.
+    relay_ignored: [u64; 2],
+    /// PROXY headers from trusted relays that did not read, by [`Failure::index`].
+    header_errors: [u64; Failure::COUNT],
 }
 
 impl Tally {
@@ -267,6 +276,12 @@ struct Counters {
     cache_misses: metrics::Counter,
     /// `sinkhole_ratelimited_total`, as [`Counts::limited`].
     limited: [[metrics::Counter; 2]; 2],
+    /// `sinkhole_relayed_queries_total{source}`, as [`Counts::relayed`].
+    relayed: [metrics::Counter; 2],
+    /// `sinkhole_relay_ignored_total{source}`, as [`Counts::relay_ignored`].
+    relay_ignored: [metrics::Counter; 2],
+    /// `sinkhole_proxy_header_errors_total{reason}`, as [`Counts::header_errors`].
+    header_errors: [metrics::Counter; Failure::COUNT],
 }
 
 /// The pipeline, shared by all workers of all transports.
@@ -302,6 +317,10 @@ impl Handler {
                     ["dropped", "truncated"]
                         .map(|action| metrics::counter!(names::RATELIMITED, "limit" => limit, "action" => action))
                 }),
+                relayed: relay::SOURCES.map(|source| metrics::counter!(names::RELAYED_QUERIES, "source" => source)),
+                relay_ignored: relay::SOURCES.map(|source| metrics::counter!(names::RELAY_IGNORED, "source" => source)),
+                header_errors: Failure::REASONS
+                    .map(|reason| metrics::counter!(names::PROXY_HEADER_ERRORS, "reason" => reason)),
             },
             limiter: RateLimiter::new(),
             egress: None,
@@ -362,6 +381,13 @@ impl Handler {
                 }
             }
         }
+        let relay_counts = (counts.relayed.iter().chain(&counts.relay_ignored)).chain(&counts.header_errors);
+        let relay_counters = (c.relayed.iter().chain(&c.relay_ignored)).chain(&c.header_errors);
+        for (counter, &n) in relay_counters.zip(relay_counts) {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
         tally.blocks.flush();
     }
 
@@ -369,6 +395,62 @@ impl Handler {
     /// listener checks before it gives a connection a slot.
     pub(crate) fn client_allowed(&self, client: IpAddr) -> bool {
         self.state.load().rules.clients.classify(client).allowed
+    }
+
+    /// Whether `sender` is one of `server.trusted_relays`, as the live config says: whether a
+    /// PROXY header or Client Subnet option from it states the client.
+    pub(crate) fn trusted_relay(&self, sender: IpAddr) -> bool {
+        relay::is_trusted(&self.state.load().config.server.trusted_relays, sender)
+    }
+
+    /// The DNS bytes of a datagram from `sender` and the client they are for: past a PROXY
+    /// header, and its stated client, when `sender` is a trusted relay; the datagram as it is
+    /// from anyone else (counted if it starts with a header: it then fails as DNS). None: a
+    /// trusted relay's header did not read, and the datagram is dropped (counted).
+    /// The common case, no header, costs one comparison of a few bytes.
+    pub fn unwrap_datagram<'a>(
+        &self,
+        datagram: &'a [u8],
+        sender: IpAddr,
+        worker: &mut Worker,
+    ) -> Option<(&'a [u8], IpAddr)> {
+        if !proxy_protocol::starts_with_signature(datagram) {
+            return Some((datagram, sender));
+        }
+        let counts = &mut worker.tally.counts;
+        if !self.trusted_relay(sender) {
+            counts.relay_ignored[relay::PROXY] += 1;
+            return Some((datagram, sender));
+        }
+        match proxy_protocol::parse(datagram) {
+            Ok(Some(header)) => {
+                let dns = datagram.get(header.len..).unwrap_or_default();
+                let client = match header.source {
+                    Some(source) => {
+                        counts.relayed[relay::PROXY] += 1;
+                        source.ip().to_canonical()
+                    }
+                    None => sender,
+                };
+                Some((dns, client))
+            }
+            // Not a full signature: DNS that happens to start like one (it will not parse).
+            Ok(None) => Some((datagram, sender)),
+            Err(e) => {
+                counts.header_errors[Failure::Header(e).index()] += 1;
+                None
+            }
+        }
+    }
+
+    /// Counts a PROXY header read from a stream (see [`relay::stream_client`]) in `worker`.
+    pub(crate) fn count_stream_header(&self, stated: Result<bool, Failure>, worker: &mut Worker) {
+        let counts = &mut worker.tally.counts;
+        match stated {
+            Ok(true) => counts.relayed[relay::PROXY] += 1,
+            Ok(false) => {}
+            Err(failure) => counts.header_errors[failure.index()] += 1,
+        }
     }
 
     /// The packet cache.
@@ -391,6 +473,21 @@ impl Handler {
         let Worker { tally, front, egress } = worker;
         let snapshot = self.state.load();
         let parsed = packet::parse(packet);
+        // A Client Subnet option states the client, if a trusted relay sent it (or a client
+        // that a PROXY header stated is itself one: a chain of relays); from anyone else it
+        // changes nothing, or a client could pick its own policy.
+        let subnet = parsed.as_ref().ok().and_then(|q| q.edns?.client_subnet);
+        let client = match subnet {
+            Some(subnet) if relay::is_trusted(&snapshot.config.server.trusted_relays, client) => {
+                tally.counts.relayed[relay::ECS] += 1;
+                subnet.address
+            }
+            Some(_) => {
+                tally.counts.relay_ignored[relay::ECS] += 1;
+                client
+            }
+            None => client,
+        };
         let class = snapshot.rules.clients.classify(client);
         if protocol == Protocol::Udp && !class.exempt {
             let question = parsed.as_ref().ok().map(|q| (q.name.as_bytes(), q.qtype));
@@ -506,9 +603,15 @@ impl Handler {
             }
             return Step::Reply;
         }
+        let mut packet = packet.to_vec();
+        if subnet.is_some() && !snapshot.config.upstream.forward_client_subnet {
+            // The answer is cached for every client: the upstream must not tailor it to one
+            // subnet (`upstream.forward_client_subnet`).
+            packet::strip_edns_option(&mut packet, OPTION_CLIENT_SUBNET);
+        }
         Step::Forward(Box::new(Pending {
             snapshot: arc_swap::Guard::into_inner(snapshot),
-            packet: packet.to_vec(),
+            packet,
             key: key.to_owned(),
             query,
             client,

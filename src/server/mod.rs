@@ -6,6 +6,7 @@
 
 pub mod handler;
 pub(crate) mod inflight;
+pub(crate) mod relay;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 

@@ -269,7 +269,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, mut stop: watch::Receiver<bool>) {
     let shared = Arc::clone(&admission.shared);
     let limits = shared.limits;
-    let client = admission.client;
+    let (client, mut stream) = (admission.client, stream);
+    // Behind a trusted relay, the client its PROXY header states (`server.trusted_relays`).
+    let Some(client) = super::relay::stream_client(&shared.handler, &mut stream, client, limits.io_timeout).await
+    else {
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let (answers, outgoing) = mpsc::channel::<Answer>(limits.pipeline);

@@ -219,14 +219,13 @@ fn run(
                 let Some(peer) = incoming.peer(i).filter(|_| !incoming.truncated(i)) else {
                     continue;
                 };
-                match handler.answer_fast(
-                    incoming.received(i),
-                    peer.ip(),
-                    Protocol::Udp,
-                    now,
-                    &mut answer,
-                    &mut worker,
-                ) {
+                // Behind a trusted relay: the DNS bytes after its PROXY header, and the client
+                // it states. The answer still goes to the relay, without a header.
+                let Some((query, client)) = handler.unwrap_datagram(incoming.received(i), peer.ip(), &mut worker)
+                else {
+                    continue;
+                };
+                match handler.answer_fast(query, client, Protocol::Udp, now, &mut answer, &mut worker) {
                     Step::Reply => {
                         if let Some(slot) = outgoing.buf_mut(queued).get_mut(..answer.len()) {
                             slot.copy_from_slice(&answer);

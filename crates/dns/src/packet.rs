@@ -6,6 +6,7 @@
 //! `cache`, not here. Every read is bounds-checked; any input gives a `Query` or a `ParseError`.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use crate::wire::{self, CLASS_IN, EDNS_PAYLOAD, HEADER_LEN, MAX_NAME_WIRE, MIN_UDP_PAYLOAD, flag, rtype, u16_at};
@@ -62,6 +63,82 @@ pub struct Edns {
     pub udp_size: u16,
     /// DNSSEC OK: the client wants signatures.
     pub dnssec_ok: bool,
+    /// The EDNS Client Subnet option, if the query has one that reads (a malformed one is as
+    /// none): who a relay says the client is, taken only from a trusted relay.
+    pub client_subnet: Option<ClientSubnet>,
+}
+
+/// The EDNS option code of Client Subnet (RFC 7871).
+pub const OPTION_CLIENT_SUBNET: u16 = 8;
+
+/// An EDNS Client Subnet option (RFC 7871 6): the client's address cut to a prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSubnet {
+    /// The address, its bits past `source_prefix` zeroed.
+    pub address: IpAddr,
+    /// SOURCE PREFIX-LENGTH: how many leading bits of `address` the relay states.
+    pub source_prefix: u8,
+}
+
+/// Reads the data of a Client Subnet option: FAMILY (1 IPv4, 2 IPv6), SOURCE PREFIX-LENGTH,
+/// SCOPE PREFIX-LENGTH, then exactly as many address bytes as the prefix needs. None for
+/// anything else (another family, a prefix longer than the address, a wrong byte count).
+pub fn client_subnet(data: &[u8]) -> Option<ClientSubnet> {
+    let (&family, rest) = data.split_first()?;
+    let (&family_low, rest) = rest.split_first()?;
+    let (&source_prefix, rest) = rest.split_first()?;
+    let (_scope, address) = rest.split_first()?;
+    let bits = match (family, family_low) {
+        (0, 1) => 32,
+        (0, 2) => 128,
+        _ => return None,
+    };
+    if source_prefix > bits || address.len() != usize::from(source_prefix).div_ceil(8) {
+        return None;
+    }
+    let mut octets = [0u8; 16];
+    octets[..address.len()].copy_from_slice(address);
+    // Bits past the prefix must be zero (RFC 7871 6); zeroed here rather than trusted.
+    let keep = u128::MAX.checked_shl(128 - u32::from(source_prefix)).unwrap_or(0);
+    let masked = (u128::from_be_bytes(octets) & keep).to_be_bytes();
+    let address = if bits == 32 {
+        IpAddr::V4(Ipv4Addr::new(masked[0], masked[1], masked[2], masked[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(masked))
+    };
+    Some(ClientSubnet { address, source_prefix })
+}
+
+/// Removes every EDNS option with `code` from the OPT record of `message` and fixes the record's
+/// RDLENGTH. Returns how many were removed; a message whose OPT record or options do not read
+/// is left as it is (0).
+pub fn strip_edns_option(message: &mut Vec<u8>, code: u16) -> usize {
+    let Ok(Some(opt)) = find_opt(message) else {
+        return 0;
+    };
+    let mut removed = 0;
+    let mut at = opt.rdata.start;
+    let mut end = opt.rdata.end;
+    while at < end {
+        let Some(option) = edns_options(&message[at..end]).next().and_then(Result::ok) else {
+            return removed;
+        };
+        let len = option.span.len();
+        if option.code == code {
+            message.drain(at..at + len);
+            end -= len;
+            removed += 1;
+        } else {
+            at += len;
+        }
+    }
+    if removed > 0
+        && let Ok(rdlength) = u16::try_from(end - opt.rdata.start)
+        && let Some(field) = message.get_mut(opt.rdata.start - 2..opt.rdata.start)
+    {
+        field.copy_from_slice(&rdlength.to_be_bytes());
+    }
+    removed
 }
 
 /// A query, read from its packet.
@@ -218,9 +295,20 @@ pub fn parse(packet: &[u8]) -> Result<Query, ParseError> {
     let edns = match opt {
         Some(opt) => {
             let ttl_flags = u16_at(packet, opt.ttl_at + 2).ok_or(ParseError::Additional)?;
+            // The options are read only when there are any: most queries carry none.
+            let client_subnet = packet
+                .get(opt.rdata.clone())
+                .filter(|rdata| !rdata.is_empty())
+                .and_then(|rdata| {
+                    edns_options(rdata)
+                        .map_while(Result::ok)
+                        .find(|o| o.code == OPTION_CLIENT_SUBNET)
+                        .and_then(|o| client_subnet(o.data))
+                });
             Some(Edns {
                 udp_size: opt.udp_size.max(MIN_UDP_PAYLOAD as u16),
                 dnssec_ok: ttl_flags & 0x8000 != 0,
+                client_subnet,
             })
         }
         None => None,
@@ -428,7 +516,8 @@ mod tests {
             q.edns,
             Some(Edns {
                 udp_size: 1232,
-                dnssec_ok: true
+                dnssec_ok: true,
+                client_subnet: None,
             })
         );
         assert_eq!(q.max_udp_len(), 1232);
@@ -577,5 +666,69 @@ mod tests {
             encode_query(&long_name, 1, false, &mut out),
             Err(EncodeError::NameTooLong)
         );
+    }
+
+    /// `query_bytes` with an OPT record holding `options` (code, data).
+    fn query_with_options(options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut p = query_bytes(7, "example.com", rtype::A, None);
+        p[11] = 1;
+        let rdata: Vec<u8> = options
+            .iter()
+            .flat_map(|(code, data)| {
+                let mut o = code.to_be_bytes().to_vec();
+                o.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                o.extend_from_slice(data);
+                o
+            })
+            .collect();
+        p.push(0);
+        p.extend_from_slice(&rtype::OPT.to_be_bytes());
+        p.extend_from_slice(&1232u16.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        p.extend_from_slice(&rdata);
+        p
+    }
+
+    #[test]
+    fn client_subnet_is_read_and_zero_padded() {
+        let ecs = |data: &[u8]| client_subnet(data).map(|c| (c.address.to_string(), c.source_prefix));
+        assert_eq!(ecs(&[0, 1, 24, 0, 10, 9, 0]), Some(("10.9.0.0".into(), 24)));
+        // Bits past the prefix are zeroed.
+        assert_eq!(ecs(&[0, 1, 20, 0, 10, 9, 0xff]), Some(("10.9.240.0".into(), 20)));
+        assert_eq!(ecs(&[0, 1, 32, 0, 10, 9, 0, 5]), Some(("10.9.0.5".into(), 32)));
+        assert_eq!(ecs(&[0, 1, 0, 0]), Some(("0.0.0.0".into(), 0)));
+        assert_eq!(
+            ecs(&[0, 2, 48, 0, 0x20, 1, 0xd, 0xb8, 0, 1]),
+            Some(("2001:db8:1::".into(), 48))
+        );
+        for bad in [
+            &[0, 1, 24, 0, 10, 9][..],
+            &[0, 1, 33, 0, 1, 2, 3, 4, 5],
+            &[0, 3, 0, 0],
+            &[0, 1, 24],
+        ] {
+            assert_eq!(client_subnet(bad), None, "{bad:?}");
+        }
+        let q = parse(&query_with_options(&[(10, &[1; 8]), (8, &[0, 1, 24, 0, 10, 9, 0])])).unwrap();
+        assert_eq!(q.edns.unwrap().client_subnet.unwrap().address.to_string(), "10.9.0.0");
+        let q = parse(&query_with_options(&[(10, &[1; 8])])).unwrap();
+        assert_eq!(q.edns.unwrap().client_subnet, None);
+    }
+
+    #[test]
+    fn stripping_an_option_keeps_the_others_and_fixes_the_length() {
+        let ecs: &[u8] = &[0, 1, 24, 0, 10, 9, 0];
+        let mut p = query_with_options(&[(10, &[1; 8]), (8, ecs), (15, &[0, 1])]);
+        assert_eq!(strip_edns_option(&mut p, OPTION_CLIENT_SUBNET), 1);
+        assert_eq!(p, query_with_options(&[(10, &[1; 8]), (15, &[0, 1])]));
+        let message = Message::from_vec(&p).expect("hickory reads the stripped query");
+        assert_eq!(message.edns.as_ref().expect("OPT").options().as_ref().len(), 2);
+        let mut only = query_with_options(&[(8, ecs)]);
+        assert_eq!(strip_edns_option(&mut only, OPTION_CLIENT_SUBNET), 1);
+        assert_eq!(only, query_with_options(&[]));
+        assert_eq!(strip_edns_option(&mut only, OPTION_CLIENT_SUBNET), 0);
+        let mut plain = query_bytes(1, "example.com", rtype::A, None);
+        assert_eq!(strip_edns_option(&mut plain, OPTION_CLIENT_SUBNET), 0);
     }
 }
