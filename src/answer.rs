@@ -319,6 +319,30 @@ fn write_one_record(packet: &[u8], query: &Query, kind: (u16, u16, u32), rdata: 
     }
 }
 
+/// Writes a NOERROR answer made here from pre-encoded records (DDR's): `answers`, their count
+/// and bytes, each owned by a pointer to the question name; for a negative answer, `soa`: where
+/// the zone's apex starts in the question name and the SOA's bytes after its owner, which point
+/// there. The client's OPT is echoed. Copies only: nothing allocated but into `out`.
+pub(crate) fn write_local(
+    packet: &[u8],
+    query: &Query,
+    answers: (u16, &[u8]),
+    soa: Option<(usize, &[u8])>,
+    out: &mut Vec<u8>,
+) {
+    let (count, records) = answers;
+    let counts = [1, count, u16::from(soa.is_some()), u16::from(query.edns.is_some())];
+    write_header(packet, query, rcode::NOERROR, counts, out);
+    out.extend_from_slice(records);
+    if let Some((apex_at, soa)) = soa {
+        push_u16(out, 0xc000 | (HEADER_LEN + apex_at) as u16);
+        out.extend_from_slice(soa);
+    }
+    if let Some(edns) = query.edns {
+        push_opt_record(out, None, edns.dnssec_ok);
+    }
+}
+
 /// Writes an empty answer with TC set (and the client's OPT echoed): what a rate-limited UDP
 /// client gets now and then instead of silence, so that a real one retries over TCP.
 pub(crate) fn write_truncated(packet: &[u8], query: &Query, out: &mut Vec<u8>) {

@@ -16,6 +16,7 @@ pub use sinkhole_dns::{packet, wire};
 mod answer;
 pub mod cache;
 pub mod config;
+mod ddr;
 pub mod egress;
 mod engine;
 pub mod export;

@@ -276,6 +276,9 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
     match source.load().and_then(sinkhole::state::build) {
         Ok(snapshot) => {
             print!("{}", sinkhole::report::check(&snapshot));
+            if let Some(ddr) = snapshot.ddr_summary() {
+                println!("{ddr}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -125,7 +125,7 @@ pub(crate) enum Outcome {
     /// An opcode other than QUERY.
     Notimp,
     /// Answered here rather than forwarded: an ANY query with one HINFO record (RFC 8482), a
-    /// CHAOS query with `server.identity` or `server.version`.
+    /// CHAOS query with `server.identity` or `server.version`, a DDR query (`resolver.arpa`).
     Minimal,
     /// No upstream answered; an expired answer from the cache was sent (RFC 8767).
     Stale,

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::cache::TtlLimits;
 use crate::config::{ClientIpMode, Config, ConfigError, Diagnostic, HitsTarget, Origin};
+use crate::ddr::Ddr;
 use crate::hitlog::{ClientPrivacy, HitContext};
 use crate::lists::{self, DomainSetBuilder};
 use crate::policy::{NamedList, OnMissingList, PolicySpec, Rules};
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub warnings: Vec<Diagnostic>,
     /// Where each list with `urls` stands: which URLs have a copy, and from when.
     pub(crate) url_lists: Vec<UrlListStatus>,
+    /// The DDR answers (`_dns.resolver.arpa`): built with the config, since they say what it does.
+    pub(crate) ddr: Ddr,
 }
 
 /// One list with `urls`, as a snapshot was built with it: for `check`, the logs and metrics.
@@ -76,6 +79,12 @@ impl Snapshot {
     /// Total rules over all lists.
     pub fn rule_count(&self) -> usize {
         self.rules.rule_count()
+    }
+
+    /// What DDR offers clients (`_dns.resolver.arpa`), as a line for `check`; None when it
+    /// offers nothing (no encrypted listener, or no name for it).
+    pub fn ddr_summary(&self) -> Option<&str> {
+        self.ddr.summary()
     }
 }
 
@@ -243,7 +252,10 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>, store: &ListStore)
         ClientIpMode::Hashed => ClientPrivacy::Hashed(config.log.hash_salt().unwrap_or_default().into()),
         ClientIpMode::None => ClientPrivacy::Omitted,
     };
+    let (ddr, ddr_warnings) = Ddr::build(&config);
+    warnings.extend(ddr_warnings);
     Ok(Snapshot {
+        ddr,
         ratelimit,
         rules: Rules::build(&acl, &exempt, lists, &specs),
         acl,

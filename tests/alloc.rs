@@ -565,3 +565,34 @@ fn blocked_query_with_hit_log_does_not_allocate() {
         "every blocked query reached the hit log (the queue holds them all)"
     );
 }
+
+/// DDR's answers (RFC 9462) are copies of bytes built once per snapshot: the SVCB records of
+/// `_dns.resolver.arpa` and `_dns.<ddr_name>`, and the NODATA of the rest of `resolver.arpa`.
+#[test]
+fn ddr_answers_do_not_allocate() {
+    let (cert, key) = (TempFile::new("ddr-cert", "pem"), TempFile::new("ddr-key", "pem"));
+    let pair = rcgen::generate_simple_self_signed(vec!["dns.example.test".to_owned(), "10.0.0.53".to_owned()])
+        .expect("rcgen makes a certificate");
+    std::fs::write(&cert.0, pair.cert.pem()).expect("write the test certificate");
+    std::fs::write(&key.0, pair.signing_key.serialize_pem()).expect("write the test key");
+    let server = format!(
+        "metrics = \"off\"\ntls = [\"10.0.0.53:853\"]\nhttps = [\"10.0.0.53:443\"]\ncertificate = {:?}\nkey = {:?}",
+        cert.0.display().to_string(),
+        key.0.display().to_string()
+    );
+    let (handler, _config) = handler_with("ddr", HitLog::disabled(), &CONFIG.replace("metrics = \"off\"", &server));
+    for (name, qtype) in [
+        ("_dns.resolver.arpa.", RecordType::SVCB),
+        ("_dns.dns.example.test.", RecordType::SVCB),
+        ("x._dns.resolver.arpa.", RecordType::A),
+    ] {
+        for edns in [true, false] {
+            let packet = query(name, qtype, edns);
+            let n = allocations_per_answer(&handler, &packet, NOERROR, handler.worker(1));
+            assert_eq!(
+                n, 0,
+                "{n} allocations in {CALLS} DDR answers to {name} {qtype} (edns: {edns})"
+            );
+        }
+    }
+}

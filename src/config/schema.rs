@@ -156,6 +156,16 @@ pub struct ServerConfig {
     /// The PEM private key of `certificate` (PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
     pub key: Option<Spanned<PathBuf>>,
+    /// The name DDR (RFC 9462) gives clients as the encrypted resolver's target name: the name
+    /// they check the certificate against. Default: the first DNS name among the certificate's
+    /// subject alternative names. Without either, `_dns.resolver.arpa` gets NODATA.
+    #[serde(default)]
+    pub ddr_name: Option<Spanned<String>>,
+    /// The addresses DDR's SVCB records give as `ipv4hint`/`ipv6hint`, so that a client reaches
+    /// the encrypted resolver without resolving its name. Default: the specific addresses of
+    /// `tls` and `https` (a wildcard such as 0.0.0.0 gives none).
+    #[serde(default)]
+    pub ddr_addresses: Option<Spanned<Vec<Spanned<IpAddr>>>>,
 }
 
 impl Default for ServerConfig {
@@ -184,6 +194,8 @@ impl Default for ServerConfig {
             https: Vec::new(),
             certificate: None,
             key: None,
+            ddr_name: None,
+            ddr_addresses: None,
         }
     }
 }

@@ -64,6 +64,9 @@ const EGRESS_RATE: RangeInclusive<u32> = 1..=10_000;
 const EGRESS_SIZE: RangeInclusive<usize> = 1..=10_000_000;
 /// Characters of an nftables table or set name at most (NFT_NAME_MAXLEN is 256 with its NUL).
 const MAX_NFT_NAME: usize = 255;
+/// `server.ddr_addresses` at most: two SVCB records with this many IPv6 hints and the longest
+/// name still fit a 1232-byte answer.
+pub(crate) const MAX_DDR_ADDRESSES: usize = 8;
 /// Prefixes outside `server.allow` named in one warning at most.
 const SHOWN_PARTS: usize = 4;
 
@@ -248,6 +251,7 @@ impl Config {
                 "server.tcp_buffer must be at least 64 KiB (one answer of any size)",
             );
         }
+        self.check_ddr(p);
         if let Some(threads) = server.threads
             && !THREADS.contains(&threads)
         {
@@ -259,6 +263,36 @@ impl Config {
                     THREADS.end()
                 ),
             );
+        }
+    }
+
+    /// `ddr_name` must be a host name a certificate can hold; `ddr_addresses` real, few
+    /// addresses: they go into every SVCB record, which must fit one UDP answer.
+    fn check_ddr(&self, p: &mut Problems<'_>) {
+        let server = &self.server;
+        if let Some(name) = &server.ddr_name
+            && let Err(message) = check_host_name(name.get_ref())
+        {
+            p.at(name.span(), format!("server.ddr_name: {message}"));
+        }
+        if let Some(addresses) = &server.ddr_addresses {
+            if addresses.get_ref().len() > MAX_DDR_ADDRESSES {
+                p.at(
+                    addresses.span(),
+                    format!("server.ddr_addresses: at most {MAX_DDR_ADDRESSES} addresses"),
+                );
+            }
+            for address in addresses.get_ref() {
+                let ip = address.get_ref();
+                if ip.is_unspecified() || ip.is_multicast() {
+                    p.at(
+                        address.span(),
+                        format!(
+                            "server.ddr_addresses: {ip} is not an address a client can reach; give the resolver's own"
+                        ),
+                    );
+                }
+            }
         }
     }
 
@@ -796,6 +830,24 @@ impl Config {
         }
         warnings
     }
+}
+
+/// Whether `name` is a host name (RFC 1123 letters, digits and hyphens, labels of 1 to 63, 253
+/// in all), as a certificate's DNS name and an SVCB target must be; a trailing dot is allowed.
+fn check_host_name(name: &str) -> Result<(), String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return Err(format!("{name:?} is not a host name (1 to 253 characters)"));
+    }
+    for label in name.split('.') {
+        let ldh = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if label.is_empty() || label.len() > 63 || !ldh || label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "{name:?} is not a host name: label {label:?} must be 1 to 63 letters, digits or inner hyphens"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What to tell the operator about a policy prefix that `server.allow` does not wholly hold:

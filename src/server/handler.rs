@@ -512,6 +512,23 @@ impl Handler {
                 return Step::Reply;
             }
         };
+        // DDR before any policy: a client that may use the resolver at all may learn how to reach
+        // it encrypted, whatever its policy blocks; `resolver.arpa` is never forwarded.
+        if class.allowed
+            && let Some(reply) = snapshot.ddr.reply_for(&query)
+        {
+            snapshot.ddr.write(packet, &query, reply, out);
+            if protocol == Protocol::Udp
+                && out.len()
+                    > query
+                        .max_udp_len()
+                        .min(usize::from(*snapshot.config.server.max_udp_payload.get_ref()))
+            {
+                answer::write_truncated(packet, &query, out);
+            }
+            tally.query(protocol, Outcome::Minimal);
+            return Step::Reply;
+        }
         let q = QueryCtx {
             now,
             snapshot: &snapshot,
