@@ -146,6 +146,11 @@ pub struct ServerConfig {
     /// The PEM private key of `certificate` (PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
     pub key: Option<Spanned<PathBuf>>,
+    /// Seconds a DoT or DoH client has to finish its TLS handshake once connected; a connection
+    /// that has not is closed, so that it does not hold a connection slot. Default 5
+    /// ([`defaults::TLS_HANDSHAKE_TIMEOUT`]).
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: u64,
 }
 
 impl Default for ServerConfig {
@@ -172,6 +177,7 @@ impl Default for ServerConfig {
             https: Vec::new(),
             certificate: None,
             key: None,
+            tls_handshake_timeout: default_tls_handshake_timeout(),
         }
     }
 }
@@ -209,6 +215,9 @@ fn default_tcp_pipeline() -> usize {
 }
 fn default_tcp_buffer() -> ByteSize {
     ByteSize(defaults::TCP_BUFFER)
+}
+fn default_tls_handshake_timeout() -> u64 {
+    defaults::TLS_HANDSHAKE_TIMEOUT
 }
 fn default_max_inflight() -> usize {
     defaults::MAX_INFLIGHT
