@@ -78,6 +78,9 @@ pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "sinkhole_tls_handshake_failures
 /// Loads of `server.certificate` and `server.key` on reload (SIGHUP), by `result` (ok: new
 /// handshakes get the new pair; failed: the previous pair serves on, the reason is logged).
 pub(crate) const TLS_CERTIFICATE_RELOADS: &str = "sinkhole_tls_certificate_reloads_total";
+/// Unix time the serving TLS certificate (its leaf) expires: alert on it falling near `time()`
+/// when renewal stopped working.
+pub(crate) const TLS_CERTIFICATE_EXPIRY: &str = "sinkhole_tls_certificate_expiry_timestamp_seconds";
 /// DNS over HTTPS responses, by HTTP `status` (200; 400 bad request, 404 not `/dns-query`, 405
 /// not GET or POST, 413 too large, 415 not `application/dns-message`, 502 no answer).
 pub(crate) const DOH_RESPONSES: &str = "sinkhole_doh_responses_total";
@@ -266,6 +269,11 @@ pub fn describe() {
         "Loads of the TLS certificate and key on reload, by result."
     );
     describe_counter!(DOH_RESPONSES, Unit::Count, "DNS over HTTPS responses, by HTTP status.");
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY,
+        Unit::Seconds,
+        "Unix time the serving TLS certificate expires."
+    );
     describe_counter!(
         EGRESS_DROPPED,
         Unit::Count,

@@ -354,10 +354,13 @@ fn sighup_swaps_the_certificate_and_a_broken_pair_keeps_the_old_one() {
     let first = pem_body(&std::fs::read_to_string(dir.join("server.crt")).expect("cert"));
     assert_eq!(served_certificate(e.tls), first);
 
-    let renewed = e.ca.dns_test_cert();
+    assert_eq!(expiry_gauge(&e), Some(67_090_118_400.0), "4096-01-01");
+
+    let renewed = e.ca.server_cert_until(&[TLS_NAME, "127.0.0.1"], (2031, 2, 3));
     renewed.write(dir, "server");
     e.daemon.reload();
     wait_for_reloads(&e, "ok", 1.0);
+    assert_eq!(expiry_gauge(&e), Some(1_927_843_200.0), "2031-02-03");
     let second = pem_body(&renewed.cert_pem);
     assert_ne!(first, second);
     assert_eq!(
@@ -381,6 +384,12 @@ fn sighup_swaps_the_certificate_and_a_broken_pair_keeps_the_old_one() {
         e.daemon.stderr()
     );
     assert_eq!(reloads(&e, "ok"), 1.0);
+    assert_eq!(expiry_gauge(&e), Some(1_927_843_200.0), "the serving one's");
+}
+
+fn expiry_gauge(e: &Encrypted) -> Option<f64> {
+    let page = e.daemon.scrape_metrics();
+    metric(&page, "sinkhole_tls_certificate_expiry_timestamp_seconds", &[])
 }
 
 #[test]
@@ -410,6 +419,45 @@ fn a_client_that_never_handshakes_is_closed_after_the_handshake_timeout() {
     assert_eq!(timeouts, Some(2.0), "{page}");
     let errors = metric(&page, "sinkhole_tls_handshake_failures_total", &[("reason", "error")]);
     assert_eq!(errors, Some(1.0), "{page}");
+}
+
+/// How long an `openssl s_client` connection that sends nothing after its handshake (ALPN
+/// `alpn`) stays open, up to `limit`.
+fn idle_connection_lifetime(port: u16, alpn: &str, limit: Duration) -> Duration {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", TLS_NAME, "-alpn", alpn])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().expect("wait").is_some() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    started.elapsed()
+}
+
+#[test]
+fn idle_dot_and_doh_connections_are_closed() {
+    if !have("openssl", "holds an idle TLS connection") {
+        return;
+    }
+    let e = Encrypted::start("tcp_idle_timeout = 1");
+    for (port, alpn) in [(e.tls, "dot"), (e.https, "h2"), (e.https, "http/1.1")] {
+        let lived = idle_connection_lifetime(port, alpn, Duration::from_secs(6));
+        assert!(
+            lived >= Duration::from_millis(900),
+            "{alpn}: closed after {lived:?}: too soon"
+        );
+        assert!(lived < Duration::from_secs(4), "{alpn}: still open after {lived:?}");
+    }
 }
 
 #[test]

@@ -40,10 +40,16 @@ impl TestCa {
     }
 
     /// A server certificate signed by this CA for `names`: DNS names, or IP addresses (which
-    /// become IP SANs, as clients that connect by address check them).
+    /// become IP SANs, as clients that connect by address check them). Valid until 4096.
     pub fn server_cert(&self, names: &[&str]) -> ServerCert {
+        self.server_cert_until(names, (4096, 1, 1))
+    }
+
+    /// [`TestCa::server_cert`], valid until midnight UTC of `(year, month, day)`.
+    pub fn server_cert_until(&self, names: &[&str], (year, month, day): (i32, u8, u8)) -> ServerCert {
         let names: Vec<String> = names.iter().map(ToString::to_string).collect();
         let mut params = CertificateParams::new(names).expect("valid SANs");
+        params.not_after = rcgen::date_time_ymd(year, month, day);
         params.distinguished_name.push(DnType::CommonName, TLS_NAME);
         let key = KeyPair::generate().expect("generate a server key");
         let cert = params
