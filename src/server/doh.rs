@@ -9,12 +9,14 @@
 //! What bounds a client, beside the connection limits it shares with TCP: bodies are read up to
 //! 65535 bytes (a DNS message's most) within `server.tcp_io_timeout`, as are request headers;
 //! HTTP/2 streams in flight per connection are capped at `server.tcp_pipeline`; a connection with
-//! no request for `server.tcp_idle_timeout` is closed.
+//! no request for `server.tcp_idle_timeout` is closed. Memory per connection is thus at most
+//! `tcp_pipeline` requests and answers of 64 KiB each (HTTP/2's send buffer is capped to one
+//! answer per stream); DoH answers do not draw on `server.tcp_buffer`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -206,7 +208,7 @@ impl Exchange {
             }
         };
         self.activity.end();
-        status_counter(response.status()).increment(1);
+        self.shared.doh.count(response.status());
         response
     }
 
@@ -329,19 +331,37 @@ fn least_ttl(message: &[u8]) -> u32 {
         .unwrap_or(0)
 }
 
-/// The `sinkhole_doh_responses_total` counter of `status`; the handles are taken once, as the
-/// statuses are few and fixed.
-fn status_counter(status: StatusCode) -> &'static metrics::Counter {
-    const STATUSES: [u16; 8] = [200, 400, 404, 405, 408, 413, 415, 502];
-    static COUNTERS: OnceLock<Vec<metrics::Counter>> = OnceLock::new();
-    let counters = COUNTERS.get_or_init(|| {
-        STATUSES
-            .iter()
-            .map(|s| metrics::counter!(crate::metrics::DOH_RESPONSES, "status" => s.to_string()))
-            .collect()
-    });
-    let index = STATUSES.iter().position(|s| *s == status.as_u16()).unwrap_or(0);
-    &counters[index]
+/// The statuses DoH answers with, each with its `sinkhole_doh_responses_total` counter.
+const STATUSES: [StatusCode; 8] = [
+    StatusCode::OK,
+    StatusCode::BAD_REQUEST,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::REQUEST_TIMEOUT,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    StatusCode::BAD_GATEWAY,
+];
+
+/// `sinkhole_doh_responses_total{status}`, one handle per status in [`STATUSES`], taken once.
+pub(super) struct DohMetrics {
+    responses: [metrics::Counter; STATUSES.len()],
+}
+
+impl DohMetrics {
+    pub(super) fn new() -> DohMetrics {
+        DohMetrics {
+            responses: STATUSES
+                .map(|s| metrics::counter!(crate::metrics::DOH_RESPONSES, "status" => s.as_str().to_string())),
+        }
+    }
+
+    fn count(&self, status: StatusCode) {
+        let index = STATUSES.iter().position(|s| *s == status);
+        if let Some(counter) = index.and_then(|i| self.responses.get(i)) {
+            counter.increment(1);
+        }
+    }
 }
 
 #[cfg(test)]

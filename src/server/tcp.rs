@@ -41,6 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::doh::DohMetrics;
 use super::handler::{Clock, Handler, Protocol, Step, Worker};
 use super::tls::{self, HandshakeMetrics};
 use crate::framing::{FrameReader, framed};
@@ -140,6 +141,7 @@ impl TcpServer {
             buffer: Arc::new(Semaphore::new(limits.buffer_bytes.div_ceil(1024))),
             metrics: TcpMetrics::new(),
             handshakes: HandshakeMetrics::new(),
+            doh: DohMetrics::new(),
         });
         let loops = listeners
             .into_iter()
@@ -189,6 +191,8 @@ pub(super) struct Shared {
     buffer: Arc<Semaphore>,
     pub(super) metrics: TcpMetrics,
     handshakes: HandshakeMetrics,
+    /// DoH responses by status.
+    pub(super) doh: DohMetrics,
 }
 
 /// The metric handles of the TCP side.
