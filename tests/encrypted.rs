@@ -87,7 +87,7 @@ fn have(program: &str, why: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        eprintln!("skipped: {program} is not installed ({why})");
+        eprintln!("SKIPPED: {program} is not installed ({why})");
     }
     found
 }
@@ -148,6 +148,10 @@ fn dot_and_doh_answer_and_block_as_the_client_s_policy_says() {
         let outside = kdig_encrypted(&e, https, "127.20.0.5", "tiktok.com");
         assert!(outside.contains("status: NOERROR"), "{protocol}: {outside}");
         assert!(outside.contains("192.0.2.1"), "{protocol}: {outside}");
+
+        // Answers up to 64 KiB, as over TCP: never truncated.
+        let many = kdig_encrypted(&e, https, "127.20.0.5", "many.example");
+        assert!(many.contains(&format!("ANSWER: {MANY_RECORDS};")), "{protocol}: {many}");
     }
 
     let hits = wait_for_hits(e.daemon.dir().join("hits.jsonl"), 2, Duration::from_secs(5));
