@@ -14,9 +14,10 @@
 //! answer per stream); DoH answers do not draw on `server.tcp_buffer`.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -28,10 +29,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 
 use super::handler::{Clock, Protocol, Step, Worker};
@@ -68,7 +70,8 @@ pub(super) async fn serve_connection(
         let exchange = exchange.clone();
         async move { Ok::<_, Infallible>(exchange.answer(request).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let tasks = ConnectionTasks::default();
+    let mut builder = auto::Builder::new(tasks.clone());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -114,6 +117,24 @@ pub(super) async fn serve_connection(
         }
     }
     drop(admission);
+}
+
+/// The tasks hyper spawns for one connection (HTTP/2 streams and their answers): owned by it, and
+/// aborted when the connection is dropped (the last clone, held by its builder and connection,
+/// goes), so that none outlives a connection that shutdown gave up on.
+#[derive(Clone, Default)]
+struct ConnectionTasks(Arc<Mutex<JoinSet<()>>>);
+
+impl<F> hyper::rt::Executor<F> for ConnectionTasks
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, task: F) {
+        let mut tasks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reap the finished ones first: the set holds no more than the streams in flight.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
 }
 
 /// When a connection last did something, to close it once idle.
