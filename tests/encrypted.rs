@@ -295,6 +295,38 @@ fn doh_get_and_post_over_http2_and_http1_and_its_errors() {
         Some(4.0),
         "{page}"
     );
+    promtool_lint(&page);
+}
+
+/// The Prometheus linter's verdict on the page (names, units, help texts of the TLS and DoH
+/// metrics), where promtool is installed (CI installs it).
+fn promtool_lint(page: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("SKIPPED: promtool is not installed (the Prometheus lint)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(page.as_bytes())
+        .expect("write the page");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
 }
 
 /// The certificate a new DoT handshake sees, as its base64 body (no PEM lines or markers).
@@ -389,6 +421,7 @@ fn sighup_swaps_the_certificate_and_a_broken_pair_keeps_the_old_one() {
     );
     assert_eq!(reloads(&e, "ok"), 1.0);
     assert_eq!(expiry_gauge(&e), Some(1_927_843_200.0), "the serving one's");
+    promtool_lint(&e.daemon.scrape_metrics());
 }
 
 fn expiry_gauge(e: &Encrypted) -> Option<f64> {
