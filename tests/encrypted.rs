@@ -458,6 +458,41 @@ fn a_client_that_never_handshakes_is_closed_after_the_handshake_timeout() {
     assert_eq!(errors, Some(1.0), "{page}");
 }
 
+#[test]
+fn dot_and_doh_connections_share_the_tcp_limits() {
+    let e = Encrypted::start("tcp_max_connections_per_client = 1\ntls_handshake_timeout = 5");
+    // One connection from 127.0.0.1, still handshaking, holds its share: plain TCP, DoT and DoH
+    // from that address are turned away at accept.
+    let _held = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], e.tls))).expect("connect");
+    std::thread::sleep(Duration::from_millis(200));
+    for port in [e.tls, e.https, e.daemon.addr().port()] {
+        let mut over = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("connect");
+        over.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        assert!(is_closed(&mut over), "port {port}: over the client's share, still open");
+    }
+    let page = e.daemon.scrape_metrics();
+    let refused = metric(&page, "sinkhole_tcp_rejected_total", &[("reason", "client_limit")]);
+    assert_eq!(refused, Some(3.0), "{page}");
+    // Another client address has its own share.
+    let mut other = tcp_connect(
+        SocketAddr::from(([127, 0, 0, 1], e.tls)),
+        ip("127.20.0.5"),
+        Duration::from_secs(2),
+    )
+    .expect("connect");
+    assert!(!is_closed(&mut other), "another client was turned away");
+}
+
+/// Whether the server closed `stream` (EOF or reset) within a second.
+fn is_closed(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    let mut byte = [0; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
+}
 /// How long an `openssl s_client` connection that sends nothing after its handshake (ALPN
 /// `alpn`) stays open, up to `limit`.
 fn idle_connection_lifetime(port: u16, alpn: &str, limit: Duration) -> Duration {
