@@ -17,7 +17,7 @@
 //! the rule's own answer in an RPZ list),
 //! `mode` (`enforce`: that answer was sent; `audit`: only logged), `phase` (the index of the
 //! policy's phase then, in its `phases`; 0 without them: with `mode`, which phase of a ban's
-//! timeline it was), `protocol` (`udp`, `tcp`), and
+//! timeline it was), `protocol` (`udp`, `tcp`, `dot` for DNS over TLS, `doh` for DNS over HTTPS), and
 //! `cname` (the name in the answer's CNAME chain that matched) for blocks found by CNAME inspection,
 //! and `address` (the answer's A/AAAA address that a list's range holds; `rule` is the range) for
 //! blocks found by answer-address rules.
@@ -106,7 +106,7 @@ pub struct HitRecord {
     pub cname: Option<QName>,
     /// The answer's address that matched, when the block came from a list's address ranges.
     pub address: Option<IpAddr>,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp`, `dot` or `doh`.
     pub protocol: &'static str,
 }
 

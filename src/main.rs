@@ -279,13 +279,58 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
             if let Some(ddr) = snapshot.ddr_summary() {
                 println!("{ddr}");
             }
-            Ok(ExitCode::SUCCESS)
+            match encrypted_listeners(&snapshot.config) {
+                Ok(lines) => {
+                    print!("{lines}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Err(e) => {
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// What `check` says of DoT and DoH: which addresses serve what, with the certificate they
+/// present, loaded as the daemon would load it (a pair that does not load fails the check).
+fn encrypted_listeners(config: &Config) -> Result<String, sinkhole::server::certs::CertError> {
+    use sinkhole::server::certs;
+    let server = &config.server;
+    if server.tls.is_empty() && server.https.is_empty() {
+        return Ok(String::new());
+    }
+    let (certificate, key) = certs::configured_pair(config)?;
+    certs::load_pair(&certificate, &key)?;
+    let join = |addrs: &[toml::Spanned<std::net::SocketAddr>]| {
+        addrs
+            .iter()
+            .map(|a| a.get_ref().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    if !server.tls.is_empty() {
+        out += &format!("dot       {} (DNS over TLS)\n", join(&server.tls));
+    }
+    if !server.https.is_empty() {
+        out += &format!(
+            "doh       {} (DNS over HTTPS, https://.../dns-query)\n",
+            join(&server.https)
+        );
+    }
+    out += &format!(
+        "tls       certificate {}, key {}: ok (handshake timeout {} s)\n",
+        certificate.display(),
+        key.display(),
+        server.tls_handshake_timeout
+    );
+    Ok(out)
 }
 
 /// `(via, client)`: the relay the query comes through, if any, and the client asking.

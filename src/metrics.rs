@@ -11,7 +11,7 @@
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-/// Queries answered, by `protocol` (udp, tcp) and `outcome` (see [`Outcome`]).
+/// Queries answered, by `protocol` (udp, tcp, dot, doh) and `outcome` (see [`Outcome`]).
 pub(crate) const QUERIES: &str = "sinkhole_queries_total";
 /// Block decisions, by `policy`, `list` and `mode` (enforce, audit).
 pub(crate) const BLOCKS: &str = "sinkhole_blocks_total";
@@ -83,6 +83,18 @@ pub(crate) const RELAY_IGNORED: &str = "sinkhole_relay_ignored_total";
 /// closed), by `reason` (truncated, version, command, family, address_length, too_long, timeout,
 /// io).
 pub(crate) const PROXY_HEADER_ERRORS: &str = "sinkhole_proxy_header_errors_total";
+/// TLS handshakes of DoT and DoH connections that did not complete, by `reason` (timeout: not
+/// done within `server.tls_handshake_timeout`; error: not TLS, refused, or the client gave up).
+pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "sinkhole_tls_handshake_failures_total";
+/// Loads of `server.certificate` and `server.key` on reload (SIGHUP), by `result` (ok: new
+/// handshakes get the new pair; failed: the previous pair serves on, the reason is logged).
+pub(crate) const TLS_CERTIFICATE_RELOADS: &str = "sinkhole_tls_certificate_reloads_total";
+/// Unix time the serving TLS certificate (its leaf) expires: alert on it falling near `time()`
+/// when renewal stopped working.
+pub(crate) const TLS_CERTIFICATE_EXPIRY: &str = "sinkhole_tls_certificate_expiry_timestamp_seconds";
+/// DNS over HTTPS responses, by HTTP `status` (200; 400 bad request, 404 not `/dns-query`, 405
+/// not GET or POST, 413 too large, 415 not `application/dns-message`, 502 no answer).
+pub(crate) const DOH_RESPONSES: &str = "sinkhole_doh_responses_total";
 /// Blocked names the egress companion did not take: its queue (`egress.queue`) or its batch of
 /// elements waiting for nft was full.
 pub(crate) const EGRESS_DROPPED: &str = "sinkhole_egress_dropped_total";
@@ -271,6 +283,22 @@ pub fn describe() {
         TCP_CLOSED,
         Unit::Count,
         "TCP connections closed for a slow client, by reason."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        Unit::Count,
+        "DoT and DoH TLS handshakes that did not complete, by reason."
+    );
+    describe_counter!(
+        TLS_CERTIFICATE_RELOADS,
+        Unit::Count,
+        "Loads of the TLS certificate and key on reload, by result."
+    );
+    describe_counter!(DOH_RESPONSES, Unit::Count, "DNS over HTTPS responses, by HTTP status.");
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY,
+        Unit::Seconds,
+        "Unix time the serving TLS certificate expires."
     );
     describe_counter!(
         EGRESS_DROPPED,

@@ -343,7 +343,7 @@ impl QueryFixture {
                 self.handler.flush(&mut worker);
                 step
             }
-            Protocol::Tcp => {
+            Protocol::Tcp | Protocol::Dot | Protocol::Doh => {
                 let mut worker = Worker::default();
                 let step = self
                     .handler

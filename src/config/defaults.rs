@@ -34,6 +34,8 @@ pub(crate) const TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 pub(crate) const TCP_PIPELINE: usize = 16;
 /// `server.tcp_buffer`, bytes (16 MiB).
 pub(crate) const TCP_BUFFER: u64 = 16 << 20;
+/// `server.tls_handshake_timeout`, seconds: a handshake takes a round trip or two.
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: u64 = 5;
 /// `server.max_inflight`, per UDP worker.
 pub(crate) const MAX_INFLIGHT: usize = 4096;
 /// `server.max_udp_payload`, bytes: DNS Flag Day 2020's size, which never fragments.

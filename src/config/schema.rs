@@ -166,6 +166,11 @@ pub struct ServerConfig {
     /// `tls` and `https` (a wildcard such as 0.0.0.0 gives none).
     #[serde(default)]
     pub ddr_addresses: Option<Spanned<Vec<Spanned<IpAddr>>>>,
+    /// Seconds a DoT or DoH client has to finish its TLS handshake once connected; a connection
+    /// that has not is closed, so that it does not hold a connection slot. Default 5
+    /// ([`defaults::TLS_HANDSHAKE_TIMEOUT`]).
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: u64,
 }
 
 impl Default for ServerConfig {
@@ -196,6 +201,7 @@ impl Default for ServerConfig {
             key: None,
             ddr_name: None,
             ddr_addresses: None,
+            tls_handshake_timeout: default_tls_handshake_timeout(),
         }
     }
 }
@@ -233,6 +239,9 @@ fn default_tcp_pipeline() -> usize {
 }
 fn default_tcp_buffer() -> ByteSize {
     ByteSize(defaults::TCP_BUFFER)
+}
+fn default_tls_handshake_timeout() -> u64 {
+    defaults::TLS_HANDSHAKE_TIMEOUT
 }
 fn default_max_inflight() -> usize {
     defaults::MAX_INFLIGHT

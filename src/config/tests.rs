@@ -494,6 +494,21 @@ const VALIDATION_ERRORS: &[(&str, &str, &str)] = &[
         "log.client_ip = \"hashed\" needs log.salt or log.salt_file",
     ),
     ("[log]\nqueue = 0\n", "2:9", "log.queue must be at least 1"),
+    (
+        "[server]\ntls = [\"127.0.0.1:853\"]\n",
+        "2:7",
+        "server.tls needs server.certificate and server.key",
+    ),
+    (
+        "[server]\nhttps = [\"127.0.0.1:443\"]\ncertificate = \"c.pem\"\n",
+        "2:9",
+        "server.https needs server.certificate and server.key",
+    ),
+    (
+        "[server]\ntls_handshake_timeout = 0\n",
+        "2:25",
+        "server.tls_handshake_timeout must be at least 1 second",
+    ),
 ];
 
 #[test]

@@ -205,6 +205,7 @@ impl Config {
                 p.at(listen.span(), "listen port 0: choose a fixed port");
             }
         }
+        self.check_server_tls(p);
         let payload = &server.max_udp_payload;
         if !UDP_PAYLOAD.contains(payload.get_ref()) {
             p.at(
@@ -227,6 +228,7 @@ impl Config {
         for (key, seconds) in [
             ("tcp_idle_timeout", server.tcp_idle_timeout),
             ("tcp_io_timeout", server.tcp_io_timeout),
+            ("tls_handshake_timeout", server.tls_handshake_timeout),
         ] {
             if seconds == 0 {
                 p.key(
@@ -292,6 +294,28 @@ impl Config {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// DoT and DoH listeners need a certificate and its key (whether the pair loads is checked
+    /// where it is loaded: at start, on reload, and by `sinkhole check`).
+    fn check_server_tls(&self, p: &mut Problems<'_>) {
+        let server = &self.server;
+        for (key, addrs) in [("tls", &server.tls), ("https", &server.https)] {
+            for addr in addrs {
+                if addr.get_ref().port() == 0 {
+                    p.at(addr.span(), format!("server.{key} port 0: choose a fixed port"));
+                }
+            }
+            if !addrs.is_empty() && (server.certificate.is_none() || server.key.is_none()) {
+                p.key(
+                    &format!("server.{key}"),
+                    format!(
+                        "server.{key} needs server.certificate and server.key (PEM files): \
+                         clients verify the server by its certificate"
+                    ),
+                );
             }
         }
     }

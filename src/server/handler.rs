@@ -26,6 +26,9 @@ use crate::upstream::{ForwardError, Transport};
 use super::relay::{self, Failure};
 use crate::wire::{CLASS_CH, rcode, rtype};
 
+/// How many [`Protocol`]s there are: the length of the per-protocol metric arrays.
+const PROTOCOLS: usize = 4;
+
 /// The transport a query came over: it sets the answer size limit and the metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -33,6 +36,10 @@ pub enum Protocol {
     Udp,
     /// Streams: answers up to 64 KiB.
     Tcp,
+    /// DNS over TLS (RFC 7858): a TCP stream inside TLS, answers up to 64 KiB.
+    Dot,
+    /// DNS over HTTPS (RFC 8484): one message per HTTP exchange, answers up to 64 KiB.
+    Doh,
 }
 
 impl Protocol {
@@ -41,6 +48,8 @@ impl Protocol {
         match self {
             Protocol::Udp => "udp",
             Protocol::Tcp => "tcp",
+            Protocol::Dot => "dot",
+            Protocol::Doh => "doh",
         }
     }
 
@@ -48,8 +57,13 @@ impl Protocol {
         match self {
             Protocol::Udp => 0,
             Protocol::Tcp => 1,
+            Protocol::Dot => 2,
+            Protocol::Doh => 3,
         }
     }
+
+    /// Every protocol, in [`Protocol::index`] order: the per-protocol metric arrays.
+    const ALL: [Protocol; PROTOCOLS] = [Protocol::Udp, Protocol::Tcp, Protocol::Dot, Protocol::Doh];
 }
 
 /// The time, read once per batch of packets rather than once or twice per packet: policy
@@ -185,8 +199,8 @@ struct Tally {
 /// The plain counts of a [`Tally`], zeroed as a whole at each flush.
 #[derive(Default)]
 struct Counts {
-    queries: [[u64; Outcome::ALL.len()]; 2],
-    dropped: [u64; 2],
+    queries: [[u64; Outcome::ALL.len()]; PROTOCOLS],
+    dropped: [u64; PROTOCOLS],
     cache_hits: u64,
     cache_misses: u64,
     /// Queries over a rate limit: [client, identical] x [dropped, truncated].
@@ -269,9 +283,9 @@ fn increment_block_counter(snapshot: &Snapshot, policy: PolicyId, list: ListId, 
 /// The shared metric handles a [`Tally`] is flushed into.
 struct Counters {
     /// `sinkhole_queries_total`, by protocol then outcome.
-    queries: [[metrics::Counter; Outcome::ALL.len()]; 2],
+    queries: [[metrics::Counter; Outcome::ALL.len()]; PROTOCOLS],
     /// `sinkhole_dropped_packets_total{reason="unanswerable"}`, by protocol.
-    dropped: [metrics::Counter; 2],
+    dropped: [metrics::Counter; PROTOCOLS],
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
     /// `sinkhole_ratelimited_total`, as [`Counts::limited`].
@@ -309,8 +323,8 @@ impl Handler {
             cache,
             hitlog,
             counters: Counters {
-                queries: [per_protocol(Protocol::Udp), per_protocol(Protocol::Tcp)],
-                dropped: [dropped(Protocol::Udp), dropped(Protocol::Tcp)],
+                queries: Protocol::ALL.map(per_protocol),
+                dropped: Protocol::ALL.map(dropped),
                 cache_hits: metrics::counter!(names::CACHE_HITS),
                 cache_misses: metrics::counter!(names::CACHE_MISSES),
                 limited: ["client", "identical"].map(|limit| {
@@ -782,7 +796,7 @@ impl Handler {
                 .query
                 .max_udp_len()
                 .min(usize::from(*q.snapshot.config.server.max_udp_payload.get_ref())),
-            Protocol::Tcp => usize::from(u16::MAX),
+            Protocol::Tcp | Protocol::Dot | Protocol::Doh => usize::from(u16::MAX),
         };
         let (id, rd) = (q.query.id, q.query.rd());
         let outcome = match served {

@@ -2,12 +2,16 @@
 //!
 //! [`serve`] owns everything it starts and stops it in order: on SIGTERM or SIGINT the UDP
 //! workers and the TCP server stop taking queries, queries in flight are answered, then the hit
-//! log is flushed. SIGHUP reloads config and lists (off the packet path) and reopens the hit log.
+//! log is flushed. SIGHUP reloads config and lists (off the packet path), the TLS certificate of
+//! DoT and DoH, and reopens the hit log.
 
+pub mod certs;
+pub(crate) mod doh;
 pub mod handler;
 pub(crate) mod inflight;
 pub(crate) mod relay;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod udp;
 
 use std::io;
@@ -22,8 +26,10 @@ use crate::hitlog::{HitLog, HitLogWriter};
 use crate::policy::PolicyTable;
 use crate::state::State;
 
+use self::certs::CertStore;
 use self::handler::Handler;
-use self::tcp::{TcpLimits, TcpServer};
+use self::tcp::{Service, TcpLimits, TcpServer};
+use self::tls::Alpn;
 use self::udp::UdpWorkers;
 use crate::config::ServerConfig;
 use crate::upstream::Sockets;
@@ -81,7 +87,20 @@ pub async fn serve(
         owners * snapshot.upstream.servers().len(),
     );
     let udp_sockets = UdpWorkers::bind(&listen, threads)?;
-    let tcp_listeners = TcpServer::bind(&listen)?;
+    let mut tcp_listeners = TcpServer::bind(&listen)?;
+    // DoT and DoH: the certificate is read before privileges are dropped (a key readable by root
+    // only loads at start; a reload needs it readable by the daemon's user).
+    let tls = addresses(&config.server.tls);
+    let https = addresses(&config.server.https);
+    let certs = if tls.is_empty() && https.is_empty() {
+        None
+    } else {
+        let store = Arc::new(CertStore::load(config).map_err(io::Error::other)?);
+        let acceptor = |alpn| tls::acceptor(Arc::clone(&store), alpn).map_err(io::Error::other);
+        tcp_listeners.bind_more(&tls, &Service::Dot(acceptor(Alpn::Dot)?))?;
+        tcp_listeners.bind_more(&https, &Service::Doh(acceptor(Alpn::Doh)?))?;
+        Some(store)
+    };
     bound()?;
     let udp = UdpWorkers::start(udp_sockets, config.server.max_inflight, Arc::clone(&handler), stopped)?;
     let tcp_upstream = Arc::new(Sockets::new(owners));
@@ -99,6 +118,8 @@ pub async fn serve(
         policies = snapshot.rules.policies.len(),
         lists = snapshot.rules.lists.len(),
         rules = snapshot.rule_count(),
+        tls = %tls.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        https = %https.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         "sinkhole is answering DNS over UDP and TCP"
     );
     drop(snapshot);
@@ -108,9 +129,15 @@ pub async fn serve(
         tokio::select! {
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading config and lists");
-                let state = Arc::clone(&state);
                 // A failed reload is logged and counted inside; the old state keeps serving.
-                let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                let reloaded = Arc::clone(&state);
+                let _ = tokio::task::spawn_blocking(move || reloaded.reload()).await;
+                if let Some(certs) = &certs {
+                    // From the config now serving: the reloaded one, or the old one if it failed.
+                    let certs = Arc::clone(certs);
+                    let state = Arc::clone(&state);
+                    let _ = tokio::task::spawn_blocking(move || certs.reload(&state.load().config)).await;
+                }
                 hitlog.reopen();
             }
             _ = terminate.recv() => break,
@@ -130,6 +157,11 @@ pub async fn serve(
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The addresses of listener keys (`server.tls`, `server.https`).
+fn addresses(keys: &[toml::Spanned<std::net::SocketAddr>]) -> Vec<std::net::SocketAddr> {
+    keys.iter().map(|a| *a.get_ref()).collect()
 }
 
 /// File descriptors kept for what is not a TCP connection or an upstream socket: listeners,
@@ -165,6 +197,7 @@ fn tcp_limits(server: &ServerConfig, listeners: usize, upstream_sets: usize) -> 
         io_timeout: Duration::from_secs(server.tcp_io_timeout),
         pipeline: server.tcp_pipeline,
         buffer_bytes: usize::try_from(server.tcp_buffer.0).unwrap_or(usize::MAX),
+        handshake: Duration::from_secs(server.tls_handshake_timeout),
     }
 }
 

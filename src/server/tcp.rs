@@ -19,6 +19,13 @@
 //!   written share a byte budget, so memory stays bounded by configuration.
 //!
 //! An accept that fails for want of descriptors backs off instead of spinning on the backlog.
+//!
+//! DNS over TLS and DNS over HTTPS listeners are accepted here too, and share these limits with
+//! plain TCP (one pool of connections, one share per client, the allow list at accept): an
+//! encrypted connection costs a descriptor and memory like any other, and one budget is what the
+//! descriptor limit allows. After a handshake bounded by `server.tls_handshake_timeout`
+//! (src/server/tls.rs), a DoT connection is served by the same [`serve_connection`] as plain
+//! TCP, and a DoH one by src/server/doh.rs.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,13 +35,15 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
+use super::doh::DohMetrics;
 use super::handler::{Clock, Handler, Protocol, Step, Worker};
+use super::tls::{self, HandshakeMetrics};
 use crate::framing::{FrameReader, framed};
 use crate::upstream::{Sockets, Transport};
 
@@ -62,6 +71,19 @@ pub(crate) struct TcpLimits {
     pub pipeline: usize,
     /// Bytes of answers waiting to be written, over all connections.
     pub buffer_bytes: usize,
+    /// A DoT or DoH connection that has not finished its TLS handshake by then is closed.
+    pub handshake: Duration,
+}
+
+/// What a listener serves on the connections it accepts.
+#[derive(Clone)]
+pub(crate) enum Service {
+    /// DNS over TCP (RFC 7766).
+    Dns,
+    /// DNS over TLS (RFC 7858): TCP framing inside TLS.
+    Dot(TlsAcceptor),
+    /// DNS over HTTPS (RFC 8484), HTTP/2 or HTTP/1.1 inside TLS.
+    Doh(TlsAcceptor),
 }
 
 /// The TCP side of the server: one accept loop per listen address.
@@ -71,7 +93,24 @@ pub(crate) struct TcpServer {
 }
 
 /// The TCP listeners, bound and listening but not yet accepting: what [`TcpServer::start`] serves.
-pub(crate) struct BoundTcp(Vec<TcpListener>);
+pub(crate) struct BoundTcp(Vec<(TcpListener, Service)>);
+
+impl BoundTcp {
+    /// Binds more listeners for `service` (DoT, DoH), served beside the plain TCP ones.
+    pub(crate) fn bind_more(&mut self, addrs: &[SocketAddr], service: &Service) -> io::Result<()> {
+        let what = match service {
+            Service::Dns => "TCP",
+            Service::Dot(_) => "DNS over TLS",
+            Service::Doh(_) => "DNS over HTTPS",
+        };
+        for addr in addrs {
+            let listener =
+                bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {what} {addr}: {e}")))?;
+            self.0.push((listener, service.clone()));
+        }
+        Ok(())
+    }
+}
 
 impl TcpServer {
     /// Binds every address, before anything is served: privileges can be dropped in between.
@@ -79,7 +118,7 @@ impl TcpServer {
         let mut listeners = Vec::new();
         for addr in addrs {
             let listener = bind(*addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind TCP {addr}: {e}")))?;
-            listeners.push(listener);
+            listeners.push((listener, Service::Dns));
         }
         Ok(BoundTcp(listeners))
     }
@@ -101,10 +140,14 @@ impl TcpServer {
             per_client: Mutex::new(HashMap::new()),
             buffer: Arc::new(Semaphore::new(limits.buffer_bytes.div_ceil(1024))),
             metrics: TcpMetrics::new(),
+            handshakes: HandshakeMetrics::new(),
+            doh: DohMetrics::new(),
         });
         let loops = listeners
             .into_iter()
-            .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped.clone())))
+            .map(|(listener, service)| {
+                tokio::spawn(accept_loop(listener, service, Arc::clone(&shared), stopped.clone()))
+            })
             .collect();
         TcpServer { loops, stop }
     }
@@ -134,22 +177,26 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// What every accept loop and connection of the TCP side shares.
-struct Shared {
-    handler: Arc<Handler>,
-    upstream: Arc<Sockets>,
-    limits: TcpLimits,
+/// What every accept loop and connection of the TCP side shares (DoT and DoH included).
+pub(super) struct Shared {
+    pub(super) handler: Arc<Handler>,
+    /// The upstream sockets forwarded queries go out on.
+    pub(super) upstream: Arc<Sockets>,
+    pub(super) limits: TcpLimits,
     /// One permit per connection that may be open.
     connections: Arc<Semaphore>,
     /// Open connections per client address (absent: none).
     per_client: Mutex<HashMap<IpAddr, usize>>,
     /// One permit per KiB of answers that may wait to be written.
     buffer: Arc<Semaphore>,
-    metrics: TcpMetrics,
+    pub(super) metrics: TcpMetrics,
+    handshakes: HandshakeMetrics,
+    /// DoH responses by status.
+    pub(super) doh: DohMetrics,
 }
 
 /// The metric handles of the TCP side.
-struct TcpMetrics {
+pub(super) struct TcpMetrics {
     /// `sinkhole_tcp_connections`: open now.
     open: Gauge,
     /// `sinkhole_tcp_rejected_total{reason}`: not allowed to query, over the total limit, over
@@ -159,7 +206,7 @@ struct TcpMetrics {
     refused_client: Counter,
     /// `sinkhole_tcp_closed_total{reason="timeout"}`: closed for being too slow to send a
     /// query or to take an answer.
-    slow: Counter,
+    pub(super) slow: Counter,
 }
 
 impl TcpMetrics {
@@ -176,8 +223,8 @@ impl TcpMetrics {
 }
 
 /// A connection's place under the limits; given back on drop.
-struct Admission {
-    shared: Arc<Shared>,
+pub(super) struct Admission {
+    pub(super) shared: Arc<Shared>,
     client: IpAddr,
     _permit: OwnedSemaphorePermit,
 }
@@ -224,7 +271,7 @@ impl Drop for Admission {
 }
 
 /// Accepts connections until `stop`, then waits for them to finish (a few seconds at most).
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, service: Service, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -247,7 +294,41 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         let Some(admission) = shared.admit(peer.ip()) else {
             continue;
         };
-        connections.spawn(serve_connection(stream, peer, admission, stop.clone()));
+        let _ = stream.set_nodelay(true);
+        match &service {
+            Service::Dns => {
+                let stop = stop.clone();
+                connections.spawn(async move {
+                    let mut stream = stream;
+                    let Some(peer) = stated_client(&mut stream, peer, &admission).await else {
+                        return;
+                    };
+                    serve_connection(stream, peer, admission, stop, Protocol::Tcp).await;
+                });
+            }
+            Service::Dot(acceptor) | Service::Doh(acceptor) => {
+                let (acceptor, stop) = (acceptor.clone(), stop.clone());
+                let doh = matches!(service, Service::Doh(_));
+                connections.spawn(async move {
+                    // The client's address is decided before the handshake: a relay's PROXY
+                    // header comes in clear ahead of the TLS session it carries.
+                    let mut stream = stream;
+                    let Some(peer) = stated_client(&mut stream, peer, &admission).await else {
+                        return;
+                    };
+                    let timeout = admission.shared.limits.handshake;
+                    let handshakes = &admission.shared.handshakes;
+                    let Some(stream) = tls::handshake(&acceptor, stream, timeout, handshakes).await else {
+                        return;
+                    };
+                    if doh {
+                        super::doh::serve_connection(stream, peer, admission, stop).await;
+                    } else {
+                        serve_connection(stream, peer, admission, stop, Protocol::Dot).await;
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);
@@ -263,20 +344,35 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     }
 }
 
+/// The client a connection from `peer` is for: the one a trusted relay's PROXY header states at
+/// the start of the stream (`server.trusted_relays`), else `peer` itself. None: a trusted relay's
+/// header did not read in time, and the connection is closed (counted). The admission stays the
+/// relay's: connection limits count the sender that holds the connection.
+async fn stated_client(stream: &mut TcpStream, peer: SocketAddr, admission: &Admission) -> Option<SocketAddr> {
+    let shared = &admission.shared;
+    let client = super::relay::stream_client(&shared.handler, stream, peer.ip(), shared.limits.io_timeout).await?;
+    Some(SocketAddr::new(client, peer.port()))
+}
+
 /// Serves one connection: reads queries, answers each as soon as it is resolved (the fast ones
 /// inline, cache misses in tasks of their own, at most `pipeline` at once), and closes on idle,
 /// slowness, the client's close, or shutdown (after the queries in flight are answered).
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, admission: Admission, mut stop: watch::Receiver<bool>) {
+///
+/// `stream` is a TCP connection, or the TLS session on one (DoT, `protocol`); `peer` is the
+/// client, whose address the handler's policies see.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    admission: Admission,
+    mut stop: watch::Receiver<bool>,
+    protocol: Protocol,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let shared = Arc::clone(&admission.shared);
     let limits = shared.limits;
-    let (client, mut stream) = (admission.client, stream);
-    // Behind a trusted relay, the client its PROXY header states (`server.trusted_relays`).
-    let Some(client) = super::relay::stream_client(&shared.handler, &mut stream, client, limits.io_timeout).await
-    else {
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let client = peer.ip().to_canonical();
+    let (mut reader, writer) = tokio::io::split(stream);
     let (answers, outgoing) = mpsc::channel::<Answer>(limits.pipeline);
     let write = tokio::spawn(write_answers(writer, outgoing, limits.io_timeout, Arc::clone(&shared)));
     let in_flight = Arc::new(Semaphore::new(limits.pipeline));
@@ -304,7 +400,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, admission: Admiss
         };
         let step = shared
             .handler
-            .answer_fast(query, client, Protocol::Tcp, Clock::now(), &mut out, &mut worker);
+            .answer_fast(query, client, protocol, Clock::now(), &mut out, &mut worker);
         shared.handler.flush(&mut worker);
         match step {
             Step::Reply => {
@@ -362,8 +458,8 @@ impl Answer {
 
 /// Writes answers as they come, each within the I/O timeout: a client that stops reading is
 /// disconnected, not waited on.
-async fn write_answers(
-    mut writer: OwnedWriteHalf,
+async fn write_answers<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut answers: mpsc::Receiver<Answer>,
     timeout: Duration,
     shared: Arc<Shared>,

@@ -14,6 +14,7 @@
 //! - [`HttpServer`] (`http`): a small HTTP/1.1 server for lists fetched by URL: bodies changed at run time, ETags
 //!   and 304s, error statuses and slow answers on demand, requests counted.
 //! - Ports (`ports`): free loopback ports, never the same one twice in a test binary.
+//! - TLS (`tls`): a test CA and server certificates it signs (rcgen), as PEM files, for DoT and DoH tests.
 //! - [`mix`]: the benches' query files (the "mix" workload), generated, so that nothing outside the repository is read.
 //!
 //! Tests use it as `use sinkhole_testkit::*;`. Only loopback addresses are ever used. It knows nothing of the
@@ -30,6 +31,7 @@ pub mod http;
 pub mod mix;
 pub mod ports;
 pub mod responder;
+pub mod tls;
 pub mod upstream;
 
 pub use answers::*;
@@ -37,6 +39,7 @@ pub use client::*;
 pub use daemon::*;
 pub use http::*;
 pub use ports::*;
+pub use tls::*;
 pub use upstream::*;
 
 /// Source address for a client in the "staff" policy of the usual test config (`clients = ["127.10.0.0/16"]`).
