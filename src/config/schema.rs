@@ -250,6 +250,11 @@ pub struct UpstreamConfig {
     /// case eight times in a row is asked without it for ten minutes. Default true.
     #[serde(default = "default_case_randomization")]
     pub case_randomization: bool,
+    /// A PEM file of the CA certificates that `tls://` and `https://` upstreams' certificates
+    /// are checked against, instead of the system's roots (a private resolver's own CA),
+    /// relative to the config's directory. Default: none (the system's roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -259,6 +264,7 @@ impl Default for UpstreamConfig {
             timeout_ms: default_timeout_ms(),
             max_inflight: default_upstream_inflight(),
             case_randomization: defaults::CASE_RANDOMIZATION,
+            ca: None,
         }
     }
 }
@@ -273,21 +279,155 @@ fn default_case_randomization() -> bool {
     defaults::CASE_RANDOMIZATION
 }
 
-/// An upstream address: `ip:port`, `[v6]:port`, or an IP alone for port 53.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpstreamAddr(pub SocketAddr);
+/// An upstream server: plain DNS at `ip`, `ip:port` or `[v6]:port` (port 53 by default), DNS over
+/// TLS at `tls://host[:port]#ip` (853) or DNS over HTTPS at `https://host[:port]/path#ip` (443,
+/// path `/dns-query` by default). `#ip` is the address to connect to, so that sinkhole never
+/// resolves its own upstream in clear; `host` is the name the server's certificate must carry
+/// (and the SNI). An IP host (`tls://192.0.2.1`) is checked against its certificate as an IP
+/// and needs no `#ip`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamAddr {
+    /// The address queries go to: the server's own, or the bootstrap address of a named one.
+    pub addr: SocketAddr,
+    /// How queries travel there.
+    pub protocol: UpstreamProtocol,
+    /// The server as configured, for logs and the `upstream` metric label.
+    pub text: String,
+}
+
+/// How queries travel to one upstream server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// Plain DNS: UDP, TCP when an answer is truncated or the client asked over TCP.
+    Plain,
+    /// DNS over TLS (RFC 7858); `name` is what the certificate is checked against.
+    Tls {
+        /// The host name or IP the certificate must carry.
+        name: String,
+    },
+    /// DNS over HTTPS (RFC 8484), POST over HTTP/2.
+    Https {
+        /// The host name or IP the certificate must carry.
+        name: String,
+        /// The URL's path, `/dns-query` unless configured.
+        path: String,
+    },
+}
+
+impl UpstreamAddr {
+    /// A plain DNS server at `addr` (as /etc/resolv.conf names them).
+    pub fn plain(addr: SocketAddr) -> Self {
+        UpstreamAddr {
+            addr,
+            protocol: UpstreamProtocol::Plain,
+            text: addr.to_string(),
+        }
+    }
+}
 
 impl FromStr for UpstreamAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("tls://") {
+            return parse_encrypted(s, rest, defaults::UPSTREAM_TLS_PORT, false);
+        }
+        if let Some(rest) = s.strip_prefix("https://") {
+            return parse_encrypted(s, rest, defaults::UPSTREAM_HTTPS_PORT, true);
+        }
         s.parse::<SocketAddr>()
             .or_else(|_| {
                 s.parse::<IpAddr>()
                     .map(|ip| SocketAddr::new(ip, defaults::UPSTREAM_PORT))
             })
-            .map(UpstreamAddr)
-            .map_err(|_| format!("{s:?} is not an upstream address (ip, ip:port or [ipv6]:port)"))
+            .map(UpstreamAddr::plain)
+            .map_err(|_| {
+                format!(
+                    "{s:?} is not an upstream address (ip, ip:port, [ipv6]:port, tls://host[:port]#ip or \
+                     https://host[:port]/path#ip)"
+                )
+            })
     }
+}
+
+/// Reads the part of `text` after `tls://` or `https://` (`rest`): host, optional port, a path
+/// (HTTPS only) and the bootstrap address after `#`, which a host name needs.
+fn parse_encrypted(text: &str, rest: &str, default_port: u16, https: bool) -> Result<UpstreamAddr, String> {
+    let (rest, bootstrap) = match rest.split_once('#') {
+        Some((rest, ip)) => {
+            let ip = ip
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{text:?}: {ip:?} after # is not an IP address (the address to connect to)"))?;
+            (rest, Some(ip))
+        }
+        None => (rest, None),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) if https => (&rest[..at], &rest[at..]),
+        Some(_) => return Err(format!("{text:?}: a tls:// server has no path")),
+        None => (rest, "/dns-query"),
+    };
+    let (host, port) =
+        split_host_port(authority).ok_or_else(|| format!("{text:?}: {authority:?} is not host[:port]"))?;
+    let port = port.unwrap_or(default_port);
+    let ip = host.parse::<IpAddr>().ok();
+    if ip.is_none() && !is_host_name(host) {
+        return Err(format!("{text:?}: {host:?} is not a host name or an IP address"));
+    }
+    let addr = match (bootstrap, ip) {
+        (Some(bootstrap), _) => SocketAddr::new(bootstrap, port),
+        (None, Some(ip)) => SocketAddr::new(ip, port),
+        (None, None) => {
+            let scheme = if https { "https" } else { "tls" };
+            return Err(format!(
+                "{text:?} has no address to connect to: write {scheme}://{authority}{}#IP with the server's IP \
+                 (sinkhole does not look up its own upstreams)",
+                if https { path } else { "" }
+            ));
+        }
+    };
+    let name = host.to_owned();
+    let protocol = if https {
+        UpstreamProtocol::Https {
+            name,
+            path: path.to_owned(),
+        }
+    } else {
+        UpstreamProtocol::Tls { name }
+    };
+    Ok(UpstreamAddr {
+        addr,
+        protocol,
+        text: text.to_owned(),
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; None if the port is not a number.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(port) => Some((host, Some(port.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+/// Whether `host` is a DNS host name: dot-separated labels of letters, digits and hyphens.
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 impl<'de> Deserialize<'de> for UpstreamAddr {
