@@ -432,3 +432,26 @@ fn a_ca_file_that_does_not_load_is_an_error_at_its_key() {
     assert!(stderr.contains("sinkhole.toml:3:"), "{stderr}");
     assert!(stderr.contains("upstream.ca"), "{stderr}");
 }
+
+#[test]
+fn a_reload_with_a_ca_file_that_does_not_load_keeps_the_upstreams_serving() {
+    let Some(up) = Upstream::start(false) else {
+        return;
+    };
+    let server = up.tls("upstream.test");
+    let good = config(std::slice::from_ref(&server), &up.ca("ca"), 2000);
+    let d = Daemon::start(&good);
+    let first = query_udp(d.addr(), ip(STAFF), "allowed.example", RecordType::A, true).expect("an answer");
+    assert_eq!(addresses(&first), vec!["192.0.2.7"]);
+    d.write_file(
+        "broken.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+    );
+    let expanded = std::fs::read_to_string(d.dir().join("sinkhole.toml")).expect("config");
+    d.write_file("sinkhole.toml", &expanded.replace(&up.ca("ca"), "broken.pem"));
+    d.reload();
+    d.wait_for_stderr("reload failed", Duration::from_secs(5));
+    assert!(d.stderr().contains("upstream.ca"), "{}", d.stderr());
+    let after = query_udp(d.addr(), ip(STAFF), "other.example", RecordType::A, true).expect("an answer");
+    assert_eq!(addresses(&after), vec!["192.0.2.8"], "{}", d.stderr());
+}

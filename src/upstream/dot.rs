@@ -233,7 +233,6 @@ async fn run(
 ) {
     let mut frames = FrameReader::new();
     let why = loop {
-        let idle = link.waiters.counts().1 == 0;
         tokio::select! {
             frame = frames.next(&mut reader) => match frame {
                 Ok(Some(message)) => match link.waiters.offer(message, std::time::Instant::now(), true) {
@@ -262,8 +261,12 @@ async fn run(
                     break io::Error::other("connection retired");
                 }
             }
-            () = tokio::time::sleep(IDLE), if idle => {
-                break io::Error::new(io::ErrorKind::TimedOut, "connection idle");
+            // Quiet for IDLE: closed if nothing waits (a query may have finished after the
+            // last message, so this is checked when the time is up, not when it starts).
+            () = tokio::time::sleep(IDLE) => {
+                if link.waiters.counts().1 == 0 {
+                    break io::Error::new(io::ErrorKind::TimedOut, "connection idle");
+                }
             }
         }
     };
