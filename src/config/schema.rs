@@ -1147,3 +1147,90 @@ impl Config {
         self.policies.iter().any(|p| p.egress)
     }
 }
+
+#[cfg(test)]
+mod upstream_addr_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<UpstreamAddr, String> {
+        text.parse()
+    }
+
+    fn tls(name: &str) -> UpstreamProtocol {
+        UpstreamProtocol::Tls { name: name.into() }
+    }
+
+    #[test]
+    fn plain_addresses_keep_their_forms() {
+        let plain = parse("192.0.2.1").unwrap();
+        assert_eq!(plain.addr, "192.0.2.1:53".parse().unwrap());
+        assert_eq!(plain.protocol, UpstreamProtocol::Plain);
+        assert_eq!(plain.text, "192.0.2.1:53");
+        assert_eq!(
+            parse("[2001:db8::1]:5353").unwrap().addr,
+            "[2001:db8::1]:5353".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn tls_servers_take_a_name_a_port_and_the_address_to_connect_to() {
+        let named = parse("tls://dns.example.net#192.0.2.1").unwrap();
+        assert_eq!(named.addr, "192.0.2.1:853".parse().unwrap());
+        assert_eq!(named.protocol, tls("dns.example.net"));
+        assert_eq!(named.text, "tls://dns.example.net#192.0.2.1");
+        let port = parse("tls://dns.example.net:8853#2001:db8::1").unwrap();
+        assert_eq!(port.addr, "[2001:db8::1]:8853".parse().unwrap());
+        // An IP host is checked as an IP and connected to as it is.
+        let ip = parse("tls://192.0.2.9").unwrap();
+        assert_eq!(
+            (ip.addr, ip.protocol),
+            ("192.0.2.9:853".parse().unwrap(), tls("192.0.2.9"))
+        );
+        let v6 = parse("tls://[2001:db8::9]:853").unwrap();
+        assert_eq!(
+            (v6.addr, v6.protocol),
+            ("[2001:db8::9]:853".parse().unwrap(), tls("2001:db8::9"))
+        );
+    }
+
+    #[test]
+    fn https_servers_take_a_path_or_dns_query() {
+        let https = parse("https://doh.example.net/custom/path#192.0.2.2").unwrap();
+        assert_eq!(https.addr, "192.0.2.2:443".parse().unwrap());
+        assert_eq!(
+            https.protocol,
+            UpstreamProtocol::Https {
+                name: "doh.example.net".into(),
+                path: "/custom/path".into()
+            }
+        );
+        let default = parse("https://doh.example.net:8443#192.0.2.2").unwrap();
+        assert_eq!(default.addr.port(), 8443);
+        assert!(matches!(default.protocol, UpstreamProtocol::Https { path, .. } if path == "/dns-query"));
+    }
+
+    #[test]
+    fn malformed_encrypted_servers_say_what_is_wrong() {
+        let no_ip = parse("tls://dns.example.net").unwrap_err();
+        assert!(no_ip.contains("tls://dns.example.net#IP"), "{no_ip}");
+        let no_ip = parse("https://doh.example.net/q").unwrap_err();
+        assert!(no_ip.contains("https://doh.example.net/q#IP"), "{no_ip}");
+        assert!(
+            parse("tls://dns.example.net#not-an-ip")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        assert!(parse("tls://dns.example.net:99999#192.0.2.1").is_err());
+        assert!(
+            parse("tls://dns.example.net/path#192.0.2.1")
+                .unwrap_err()
+                .contains("no path")
+        );
+        assert!(
+            parse("tls://bad_name!#192.0.2.1")
+                .unwrap_err()
+                .contains("not a host name")
+        );
+        assert!(parse("quic://dns.example.net#192.0.2.1").is_err());
+    }
+}
