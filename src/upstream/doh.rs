@@ -112,11 +112,21 @@ impl Doh {
             .header(ACCEPT, DNS_MESSAGE)
             .body(query.to_vec());
         let mut task = self.runtime.spawn(async move {
-            let response = request.send().await?.error_for_status()?;
-            response.bytes().await
+            let mut response = request.send().await?.error_for_status()?;
+            // Read by chunks and given up past the largest DNS message: a server cannot make
+            // sinkhole buffer more than that.
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_MESSAGE {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Some(body))
         });
         let body = match timeout_at(deadline, &mut task).await {
-            Ok(Ok(Ok(body))) => body,
+            Ok(Ok(Ok(Some(body)))) => body,
+            Ok(Ok(Ok(None))) => return Err(AttemptError::Malformed),
             Ok(Ok(Err(error))) => return Err(AttemptError::Network(io::Error::other(error_chain(&error)))),
             Ok(Err(join)) => return Err(AttemptError::Network(io::Error::other(join))),
             Err(_) => {
@@ -124,10 +134,10 @@ impl Doh {
                 return Err(AttemptError::Timeout);
             }
         };
-        if body.len() > MAX_MESSAGE || !answers(question_of(query, question_len), &body, 0) {
+        if !answers(question_of(query, question_len), &body, 0) {
             return Err(AttemptError::Malformed);
         }
-        CachedResponse::analyze(body.to_vec(), std::time::Instant::now(), &limits).map_err(|_| AttemptError::Malformed)
+        CachedResponse::analyze(body, std::time::Instant::now(), &limits).map_err(|_| AttemptError::Malformed)
     }
 }
 
