@@ -231,8 +231,9 @@ fn metrics_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Resolvers to forward to, in order of preference (`"192.0.2.1"` means port 53). Default:
-    /// the nameservers of /etc/resolv.conf.
+    /// Resolvers to forward to, in order of preference (`"192.0.2.1"` means port 53;
+    /// `"tls://host#ip"` and `"https://host/path#ip"` are encrypted, see [`UpstreamAddr`]).
+    /// Default: the nameservers of /etc/resolv.conf.
     #[serde(default)]
     pub servers: Option<Spanned<Vec<UpstreamAddr>>>,
     /// Total time for one query, failover included; past it the client gets SERVFAIL.

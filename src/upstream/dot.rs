@@ -82,6 +82,10 @@ impl Dot {
 
     /// Sends `query` (its question `question_len` bytes after the header) with a fresh id written
     /// into it and waits until `deadline` for the answer, connecting first if need be.
+    ///
+    /// A connection the server closed (servers close idle ones, or after so many queries) is
+    /// not the server failing: the query is sent once more, on a new connection, before the
+    /// attempt counts as failed (RFC 7766 section 6.2.1).
     pub(super) async fn exchange(
         &self,
         query: &mut [u8],
@@ -93,6 +97,22 @@ impl Dot {
         if self.load.load(Ordering::Relaxed) >= max_inflight {
             return Err(AttemptError::Busy);
         }
+        match self.exchange_once(query, question_len, limits, deadline).await {
+            Err(AttemptError::Network(error)) if closed_under_us(&error) => {
+                self.exchange_once(query, question_len, limits, deadline).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// One try of [`Dot::exchange`].
+    async fn exchange_once(
+        &self,
+        query: &mut [u8],
+        question_len: usize,
+        limits: TtlLimits,
+        deadline: Instant,
+    ) -> Result<CachedResponse, AttemptError> {
         let link = self.link(deadline).await?;
         let waiting = link
             .waiters
@@ -164,6 +184,15 @@ impl Dot {
             .min_by_key(|(waiting, _)| *waiting)
             .map(|(_, l)| Arc::clone(l))
     }
+}
+
+/// Whether an exchange failed because its connection went away rather than the server failing:
+/// closed by the server, or by this side before the query was written.
+fn closed_under_us(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::NotConnected
+    )
 }
 
 impl Drop for Dot {
@@ -271,6 +300,6 @@ async fn run(
         }
     };
     link.close(&why);
-    // Best effort: the connection is going away either way.
-    let _ = writer.shutdown().await;
+    // Best effort, and bounded: a server that stopped reading must not keep the task alive.
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
 }

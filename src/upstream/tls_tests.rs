@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use hickory_proto::op::Message;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -107,6 +109,12 @@ fn certificates(tag: &str) -> Option<Dir> {
 /// then answers with a stray message first (an id nobody asked with) and the queries last
 /// first; returns its address and the count of connections it accepted.
 async fn holding_server(dir: &Path, hold: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    serve(dir, hold, false).await
+}
+
+/// [`holding_server`], which with `close_first` closes its first connection after reading one
+/// query, unanswered.
+async fn serve(dir: &Path, hold: usize, close_first: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
         .unwrap()
         .collect::<Result<_, _>>()
@@ -125,7 +133,9 @@ async fn holding_server(dir: &Path, hold: usize) -> (SocketAddr, Arc<AtomicUsize
     let count = Arc::clone(&accepted);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
+            let first = count.fetch_add(1, Ordering::Relaxed) == 0;
+            let hold = if first && close_first { 1 } else { hold };
+            let close = first && close_first;
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
@@ -142,6 +152,10 @@ async fn holding_server(dir: &Path, hold: usize) -> (SocketAddr, Arc<AtomicUsize
                         return;
                     }
                     queries.push(query);
+                }
+                if close {
+                    let _ = tls.shutdown().await;
+                    return;
                 }
                 let ids: Vec<u16> = queries.iter().map(|q| u16::from_be_bytes([q[0], q[1]])).collect();
                 let stray_id = (0..=u16::MAX).find(|id| !ids.contains(id)).unwrap();
@@ -252,4 +266,22 @@ async fn a_certificate_for_another_name_fails_the_attempt() {
         .forward(&q, Transport::Udp(&Sockets::new(1)), &TtlLimits::default())
         .await;
     assert!(matches!(result, Err(ForwardError::AllFailed { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closes_is_replaced_and_the_query_sent_again() {
+    let Some(dir) = certificates("reconnect") else {
+        eprintln!("skipped: openssl cannot be run");
+        return;
+    };
+    let (addr, accepted) = serve(&dir.0, 1, true).await;
+    let pool = dot_pool(addr, "upstream.test", &dir.0);
+    let q = a_query(9, "again.example.");
+    let result = pool
+        .forward(&q, Transport::Udp(&Sockets::new(1)), &TtlLimits::default())
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(accepted.load(Ordering::Relaxed), 2);
+    // Not a failure of the server: it is not marked down.
+    assert!(!pool.servers[0].health.is_down(millis_since(pool.epoch, Instant::now())));
 }
