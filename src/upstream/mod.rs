@@ -171,10 +171,12 @@ pub(crate) enum PoolError {
 /// The transport of an encrypted server.
 #[derive(Debug)]
 enum Encrypted {
+    /// DNS over TLS.
     Tls(dot::Dot),
+    /// DNS over HTTPS.
     Https(doh::Doh),
-    /// Built outside an async runtime (`sinkhole check`): nothing to run connections on, so
-    /// nothing is sent.
+    /// Built outside an async runtime (a command that builds the config but forwards nothing):
+    /// nothing to run connections on, so nothing is sent.
     NoRuntime,
 }
 
@@ -253,12 +255,11 @@ impl UpstreamPool {
     pub(crate) fn with_specs(servers: &[ServerSpec], settings: PoolSettings, roots: Roots) -> Result<Self, PoolError> {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let encrypted_used = servers.iter().any(|s| s.encryption != Encryption::None);
-        let (dot_config, doh_config) = match encrypted_used {
-            true => (
-                Some(tls::client_config(&roots, &[])?),
-                Some(tls::client_config(&roots, &[b"h2"])?),
-            ),
-            false => (None, None),
+        // Built once for all servers (loading the roots is the costly part); DoH offers only
+        // HTTP/2 (RFC 8484 section 5.2), DoT no ALPN (some servers refuse one they do not know).
+        let configs = match encrypted_used {
+            true => Some((tls::client_config(&roots, &[])?, tls::client_config(&roots, &[b"h2"])?)),
+            false => None,
         };
         let pool_servers: Box<[Arc<Server>]> = servers
             .iter()
@@ -266,27 +267,29 @@ impl UpstreamPool {
             .collect();
         let mut encrypted = Vec::with_capacity(servers.len());
         for (spec, server) in servers.iter().zip(pool_servers.iter()) {
-            let transport = match (&spec.encryption, &runtime, &dot_config, &doh_config) {
-                (Encryption::None, ..) => None,
-                (_, None, ..) => Some(Encrypted::NoRuntime),
-                (Encryption::Tls { name }, Some(runtime), Some(config), _) => {
+            // Without a runtime (or, never with an encrypted server, without configs) nothing
+            // can be sent.
+            let transport = match (&spec.encryption, runtime.as_ref().zip(configs.as_ref())) {
+                (Encryption::None, _) => None,
+                (_, None) => Some(Encrypted::NoRuntime),
+                (Encryption::Tls { name }, Some((runtime, (dot_config, _)))) => {
                     let name = rustls::pki_types::ServerName::try_from(name.clone())
                         .map_err(|_| PoolError::Name(spec.label.clone()))?;
                     Some(Encrypted::Tls(dot::Dot::new(
                         Arc::clone(server),
                         name,
-                        Arc::clone(config),
+                        Arc::clone(dot_config),
                         runtime.clone(),
                     )))
                 }
-                (Encryption::Https { name, path }, Some(runtime), _, Some(config)) => {
+                (Encryption::Https { name, path }, Some((runtime, (_, doh_config)))) => {
                     let host = match name.parse::<std::net::Ipv6Addr>() {
                         Ok(_) => format!("[{name}]"),
                         Err(_) => name.clone(),
                     };
                     let url = reqwest::Url::parse(&format!("https://{host}:{}{path}", spec.addr.port()))
                         .map_err(|_| PoolError::Name(spec.label.clone()))?;
-                    let doh = doh::Doh::new(Arc::clone(server), url, (**config).clone(), runtime.clone()).map_err(
+                    let doh = doh::Doh::new(Arc::clone(server), url, (**doh_config).clone(), runtime.clone()).map_err(
                         |error| PoolError::Https {
                             label: spec.label.clone(),
                             error,
@@ -294,7 +297,6 @@ impl UpstreamPool {
                     )?;
                     Some(Encrypted::Https(doh))
                 }
-                _ => Some(Encrypted::NoRuntime),
             };
             encrypted.push(transport);
         }
