@@ -21,6 +21,9 @@ pub const UPSTREAM_DURATION: &str = "sinkhole_upstream_duration_seconds";
 pub(crate) const UPSTREAM_ERRORS: &str = "sinkhole_upstream_errors_total";
 /// Upstream answers that came truncated over UDP and were asked again over TCP, by `upstream`.
 pub(crate) const UPSTREAM_TCP_RETRIES: &str = "sinkhole_upstream_tcp_retries_total";
+/// Connections opened to an upstream (TCP, TLS, HTTPS), by `upstream`: a count far below the
+/// queries sent shows connections being reused.
+pub(crate) const UPSTREAM_CONNECTIONS: &str = "sinkhole_upstream_connections_total";
 /// Packet cache lookups that found a live entry.
 pub(crate) const CACHE_HITS: &str = "sinkhole_cache_hits_total";
 /// Packet cache lookups that found nothing (or an expired entry).
@@ -200,6 +203,11 @@ pub fn describe() {
         UPSTREAM_TCP_RETRIES,
         Unit::Count,
         "Truncated upstream answers asked again over TCP."
+    );
+    describe_counter!(
+        UPSTREAM_CONNECTIONS,
+        Unit::Count,
+        "Connections opened to an upstream (TCP, TLS, HTTPS)."
     );
     describe_counter!(CACHE_HITS, Unit::Count, "Packet cache lookups that found a live entry.");
     describe_counter!(CACHE_MISSES, Unit::Count, "Packet cache lookups that found none.");

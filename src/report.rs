@@ -33,7 +33,7 @@ pub fn check(snapshot: &Snapshot) -> String {
     let _ = writeln!(out, "metrics   {metrics}");
     let allow: Vec<String> = c.server.allow.get_ref().iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "allow     {}", allow.join(", "));
-    let upstream: Vec<String> = snapshot.upstream.servers().iter().map(ToString::to_string).collect();
+    let upstream: Vec<&str> = snapshot.upstream.specs().iter().map(|s| s.label.as_str()).collect();
     let _ = writeln!(
         out,
         "upstream  {} (timeout {} ms{})",
@@ -389,11 +389,7 @@ fn step_text(step: &Step, bytes: &[u8], (reply, forward): (&str, &str), snapshot
         Step::Reply => answer_text(bytes, reply),
         Step::Forward(_) => format!(
             "answer    forwarded to {}{forward}\n",
-            snapshot
-                .upstream
-                .servers()
-                .first()
-                .map_or_else(|| "-".into(), ToString::to_string),
+            snapshot.upstream.specs().first().map_or("-", |s| s.label.as_str()),
         ),
         Step::Drop => "answer    none: the query is dropped\n".into(),
     }

@@ -19,7 +19,9 @@ use arc_swap::{ArcSwap, Guard};
 use tokio::sync::watch;
 
 use crate::cache::TtlLimits;
-use crate::config::{ClientIpMode, Config, ConfigError, Diagnostic, HitsTarget, Origin};
+use crate::config::{
+    ClientIpMode, Config, ConfigError, Diagnostic, HitsTarget, Origin, UpstreamAddr, UpstreamProtocol,
+};
 use crate::ddr::Ddr;
 use crate::hitlog::{ClientPrivacy, HitContext};
 use crate::lists::{self, DomainSetBuilder};
@@ -27,7 +29,7 @@ use crate::policy::{NamedList, OnMissingList, PolicySpec, Rules};
 use crate::prefixes::PrefixTable;
 use crate::ratelimit::RateLimits;
 use crate::remote::{CopyMeta, ListStore, refresh};
-use crate::upstream::{PoolSettings, UpstreamPool};
+use crate::upstream::{Encryption, PoolSettings, Roots, ServerSpec, UpstreamPool};
 
 /// Everything a query reads, immutable once built.
 pub struct Snapshot {
@@ -220,11 +222,19 @@ fn build_reusing(config: Config, previous: Option<&Snapshot>, store: &ListStore)
         max_inflight: *config.upstream.max_inflight.get_ref(),
         case_randomization: config.upstream.case_randomization,
     };
+    let upstream_specs: Vec<ServerSpec> = servers.iter().map(server_spec).collect();
+    let roots = upstream_roots(&config)?;
     let upstream = match previous {
-        Some(p) if p.upstream.servers() == servers.as_slice() && p.upstream.settings() == settings => {
+        Some(p)
+            if p.upstream.specs() == upstream_specs.as_slice()
+                && p.upstream.settings() == settings
+                && *p.upstream.roots() == roots =>
+        {
             Arc::clone(&p.upstream)
         }
-        _ => Arc::new(UpstreamPool::new(&servers, settings)),
+        _ => Arc::new(UpstreamPool::with_specs(&upstream_specs, settings, roots).map_err(|e| {
+            ConfigError::from(config.origin.error(config.keys_span("upstream.servers"), e.to_string()))
+        })?),
     };
     let ttl_limits = TtlLimits {
         min: config.cache.min_ttl,
@@ -714,6 +724,34 @@ pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The pool's view of a configured upstream server.
+fn server_spec(server: &UpstreamAddr) -> ServerSpec {
+    ServerSpec {
+        addr: server.addr,
+        encryption: match &server.protocol {
+            UpstreamProtocol::Plain => Encryption::None,
+            UpstreamProtocol::Tls { name } => Encryption::Tls { name: name.clone() },
+            UpstreamProtocol::Https { name, path } => Encryption::Https {
+                name: name.clone(),
+                path: path.clone(),
+            },
+        },
+        label: server.text.clone(),
+    }
+}
+
+/// The roots encrypted upstreams are checked against: `upstream.ca`'s certificates, or the
+/// system's. A CA file that cannot be read or holds no usable certificate is an error at its key.
+fn upstream_roots(config: &Config) -> Result<Roots, ConfigError> {
+    let Some(ca) = &config.upstream.ca else {
+        return Ok(Roots::System);
+    };
+    let path = config.resolve(ca);
+    let at = |message: String| ConfigError::from(config.origin.error(config.keys_span("upstream.ca"), message));
+    let pem = std::fs::read(&path).map_err(|e| at(format!("upstream.ca {}: cannot read it: {e}", path.display())))?;
+    Roots::from_pem(&pem).map_err(|e| at(format!("upstream.ca {}: {e}", path.display())))
 }
 
 #[cfg(test)]

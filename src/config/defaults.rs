@@ -49,6 +49,10 @@ pub(crate) const UPSTREAM_MAX_INFLIGHT: usize = 4096;
 pub(crate) const CASE_RANDOMIZATION: bool = true;
 /// The port of an upstream written as an address alone.
 pub(crate) const UPSTREAM_PORT: u16 = 53;
+/// The port of a `tls://` upstream written without one (RFC 7858).
+pub(crate) const UPSTREAM_TLS_PORT: u16 = 853;
+/// The port of an `https://` upstream written without one.
+pub(crate) const UPSTREAM_HTTPS_PORT: u16 = 443;
 
 /// `cache.entries`.
 pub(crate) const CACHE_ENTRIES: usize = 100_000;

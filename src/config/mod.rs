@@ -207,14 +207,15 @@ impl Config {
 
     /// The upstream servers: configured, or read from /etc/resolv.conf, leaving out any that
     /// would be sinkhole itself (a host whose resolv.conf names the sinkhole it runs).
-    pub fn upstream_servers(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+    pub fn upstream_servers(&self) -> Result<Vec<UpstreamAddr>, ConfigError> {
         if let Some(servers) = &self.upstream.servers {
-            return Ok(servers.get_ref().iter().map(|s| s.0).collect());
+            return Ok(servers.get_ref().clone());
         }
         let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let servers: Vec<SocketAddr> = resolv_conf_nameservers(&text)
+        let servers: Vec<UpstreamAddr> = resolv_conf_nameservers(&text)
             .into_iter()
             .filter(|s| self.listener_reached_by(*s).is_none())
+            .map(UpstreamAddr::plain)
             .collect();
         if servers.is_empty() {
             return Err(self

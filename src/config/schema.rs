@@ -264,8 +264,9 @@ fn metrics_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Resolvers to forward to, in order of preference (`"192.0.2.1"` means port 53). Default:
-    /// the nameservers of /etc/resolv.conf.
+    /// Resolvers to forward to, in order of preference (`"192.0.2.1"` means port 53;
+    /// `"tls://host#ip"` and `"https://host/path#ip"` are encrypted, see [`UpstreamAddr`]).
+    /// Default: the nameservers of /etc/resolv.conf.
     #[serde(default)]
     pub servers: Option<Spanned<Vec<UpstreamAddr>>>,
     /// Total time for one query, failover included; past it the client gets SERVFAIL.
@@ -289,6 +290,11 @@ pub struct UpstreamConfig {
     /// subnet, and the first subnet's answer is cached for everyone.
     #[serde(default)]
     pub forward_client_subnet: bool,
+    /// A PEM file of the CA certificates that `tls://` and `https://` upstreams' certificates
+    /// are checked against, instead of the system's roots (a private resolver's own CA),
+    /// relative to the config's directory. Default: none (the system's roots).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -299,6 +305,7 @@ impl Default for UpstreamConfig {
             max_inflight: default_upstream_inflight(),
             case_randomization: defaults::CASE_RANDOMIZATION,
             forward_client_subnet: false,
+            ca: None,
         }
     }
 }
@@ -313,21 +320,155 @@ fn default_case_randomization() -> bool {
     defaults::CASE_RANDOMIZATION
 }
 
-/// An upstream address: `ip:port`, `[v6]:port`, or an IP alone for port 53.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpstreamAddr(pub SocketAddr);
+/// An upstream server: plain DNS at `ip`, `ip:port` or `[v6]:port` (port 53 by default), DNS over
+/// TLS at `tls://host[:port]#ip` (853) or DNS over HTTPS at `https://host[:port]/path#ip` (443,
+/// path `/dns-query` by default). `#ip` is the address to connect to, so that sinkhole never
+/// resolves its own upstream in clear; `host` is the name the server's certificate must carry
+/// (and the SNI). An IP host (`tls://192.0.2.1`) is checked against its certificate as an IP
+/// and needs no `#ip`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamAddr {
+    /// The address queries go to: the server's own, or the bootstrap address of a named one.
+    pub addr: SocketAddr,
+    /// How queries travel there.
+    pub protocol: UpstreamProtocol,
+    /// The server as configured, for logs and the `upstream` metric label.
+    pub text: String,
+}
+
+/// How queries travel to one upstream server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// Plain DNS: UDP, TCP when an answer is truncated or the client asked over TCP.
+    Plain,
+    /// DNS over TLS (RFC 7858); `name` is what the certificate is checked against.
+    Tls {
+        /// The host name or IP the certificate must carry.
+        name: String,
+    },
+    /// DNS over HTTPS (RFC 8484), POST over HTTP/2.
+    Https {
+        /// The host name or IP the certificate must carry.
+        name: String,
+        /// The URL's path, `/dns-query` unless configured.
+        path: String,
+    },
+}
+
+impl UpstreamAddr {
+    /// A plain DNS server at `addr` (as /etc/resolv.conf names them).
+    pub fn plain(addr: SocketAddr) -> Self {
+        UpstreamAddr {
+            addr,
+            protocol: UpstreamProtocol::Plain,
+            text: addr.to_string(),
+        }
+    }
+}
 
 impl FromStr for UpstreamAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("tls://") {
+            return parse_encrypted(s, rest, defaults::UPSTREAM_TLS_PORT, false);
+        }
+        if let Some(rest) = s.strip_prefix("https://") {
+            return parse_encrypted(s, rest, defaults::UPSTREAM_HTTPS_PORT, true);
+        }
         s.parse::<SocketAddr>()
             .or_else(|_| {
                 s.parse::<IpAddr>()
                     .map(|ip| SocketAddr::new(ip, defaults::UPSTREAM_PORT))
             })
-            .map(UpstreamAddr)
-            .map_err(|_| format!("{s:?} is not an upstream address (ip, ip:port or [ipv6]:port)"))
+            .map(UpstreamAddr::plain)
+            .map_err(|_| {
+                format!(
+                    "{s:?} is not an upstream address (ip, ip:port, [ipv6]:port, tls://host[:port]#ip or \
+                     https://host[:port]/path#ip)"
+                )
+            })
     }
+}
+
+/// Reads the part of `text` after `tls://` or `https://` (`rest`): host, optional port, a path
+/// (HTTPS only) and the bootstrap address after `#`, which a host name needs.
+fn parse_encrypted(text: &str, rest: &str, default_port: u16, https: bool) -> Result<UpstreamAddr, String> {
+    let (rest, bootstrap) = match rest.split_once('#') {
+        Some((rest, ip)) => {
+            let ip = ip
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{text:?}: {ip:?} after # is not an IP address (the address to connect to)"))?;
+            (rest, Some(ip))
+        }
+        None => (rest, None),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) if https => (&rest[..at], &rest[at..]),
+        Some(_) => return Err(format!("{text:?}: a tls:// server has no path")),
+        None => (rest, "/dns-query"),
+    };
+    let (host, port) =
+        split_host_port(authority).ok_or_else(|| format!("{text:?}: {authority:?} is not host[:port]"))?;
+    let port = port.unwrap_or(default_port);
+    let ip = host.parse::<IpAddr>().ok();
+    if ip.is_none() && !is_host_name(host) {
+        return Err(format!("{text:?}: {host:?} is not a host name or an IP address"));
+    }
+    let addr = match (bootstrap, ip) {
+        (Some(bootstrap), _) => SocketAddr::new(bootstrap, port),
+        (None, Some(ip)) => SocketAddr::new(ip, port),
+        (None, None) => {
+            let scheme = if https { "https" } else { "tls" };
+            return Err(format!(
+                "{text:?} has no address to connect to: write {scheme}://{authority}{}#IP with the server's IP \
+                 (sinkhole does not look up its own upstreams)",
+                if https { path } else { "" }
+            ));
+        }
+    };
+    let name = host.to_owned();
+    let protocol = if https {
+        UpstreamProtocol::Https {
+            name,
+            path: path.to_owned(),
+        }
+    } else {
+        UpstreamProtocol::Tls { name }
+    };
+    Ok(UpstreamAddr {
+        addr,
+        protocol,
+        text: text.to_owned(),
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; None if the port is not a number.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(port) => Some((host, Some(port.parse().ok()?))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+/// Whether `host` is a DNS host name: dot-separated labels of letters, digits and hyphens.
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 impl<'de> Deserialize<'de> for UpstreamAddr {
@@ -1045,5 +1186,92 @@ impl Config {
     /// CAP_NET_ADMIN, only then.
     pub fn egress_used(&self) -> bool {
         self.policies.iter().any(|p| p.egress)
+    }
+}
+
+#[cfg(test)]
+mod upstream_addr_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<UpstreamAddr, String> {
+        text.parse()
+    }
+
+    fn tls(name: &str) -> UpstreamProtocol {
+        UpstreamProtocol::Tls { name: name.into() }
+    }
+
+    #[test]
+    fn plain_addresses_keep_their_forms() {
+        let plain = parse("192.0.2.1").unwrap();
+        assert_eq!(plain.addr, "192.0.2.1:53".parse().unwrap());
+        assert_eq!(plain.protocol, UpstreamProtocol::Plain);
+        assert_eq!(plain.text, "192.0.2.1:53");
+        assert_eq!(
+            parse("[2001:db8::1]:5353").unwrap().addr,
+            "[2001:db8::1]:5353".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn tls_servers_take_a_name_a_port_and_the_address_to_connect_to() {
+        let named = parse("tls://dns.example.net#192.0.2.1").unwrap();
+        assert_eq!(named.addr, "192.0.2.1:853".parse().unwrap());
+        assert_eq!(named.protocol, tls("dns.example.net"));
+        assert_eq!(named.text, "tls://dns.example.net#192.0.2.1");
+        let port = parse("tls://dns.example.net:8853#2001:db8::1").unwrap();
+        assert_eq!(port.addr, "[2001:db8::1]:8853".parse().unwrap());
+        // An IP host is checked as an IP and connected to as it is.
+        let ip = parse("tls://192.0.2.9").unwrap();
+        assert_eq!(
+            (ip.addr, ip.protocol),
+            ("192.0.2.9:853".parse().unwrap(), tls("192.0.2.9"))
+        );
+        let v6 = parse("tls://[2001:db8::9]:853").unwrap();
+        assert_eq!(
+            (v6.addr, v6.protocol),
+            ("[2001:db8::9]:853".parse().unwrap(), tls("2001:db8::9"))
+        );
+    }
+
+    #[test]
+    fn https_servers_take_a_path_or_dns_query() {
+        let https = parse("https://doh.example.net/custom/path#192.0.2.2").unwrap();
+        assert_eq!(https.addr, "192.0.2.2:443".parse().unwrap());
+        assert_eq!(
+            https.protocol,
+            UpstreamProtocol::Https {
+                name: "doh.example.net".into(),
+                path: "/custom/path".into()
+            }
+        );
+        let default = parse("https://doh.example.net:8443#192.0.2.2").unwrap();
+        assert_eq!(default.addr.port(), 8443);
+        assert!(matches!(default.protocol, UpstreamProtocol::Https { path, .. } if path == "/dns-query"));
+    }
+
+    #[test]
+    fn malformed_encrypted_servers_say_what_is_wrong() {
+        let no_ip = parse("tls://dns.example.net").unwrap_err();
+        assert!(no_ip.contains("tls://dns.example.net#IP"), "{no_ip}");
+        let no_ip = parse("https://doh.example.net/q").unwrap_err();
+        assert!(no_ip.contains("https://doh.example.net/q#IP"), "{no_ip}");
+        assert!(
+            parse("tls://dns.example.net#not-an-ip")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        assert!(parse("tls://dns.example.net:99999#192.0.2.1").is_err());
+        assert!(
+            parse("tls://dns.example.net/path#192.0.2.1")
+                .unwrap_err()
+                .contains("no path")
+        );
+        assert!(
+            parse("tls://bad_name!#192.0.2.1")
+                .unwrap_err()
+                .contains("not a host name")
+        );
+        assert!(parse("quic://dns.example.net#192.0.2.1").is_err());
     }
 }

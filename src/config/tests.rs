@@ -76,7 +76,7 @@ fn the_issue_example_loads_as_written() {
     assert_eq!(config.policies.len(), 2);
     assert_eq!(
         config.upstream_servers().expect("servers"),
-        vec!["127.0.0.1:5300".parse().expect("addr")]
+        vec![UpstreamAddr::plain("127.0.0.1:5300".parse().expect("addr"))]
     );
     let window = config.policies[0].window;
     assert_eq!(window.from, Some(1_679_007_600));

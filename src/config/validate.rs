@@ -330,14 +330,14 @@ impl Config {
                 );
             }
             for (i, server) in servers.get_ref().iter().enumerate() {
-                if let Some(listen) = self.listener_reached_by(server.0) {
+                if let Some(listen) = self.listener_reached_by(server.addr) {
                     p.key(
                         &format!("upstream.servers[{i}]"),
                         format!(
                             "upstream {}: that is sinkhole itself (server.listen {listen}): every query forwarded \
                              there comes back to be forwarded again, until it times out. Name the resolver sinkhole \
                              forwards to, not sinkhole",
-                            server.0
+                            server.text
                         ),
                     );
                 }

@@ -113,7 +113,7 @@ pub async fn serve(
         listen = %listening,
         udp_threads = threads,
         metrics = %config.server.metrics.map_or_else(|| "off".to_string(), |m| format!("http://{m}/metrics")),
-        upstream = %snapshot.upstream.servers().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        upstream = %snapshot.upstream.specs().iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", "),
         tcp_max_connections = tcp_limits.max_connections,
         policies = snapshot.rules.policies.len(),
         lists = snapshot.rules.lists.len(),

@@ -8,6 +8,7 @@
 //! does. Any answer marks it up again.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use metrics::{Counter, Histogram};
 use tracing::{info, warn};
 
-use crate::metrics::{UPSTREAM_DURATION, UPSTREAM_ERRORS, UPSTREAM_TCP_RETRIES};
+use crate::metrics::{UPSTREAM_CONNECTIONS, UPSTREAM_DURATION, UPSTREAM_ERRORS, UPSTREAM_TCP_RETRIES};
 
 /// The first backoff after a server fails.
 const BACKOFF_MIN_MS: u64 = 1_000;
@@ -188,8 +189,12 @@ impl Health {
 /// One configured upstream: address, health and the metric handles taken once at start.
 #[derive(Debug)]
 pub(crate) struct Server {
-    /// Where queries go (UDP, and TCP for truncated answers).
+    /// Where queries go (UDP, and TCP for truncated answers; TLS or HTTPS for an encrypted one).
     pub(crate) addr: SocketAddr,
+    /// The server as configured: its `upstream` label and its name in logs.
+    pub(crate) label: Arc<str>,
+    /// Connections opened to it (TCP, TLS, HTTPS): reuse shows as a count that stays low.
+    pub(crate) connections: Counter,
     /// Up/down state shared by all workers.
     pub(crate) health: Health,
     /// Time from sending to a valid answer.
@@ -203,16 +208,19 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// The server at `addr`, up, with its metric handles registered.
-    pub(crate) fn new(addr: SocketAddr) -> Self {
-        let label = addr.to_string();
+    /// The server at `addr`, configured as `label`, up, with its metric handles registered.
+    pub(crate) fn new(addr: SocketAddr, label: &str) -> Self {
+        let label: Arc<str> = Arc::from(label);
         Server {
             addr,
+            connections: metrics::counter!(UPSTREAM_CONNECTIONS, "upstream" => label.to_string()),
             health: Health::default(),
-            duration: metrics::histogram!(UPSTREAM_DURATION, "upstream" => label.clone()),
-            errors: ErrorKind::ALL
-                .map(|kind| metrics::counter!(UPSTREAM_ERRORS, "upstream" => label.clone(), "kind" => kind.as_str())),
-            tcp_retries: metrics::counter!(UPSTREAM_TCP_RETRIES, "upstream" => label),
+            duration: metrics::histogram!(UPSTREAM_DURATION, "upstream" => label.to_string()),
+            errors: ErrorKind::ALL.map(
+                |kind| metrics::counter!(UPSTREAM_ERRORS, "upstream" => label.to_string(), "kind" => kind.as_str()),
+            ),
+            tcp_retries: metrics::counter!(UPSTREAM_TCP_RETRIES, "upstream" => label.to_string()),
+            label,
             case: CaseCheck::default(),
         }
     }
@@ -235,7 +243,7 @@ impl Server {
         self.count(ErrorKind::Case);
         if self.case.missed() {
             warn!(
-                upstream = %self.addr,
+                upstream = %self.label,
                 off_for = ?CASE_OFF_FOR,
                 "upstream does not keep the case of query names: 0x20 randomisation is off for it"
             );
@@ -251,14 +259,14 @@ impl Server {
     pub(crate) fn failed(&self, now_ms: u64, kind: ErrorKind, error: &dyn std::fmt::Display) {
         self.count(kind);
         if let Some(backoff) = self.health.fail(now_ms) {
-            warn!(upstream = %self.addr, error = %error, retry_in = ?backoff, "upstream down");
+            warn!(upstream = %self.label, error = %error, retry_in = ?backoff, "upstream down");
         }
     }
 
     /// Records an answer (of any rcode): the server is up (logged on the change).
     pub(crate) fn answered(&self) {
         if self.health.succeed() {
-            info!(upstream = %self.addr, "upstream up");
+            info!(upstream = %self.label, "upstream up");
         }
     }
 }

@@ -13,16 +13,25 @@
 //! out on one of the owner's few sockets to that server, on ports that move every few hundred
 //! queries (`sockets`, `udp`); an answer must repeat id, question and case, and decode as a
 //! whole (`waiters`), or the query waits on for the real one.
+//!
+//! An encrypted server (`dot`: DNS over TLS, `doh`: DNS over HTTPS) is asked over its own
+//! transport whatever the client came in by, on connections all workers share; the rest (order,
+//! health, budget, fallback, metrics) is the same as for plain servers.
 
+mod doh;
+mod dot;
 mod exchange;
 mod health;
 mod sockets;
 mod tcp;
+mod tls;
 mod udp;
 mod waiters;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +45,7 @@ use crate::wire::{HEADER_LEN, rcode};
 use exchange::QueryInfo;
 use health::{ErrorKind, Server, millis_since};
 pub(crate) use sockets::Sockets;
+pub(crate) use tls::{Roots, TlsError};
 
 /// Queries in random case one attempt sends at most before asking without it, whatever the
 /// server's case check says: one more than it takes to learn that a server does not keep case.
@@ -101,11 +111,73 @@ pub enum ForwardError {
         /// How many servers were tried.
         tried: usize,
         /// The last server tried.
-        upstream: SocketAddr,
+        upstream: Arc<str>,
         /// Its error.
         #[source]
         last: AttemptError,
     },
+}
+
+/// One upstream server as the pool is given it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServerSpec {
+    /// Where queries go: the server's address, or the bootstrap address of a named one.
+    pub(crate) addr: SocketAddr,
+    /// How they travel there.
+    pub(crate) encryption: Encryption,
+    /// The server as configured: the `upstream` label of its metrics and its name in logs.
+    pub(crate) label: String,
+}
+
+/// How queries travel to one upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Encryption {
+    /// Plain DNS: UDP or TCP as the client came, TCP again for a truncated answer.
+    None,
+    /// DNS over TLS; `name` (a host name or an IP) is what the certificate must carry.
+    Tls {
+        /// The certificate's name, and the SNI.
+        name: String,
+    },
+    /// DNS over HTTPS at `https://name:port/path` (port from `addr`).
+    Https {
+        /// The certificate's name, and the URL's host.
+        name: String,
+        /// The URL's path.
+        path: String,
+    },
+}
+
+/// Why a pool cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PoolError {
+    /// TLS to the encrypted servers cannot be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A server's name is no name a certificate can be checked against.
+    #[error("upstream {0}: its host is not a valid TLS server name")]
+    Name(String),
+    /// The HTTPS client of a server cannot be built.
+    #[error("upstream {label}: {error}")]
+    Https {
+        /// The server.
+        label: String,
+        /// What went wrong.
+        #[source]
+        error: reqwest::Error,
+    },
+}
+
+/// The transport of an encrypted server.
+#[derive(Debug)]
+enum Encrypted {
+    /// DNS over TLS.
+    Tls(dot::Dot),
+    /// DNS over HTTPS.
+    Https(doh::Doh),
+    /// Built outside an async runtime (a command that builds the config but forwards nothing):
+    /// nothing to run connections on, so nothing is sent.
+    NoRuntime,
 }
 
 /// The upstream resolvers, in configured order, with their health. Built from the config and
@@ -119,6 +191,12 @@ pub struct UpstreamPool {
     servers: Box<[Arc<Server>]>,
     /// Their addresses, for [`UpstreamPool::servers`].
     addrs: Box<[SocketAddr]>,
+    /// The servers as configured, for [`UpstreamPool::specs`].
+    specs: Box<[ServerSpec]>,
+    /// The transport of each encrypted server, by index (None: plain DNS).
+    encrypted: Box<[Option<Encrypted>]>,
+    /// The roots encrypted servers are checked against.
+    roots: Roots,
     /// How the pool was configured.
     settings: PoolSettings,
     /// Origin of the millisecond clock health uses.
@@ -152,17 +230,101 @@ impl UpstreamPool {
     /// A pool of `servers` (tried in this order while healthy). Registers the metric handles of
     /// each server.
     pub fn new(servers: &[SocketAddr], settings: PoolSettings) -> Self {
+        let specs: Vec<ServerSpec> = servers
+            .iter()
+            .map(|&addr| ServerSpec {
+                addr,
+                encryption: Encryption::None,
+                label: addr.to_string(),
+            })
+            .collect();
         UpstreamPool {
-            servers: servers.iter().map(|&addr| Arc::new(Server::new(addr))).collect(),
+            servers: specs.iter().map(|s| Arc::new(Server::new(s.addr, &s.label))).collect(),
             addrs: servers.into(),
+            encrypted: specs.iter().map(|_| None).collect(),
+            specs: specs.into(),
+            roots: Roots::System,
             settings,
             epoch: Instant::now(),
         }
     }
 
-    /// The configured servers, in order.
+    /// A pool of `servers`, plain or encrypted, the encrypted ones checked against `roots`.
+    /// Connections to encrypted servers live on the runtime this is called on, which must
+    /// always run (the daemon's main runtime, not a UDP worker's).
+    pub(crate) fn with_specs(servers: &[ServerSpec], settings: PoolSettings, roots: Roots) -> Result<Self, PoolError> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let encrypted_used = servers.iter().any(|s| s.encryption != Encryption::None);
+        // Built once for all servers (loading the roots is the costly part); DoH offers only
+        // HTTP/2 (RFC 8484 section 5.2), DoT no ALPN (some servers refuse one they do not know).
+        let configs = match encrypted_used {
+            true => Some((tls::client_config(&roots, &[])?, tls::client_config(&roots, &[b"h2"])?)),
+            false => None,
+        };
+        let pool_servers: Box<[Arc<Server>]> = servers
+            .iter()
+            .map(|s| Arc::new(Server::new(s.addr, &s.label)))
+            .collect();
+        let mut encrypted = Vec::with_capacity(servers.len());
+        for (spec, server) in servers.iter().zip(pool_servers.iter()) {
+            // Without a runtime (or, never with an encrypted server, without configs) nothing
+            // can be sent.
+            let transport = match (&spec.encryption, runtime.as_ref().zip(configs.as_ref())) {
+                (Encryption::None, _) => None,
+                (_, None) => Some(Encrypted::NoRuntime),
+                (Encryption::Tls { name }, Some((runtime, (dot_config, _)))) => {
+                    let name = rustls::pki_types::ServerName::try_from(name.clone())
+                        .map_err(|_| PoolError::Name(spec.label.clone()))?;
+                    Some(Encrypted::Tls(dot::Dot::new(
+                        Arc::clone(server),
+                        name,
+                        Arc::clone(dot_config),
+                        runtime.clone(),
+                    )))
+                }
+                (Encryption::Https { name, path }, Some((runtime, (_, doh_config)))) => {
+                    let host = match name.parse::<std::net::Ipv6Addr>() {
+                        Ok(_) => format!("[{name}]"),
+                        Err(_) => name.clone(),
+                    };
+                    let url = reqwest::Url::parse(&format!("https://{host}:{}{path}", spec.addr.port()))
+                        .map_err(|_| PoolError::Name(spec.label.clone()))?;
+                    let doh = doh::Doh::new(Arc::clone(server), url, (**doh_config).clone(), runtime.clone()).map_err(
+                        |error| PoolError::Https {
+                            label: spec.label.clone(),
+                            error,
+                        },
+                    )?;
+                    Some(Encrypted::Https(doh))
+                }
+            };
+            encrypted.push(transport);
+        }
+        Ok(UpstreamPool {
+            servers: pool_servers,
+            addrs: servers.iter().map(|s| s.addr).collect(),
+            encrypted: encrypted.into(),
+            specs: servers.into(),
+            roots,
+            settings,
+            epoch: Instant::now(),
+        })
+    }
+
+    /// The addresses queries go to, in configured order (the bootstrap address of a named
+    /// encrypted server): what the loop check and descriptor sizing go by.
     pub fn servers(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The servers as configured, in order.
+    pub(crate) fn specs(&self) -> &[ServerSpec] {
+        &self.specs
+    }
+
+    /// The roots encrypted servers are checked against.
+    pub(crate) fn roots(&self) -> &Roots {
+        &self.roots
     }
 
     /// The settings the pool was built with.
@@ -209,6 +371,7 @@ impl UpstreamPool {
 
             let attempt = Attempt {
                 server,
+                encrypted: self.encrypted[index].as_ref(),
                 question_len: info.question.len(),
                 limits: *limits,
                 deadline: now + share,
@@ -223,7 +386,7 @@ impl UpstreamPool {
                 }
                 Err(error) => {
                     server.failed(millis_since(self.epoch, Instant::now()), error.kind(), &error);
-                    last_error = Some((server.addr, error));
+                    last_error = Some((Arc::clone(&server.label), error));
                     continue;
                 }
             };
@@ -279,6 +442,26 @@ impl UpstreamPool {
             ..
         } = *attempt;
         let max_inflight = self.settings.max_inflight;
+        // An encrypted server is asked over its own transport, whatever the client's; its
+        // answers are never truncated.
+        match attempt.encrypted {
+            None => {}
+            Some(Encrypted::Tls(dot)) => {
+                return dot
+                    .exchange(outgoing, question_len, limits, max_inflight, attempt.deadline)
+                    .await;
+            }
+            Some(Encrypted::Https(doh)) => {
+                return doh
+                    .exchange(outgoing, question_len, limits, max_inflight, attempt.deadline)
+                    .await;
+            }
+            Some(Encrypted::NoRuntime) => {
+                return Err(AttemptError::Network(std::io::Error::other(
+                    "no async runtime to connect on",
+                )));
+            }
+        }
         let sockets = match transport {
             Transport::Udp(sockets) => sockets,
             Transport::Tcp(sockets) => {
@@ -338,6 +521,8 @@ impl UpstreamPool {
 /// One attempt's fixed facts.
 struct Attempt<'a> {
     server: &'a Arc<Server>,
+    /// Its transport, if it is an encrypted server.
+    encrypted: Option<&'a Encrypted>,
     /// Length of the question section, which follows the header.
     question_len: usize,
     limits: TtlLimits,

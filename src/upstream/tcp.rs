@@ -56,6 +56,7 @@ impl Link {
             Err(_) => return Err(AttemptError::Timeout),
         };
         stream.set_nodelay(true)?;
+        server.connections.increment(1);
         let (reader, writer) = stream.into_split();
         let link = Arc::new(Link {
             server: Arc::clone(server),
