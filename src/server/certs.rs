@@ -94,71 +94,11 @@ pub fn expiry(pair: &CertifiedKey) -> Option<i64> {
     not_after(pair.end_entity_cert().ok()?)
 }
 
-/// The `notAfter` of a DER certificate (RFC 5280 4.1: Certificate, TBSCertificate, Validity).
-/// Read by hand: one field does not call for an X.509 parser among the dependencies, and rustls
-/// has checked nothing here but the key; a certificate this cannot read has no expiry gauge.
+/// The `notAfter` of a DER certificate, in seconds since the Unix epoch (x509-parser, which DDR
+/// reads the certificate's names with too); None if it does not parse.
 fn not_after(der: &[u8]) -> Option<i64> {
-    const SEQUENCE: u8 = 0x30;
-    const VERSION: u8 = 0xa0;
-    const UTC_TIME: u8 = 0x17;
-    const GENERALIZED_TIME: u8 = 0x18;
-    let (SEQUENCE, certificate, _) = der_tlv(der)? else {
-        return None;
-    };
-    let (SEQUENCE, mut tbs, _) = der_tlv(certificate)? else {
-        return None;
-    };
-    if tbs.first() == Some(&VERSION) {
-        tbs = der_tlv(tbs)?.2;
-    }
-    // serialNumber, signature, issuer
-    for _ in 0..3 {
-        tbs = der_tlv(tbs)?.2;
-    }
-    let (SEQUENCE, validity, _) = der_tlv(tbs)? else {
-        return None;
-    };
-    let not_before_rest = der_tlv(validity)?.2;
-    let (tag, time, _) = der_tlv(not_before_rest)?;
-    let time = std::str::from_utf8(time).ok()?;
-    // RFC 5280 4.1.2.5: UTCTime YYMMDDHHMMSSZ up to 2049, GeneralizedTime YYYYMMDDHHMMSSZ after.
-    let full = match tag {
-        UTC_TIME => {
-            let yy: u8 = time.get(..2)?.parse().ok()?;
-            format!("{}{time}", if yy >= 50 { "19" } else { "20" })
-        }
-        GENERALIZED_TIME => time.to_string(),
-        _ => return None,
-    };
-    let part = |range: std::ops::Range<usize>| full.get(range);
-    let iso = format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        part(0..4)?,
-        part(4..6)?,
-        part(6..8)?,
-        part(8..10)?,
-        part(10..12)?,
-        part(12..14)?
-    );
-    iso.parse::<jiff::Timestamp>().ok().map(jiff::Timestamp::as_second)
-}
-
-/// One DER element: its tag, its content, and what follows it.
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let octets = usize::from(first & 0x7f);
-        if octets == 0 || octets > 4 {
-            return None;
-        }
-        let (octets, rest) = rest.split_at_checked(octets)?;
-        (octets.iter().fold(0usize, |len, b| len << 8 | usize::from(*b)), rest)
-    };
-    let (content, rest) = rest.split_at_checked(len)?;
-    Some((tag, content, rest))
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(certificate.validity().not_after.timestamp())
 }
 
 /// The pair new handshakes get, swapped whole on reload.

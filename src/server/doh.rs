@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hickory_proto::op::Message;
-use hickory_proto::serialize::binary::BinDecodable;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
@@ -39,6 +37,7 @@ use tokio_rustls::server::TlsStream;
 use super::handler::{Clock, Protocol, Step, Worker};
 use super::tcp::{Admission, Shared};
 use crate::upstream::Transport;
+use crate::wire;
 
 /// The one path DoH answers on (RFC 8484 section 6's example, and what every client defaults to).
 const PATH: &str = "/dns-query";
@@ -338,18 +337,30 @@ fn dns_response(message: Vec<u8>) -> Response<Full<Bytes>> {
 }
 
 /// The least TTL of the records in the answer and authority sections (for a negative answer,
-/// its SOA's), 0 for a message without any (RFC 8484 5.1).
+/// its SOA's), 0 for a message without any or one that does not read (RFC 8484 5.1). Walked on
+/// the wire: an answer is not decoded (nor allocated) a second time to set one header.
 fn least_ttl(message: &[u8]) -> u32 {
-    let Ok(message) = Message::from_bytes(message) else {
-        return 0;
-    };
-    message
-        .answers
-        .iter()
-        .chain(message.authorities.iter())
-        .map(|record| record.ttl)
-        .min()
-        .unwrap_or(0)
+    let [questions, answers, authorities, _] = wire::counts(message);
+    let mut pos = wire::HEADER_LEN;
+    for _ in 0..questions {
+        let Ok(next) = wire::skip_question(message, pos) else {
+            return 0;
+        };
+        pos = next;
+    }
+    let mut least = None::<u32>;
+    for _ in 0..u32::from(answers) + u32::from(authorities) {
+        let Ok((record, next)) = wire::read_record(message, pos) else {
+            return 0;
+        };
+        let ttl = message
+            .get(record.ttl_at..record.ttl_at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes);
+        least = Some(least.map_or(ttl, |l| l.min(ttl)));
+        pos = next;
+    }
+    least.unwrap_or(0)
 }
 
 /// The statuses DoH answers with, each with its `sinkhole_doh_responses_total` counter.
@@ -395,5 +406,25 @@ mod tests {
         assert_eq!(query_of_get("ct=x&dns=AAEC_w"), Ok(vec![0, 1, 2, 255]));
         assert_eq!(query_of_get("dns=AAEC/w=="), Err(Refusal::BadRequest));
         assert_eq!(query_of_get("other=1"), Err(Refusal::BadRequest));
+    }
+
+    #[test]
+    fn max_age_is_the_least_ttl_of_answers_and_authorities() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::rdata::{A, SOA};
+        use hickory_proto::rr::{Name, RData, Record};
+        let name = Name::from_ascii("a.example.").expect("a name");
+        let mut message = Message::response(7, hickory_proto::op::OpCode::Query);
+        message.add_answer(Record::from_rdata(name.clone(), 300, RData::A(A::new(192, 0, 2, 1))));
+        message.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A::new(192, 0, 2, 2))));
+        let bytes = message.to_vec().expect("encodes");
+        assert_eq!(least_ttl(&bytes), 60);
+        let soa = SOA::new(name.clone(), name.clone(), 1, 2, 3, 4, 5);
+        message.add_authority(Record::from_rdata(name, 30, RData::SOA(soa)));
+        let bytes = message.to_vec().expect("encodes");
+        assert_eq!(least_ttl(&bytes), 30);
+        // Cut short, or with no records: no caching.
+        assert_eq!(least_ttl(&bytes[..bytes.len() - 3]), 0);
+        assert_eq!(least_ttl(&bytes[..wire::HEADER_LEN]), 0);
     }
 }
