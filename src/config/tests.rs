@@ -344,6 +344,12 @@ const VALIDATION_ERRORS: &[(&str, &str, &str)] = &[
         "upstream 127.0.0.1:53: that is sinkhole itself (server.listen 0.0.0.0:53)",
     ),
     (
+        "[server]\ntls = [\"127.0.0.1:8853\"]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n\
+         [upstream]\nservers = [\"tls://127.0.0.1:8853\"]\n",
+        "6:12",
+        "upstream tls://127.0.0.1:8853: that is sinkhole itself (server.tls 127.0.0.1:8853)",
+    ),
+    (
         "[upstream]\ntimeout_ms = 5\n",
         "2:14",
         "upstream.timeout_ms must be between 10 and 60000",

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::keys::KeySpans;
-use super::{ClientIpMode, Config, Diagnostic, parse_prefix};
+use super::{ClientIpMode, Config, Diagnostic, UpstreamProtocol, parse_prefix};
 use crate::policy::{HourRange, Mode, Phase, PhaseId, Schedule, Window};
 
 /// One problem: where it is in the config text, and what is wrong.
@@ -330,14 +330,20 @@ impl Config {
                 );
             }
             for (i, server) in servers.get_ref().iter().enumerate() {
-                if let Some(listen) = self.listener_reached_by(server.addr) {
+                // A tls:// or https:// upstream loops through sinkhole's own DoT or DoH listener.
+                let listeners = match server.protocol {
+                    UpstreamProtocol::Plain => ("listen", &self.server.listen),
+                    UpstreamProtocol::Tls { .. } => ("tls", &self.server.tls),
+                    UpstreamProtocol::Https { .. } => ("https", &self.server.https),
+                };
+                if let Some(listen) = reached_by(server.addr, listeners.1) {
                     p.key(
                         &format!("upstream.servers[{i}]"),
                         format!(
-                            "upstream {}: that is sinkhole itself (server.listen {listen}): every query forwarded \
+                            "upstream {}: that is sinkhole itself (server.{} {listen}): every query forwarded \
                              there comes back to be forwarded again, until it times out. Name the resolver sinkhole \
                              forwards to, not sinkhole",
-                            server.text
+                            server.text, listeners.0
                         ),
                     );
                 }
@@ -367,11 +373,7 @@ impl Config {
 
     /// The listener an upstream address would reach, if any: forwarding there is a loop.
     pub(super) fn listener_reached_by(&self, upstream: SocketAddr) -> Option<SocketAddr> {
-        self.server
-            .listen
-            .iter()
-            .map(|l| *l.get_ref())
-            .find(|listen| reaches(upstream, *listen, is_local_address))
+        reached_by(upstream, &self.server.listen)
     }
 
     fn check_ratelimit(&self, p: &mut Problems<'_>) {
@@ -912,6 +914,14 @@ pub(super) fn outside(net: IpNet, allow: &[IpNet]) -> Vec<IpNet> {
     net.subnets(net.prefix_len() + 1)
         .map(|halves| halves.flat_map(|half| outside(half, allow)).collect())
         .unwrap_or_default()
+}
+
+/// The one of `listeners` an upstream address would reach, if any: forwarding there is a loop.
+fn reached_by(upstream: SocketAddr, listeners: &[Spanned<SocketAddr>]) -> Option<SocketAddr> {
+    listeners
+        .iter()
+        .map(|l| *l.get_ref())
+        .find(|listen| reaches(upstream, *listen, is_local_address))
 }
 
 /// Whether queries sent to `upstream` would arrive at a sinkhole listening on `listen`:
