@@ -116,12 +116,20 @@ pub fn strip_edns_option(message: &mut Vec<u8>, code: u16) -> usize {
     let Ok(Some(opt)) = find_opt(message) else {
         return 0;
     };
+    // All options must read before any is removed: stopping half-way would leave RDLENGTH
+    // counting bytes that are gone.
+    let readable = message
+        .get(opt.rdata.clone())
+        .is_some_and(|rdata| edns_options(rdata).all(|o| o.is_ok()));
+    if !readable {
+        return 0;
+    }
     let mut removed = 0;
     let mut at = opt.rdata.start;
     let mut end = opt.rdata.end;
     while at < end {
         let Some(option) = edns_options(&message[at..end]).next().and_then(Result::ok) else {
-            return removed;
+            break;
         };
         let len = option.span.len();
         if option.code == code {
@@ -730,5 +738,22 @@ mod tests {
         assert_eq!(strip_edns_option(&mut only, OPTION_CLIENT_SUBNET), 0);
         let mut plain = query_bytes(1, "example.com", rtype::A, None);
         assert_eq!(strip_edns_option(&mut plain, OPTION_CLIENT_SUBNET), 0);
+    }
+
+    /// Found by the proxy_header fuzz target: a Client Subnet option followed by options that end
+    /// in a stray byte was removed, then the stray byte stopped the walk before RDLENGTH was
+    /// fixed, leaving an OPT record longer than the message.
+    #[test]
+    fn options_that_do_not_all_read_are_left_as_they_are() {
+        let ecs: &[u8] = &[0, 1, 24, 0, 10, 9, 0];
+        let mut p = query_with_options(&[(10, &[1; 8]), (8, ecs), (0x7f00, &[0])]);
+        // One byte past the last option, counted in RDLENGTH.
+        let rdlength_at = p.len() - (4 + 8) - (4 + ecs.len()) - (4 + 1) - 2;
+        p.push(1);
+        let rdlength = u16::from_be_bytes([p[rdlength_at], p[rdlength_at + 1]]) + 1;
+        p[rdlength_at..rdlength_at + 2].copy_from_slice(&rdlength.to_be_bytes());
+        let before = p.clone();
+        assert_eq!(strip_edns_option(&mut p, OPTION_CLIENT_SUBNET), 0);
+        assert_eq!(p, before);
     }
 }
