@@ -4,6 +4,8 @@
 //! unless `upstream.forward_client_subnet`.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::Message;
@@ -88,8 +90,13 @@ fn tcp(daemon: &Daemon, src: &str, prefix: &[u8], query: &[u8]) -> Result<Vec<u8
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
         .map_err(|e| e.to_string())?;
-    let mut bytes = prefix.to_vec();
-    bytes.extend_from_slice(&(query.len() as u16).to_be_bytes());
+    stream.write_all(prefix).map_err(|e| e.to_string())?;
+    exchange_framed(&mut stream, query)
+}
+
+/// Sends `query` with its 2-byte length on `stream` and reads the framed reply.
+fn exchange_framed(stream: &mut (impl Read + Write), query: &[u8]) -> Result<Vec<u8>, String> {
+    let mut bytes = (query.len() as u16).to_be_bytes().to_vec();
     bytes.extend_from_slice(query);
     stream.write_all(&bytes).map_err(|e| e.to_string())?;
     let mut len = [0u8; 2];
@@ -97,6 +104,30 @@ fn tcp(daemon: &Daemon, src: &str, prefix: &[u8], query: &[u8]) -> Result<Vec<u8
     let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut reply).map_err(|e| format!("cut reply: {e}"))?;
     Ok(reply)
+}
+
+/// Sends `prefix` in clear over a new TCP connection from `src` to the DoT listener `tls`, then
+/// `query` over TLS (the server checked as `dns.test` against `ca_pem`); the reply, or why none.
+fn dot(tls: SocketAddr, src: &str, prefix: &[u8], ca_pem: &str, query: &[u8]) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut tcp = tcp_connect(tls, ip(src), Duration::from_secs(2))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    tcp.write_all(prefix).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"dot".to_vec()];
+    let name = ServerName::try_from(TLS_NAME).map_err(|e| e.to_string())?;
+    let session = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    exchange_framed(&mut rustls::StreamOwned::new(session, tcp), query)
 }
 
 fn hits(daemon: &Daemon, count: usize) -> Vec<serde_json::Value> {
@@ -303,4 +334,56 @@ fn explain_via_says_whose_policy_applies() {
     let other = explain(STRANGER);
     assert!(other.contains("is not in server.trusted_relays"), "{other}");
     assert!(other.contains("answer    forwarded"), "{other}");
+}
+
+/// DoT (and DoH, which is accepted the same way) behind a relay: its PROXY header comes in clear
+/// before the TLS handshake, and the client it states is the one whose policy applies; from any
+/// other sender the same bytes are not TLS, and the handshake fails.
+#[test]
+fn a_proxy_header_before_the_tls_handshake_states_the_dot_client() {
+    let ca = TestCa::new();
+    let dir = TestDir::new();
+    ca.dns_test_cert().write(dir.path(), "server");
+    let upstream = FakeUpstream::start();
+    let port = free_port();
+    let text = config(false)
+        .replace(
+            "threads = 1",
+            &format!("threads = 1\ntls = [\"127.0.0.1:{port}\"]\ncertificate = \"server.crt\"\nkey = \"server.key\""),
+        )
+        .replace("{upstream}", &upstream.addr().to_string());
+    let daemon = Daemon::start_in(dir, &text);
+    let tls = SocketAddr::new(ip(RELAY), port);
+
+    let reply = dot(
+        tls,
+        RELAY,
+        &proxy_header(1, [10, 9, 0, 5]),
+        &ca.ca_pem,
+        &query(1, "www.tiktok.com", None),
+    )
+    .expect("an answer over DoT through the relay");
+    assert_eq!(rcode(&reply), NXDOMAIN, "10.9.0.5's policy blocks");
+    let logged = hits(&daemon, 1);
+    assert_eq!(logged[0]["client"], "10.9.0.5", "{logged:?}");
+    assert_eq!(logged[0]["protocol"], "dot", "{logged:?}");
+
+    let reply = dot(tls, RELAY, &[], &ca.ca_pem, &query(2, "www.tiktok.com", None)).expect("plain DoT from the relay");
+    assert_eq!(
+        rcode(&reply),
+        0,
+        "without a header the relay's own policy (none) applies"
+    );
+
+    let stranger = dot(
+        tls,
+        STRANGER,
+        &proxy_header(1, [10, 9, 0, 5]),
+        &ca.ca_pem,
+        &query(3, "www.tiktok.com", None),
+    );
+    assert!(
+        stranger.is_err(),
+        "a header from a stranger is not honoured: {stranger:?}"
+    );
 }
