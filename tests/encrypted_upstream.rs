@@ -5,13 +5,11 @@
 //! another CA gives SERVFAIL (counted as the upstream's error), a dead or silent TLS upstream is
 //! failed over within the timeout, and many queries share one or few connections.
 //!
-//! Certificates are made with the openssl command line. Skipped, with a message, where Unbound
-//! or openssl is not installed (`apt-get install unbound openssl`), and the DoH tests where this
-//! Unbound is built without nghttp2.
+//! Certificates come from a test CA (sinkhole_testkit's `TestCa`). Skipped, with a message, where
+//! Unbound is not installed (`apt-get install unbound`), and the DoH tests where this Unbound is
+//! built without nghttp2.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -20,158 +18,32 @@ use sinkhole_testkit::*;
 
 const STAFF: &str = "127.10.0.5";
 
-/// A program looked for on PATH and in /usr/sbin (where Debian puts unbound, and which a
-/// user's PATH may lack).
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Runs openssl with `args` in `dir`; panics with its stderr if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`{ca}.pem`, `{ca}.key`) in `dir`.
-fn make_ca(dir: &Path, ca: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={ca}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// A server certificate for `name` signed by `ca`: `{out}.pem` (with the CA after it) and
-/// `{out}.key`.
-fn make_server_cert(dir: &Path, ca: &str, name: &str, out: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{out}.key"),
-            "-out",
-            &format!("{out}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    std::fs::write(
-        dir.join(format!("{out}.ext")),
-        format!(
-            "subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
-             extendedKeyUsage=serverAuth\n"
-        ),
-    )
-    .expect("write extensions");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{out}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{out}.leaf"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{out}.ext"),
-        ],
-    );
-    let chain = std::fs::read_to_string(dir.join(format!("{out}.leaf"))).expect("leaf")
-        + &std::fs::read_to_string(dir.join(format!("{ca}.pem"))).expect("ca");
-    std::fs::write(dir.join(format!("{out}.pem")), chain).expect("write chain");
-}
-
-/// Whether this Unbound serves DNS over HTTPS (built with nghttp2).
-fn unbound_has_doh(unbound: &Path) -> bool {
-    Command::new(unbound)
-        .arg("-V")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).contains("nghttp2"))
-        .unwrap_or(false)
-}
-
 /// An Unbound serving DoT and DoH (and plain DNS, to know when it is up) on 127.0.0.1, with a
 /// certificate for `upstream.test` from the test CA; killed on drop.
 struct Upstream {
-    child: Child,
+    _unbound: Unbound,
     dir: TestDir,
-    plain: SocketAddr,
     tls_port: u16,
     https_port: Option<u16>,
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Upstream {
-    /// Starts it, or None (with a message) where Unbound or openssl is missing.
+    /// Starts it, or None (with a message) where Unbound is missing.
     fn start(doh: bool) -> Option<Upstream> {
-        let Some(unbound) = program("unbound") else {
+        let Some(unbound) = unbound_program("unbound") else {
             eprintln!("skipped: unbound is not installed (apt-get install unbound)");
             return None;
         };
-        if program("openssl").is_none() {
-            eprintln!("skipped: openssl is not installed (apt-get install openssl)");
-            return None;
-        }
         if doh && !unbound_has_doh(&unbound) {
             eprintln!("skipped: this unbound has no DNS over HTTPS (built without nghttp2)");
             return None;
         }
         let dir = TestDir::new();
-        make_ca(dir.path(), "ca");
-        make_ca(dir.path(), "other-ca");
-        make_server_cert(dir.path(), "ca", "upstream.test", "server");
-        let (plain, tls_port, https_port) = (free_port(), free_port(), free_port());
+        let ca = TestCa::new();
+        ca.write_ca(dir.path());
+        std::fs::write(dir.path().join("other-ca.pem"), TestCa::new().ca_pem).expect("write other-ca.pem");
+        ca.server_cert(&["upstream.test"]).write(dir.path(), "server");
+        let (tls_port, https_port) = (free_port(), free_port());
         let https = if doh {
             format!(
                 "    interface: 127.0.0.1@{https_port}\n    https-port: {https_port}\n    http-notls-downstream: no\n"
@@ -179,25 +51,12 @@ impl Upstream {
         } else {
             String::new()
         };
-        let conf = format!(
-            r#"server:
-    interface: 127.0.0.1@{plain}
-    interface: 127.0.0.1@{tls_port}
+        let server = format!(
+            r#"    interface: 127.0.0.1@{tls_port}
 {https}    tls-port: {tls_port}
     tls-service-key: "{dir}/server.key"
-    tls-service-pem: "{dir}/server.pem"
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{dir}"
-    pidfile: "{dir}/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    access-control: 127.0.0.0/8 allow
+    tls-service-pem: "{dir}/server.crt"
     module-config: "iterator"
-    num-threads: 1
     incoming-num-tcp: 100
     local-zone: "example." static
     local-data: "allowed.example. 300 IN A 192.0.2.7"
@@ -206,35 +65,12 @@ impl Upstream {
 "#,
             dir = dir.path().display(),
         );
-        let conf_path = dir.path().join("unbound.conf");
-        std::fs::write(&conf_path, conf).expect("write unbound.conf");
-        let child = Command::new(&unbound)
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("unbound.log")).expect("unbound log file"),
-            ))
-            .spawn()
-            .expect("start unbound");
-        let upstream = Upstream {
-            child,
-            plain: SocketAddr::from(([127, 0, 0, 1], plain)),
+        Some(Upstream {
+            _unbound: Unbound::start(&unbound, dir.path(), &server, ""),
+            dir,
             tls_port,
             https_port: doh.then_some(https_port),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while query_udp(upstream.plain, ip("127.0.0.1"), "allowed.example", RecordType::A, false).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "unbound did not answer within 30 s:\n{}",
-                std::fs::read_to_string(upstream.dir.path().join("unbound.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Some(upstream)
+        })
     }
 
     /// The file of a CA in its dir ("ca" signed the server's certificate, "other-ca" did not).

@@ -15,6 +15,7 @@
 //!   and 304s, error statuses and slow answers on demand, requests counted.
 //! - Ports (`ports`): free loopback ports, never the same one twice in a test binary.
 //! - TLS (`tls`): a test CA and server certificates it signs (rcgen), as PEM files, for DoT and DoH tests.
+//! - [`Unbound`] (`unbound`): a real Unbound on loopback, checked and waited for, as a peer of sinkhole.
 //! - [`mix`]: the benches' query files (the "mix" workload), generated, so that nothing outside the repository is read.
 //!
 //! Tests use it as `use sinkhole_testkit::*;`. Only loopback addresses are ever used. It knows nothing of the
@@ -32,6 +33,7 @@ pub mod mix;
 pub mod ports;
 pub mod responder;
 pub mod tls;
+pub mod unbound;
 pub mod upstream;
 
 pub use answers::*;
@@ -40,6 +42,7 @@ pub use daemon::*;
 pub use http::*;
 pub use ports::*;
 pub use tls::*;
+pub use unbound::*;
 pub use upstream::*;
 
 /// Source address for a client in the "staff" policy of the usual test config (`clients = ["127.10.0.0/16"]`).
