@@ -131,7 +131,9 @@ fn query_of_get(url_query: &str, query: &mut Vec<u8>) -> Result<(), Refusal> {
     if encoded.len() > MAX_MESSAGE.div_ceil(3) * 4 {
         return Err(Refusal::TooLarge);
     }
-    URL_SAFE_NO_PAD.decode_vec(encoded, query).map_err(|_| Refusal::BadRequest)
+    URL_SAFE_NO_PAD
+        .decode_vec(encoded, query)
+        .map_err(|_| Refusal::BadRequest)
 }
 
 /// A POST body as it arrives: kept if wanted and no longer than [`MAX_MESSAGE`], else read on
@@ -213,7 +215,12 @@ async fn answer_forward(shared: &Shared, pending: Box<Pending>, out: &mut Vec<u8
     out.clear();
     // Boxed: the forwarding future is large, and inline it would make every waiting request's
     // future as large (a POST's included).
-    Box::pin(shared.handler.answer_forward(pending, Transport::Tcp(&shared.upstream), out)).await;
+    Box::pin(
+        shared
+            .handler
+            .answer_forward(pending, Transport::Tcp(&shared.upstream), out),
+    )
+    .await;
     if out.is_empty() {
         return Err(Refusal::NoAnswer);
     }
@@ -344,9 +351,18 @@ mod tests {
         let uri = |s: &str| s.parse::<Uri>().expect("a URI");
         let mut headers = HeaderMap::new();
         assert_eq!(ask(&Method::GET, &uri("/dns-query?dns=AA"), &headers), Ask::Get);
-        assert_eq!(ask(&Method::GET, &uri("/other"), &headers), Ask::Refused(Refusal::NotFound));
-        assert_eq!(ask(&Method::PUT, &uri("/dns-query"), &headers), Ask::Refused(Refusal::Method));
-        assert_eq!(ask(&Method::POST, &uri("/dns-query"), &headers), Ask::Post(Some(Refusal::MediaType)));
+        assert_eq!(
+            ask(&Method::GET, &uri("/other"), &headers),
+            Ask::Refused(Refusal::NotFound)
+        );
+        assert_eq!(
+            ask(&Method::PUT, &uri("/dns-query"), &headers),
+            Ask::Refused(Refusal::Method)
+        );
+        assert_eq!(
+            ask(&Method::POST, &uri("/dns-query"), &headers),
+            Ask::Post(Some(Refusal::MediaType))
+        );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("Application/DNS-Message; x=y"));
         assert_eq!(ask(&Method::POST, &uri("/dns-query"), &headers), Ask::Post(None));
     }
