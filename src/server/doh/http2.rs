@@ -10,16 +10,21 @@
 //! (`server.tcp_pipeline`, as SETTINGS_MAX_CONCURRENT_STREAMS), and nothing outlives the
 //! connection: dropping the set drops them.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 
-use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 use h2::RecvStream;
 use h2::server::{Builder, SendResponse};
 use hyper::body::Bytes;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -42,6 +47,8 @@ const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// frame headers. An answer is written whole, so this bounds what a client that does not read
 /// can hold, per stream.
 const SEND_BUFFER: usize = MAX_MESSAGE + 1024;
+/// Bytes of answers [`Gather`] holds back at most; past this they are written at once.
+const GATHER_LIMIT: usize = 64 * 1024;
 
 /// Serves one HTTP/2 connection (see [`super::serve_connection`]).
 pub(super) async fn serve(
@@ -60,6 +67,13 @@ pub(super) async fn serve(
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(MAX_HEADER_LIST);
     // The client's preface must come within the time a connection may idle.
+    let hold = Arc::new(AtomicBool::new(false));
+    let stream = Gather {
+        inner: stream,
+        buf: Vec::new(),
+        written: 0,
+        hold: Arc::clone(&hold),
+    };
     let handshake = tokio::select! {
         handshake = tokio::time::timeout(limits.idle, builder.handshake::<_, Bytes>(stream)) => handshake,
         _ = stop.changed() => return,
@@ -99,6 +113,23 @@ pub(super) async fn serve(
                     last = Instant::now();
                     if let Some(later) = inline.respond(shared, client, request, respond) {
                         waiting.push(answer_later(shared, client, later));
+                    }
+                    // The requests that came with it are answered before any answer is written:
+                    // their answers go out together, not in a TLS record and a write each.
+                    hold.store(true, Ordering::Relaxed);
+                    let mut done = false;
+                    while let Some(accepted) = connection.accept().now_or_never() {
+                        let Some(Ok((request, respond))) = accepted else {
+                            done = true;
+                            break;
+                        };
+                        if let Some(later) = inline.respond(shared, client, request, respond) {
+                            waiting.push(answer_later(shared, client, later));
+                        }
+                    }
+                    hold.store(false, Ordering::Relaxed);
+                    if done {
+                        break;
                     }
                 }
             },
@@ -258,5 +289,68 @@ fn send(shared: &Shared, respond: &mut SendResponse<Bytes>, answer: Result<&[u8]
             shared.doh.count(response.status());
             let _ = respond.send_response(response, true);
         }
+    }
+}
+
+/// The TLS stream under h2, with its writes held back while `hold` is set: h2 writes (and
+/// flushes) whatever is ready each time it is polled, which is once per request accepted, so
+/// that every answer would be a TLS record and a `sendmsg` of its own. The connection's task
+/// sets `hold` while it answers the requests that are already in, and the answers go out in one
+/// write when it next waits. At most [`GATHER_LIMIT`] bytes are held.
+struct Gather<S> {
+    inner: S,
+    /// Bytes written by h2 and not yet to `inner`; those before `written` have gone.
+    buf: Vec<u8>,
+    written: usize,
+    /// Set by the connection's task while it answers a batch: flushes wait for its end.
+    hold: Arc<AtomicBool>,
+}
+
+impl<S: AsyncWrite + Unpin> Gather<S> {
+    /// Writes what is held to `inner`.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(rest) = self.buf.get(self.written..).filter(|rest| !rest.is_empty()) {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.buf.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Gather<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Gather<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.hold.load(Ordering::Relaxed) && this.buf.len() + data.len() <= GATHER_LIMIT {
+            this.buf.extend_from_slice(data);
+            return Poll::Ready(Ok(data.len()));
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.hold.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
