@@ -354,3 +354,43 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gather<S> {
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn held_writes_go_out_together_when_the_hold_ends() {
+        let (near, mut far) = tokio::io::duplex(4 * GATHER_LIMIT);
+        let hold = Arc::new(AtomicBool::new(true));
+        let mut gather = Gather {
+            inner: near,
+            buf: Vec::new(),
+            written: 0,
+            hold: Arc::clone(&hold),
+        };
+        gather.write_all(b"one ").await.expect("held");
+        gather.write_all(b"two").await.expect("held");
+        gather.flush().await.expect("a flush while held is put off");
+        let mut got = [0u8; 7];
+        let nothing = tokio::time::timeout(Duration::from_millis(20), far.read(&mut got)).await;
+        assert!(nothing.is_err(), "nothing is written while held");
+        hold.store(false, Ordering::Relaxed);
+        gather.flush().await.expect("written");
+        far.read_exact(&mut got).await.expect("both writes");
+        assert_eq!(&got, b"one two");
+        // Past the limit, a held write goes through (after what was held): memory stays bounded.
+        hold.store(true, Ordering::Relaxed);
+        gather.write_all(b"x").await.expect("held");
+        let big = vec![7u8; GATHER_LIMIT];
+        gather.write_all(&big).await.expect("written through");
+        let mut got = vec![0u8; GATHER_LIMIT + 1];
+        far.read_exact(&mut got).await.expect("both, in order");
+        assert_eq!(got.first(), Some(&b'x'));
+        assert!(gather.buf.is_empty());
+    }
+}
