@@ -2,39 +2,37 @@
 //! side accepted, admitted and handshook (src/server/tcp.rs, tls.rs).
 //!
 //! Each request carries one DNS message (GET `?dns=` in base64url, or a POST body of type
-//! `application/dns-message`) and goes through the same [`Handler`] as every other transport;
-//! the answer goes back as `application/dns-message` with `cache-control: max-age` of its least
-//! TTL, so that HTTP caches keep it no longer than DNS would.
+//! `application/dns-message`) and goes through the same [`Handler`](super::handler::Handler) as
+//! every other transport; the answer goes back as `application/dns-message` with
+//! `cache-control: max-age` of its least TTL, so that HTTP caches keep it no longer than DNS would.
+//!
+//! This module owns what both HTTP versions share: what a request asks for, its answer or the
+//! status that refuses it, and the metrics. The connections are served by `http2.rs` (the `h2`
+//! crate, every stream in the connection's own task: DoH's hot path, as clients speak it) and
+//! `http1.rs` (hyper's HTTP/1.1 server, one request at a time).
 //!
 //! What bounds a client, beside the connection limits it shares with TCP: bodies are read up to
-//! 65535 bytes (a DNS message's most) within `server.tcp_io_timeout`, as are request headers;
-//! HTTP/2 streams in flight per connection are capped at `server.tcp_pipeline`; a connection with
-//! no request for `server.tcp_idle_timeout` is closed. Memory per connection is thus at most
-//! `tcp_pipeline` requests and answers of 64 KiB each (HTTP/2's send buffer is capped to one
-//! answer per stream); DoH answers do not draw on `server.tcp_buffer`.
+//! 65535 bytes (a DNS message's most) within `server.tcp_io_timeout`, as are HTTP/1.1 request
+//! headers; HTTP/2 streams in flight per connection are capped at `server.tcp_pipeline`; a
+//! connection with no request for `server.tcp_idle_timeout` is closed. Memory per connection is
+//! thus at most `tcp_pipeline` requests and answers of 64 KiB each (HTTP/2's send buffer is capped
+//! to one answer per stream); DoH answers do not draw on `server.tcp_buffer`.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+mod http1;
+mod http2;
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, StatusCode, Uri};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 
-use super::handler::{Clock, Protocol, Step, Worker};
+use super::handler::{Clock, Pending, Protocol, Step, Worker};
 use super::tcp::{Admission, Shared};
 use crate::upstream::Transport;
 use crate::wire;
@@ -50,138 +48,21 @@ const MAX_MESSAGE: usize = 65_535;
 const DRAIN_LIMIT: usize = 4 * MAX_MESSAGE;
 
 /// Serves one DoH connection until the client closes it, it idles past `tcp_idle_timeout`, or
-/// shutdown (requests in flight are answered first, within `tcp_io_timeout`).
+/// shutdown (requests in flight are answered first, within `tcp_io_timeout`). HTTP/2 is what
+/// the client chose in ALPN; without ALPN, or with `http/1.1`, it is HTTP/1.1.
 pub(super) async fn serve_connection(
     stream: TlsStream<TcpStream>,
     peer: SocketAddr,
     admission: Admission,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let shared = Arc::clone(&admission.shared);
-    let limits = shared.limits;
-    let activity = Arc::new(Activity::new());
-    let exchange = Exchange {
-        shared: Arc::clone(&shared),
-        peer,
-        activity: Arc::clone(&activity),
-    };
-    let service = service_fn(move |request| {
-        let exchange = exchange.clone();
-        async move { Ok::<_, Infallible>(exchange.answer(request).await) }
-    });
-    let tasks = ConnectionTasks::default();
-    let mut builder = auto::Builder::new(tasks.clone());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.io_timeout)
-        .max_buf_size(MAX_MESSAGE.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(u32::try_from(limits.pipeline).unwrap_or(u32::MAX))
-        .max_send_buf_size(MAX_MESSAGE + 1024);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let mut closing = false;
-    loop {
-        let idle_check = tokio::time::sleep(limits.idle.min(Duration::from_secs(1)));
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "DoH connection closed");
-                }
-                break;
-            }
-            _ = stop.changed(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = idle_check, if !closing => {
-                if activity.idle_for() >= limits.idle {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-        }
-        if closing {
-            // Requests in flight get the I/O timeout to be answered; then the connection goes.
-            if tokio::time::timeout(limits.io_timeout, connection.as_mut())
-                .await
-                .is_err()
-            {
-                shared.metrics.slow.increment(1);
-            }
-            break;
-        }
+    let shared = &admission.shared;
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        http2::serve(stream, peer, shared, stop).await;
+    } else {
+        http1::serve(stream, peer, shared, stop).await;
     }
     drop(admission);
-}
-
-/// The tasks hyper spawns for one connection (HTTP/2 streams and their answers): owned by it, and
-/// aborted when the connection is dropped (the last clone, held by its builder and connection,
-/// goes), so that none outlives a connection that shutdown gave up on.
-#[derive(Clone, Default)]
-struct ConnectionTasks(Arc<Mutex<JoinSet<()>>>);
-
-impl<F> hyper::rt::Executor<F> for ConnectionTasks
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    fn execute(&self, task: F) {
-        let mut tasks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // Reap the finished ones first: the set holds no more than the streams in flight.
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(task);
-    }
-}
-
-/// When a connection last did something, to close it once idle.
-struct Activity {
-    /// When the connection started: `last` counts from here.
-    start: Instant,
-    /// Milliseconds after `start` that the last request ended (or the connection started).
-    last: AtomicU64,
-    /// Requests being answered now: a connection with one in flight is not idle.
-    in_flight: AtomicUsize,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    /// How long the connection has had no request in flight (zero while one is).
-    fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
-    }
-
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn end(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What each request of one connection needs.
-#[derive(Clone)]
-struct Exchange {
-    shared: Arc<Shared>,
-    /// The client, whose address the policies see.
-    peer: SocketAddr,
-    activity: Arc<Activity>,
 }
 
 /// Why a request got no DNS answer: its HTTP status.
@@ -210,131 +91,165 @@ impl Refusal {
     }
 }
 
-impl Exchange {
-    /// The HTTP response to one request, counted by status.
-    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        self.activity.begin();
-        let response = match self.resolve(request).await {
-            Ok(message) => dns_response(message),
-            Err(refusal) => {
-                let mut response = Response::new(Full::new(Bytes::new()));
-                *response.status_mut() = refusal.status();
-                if refusal == Refusal::Method {
-                    response
-                        .headers_mut()
-                        .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-                }
-                response
-            }
-        };
-        self.activity.end();
-        self.shared.doh.count(response.status());
-        response
-    }
+/// What a request asks for, as its method, path and headers say (before any body is read).
+#[derive(Debug, PartialEq, Eq)]
+enum Ask {
+    /// A GET: its query is `?dns=` of the URL, whose query string this is.
+    Get,
+    /// A POST: the query is the body, which must be read, and then refused with the status given
+    /// if there is one (a wrong media type: the body is still read, see [`BodyCap`]).
+    Post(Option<Refusal>),
+    /// Refused on its head alone.
+    Refused(Refusal),
+}
 
-    /// The DNS answer to the query a request carries.
-    async fn resolve(&self, request: Request<Incoming>) -> Result<Vec<u8>, Refusal> {
-        if request.uri().path() != PATH {
-            return Err(Refusal::NotFound);
-        }
-        let query = match *request.method() {
-            Method::GET => query_of_get(request.uri().query().unwrap_or_default())?,
-            Method::POST => self.query_of_post(request).await?,
-            _ => return Err(Refusal::Method),
-        };
-        let handler = &self.shared.handler;
-        let client = self.peer.ip().to_canonical();
-        let mut out = Vec::with_capacity(512);
-        let mut worker = Worker::default();
-        let step = handler.answer_fast(&query, client, Protocol::Doh, Clock::now(), &mut out, &mut worker);
-        handler.flush(&mut worker);
-        match step {
-            Step::Reply => {}
-            // Not a query we can answer (a response, garbage): the client sent a bad message.
-            Step::Drop => return Err(Refusal::BadRequest),
-            Step::Forward(pending) => {
-                // Boxed: the forwarding future is large, and inline it would make every
-                // request's task as large, cache hits included, copied on each spawn (a tenth
-                // of DoH's CPU per query went to those copies).
-                Box::pin(handler.answer_forward(pending, Transport::Tcp(&self.shared.upstream), &mut out)).await;
-            }
-        }
-        if out.is_empty() {
-            return Err(Refusal::NoAnswer);
-        }
-        Ok(out)
+fn ask(method: &Method, uri: &Uri, headers: &HeaderMap) -> Ask {
+    if uri.path() != PATH {
+        return Ask::Refused(Refusal::NotFound);
     }
-
-    /// The body of a POST, if it is a DNS message no longer than one can be, read in time.
-    ///
-    /// A refused body is still read (and thrown away, up to [`DRAIN_LIMIT`]) before the refusal
-    /// goes out: an HTTP/2 client that is still sending when its stream is reset takes the
-    /// reset for a protocol error, and never sees the status.
-    async fn query_of_post(&self, request: Request<Incoming>) -> Result<Vec<u8>, Refusal> {
-        let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        // Parameters (`; charset=...`) mean nothing for a binary type; the type itself must match.
-        let media = content_type.map(|t| t.split(';').next().unwrap_or_default().trim());
-        let refusal = (!media.is_some_and(|m| m.eq_ignore_ascii_case(DNS_MESSAGE))).then_some(Refusal::MediaType);
-        let timeout = self.shared.limits.io_timeout;
-        match tokio::time::timeout(timeout, read_body(request.into_body(), refusal.is_none())).await {
-            Err(_) => {
-                self.shared.metrics.slow.increment(1);
-                Err(Refusal::Timeout)
-            }
-            Ok(read) => match refusal {
-                Some(refusal) => Err(refusal),
-                None => read,
-            },
+    match *method {
+        Method::GET => Ask::Get,
+        Method::POST => {
+            let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            // Parameters (`; charset=...`) mean nothing for a binary type; the type itself must match.
+            let media = content_type.map(|t| t.split(';').next().unwrap_or_default().trim());
+            let matches = media.is_some_and(|m| m.eq_ignore_ascii_case(DNS_MESSAGE));
+            Ask::Post((!matches).then_some(Refusal::MediaType))
         }
+        _ => Ask::Refused(Refusal::Method),
     }
 }
 
-/// Reads a request body: kept if `keep` and no longer than [`MAX_MESSAGE`], else read on and
-/// thrown away up to [`DRAIN_LIMIT`] (past that the stream is reset: the client gets no status).
-async fn read_body(mut body: Incoming, keep: bool) -> Result<Vec<u8>, Refusal> {
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| Refusal::BadRequest)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen = seen.saturating_add(data.len());
-        if seen > DRAIN_LIMIT {
-            break;
-        }
-        if keep && seen <= MAX_MESSAGE {
-            kept.extend_from_slice(&data);
-        }
-    }
-    if seen > MAX_MESSAGE {
-        return Err(Refusal::TooLarge);
-    }
-    Ok(kept)
-}
-
-/// The query of a GET: the `dns` parameter, base64url without padding (RFC 8484 4.1).
-fn query_of_get(query: &str) -> Result<Vec<u8>, Refusal> {
-    let encoded = query
+/// The query of a GET, decoded into `query`: the `dns` parameter, base64url without padding
+/// (RFC 8484 4.1). `query` is the caller's, reused from request to request.
+fn query_of_get(url_query: &str, query: &mut Vec<u8>) -> Result<(), Refusal> {
+    query.clear();
+    let encoded = url_query
         .split('&')
         .find_map(|pair| pair.strip_prefix("dns="))
         .ok_or(Refusal::BadRequest)?;
     if encoded.len() > MAX_MESSAGE.div_ceil(3) * 4 {
         return Err(Refusal::TooLarge);
     }
-    URL_SAFE_NO_PAD.decode(encoded).map_err(|_| Refusal::BadRequest)
+    URL_SAFE_NO_PAD
+        .decode_vec(encoded, query)
+        .map_err(|_| Refusal::BadRequest)
 }
 
-/// A 200 carrying `message`, fresh for HTTP caches as long as its least TTL.
-fn dns_response(message: Vec<u8>) -> Response<Full<Bytes>> {
-    let max_age = least_ttl(&message);
-    let mut response = Response::new(Full::new(Bytes::from(message)));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
-    if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}")) {
-        headers.insert(CACHE_CONTROL, value);
+/// A POST body as it arrives: kept if wanted and no longer than [`MAX_MESSAGE`], else read on
+/// and thrown away up to [`DRAIN_LIMIT`] (past that the stream is reset: the client gets no
+/// status). A refused body is still read before the refusal goes out: an HTTP/2 client that is
+/// still sending when its stream is reset takes the reset for a protocol error, and never sees
+/// the status.
+struct BodyCap {
+    /// The body so far, while it is wanted and short enough.
+    kept: Vec<u8>,
+    /// Bytes seen, kept or not.
+    seen: usize,
+    /// Whether the body is the query (false: it is read only to be thrown away).
+    keep: bool,
+}
+
+impl BodyCap {
+    fn new(keep: bool) -> BodyCap {
+        BodyCap {
+            kept: Vec::new(),
+            seen: 0,
+            keep,
+        }
     }
-    response
+
+    /// Takes one chunk; false once past [`DRAIN_LIMIT`], when reading must stop.
+    fn take(&mut self, data: &[u8]) -> bool {
+        self.seen = self.seen.saturating_add(data.len());
+        if self.seen > DRAIN_LIMIT {
+            return false;
+        }
+        if self.keep && self.seen <= MAX_MESSAGE {
+            self.kept.extend_from_slice(data);
+        }
+        true
+    }
+
+    /// The query, once the body has been read (or reading stopped).
+    fn finish(self) -> Result<Vec<u8>, Refusal> {
+        if self.seen > MAX_MESSAGE {
+            return Err(Refusal::TooLarge);
+        }
+        Ok(self.kept)
+    }
+}
+
+/// What [`answer_fast`] left to do.
+enum Fast {
+    /// `out` holds the answer.
+    Answered,
+    /// A cache miss: [`answer_forward`] must fill `out`.
+    Forward(Box<Pending>),
+}
+
+/// Answers `query` from `client` at once if it can (a block, a cache hit: the DoH hot path), into
+/// `out`; a cache miss is left to [`answer_forward`].
+fn answer_fast(
+    shared: &Shared,
+    client: IpAddr,
+    query: &[u8],
+    out: &mut Vec<u8>,
+    worker: &mut Worker,
+) -> Result<Fast, Refusal> {
+    out.clear();
+    let handler = &shared.handler;
+    let step = handler.answer_fast(query, client, Protocol::Doh, Clock::now(), out, worker);
+    handler.flush(worker);
+    match step {
+        Step::Reply if out.is_empty() => Err(Refusal::NoAnswer),
+        Step::Reply => Ok(Fast::Answered),
+        // Not a query we can answer (a response, garbage): the client sent a bad message.
+        Step::Drop => Err(Refusal::BadRequest),
+        Step::Forward(pending) => Ok(Fast::Forward(pending)),
+    }
+}
+
+/// Forwards a cache miss upstream and writes its answer into `out`.
+async fn answer_forward(shared: &Shared, pending: Box<Pending>, out: &mut Vec<u8>) -> Result<(), Refusal> {
+    out.clear();
+    // Boxed: the forwarding future is large, and inline it would make every waiting request's
+    // future as large (a POST's included).
+    Box::pin(
+        shared
+            .handler
+            .answer_forward(pending, Transport::Tcp(&shared.upstream), out),
+    )
+    .await;
+    if out.is_empty() {
+        return Err(Refusal::NoAnswer);
+    }
+    Ok(())
+}
+
+/// The answer to a query, whichever way it comes: at once or forwarded.
+async fn answer(
+    shared: &Shared,
+    client: IpAddr,
+    query: &[u8],
+    out: &mut Vec<u8>,
+    worker: &mut Worker,
+) -> Result<(), Refusal> {
+    match answer_fast(shared, client, query, out, worker)? {
+        Fast::Answered => Ok(()),
+        Fast::Forward(pending) => answer_forward(shared, pending, out).await,
+    }
+}
+
+/// `cache-control` of a 200 carrying `message`: fresh for HTTP caches as long as its least TTL.
+fn cache_control(message: &[u8]) -> HeaderValue {
+    let mut text = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    // "max-age=" and a u32 take 18 bytes at most: the write cannot run out of room.
+    let _ = write!(cursor, "max-age={}", least_ttl(message));
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    HeaderValue::from_bytes(text.get(..len).unwrap_or_default())
+        .unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
 }
 
 /// The least TTL of the records in the answer and authority sections (for a negative answer,
@@ -403,10 +318,53 @@ mod tests {
 
     #[test]
     fn a_get_query_is_base64url_without_padding() {
-        assert_eq!(query_of_get("dns=AAEC_w"), Ok(vec![0, 1, 2, 255]));
-        assert_eq!(query_of_get("ct=x&dns=AAEC_w"), Ok(vec![0, 1, 2, 255]));
-        assert_eq!(query_of_get("dns=AAEC/w=="), Err(Refusal::BadRequest));
-        assert_eq!(query_of_get("other=1"), Err(Refusal::BadRequest));
+        let get = |url_query: &str| {
+            // One buffer for all, as a connection reuses it: nothing of a query stays for the next.
+            let mut query = vec![9; 3];
+            query_of_get(url_query, &mut query).map(|()| query)
+        };
+        assert_eq!(get("dns=AAEC_w"), Ok(vec![0, 1, 2, 255]));
+        assert_eq!(get("ct=x&dns=AAEC_w"), Ok(vec![0, 1, 2, 255]));
+        assert_eq!(get("dns=AAEC/w=="), Err(Refusal::BadRequest));
+        assert_eq!(get("other=1"), Err(Refusal::BadRequest));
+        let long = format!("dns={}", "A".repeat(MAX_MESSAGE.div_ceil(3) * 4 + 1));
+        assert_eq!(get(&long), Err(Refusal::TooLarge));
+    }
+
+    #[test]
+    fn a_body_is_kept_to_a_message_s_length_and_drained_to_the_limit() {
+        let mut body = BodyCap::new(true);
+        assert!(body.take(&[1, 2]) && body.take(&[3]));
+        assert_eq!(body.finish(), Ok(vec![1, 2, 3]));
+        let mut body = BodyCap::new(true);
+        assert!(body.take(&vec![0; MAX_MESSAGE + 1]));
+        assert!(body.kept.is_empty(), "a body too long for a message is not kept");
+        assert_eq!(body.finish(), Err(Refusal::TooLarge));
+        let mut body = BodyCap::new(false);
+        assert!(body.take(&vec![0; DRAIN_LIMIT]));
+        assert!(!body.take(&[0]), "reading stops past the drain limit");
+        assert_eq!(body.finish(), Err(Refusal::TooLarge));
+    }
+
+    #[test]
+    fn the_head_says_what_is_asked() {
+        let uri = |s: &str| s.parse::<Uri>().expect("a URI");
+        let mut headers = HeaderMap::new();
+        assert_eq!(ask(&Method::GET, &uri("/dns-query?dns=AA"), &headers), Ask::Get);
+        assert_eq!(
+            ask(&Method::GET, &uri("/other"), &headers),
+            Ask::Refused(Refusal::NotFound)
+        );
+        assert_eq!(
+            ask(&Method::PUT, &uri("/dns-query"), &headers),
+            Ask::Refused(Refusal::Method)
+        );
+        assert_eq!(
+            ask(&Method::POST, &uri("/dns-query"), &headers),
+            Ask::Post(Some(Refusal::MediaType))
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("Application/DNS-Message; x=y"));
+        assert_eq!(ask(&Method::POST, &uri("/dns-query"), &headers), Ask::Post(None));
     }
 
     #[test]
@@ -424,6 +382,7 @@ mod tests {
         message.add_authority(Record::from_rdata(name, 30, RData::SOA(soa)));
         let bytes = message.to_vec().expect("encodes");
         assert_eq!(least_ttl(&bytes), 30);
+        assert_eq!(cache_control(&bytes), "max-age=30");
         // Cut short, or with no records: no caching.
         assert_eq!(least_ttl(&bytes[..bytes.len() - 3]), 0);
         assert_eq!(least_ttl(&bytes[..wire::HEADER_LEN]), 0);
