@@ -138,7 +138,6 @@ impl Link {
 async fn read(link: Arc<Link>, mut stream: OwnedReadHalf) {
     let mut frames = FrameReader::new();
     let why = loop {
-        let idle = link.waiting() == 0;
         let frame = tokio::select! {
             frame = frames.next(&mut stream) => frame,
             () = link.waiters.finished.notified() => {
@@ -147,8 +146,13 @@ async fn read(link: Arc<Link>, mut stream: OwnedReadHalf) {
                 }
                 continue;
             }
-            () = tokio::time::sleep(IDLE), if idle => {
-                break io::Error::new(io::ErrorKind::TimedOut, "connection idle");
+            // Quiet for IDLE: closed if nothing waits. Checked when the time is up, not when it
+            // starts: the last query may have given up (timed out) without anything arriving.
+            () = tokio::time::sleep(IDLE) => {
+                if link.waiting() == 0 {
+                    break io::Error::new(io::ErrorKind::TimedOut, "connection idle");
+                }
+                continue;
             }
         };
         match frame {

@@ -475,3 +475,35 @@ async fn tcp_queries_share_one_connection() {
     assert_eq!(up.connections(), 1);
     assert!(transports(&up).iter().all(|t| *t == "tcp"), "TCP only");
 }
+
+/// Found by reading (the DoT link had it and was fixed first): a TCP link armed its idle timer only
+/// when nothing waited as its loop turned, so a connection whose last query gave up by timeout
+/// (nothing came back to turn the loop) stayed open for as long as the server kept it.
+#[tokio::test(start_paused = true)]
+async fn a_tcp_connection_whose_last_query_timed_out_closes_once_idle() {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Takes the query and answers nothing, until sinkhole closes the connection.
+    let silent = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 512];
+        while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+        Instant::now()
+    });
+    let pool = new_pool(&[addr], Duration::from_millis(300));
+    let sockets = Sockets::new(1);
+    let started = Instant::now();
+    forward_on(&pool, &query(1, "silent.example.", false), Transport::Tcp(&sockets))
+        .await
+        .unwrap_err();
+    let closed = tokio::time::timeout(tcp::IDLE * 3, silent)
+        .await
+        .expect("the connection is closed once idle")
+        .unwrap();
+    assert!(
+        closed - started <= tcp::IDLE + Duration::from_secs(1),
+        "{:?}",
+        closed - started
+    );
+}
