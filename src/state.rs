@@ -663,6 +663,8 @@ struct RestartOnly {
     /// Whether the egress companion runs (some policy has `egress = true`), and its settings:
     /// both read once, when it starts.
     egress: (bool, String),
+    /// DoT and DoH listen addresses (their certificate is read again on every reload).
+    encrypted: (Vec<SocketAddr>, Vec<SocketAddr>),
 }
 
 impl RestartOnly {
@@ -679,6 +681,10 @@ impl RestartOnly {
             hits: (target, c.log.queue),
             state_dir: c.state_dir(),
             egress: (c.egress_used(), egress_settings(c)),
+            encrypted: (
+                c.server.tls.iter().map(|l| *l.get_ref()).collect(),
+                c.server.https.iter().map(|l| *l.get_ref()).collect(),
+            ),
         }
     }
 
@@ -692,6 +698,8 @@ impl RestartOnly {
             (self.hits != new.hits, "log.hits"),
             (self.state_dir != new.state_dir, "server.state_dir"),
             (self.egress != new.egress, "egress"),
+            (self.encrypted.0 != new.encrypted.0, "server.tls"),
+            (self.encrypted.1 != new.encrypted.1, "server.https"),
         ];
         differ
             .into_iter()
@@ -851,7 +859,7 @@ mod tests {
         let config = dir.join("sinkhole.toml");
         let write = |listen: &str, threads: u32, extra: &str| {
             let text =
-                format!("[server]\nlisten = [\"{listen}\"]\nthreads = {threads}\n[log]\nhits = \"off\"\n{extra}");
+                format!("[server]\nlisten = [\"{listen}\"]\nthreads = {threads}\n{extra}[log]\nhits = \"off\"\n");
             std::fs::write(&config, text).expect("write the config");
         };
         write("127.0.0.1:5399", 2, "");
@@ -870,6 +878,12 @@ mod tests {
         let reverted = reload("127.0.0.1:5399", 2, "");
         // The egress companion starts (or not) at start, with its settings of then.
         let egress = reload("127.0.0.1:5399", 2, "[egress]\nrate = 5\n");
+        // So do the DoT and DoH listeners (the certificate alone follows reloads).
+        let dot = reload(
+            "127.0.0.1:5399",
+            2,
+            "tls = [\"127.0.0.1:8853\"]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n",
+        );
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(changed, ["server.listen"]);
         assert_eq!(
@@ -880,5 +894,6 @@ mod tests {
         assert_eq!(threads_too, ["server.listen", "server.threads"]);
         assert_eq!(reverted, Vec::<String>::new(), "back to what is running");
         assert_eq!(egress, ["egress"]);
+        assert_eq!(dot, ["server.tls"]);
     }
 }
