@@ -49,6 +49,20 @@ start_upstream() {
   PIDS+=("$!")
 }
 
+# warm_cache: one pass of $WORK/mix.txt through the daemon on $BASE + 1, so that the measured run
+# that follows finds the cache warm.
+warm_cache() {
+  timeout 120 "${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
+    --count 200000 "$WORK/mix.txt" >/dev/null 2>&1
+}
+
+# replay_measured RATE SECS: $WORK/mix.txt at RATE qps for SECS seconds, its JSON summary in
+# $WORK/replay.json (sent, answered, lost_pct, qps).
+replay_measured() {
+  timeout $(($2 + 60)) "${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
+    --json --rate "$1" --duration "$2" "$WORK/mix.txt" >"$WORK/replay.json" 2>/dev/null
+}
+
 # write_big_list_and_mix LIST MIX: a 1,000,014-domain list (the 14 TikTok apexes and a million random names) and
 # the mix workload (200k queries: 20 % TikTok names, the rest drawn Zipf-like from 20k), the same every time
 # (seeded), for the benches that swap a big list under load (reload.sh, refresh.sh).

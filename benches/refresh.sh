@@ -49,16 +49,14 @@ sleep 1
 start_upstream "$BASE"
 start_sinkhole "$WORK/sinkhole.toml"
 log "warming the cache, then $SECS s at $RATE qps with the list changing every 2 s"
-timeout 120 "${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
-  --count 200000 "$WORK/mix.txt" >/dev/null 2>&1
+warm_cache
 (for i in $(seq 2 2 $((SECS - 2))); do
   sleep 2
   cp "$WORK/www/big.txt" "$WORK/www/.big.next" && echo "refresh$i.example" >>"$WORK/www/.big.next"
   mv "$WORK/www/.big.next" "$WORK/www/big.txt"
 done) &
 PIDS+=("$!")
-timeout $((SECS + 60)) "${PIN_LOAD[@]}" "$SINKHOLE" replay --server "127.0.0.1:$((BASE + 1))" --source 127.10.0.5 \
-  --json --rate "$RATE" --duration "$SECS" "$WORK/mix.txt" >"$WORK/replay.json" 2>/dev/null
+replay_measured "$RATE" "$SECS"
 sleep 1
 python3 - "$WORK/replay.json" "$WORK/sinkhole.log" <<'PY'
 import datetime, json, re, sys

@@ -280,6 +280,18 @@ fn increment_block_counter(snapshot: &Snapshot, policy: PolicyId, list: ListId, 
     }
 }
 
+/// The longest answer `query` may get over `protocol`: over UDP the client's EDNS size, but never
+/// more than we send over UDP to anyone (a forged source address must not draw a large answer at
+/// its victim); over the streams a whole DNS message.
+fn max_answer_len(protocol: Protocol, query: &Query, snapshot: &Snapshot) -> usize {
+    match protocol {
+        Protocol::Udp => query
+            .max_udp_len()
+            .min(usize::from(*snapshot.config.server.max_udp_payload.get_ref())),
+        Protocol::Tcp | Protocol::Dot | Protocol::Doh => usize::from(u16::MAX),
+    }
+}
+
 /// The shared metric handles a [`Tally`] is flushed into.
 struct Counters {
     /// `sinkhole_queries_total`, by protocol then outcome.
@@ -532,12 +544,7 @@ impl Handler {
             && let Some(reply) = snapshot.ddr.reply_for(&query)
         {
             snapshot.ddr.write(packet, &query, reply, out);
-            if protocol == Protocol::Udp
-                && out.len()
-                    > query
-                        .max_udp_len()
-                        .min(usize::from(*snapshot.config.server.max_udp_payload.get_ref()))
-            {
+            if out.len() > max_answer_len(protocol, &query, &snapshot) {
                 answer::write_truncated(packet, &query, out);
             }
             tally.query(protocol, Outcome::Minimal);
@@ -789,15 +796,7 @@ impl Handler {
             }
         }
         let question = q.packet.get(q.query.question.clone()).unwrap_or_default();
-        let max_len = match q.protocol {
-            // The client's EDNS size, but never more than we send over UDP to anyone: a forged
-            // source address must not draw a large answer at its victim.
-            Protocol::Udp => q
-                .query
-                .max_udp_len()
-                .min(usize::from(*q.snapshot.config.server.max_udp_payload.get_ref())),
-            Protocol::Tcp | Protocol::Dot | Protocol::Doh => usize::from(u16::MAX),
-        };
+        let max_len = max_answer_len(q.protocol, q.query, q.snapshot);
         let (id, rd) = (q.query.id, q.query.rd());
         let outcome = match served {
             Served::Cached => {

@@ -227,9 +227,9 @@ pub enum Transport<'a> {
 }
 
 impl UpstreamPool {
-    /// A pool of `servers` (tried in this order while healthy). Registers the metric handles of
-    /// each server.
-    pub fn new(servers: &[SocketAddr], settings: PoolSettings) -> Self {
+    /// A pool of plain `servers` (tried in this order while healthy), for tests.
+    #[cfg(test)]
+    pub(crate) fn new(servers: &[SocketAddr], settings: PoolSettings) -> Self {
         let specs: Vec<ServerSpec> = servers
             .iter()
             .map(|&addr| ServerSpec {
@@ -238,15 +238,7 @@ impl UpstreamPool {
                 label: addr.to_string(),
             })
             .collect();
-        UpstreamPool {
-            servers: specs.iter().map(|s| Arc::new(Server::new(s.addr, &s.label))).collect(),
-            addrs: servers.into(),
-            encrypted: specs.iter().map(|_| None).collect(),
-            specs: specs.into(),
-            roots: Roots::System,
-            settings,
-            epoch: Instant::now(),
-        }
+        Self::with_specs(&specs, settings, Roots::System).expect("plain servers need no TLS")
     }
 
     /// A pool of `servers`, plain or encrypted, the encrypted ones checked against `roots`.
