@@ -231,6 +231,7 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
                 .with_context(|| format!("cannot serve metrics on {addr}"))?;
         }
         sinkhole::metrics::describe();
+        sinkhole::metrics::register_known_series();
         metrics::gauge!(sinkhole::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let hits = hitlog::Settings {
             target: match &first.log.hits {

@@ -349,3 +349,15 @@ pub fn describe() {
         "Always 1; the version label names the running binary."
     );
 }
+
+/// Creates at 0 the series whose label values are known before anything happens, so that they are
+/// exported from the first scrape: a counter that does not exist yet makes `rate()` and
+/// `increase()` return nothing, and an alert or dashboard panel on its first increment miss it
+/// (Prometheus practice; deploy/prometheus/ relies on it). Called once at start, after
+/// [`describe`]; the series modules pre-register themselves (outcomes, upstream errors, drops) are
+/// left to them.
+pub fn register_known_series() {
+    for result in ["ok", "failed", "refused"] {
+        metrics::counter!(RELOADS, "result" => result).increment(0);
+    }
+}
