@@ -581,18 +581,26 @@ fn the_compose_example_parses_and_mounts_files_that_exist() {
                   for v in s.get('volumes', []):\n        src = v['source'] if isinstance(v, dict) else \
                   v.split(':')[0]\n        if src.startswith('.') or src.startswith('/'): print(src)\n    b = \
                   s.get('build')\n    if b: print(b['context']); print(b['context'] + '/' + b['dockerfile'])\n";
-    let out = match Command::new("python3").arg("-c").arg(script).arg(&compose).output() {
-        Ok(out) => out,
-        Err(e) => {
-            println!("SKIPPED: python3 is not installed ({e}; apt-get install python3-yaml)");
-            return;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("No module named 'yaml'") {
-        println!("SKIPPED: PyYAML is not installed (apt-get install python3-yaml)");
+    // /usr/bin/python3 first: Debian's python3-yaml is for it, and a python3 earlier in PATH (a
+    // virtualenv, pyenv) may lack PyYAML.
+    let with_yaml = ["/usr/bin/python3", "python3"].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import yaml"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let Some(python) = with_yaml else {
+        println!("SKIPPED: no python3 with PyYAML to parse compose.yaml (apt-get install python3-yaml)");
         return;
-    }
+    };
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&compose)
+        .output()
+        .unwrap_or_else(|e| panic!("run {python}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "deploy/compose/compose.yaml does not parse:\n{stderr}"
