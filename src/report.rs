@@ -451,6 +451,8 @@ struct Gist {
     rule: Option<String>,
     /// The answer line's text (after `answer    `), or where the query goes.
     answer: String,
+    /// In audit mode, the answer enforcing would send.
+    would: Option<String>,
 }
 
 /// [`explain`]'s text and its [`Gist`].
@@ -587,7 +589,7 @@ fn explained(
             }
             let kind = block_note(policy.answer_for(action, qtype), qtype);
             gist.verdict = match hit.mode {
-                Mode::Audit => "audited (audit mode: logged, not blocked)".into(),
+                Mode::Audit => "audit mode: logged, not blocked".into(),
                 Mode::Enforce => "blocked".into(),
             };
             if hit.mode == Mode::Audit {
@@ -598,7 +600,9 @@ fn explained(
                 let _ = writeln!(out, "would be");
                 let mut block = Vec::new();
                 policy.write_block_answer_for(action, &packet, &query, hit.apex_len, &mut block);
-                let _ = write!(out, "{}", answer_text(&block, &kind));
+                let would = answer_text(&block, &kind);
+                gist.would = Some(first_answer(&would));
+                let _ = write!(out, "{would}");
             } else {
                 let _ = write!(out, "{}", step_text(&step, &bytes, (&kind, ""), &snapshot));
             }
@@ -682,9 +686,14 @@ fn explain_line(state: &Arc<State>, (via, at): (Option<IpAddr>, Option<i64>), qu
     if let Some(rule) = &gist.rule {
         let _ = write!(text, " ({rule})");
     }
-    // The notes after `;` (what CNAME inspection might still do) are the full explain's.
+    // The notes (what CNAME inspection might still do, what audit mode means) are the full
+    // explain's.
     let answer = gist.answer.split("; ").next().unwrap_or_default();
+    let answer = answer.split(" as usual").next().unwrap_or_default();
     let _ = write!(text, "; answer {answer}");
+    if let Some(would) = &gist.would {
+        let _ = write!(text, "\n    would be, enforced: {would}");
+    }
     Ok(text)
 }
 
@@ -860,6 +869,48 @@ block = []
         let text = explain(state, client.parse().expect("test address"), name, qtype, None).expect("explains");
         let answers: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("answer    ")).collect();
         (answers.join(" | "), text)
+    }
+
+    #[test]
+    fn explain_lines_says_in_one_line_what_explain_says_and_counts_bad_lines() {
+        let state = state();
+        let input = "# comment\n10.1.0.1 www.tiktok.com\n\n10.7.0.1 tiktok.com aaaa # audit\n\
+                     10.8.0.1 tiktok.com\nnope\n10.1.0.1 tiktok.com TYPE65\n10.1.0.1 a..b\n";
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let bad = explain_lines(
+            &state,
+            (None, None),
+            (&mut input.as_bytes(), "q.txt"),
+            &mut out,
+            &mut errors,
+        )
+        .expect("in memory");
+        let (out, errors) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&errors));
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                "10.1.0.1 www.tiktok.com A: policy nx, blocked (list tiktok rule \"tiktok.com\"); answer NXDOMAIN (nxdomain)",
+                "10.7.0.1 tiktok.com AAAA: policy pilot, audit mode: logged, not blocked (list tiktok rule \
+                 \"tiktok.com\"); answer forwarded to 127.0.0.1:5300",
+                "    would be, enforced: NXDOMAIN (nxdomain)",
+                "10.8.0.1 tiktok.com A: policy comms, allowed; answer forwarded to 127.0.0.1:5300",
+                "10.1.0.1 tiktok.com HTTPS: policy nx, blocked (list tiktok rule \"tiktok.com\"); answer NXDOMAIN (nxdomain)",
+            ],
+            "{out}"
+        );
+        assert_eq!(bad, 2, "{errors}");
+        let errors: Vec<&str> = errors.lines().collect();
+        assert!(errors[0].starts_with("q.txt:6: \"nope\": expected"), "{errors:?}");
+        assert!(errors[1].starts_with("q.txt:8: \"a..b\" cannot be asked"), "{errors:?}");
+    }
+
+    #[test]
+    fn durations_read_as_an_operator_writes_them() {
+        use std::time::Duration;
+        assert_eq!(show_duration(Duration::from_millis(3)), "3 ms");
+        assert_eq!(show_duration(Duration::from_millis(999)), "999 ms");
+        assert_eq!(show_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1.5s");
     }
 
     #[test]
