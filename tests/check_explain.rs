@@ -94,6 +94,66 @@ fn check_probe_names_who_answered_and_in_how_long_and_warns_of_the_rest() {
     );
 }
 
+/// `check --probe` of encrypted upstreams goes over their own transport, with the certificate
+/// checked as the daemon checks it: a real Unbound serving DoT (and DoH where it can) answers;
+/// the same server named with a name its certificate lacks is warned of.
+#[test]
+fn check_probe_asks_encrypted_upstreams_over_their_transport_with_the_certificate_checked() {
+    let Some(program) = unbound_program("unbound") else {
+        println!("SKIPPED: unbound is not installed (apt-get install unbound)");
+        return;
+    };
+    let doh = unbound_has_doh(&program);
+    let dir = TestDir::new();
+    let ca = TestCa::new();
+    let ca_file = ca.write_ca(dir.path());
+    ca.server_cert(&["upstream.test"]).write(dir.path(), "server");
+    let (tls_port, https_port) = (free_port(), free_port());
+    let https = if doh {
+        format!("    interface: 127.0.0.1@{https_port}\n    https-port: {https_port}\n    http-notls-downstream: no\n")
+    } else {
+        println!("(this unbound has no DNS over HTTPS: DoH left out)");
+        String::new()
+    };
+    // The root's NS from local data: the test has no Internet to ask the roots.
+    let server = format!(
+        "    interface: 127.0.0.1@{tls_port}\n{https}    tls-port: {tls_port}\n    tls-service-key: \"{d}/server.key\"\n    \
+         tls-service-pem: \"{d}/server.crt\"\n    module-config: \"iterator\"\n    local-zone: \".\" transparent\n    \
+         local-data: \". 3600 IN NS a.root-servers.net.\"\n",
+        d = dir.path().display()
+    );
+    let _unbound = Unbound::start(&program, dir.path(), &server, "");
+    let good_tls = format!("tls://upstream.test:{tls_port}#127.0.0.1");
+    let wrong_name = format!("tls://other.test:{tls_port}#127.0.0.1");
+    let good_https = format!("https://upstream.test:{https_port}/dns-query#127.0.0.1");
+    let mut servers = vec![good_tls.clone(), wrong_name.clone()];
+    if doh {
+        servers.push(good_https.clone());
+    }
+    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    let config = format!(
+        "[upstream]\nservers = [{}]\nca = \"{}\"\ntimeout_ms = 3000\n[lists.t]\ndomains = [\"tiktok.com\"]\n\
+         [[policy]]\nname = \"staff\"\nclients = [\"10.0.0.0/8\"]\nblock = [\"t\"]\n",
+        servers.join(", "),
+        ca_file.display()
+    );
+    let (ok, out, err) = check_in(&dir, &config, &["--probe"]);
+    assert!(ok, "{out}{err}");
+    let answered = |label: &str| {
+        out.lines()
+            .any(|l| l.starts_with(&format!("  {label} ")) && l.contains("answered NOERROR in "))
+    };
+    assert!(answered(&good_tls), "{out}");
+    assert!(!doh || answered(&good_https), "{out}");
+    assert!(!answered(&wrong_name), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("warning: upstream {wrong_name}: "))),
+        "{out}"
+    );
+    assert_eq!(out.matches("warning: upstream").count(), 1, "{out}");
+}
+
 #[test]
 fn check_warns_of_empty_lists_and_of_policies_that_block_nothing_but_not_of_exemptions() {
     let dir = TestDir::new();
