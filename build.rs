@@ -31,16 +31,22 @@ fn git_commit() -> Option<String> {
     }
     // HEAD itself (a checkout of another branch), the branch's ref (a commit on it), and
     // packed-refs (where the ref lives after `git gc`). In a linked work tree HEAD is in the work
-    // tree's own git dir and branches in the common one. Only files that exist: cargo reruns a
+    // tree's own git dir and branches in the common one. Only paths that exist: cargo reruns a
     // build script on every build for one that does not.
     let git_dir = git(&["rev-parse", "--git-dir"]).map(PathBuf::from)?;
     let common = git(&["rev-parse", "--git-common-dir"]).map_or_else(|| git_dir.clone(), PathBuf::from);
     let mut watched = vec![git_dir.join("HEAD"), common.join("packed-refs")];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        watched.push(git_dir.join(&branch));
-        watched.push(common.join(&branch));
+        let loose = [git_dir.join(&branch), common.join(&branch)];
+        match loose.iter().find(|p| p.is_file()) {
+            Some(file) => watched.push(file.clone()),
+            // Packed (a fresh clone, `git gc`): the next commit writes the loose file, which
+            // cargo sees as a change of its directory. Only then: a directory of branches
+            // changes with every branch's commits, and each rerun rebuilds the crate.
+            None => watched.extend(common.join(&branch).parent().map(Path::to_path_buf)),
+        }
     }
-    for path in watched.iter().filter(|p| p.is_file()) {
+    for path in watched.iter().filter(|p| p.exists()) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     Some(commit)
