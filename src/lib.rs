@@ -34,6 +34,7 @@ pub mod report;
 pub mod server;
 pub mod state;
 mod upstream;
+pub mod version;
 
 pub use answer::{BlockAnswer, BlockTemplate};
 pub use lists::{DomainSet, DomainSetBuilder};

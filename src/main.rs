@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,7 +34,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "sinkhole",
-    version,
+    // `0.1.0 (commit abc1234, built-in lists of 2026-12-01)`: which code and which lists answer.
+    version = sinkhole::version::line(),
     about,
     long_about,
     // `sinkhole [run] [-c FILE] ...`: run's options work without the word `run`, and never
@@ -81,20 +81,37 @@ enum Command {
     Run(RunArgs),
     /// Check a config and its lists without serving: prints a summary and warnings (exit 0), or
     /// every error of the file as `file:line:col: message`, in line order (exit 1).
+    ///
+    /// Offline unless --probe: lists by URL are read from their saved copies, and no upstream is
+    /// asked. Warnings (lists with no rules, policies that block nothing, unreachable upstreams)
+    /// leave the exit status 0.
     Check {
         /// Config file (TOML). Without it, the embedded default config.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Also ask each upstream one query (`. NS`), all at once, as the daemon would (its
+        /// transport, its timeout): says which answered and in how long, and warns of each that
+        /// did not or failed.
+        #[arg(long)]
+        probe: bool,
     },
     /// Explain how a query from a client would be answered: its policy and the prefix that chose
     /// it, the list and rule that match the name, and the answer.
+    ///
+    /// With --file, one query a line (`client name [type]`, `#` comments and blank lines
+    /// skipped), each explained in one line; a bad line is reported on stderr with its line
+    /// number, the others go on, and the exit status is then 1.
     Explain {
         /// Config file (TOML). Without it, the embedded default config.
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The client address asking.
-        #[arg(long, value_name = "IP")]
-        client: IpAddr,
+        #[arg(long, value_name = "IP", required_unless_present = "file")]
+        client: Option<IpAddr>,
+        /// Explain every query of FILE (`-` for stdin), one `client name [type]` a line, one
+        /// verdict a line; --at and --via apply to each.
+        #[arg(short, long, value_name = "FILE", conflicts_with_all = ["client", "name"])]
+        file: Option<PathBuf>,
         /// The relay the query comes through (dnsdist, HAProxy, a forwarder): whether it is a
         /// trusted relay decides whose policy applies, the client's it states or its own.
         #[arg(long, value_name = "RELAY")]
@@ -104,7 +121,8 @@ enum Command {
         #[arg(long, value_name = "TIME")]
         at: Option<jiff::Timestamp>,
         /// The name asked.
-        name: String,
+        #[arg(required_unless_present = "file")]
+        name: Option<String>,
         /// The query type (A, AAAA, HTTPS, TYPE65, ...).
         #[arg(default_value = "A")]
         qtype: String,
@@ -146,15 +164,21 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::Run(args) => run_as(args.user.as_deref(), args.group.as_deref(), args.allow_root)
             .and_then(|identity| run(source(args.config), identity)),
-        Command::Check { config } => check(source(config)),
+        Command::Check { config, probe } => check(source(config), probe),
         Command::Explain {
             config,
             client,
+            file,
             via,
             name,
             qtype,
             at,
-        } => explain(source(config), (via, client), &name, &qtype, at),
+        } => match (file, client, name) {
+            (Some(file), _, _) => explain_file(source(config), &file, via, at),
+            (None, Some(client), Some(name)) => explain(source(config), (via, client), &name, &qtype, at),
+            // clap requires --client and NAME without --file.
+            (None, _, _) => Err(anyhow::anyhow!("explain needs --client IP and NAME, or --file FILE")),
+        },
         Command::Replay(args) => sinkhole_replay::run(&args).map_err(anyhow::Error::from),
         Command::Export {
             config,
@@ -232,7 +256,13 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         }
         sinkhole::metrics::describe();
         sinkhole::metrics::register_known_series();
-        metrics::gauge!(sinkhole::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        metrics::gauge!(
+            sinkhole::metrics::BUILD_INFO,
+            "version" => sinkhole::version::VERSION,
+            "commit" => sinkhole::version::COMMIT,
+            "lists" => sinkhole::version::lists_label()
+        )
+        .set(1.0);
         let hits = hitlog::Settings {
             target: match &first.log.hits {
                 HitsTarget::File(path) => hitlog::Target::File(first.resolve(path)),
@@ -273,7 +303,7 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
     })
 }
 
-fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
+fn check(source: ConfigSource, probe: bool) -> anyhow::Result<ExitCode> {
     match source.load().and_then(sinkhole::state::build) {
         Ok(snapshot) => {
             print!("{}", sinkhole::report::check(&snapshot));
@@ -283,6 +313,12 @@ fn check(source: ConfigSource) -> anyhow::Result<ExitCode> {
             match encrypted_listeners(&snapshot.config) {
                 Ok(lines) => {
                     print!("{lines}");
+                    if probe {
+                        print!(
+                            "{}",
+                            sinkhole::report::probe(&snapshot).context("cannot probe the upstreams")?
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -342,7 +378,7 @@ fn explain(
     qtype: &str,
     at: Option<jiff::Timestamp>,
 ) -> anyhow::Result<ExitCode> {
-    let qtype = parse_type(qtype)?;
+    let qtype = sinkhole::report::query_type(qtype).map_err(anyhow::Error::msg)?;
     let state = source.load().and_then(State::from_config).map_err(config_failed)?;
     let (state, at) = (Arc::new(state), at.map(|t| t.as_second()));
     let text = match via {
@@ -352,6 +388,30 @@ fn explain(
     .map_err(anyhow::Error::msg)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `explain --file FILE` (`-`: stdin): one verdict a line; exit 1 if any line was bad.
+fn explain_file(
+    source: ConfigSource,
+    file: &std::path::Path,
+    via: Option<IpAddr>,
+    at: Option<jiff::Timestamp>,
+) -> anyhow::Result<ExitCode> {
+    let state = Arc::new(source.load().and_then(State::from_config).map_err(config_failed)?);
+    let at = at.map(|t| t.as_second());
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let (mut out, mut errors) = (stdout.lock(), stderr.lock());
+    let bad = if file.as_os_str() == "-" {
+        let mut input = std::io::stdin().lock();
+        sinkhole::report::explain_lines(&state, (via, at), (&mut input, "stdin"), &mut out, &mut errors)
+    } else {
+        let opened = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let mut input = std::io::BufReader::new(opened);
+        let name = file.display().to_string();
+        sinkhole::report::explain_lines(&state, (via, at), (&mut input, &name), &mut out, &mut errors)
+    }
+    .with_context(|| format!("explain --file {}", file.display()))?;
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn export(
@@ -400,18 +460,6 @@ fn export(
         eprintln!("  {}  ({})", skipped.rule, skipped.why);
     }
     Ok(ExitCode::from(2))
-}
-
-fn parse_type(text: &str) -> anyhow::Result<u16> {
-    let upper = text.to_ascii_uppercase();
-    if let Some(number) = upper.strip_prefix("TYPE")
-        && let Ok(n) = number.parse::<u16>()
-    {
-        return Ok(n);
-    }
-    hickory_proto::rr::RecordType::from_str(&upper)
-        .map(u16::from)
-        .map_err(|_| anyhow::anyhow!("unknown query type {text:?} (use A, AAAA, MX, ... or TYPEnnn)"))
 }
 
 fn config_failed(e: ConfigError) -> anyhow::Error {
