@@ -37,10 +37,11 @@ pub(super) fn esc(text: &str) -> String {
 }
 
 /// A count as shown: the number, or `< N` when hidden (escaped).
-pub(super) fn count(shown: Shown, min_count: u64) -> String {
+pub(super) fn count(shown: Shown, min_count: u64, labels: &Labels) -> String {
     match shown {
-        Some(n) => n.to_string(),
-        None => format!("&lt; {min_count}"),
+        Shown::Count(n) => n.to_string(),
+        Shown::Small => format!("&lt; {min_count}"),
+        Shown::Withheld => esc(labels.withheld),
     }
 }
 
@@ -76,12 +77,12 @@ fn share(share: &Share, min_count: u64, labels: &Labels) -> String {
         Share::NotBlocking => esc(labels.share_not_blocking),
         Share::NoClients => esc(labels.share_no_clients),
         Share::Known { networks, tried, .. } => match tried {
-            Some(n) if *networks > 0 => format!(
+            Shown::Count(n) if *networks > 0 => format!(
                 "{n} {} {networks} ({:.0} %)",
                 labels.of,
                 *n as f64 * 100.0 / *networks as f64
             ),
-            _ => format!("{} {} {networks}", count(*tried, min_count), labels.of),
+            _ => format!("{} {} {networks}", count(*tried, min_count, labels), labels.of),
         },
     }
 }
@@ -138,9 +139,9 @@ pub(super) fn render(report: &Report, labels: &Labels) -> String {
             h,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{tl}{weekly}</td></tr>",
             esc(&p.name),
-            count(p.totals[0], m),
-            count(p.totals[1], m),
-            count(p.totals[2], m),
+            count(p.totals[0], m, labels),
+            count(p.totals[1], m, labels),
+            count(p.totals[2], m, labels),
             share(&p.share, m, labels)
         );
     }
@@ -148,14 +149,14 @@ pub(super) fn render(report: &Report, labels: &Labels) -> String {
         h,
         "<tr><th>{}</th><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td></td><td></td></tr></table></section>",
         esc(labels.total),
-        count(report.totals[0], m),
-        count(report.totals[1], m),
-        count(report.totals[2], m)
+        count(report.totals[0], m, labels),
+        count(report.totals[1], m, labels),
+        count(report.totals[2], m, labels)
     );
 
     // Per day.
     let _ = write!(h, "<section><h2>{}</h2>", esc(labels.per_day));
-    if report.days.is_empty() || report.totals[2] == Some(0) {
+    if report.days.is_empty() || report.totals[2] == Shown::Count(0) {
         let _ = write!(h, "<p>{}</p>", esc(labels.no_hits));
     }
     h.push_str(&svg::per_day(report, labels));
@@ -199,9 +200,9 @@ pub(super) fn render(report: &Report, labels: &Labels) -> String {
             h,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(name),
-            count(c[0], m),
-            count(c[1], m),
-            count(c[2], m)
+            count(c[0], m, labels),
+            count(c[1], m, labels),
+            count(c[2], m, labels)
         );
     }
     h.push_str("</table></section>");
@@ -213,7 +214,7 @@ pub(super) fn render(report: &Report, labels: &Labels) -> String {
         h,
         "<p>{}: {}</p></section>",
         esc(labels.other_apexes),
-        count(report.other_apexes, m)
+        count(report.other_apexes, m, labels)
     );
 
     // Protocols.
@@ -229,7 +230,7 @@ pub(super) fn render(report: &Report, labels: &Labels) -> String {
             h,
             "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
             esc(labels.protocol_names[i]),
-            count(*c, m)
+            count(*c, m, labels)
         );
     }
     h.push_str("</table></section>");
@@ -258,18 +259,18 @@ pub(super) fn render(report: &Report, labels: &Labels) -> String {
             esc(labels.audit)
         );
     }
-    let _ = write!(h, "<th>{}</th></tr>", esc(labels.total));
+    h.push_str("</tr>");
     for day in &report.days {
         let _ = write!(h, "<tr><td>{}</td>", day.date);
         for c in &day.cells {
             let _ = write!(
                 h,
                 "<td class=\"n\">{}</td><td class=\"n\">{}</td>",
-                count(c[0], m),
-                count(c[1], m)
+                count(c[0], m, labels),
+                count(c[1], m, labels)
             );
         }
-        let _ = write!(h, "<td class=\"n\">{}</td></tr>", count(day.total, m));
+        h.push_str("</tr>");
     }
     h.push_str("</table></section></body></html>\n");
     h
@@ -304,10 +305,10 @@ pub(super) fn methods(report: &Report) -> Vec<String> {
             .to_string(),
         format!(
             "Small counts: every count from 1 to {} is shown as \"< {m}\" (0 is shown). So that no total gives a \
-             hidden count away by subtraction, every sum in the report (a day over its policies, a policy over its \
-             days and modes, a list over its modes, the total over days, policies, lists, domains and protocols) \
-             hides either none of its terms or at least two: where only one is hidden, the smallest other non-zero \
-             term is hidden too. Charts draw a hidden count at {m}, hatched, not to scale.",
+             hidden count away by subtraction, every sum in the report (a policy over its days and over its modes, a list over its modes, the total over days, policies, lists, domains and protocols) \
+             hides either none of its terms or at least two: where only one is hidden, another non-zero term is \
+             hidden too, shown as \"withheld\" (the one that leaves the fewest other sums with a single hidden \
+             term, the smallest of those). Charts draw a hidden count at {m}, hatched, not to scale.",
             m - 1
         ),
     ];

@@ -41,6 +41,7 @@ pub(super) struct Labels {
     pub(super) opens: &'static str,
     pub(super) closes: &'static str,
     pub(super) always: &'static str,
+    pub(super) withheld: &'static str,
 }
 
 /// English.
@@ -66,7 +67,7 @@ pub(super) const EN: Labels = Labels {
     legend_window: "Policy window (opens, closes)",
     legend_grace: "Grace period (audit: logged, not blocked)",
     legend_enforcement: "Enforcement period (blocked)",
-    legend_hidden: "Fewer than the threshold: drawn at the threshold, not to scale",
+    legend_hidden: "Hidden (fewer than the threshold, or withheld so that a total does not reveal one): drawn at the threshold, not to scale",
     lists: "Blocked attempts by list",
     list: "List",
     apexes: "Most blocked domains (apex)",
@@ -89,4 +90,5 @@ pub(super) const EN: Labels = Labels {
     opens: "from",
     closes: "until",
     always: "always",
+    withheld: "withheld",
 };

@@ -4,8 +4,10 @@
 //! no one). Secondary suppression then walks every sum the report shows (a day's total over the
 //! policies, a policy's total over the days and over its modes, a list's total, the grand total
 //! over days, policies, lists, apexes and protocols): a sum with exactly one hidden term (the
-//! total counting as a term) would give that term away by subtraction, so the smallest other
-//! non-zero term is hidden too, and the walk repeats until every sum hides none or at least two.
+//! total counting as a term) would give that term away by subtraction, so another non-zero term
+//! is hidden too: the one whose hiding leaves the fewest other sums with a single hidden term (so
+//! that one small count does not hide half the report), the smallest of those; and the walk
+//! repeats until every sum hides none or at least two.
 
 /// The counts of a report, each with whether it is hidden, and the sums between them.
 #[derive(Default)]
@@ -14,10 +16,31 @@ pub(super) struct Ledger {
     hidden: Vec<bool>,
     /// `(total, parts)`: the entry `total` is the sum of the entries `parts`.
     sums: Vec<(usize, Vec<usize>)>,
+    /// The threshold [`Ledger::suppress`] applied.
+    min_count: u64,
 }
 
-/// A count as shown: None when hidden.
-pub(super) type Shown = Option<u64>;
+/// A count as shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Shown {
+    /// The count.
+    Count(u64),
+    /// From 1 to the threshold less one: shown as "< N".
+    Small,
+    /// Not small, but hidden so that no total gives a small count away: shown as such, never
+    /// as "< N", which it is not.
+    Withheld,
+}
+
+impl Shown {
+    /// The count, when shown.
+    pub(super) fn value(self) -> Option<u64> {
+        match self {
+            Shown::Count(n) => Some(n),
+            Shown::Small | Shown::Withheld => None,
+        }
+    }
+}
 
 impl Ledger {
     /// Adds a count; returns its entry.
@@ -39,20 +62,42 @@ impl Ledger {
 
     /// Hides what must be hidden, for a threshold of `min_count`.
     pub(super) fn suppress(&mut self, min_count: u64) {
+        self.min_count = min_count;
         for (value, hidden) in self.values.iter().zip(self.hidden.iter_mut()) {
             *hidden = *value > 0 && *value < min_count;
         }
+        // The sums each entry is a term of, to weigh what hiding it does elsewhere.
+        let mut member_of = vec![Vec::new(); self.values.len()];
+        for (i, (total, parts)) in self.sums.iter().enumerate() {
+            for &t in std::iter::once(total).chain(parts) {
+                member_of[t].push(i);
+            }
+        }
         loop {
             let mut changed = false;
-            for (total, parts) in &self.sums {
-                let terms = || std::iter::once(*total).chain(parts.iter().copied());
-                if terms().filter(|&t| self.hidden[t]).count() != 1 {
+            for i in 0..self.sums.len() {
+                if self.hidden_in(i) != 1 {
                     continue;
                 }
-                let smallest = terms()
+                // Of the other terms, hide the one that leaves the fewest sums with a single
+                // hidden term (it may mend others at once, rather than start a cascade), and of
+                // those the smallest, so that as little as possible goes.
+                let (total, parts) = &self.sums[i];
+                let cost = |t: usize| -> i64 {
+                    member_of[t]
+                        .iter()
+                        .map(|&s| match self.hidden_in(s) {
+                            0 => 1,
+                            1 => -1,
+                            _ => 0,
+                        })
+                        .sum()
+                };
+                let chosen = std::iter::once(*total)
+                    .chain(parts.iter().copied())
                     .filter(|&t| !self.hidden[t] && self.values[t] > 0)
-                    .min_by_key(|&t| self.values[t]);
-                if let Some(t) = smallest {
+                    .min_by_key(|&t| (cost(t), self.values[t]));
+                if let Some(t) = chosen {
                     self.hidden[t] = true;
                     changed = true;
                 }
@@ -63,9 +108,19 @@ impl Ledger {
         }
     }
 
+    /// How many terms of sum `i` (its total included) are hidden.
+    fn hidden_in(&self, i: usize) -> usize {
+        let (total, parts) = &self.sums[i];
+        std::iter::once(total).chain(parts).filter(|&&t| self.hidden[t]).count()
+    }
+
     /// An entry as shown.
     pub(super) fn shown(&self, entry: usize) -> Shown {
-        (!self.hidden[entry]).then_some(self.values[entry])
+        match (self.hidden[entry], self.values[entry]) {
+            (false, n) => Shown::Count(n),
+            (true, n) if n < self.min_count => Shown::Small,
+            (true, _) => Shown::Withheld,
+        }
     }
 }
 
@@ -114,7 +169,16 @@ mod tests {
         let e: Vec<usize> = [0, 1, 4, 5, 100].iter().map(|&v| l.entry(v)).collect();
         l.suppress(5);
         let shown: Vec<Shown> = e.iter().map(|&i| l.shown(i)).collect();
-        assert_eq!(shown, [Some(0), None, None, Some(5), Some(100)]);
+        assert_eq!(
+            shown,
+            [
+                Shown::Count(0),
+                Shown::Small,
+                Shown::Small,
+                Shown::Count(5),
+                Shown::Count(100)
+            ]
+        );
     }
 
     #[test]
@@ -123,15 +187,15 @@ mod tests {
         // day 1: policy A 3 (hidden), policy B 40; day 2: A 20, B 30.
         let (cells, rows, cols, grand) = table(&mut l, &[&[3, 40], &[20, 30]]);
         l.suppress(5);
-        assert_eq!(l.shown(cells[0][0]), None);
+        assert_eq!(l.shown(cells[0][0]), Shown::Small);
         assert!(!recoverable(&l), "no sum may hide exactly one term");
         // Day 1's total minus B's would give A's 3: one of them is hidden too; so is one of
         // column A's other terms.
-        assert!(l.shown(cells[0][1]).is_none() || l.shown(rows[0]).is_none());
-        assert!(l.shown(cells[1][0]).is_none() || l.shown(cols[0]).is_none());
+        assert!(l.shown(cells[0][1]) == Shown::Withheld || l.shown(rows[0]) == Shown::Withheld);
+        assert!(l.shown(cells[1][0]) == Shown::Withheld || l.shown(cols[0]) == Shown::Withheld);
         assert_eq!(
             l.shown(grand),
-            Some(93),
+            Shown::Count(93),
             "the grand total stays when nothing leaks through it"
         );
     }
@@ -141,8 +205,8 @@ mod tests {
         let mut l = Ledger::default();
         let (cells, rows, _, _) = table(&mut l, &[&[2, 0], &[50, 60]]);
         l.suppress(5);
-        assert_eq!(l.shown(cells[0][1]), Some(0));
-        assert_eq!(l.shown(rows[0]), None, "2 + 0: the total is the hidden cell");
+        assert_eq!(l.shown(cells[0][1]), Shown::Count(0));
+        assert_eq!(l.shown(rows[0]), Shown::Small, "2 + 0: the total is the hidden cell");
         assert!(!recoverable(&l));
     }
 

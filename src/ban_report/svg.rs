@@ -46,7 +46,7 @@ pub(super) const HATCH_DEFS: &str = r##"<defs><pattern id="hidden" width="6" hei
 
 /// A height drawn for a count: hidden ones at the threshold.
 fn drawn(count: Shown, min_count: u64) -> u64 {
-    count.unwrap_or(min_count)
+    count.value().unwrap_or(min_count)
 }
 
 /// A step for about five ticks up to `max`.
@@ -135,13 +135,13 @@ pub(super) fn per_day(report: &Report, labels: &Labels) -> String {
         for (p, cell) in day.cells.iter().enumerate() {
             for (m, audit) in [(0usize, false), (1, true)] {
                 let count = cell[m];
-                if count == Some(0) {
+                if count == Shown::Count(0) {
                     continue;
                 }
                 let h = drawn(count, report.min_count);
                 let fill = match count {
-                    Some(_) => colour(p, audit),
-                    None => "url(#hidden)".into(),
+                    Shown::Count(_) => colour(p, audit),
+                    Shown::Small | Shown::Withheld => "url(#hidden)".into(),
                 };
                 let (y0, y1) = (y(base + h), y(base));
                 let _ = write!(
@@ -236,7 +236,7 @@ pub(super) fn apexes(report: &Report, labels: &Labels) -> String {
     for (i, (apex, count)) in report.apexes.iter().enumerate() {
         let y = 4.0 + i as f64 * row_h;
         let w = (bar_w * drawn(*count, report.min_count) as f64 / max as f64).max(1.0);
-        let fill = if count.is_some() {
+        let fill = if count.value().is_some() {
             APEX.to_string()
         } else {
             "url(#hidden)".into()
@@ -250,7 +250,7 @@ pub(super) fn apexes(report: &Report, labels: &Labels) -> String {
             row_h - 6.0,
             label_w + w + 6.0,
             y + 14.0,
-            super::html::count(*count, report.min_count)
+            super::html::count(*count, report.min_count, labels)
         );
     }
     s.push_str("</svg>");

@@ -1,23 +1,29 @@
 //! The report's aggregates for other tools: JSON (one object) and CSV (one row per count).
-//! A hidden count is the string `"<N>"` in both (`"<5"`), never a number, so that a tool
-//! summing a column fails loudly rather than summing what is not there.
+//! A hidden count is a string in both, never a number, so that a tool summing a column fails
+//! loudly rather than summing what is not there: `"<5"` (with the threshold) for a small count,
+//! `"withheld"` for one hidden so that a total does not give a small one away.
 
 use serde_json::{Value, json};
 
 use super::model::{Report, Share};
 use super::suppress::Shown;
 
+/// A count hidden not for being small but so that no total gives a small one away.
+const WITHHELD: &str = "withheld";
+
 fn cell(shown: Shown, min_count: u64) -> Value {
     match shown {
-        Some(n) => json!(n),
-        None => json!(format!("<{min_count}")),
+        Shown::Count(n) => json!(n),
+        Shown::Small => json!(format!("<{min_count}")),
+        Shown::Withheld => json!(WITHHELD),
     }
 }
 
 fn text(shown: Shown, min_count: u64) -> String {
     match shown {
-        Some(n) => n.to_string(),
-        None => format!("<{min_count}"),
+        Shown::Count(n) => n.to_string(),
+        Shown::Small => format!("<{min_count}"),
+        Shown::Withheld => WITHHELD.to_string(),
     }
 }
 
@@ -40,7 +46,7 @@ pub(super) fn json(report: &Report) -> String {
                     "unit": if *split { "/24 and /56 networks" } else { "configured prefixes" },
                     "configured": networks,
                     "with_attempts": cell(*tried, m),
-                    "share": tried.filter(|_| *networks > 0).map(|t| t as f64 / *networks as f64),
+                    "share": tried.value().filter(|_| *networks > 0).map(|t| t as f64 / *networks as f64),
                     "attempts_not_placed": cell(*unplaced, m),
                 }),
                 Share::NoConfig => json!({"available": false, "why": "no config (-c)"}),
@@ -78,7 +84,7 @@ pub(super) fn json(report: &Report) -> String {
                     )
                 })
                 .collect();
-            json!({"date": d.date.to_string(), "total": cell(d.total, m), "policies": per})
+            json!({"date": d.date.to_string(), "policies": per})
         })
         .collect();
     let doc = json!({
@@ -151,7 +157,6 @@ pub(super) fn csv(report: &Report) -> String {
             row("day", &date, &p.name, "enforce", "", text(c[0], m));
             row("day", &date, &p.name, "audit", "", text(c[1], m));
         }
-        row("day", &date, "", "total", "", text(d.total, m));
     }
     for (name, c) in &report.lists {
         for (i, mode) in ["enforce", "audit", "total"].iter().enumerate() {
