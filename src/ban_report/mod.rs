@@ -230,10 +230,10 @@ pub fn run(args: &Args) -> Result<Summary, ReportError> {
     }
     let mut tally = aggregate::Tally::default();
     if let Some(config) = &config {
-        for policy in &config.policies {
-            tally.policies.declare(policy.name.get_ref());
-        }
+        // The blocking policies, in the config's order, each with its row even without a hit
+        // (a policy that saw no attempt is news too); exempt ones (`block = []`) never hit.
         for policy in config.policies.iter().filter(|p| !p.block.is_empty()) {
+            tally.policies.declare(policy.name.get_ref());
             let clients: Vec<ipnet::IpNet> = policy.clients.get_ref().iter().map(|c| *c.get_ref()).collect();
             if let Some(i) = tally.policies.get(policy.name.get_ref()) {
                 tally.networks.insert(i, aggregate::Networks::new(&clients));
