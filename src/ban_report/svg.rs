@@ -1,8 +1,8 @@
 //! The report's charts as inline SVG, by hand: a stacked bar chart of attempts per day and
 //! policy over the policies' timelines, and a bar chart of the top apexes. Hand-made rather than
 //! a chart crate's so that the file needs no font library and no script: text is SVG `<text>`
-//! in the page's fonts. A hidden count is drawn at the threshold, hatched, so that no bar gives
-//! it away by its height.
+//! in the page's fonts, and inline SVG in HTML needs no namespace URL. A hidden count is drawn
+//! at the threshold, hatched, so that no bar gives it away by its height.
 
 use std::fmt::Write;
 
@@ -97,7 +97,7 @@ pub(super) fn per_day(report: &Report, labels: &Labels) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg class="chart" role="img" aria-label="{}" viewBox="0 0 960 {height:.0}" xmlns="http://www.w3.org/2000/svg">{HATCH_DEFS}"#,
+        r#"<svg class="chart" role="img" aria-label="{}" viewBox="0 0 960 {height:.0}">{HATCH_DEFS}"#,
         esc(labels.per_day)
     );
     // Background bands: each policy's grace and enforcement periods, over the whole plot.
@@ -229,7 +229,7 @@ pub(super) fn apexes(report: &Report, labels: &Labels) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg class="chart" role="img" aria-label="{}" viewBox="0 0 960 {:.0}" xmlns="http://www.w3.org/2000/svg">{HATCH_DEFS}"#,
+        r#"<svg class="chart" role="img" aria-label="{}" viewBox="0 0 960 {:.0}">{HATCH_DEFS}"#,
         esc(labels.apexes),
         rows as f64 * row_h + 8.0
     );
