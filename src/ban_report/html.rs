@@ -63,9 +63,10 @@ fn timeline(bands: &[Band], labels: &Labels) -> String {
             } else {
                 labels.legend_enforcement
             };
-            let from = time(b.from).map_or(String::new(), |t| format!("{} {t} ", labels.opens));
-            let until = time(b.until).map_or(String::new(), |t| format!("{} {t}", labels.closes));
-            format!("{}{}: {}", from, until, esc(mode))
+            let from = time(b.from).map(|t| format!("{} {t}", labels.opens));
+            let until = time(b.until).map(|t| format!("{} {t}", labels.closes));
+            let when: Vec<String> = from.into_iter().chain(until).collect();
+            format!("{}: {}", when.join(" "), esc(mode))
         })
         .collect::<Vec<_>>()
         .join("<br>")

@@ -259,7 +259,19 @@ pub fn run(args: &Args) -> Result<Summary, ReportError> {
                     None
                 }
                 read::Line::Text(text) => match tally.add(text, period) {
-                    Ok(()) => None,
+                    Ok(()) => {
+                        // Stop early rather than hold a day for each line of a log whose dates
+                        // are nonsense: no chart of more than MAX_DAYS is drawn anyway.
+                        if let (Some((&first, _)), Some((&last, _))) =
+                            (tally.days.first_key_value(), tally.days.last_key_value())
+                        {
+                            let days = i64::from(last) - i64::from(first) + 1;
+                            if days > MAX_DAYS {
+                                return Err(ReportError::TooManyDays(days));
+                            }
+                        }
+                        None
+                    }
                     Err(aggregate::Skip::OutsidePeriod) => {
                         summary.outside += 1;
                         None
