@@ -157,6 +157,12 @@ enum Command {
     /// carry EDNS for that). A policy in audit mode answers normally and adds no EDE: to preview
     /// an audit policy, replay the capture and read the daemon's hit log.
     Replay(sinkhole_replay::Args),
+    /// The ban report: blocked attempts per day and policy (audit and enforce told apart, the
+    /// policies' windows and phases marked), the lists, the top blocked apexes and the share of
+    /// client networks that tried, from hit logs (plain or gzipped), as one self-contained HTML
+    /// file (or JSON, CSV). No client address and no name below an apex is ever written, and
+    /// counts under --min-count are shown as "< N".
+    Report(sinkhole::ban_report::Args),
 }
 
 fn main() -> ExitCode {
@@ -180,6 +186,12 @@ fn main() -> ExitCode {
             (None, _, _) => Err(anyhow::anyhow!("explain needs --client IP and NAME, or --file FILE")),
         },
         Command::Replay(args) => sinkhole_replay::run(&args).map_err(anyhow::Error::from),
+        Command::Report(args) => sinkhole::ban_report::run(&args)
+            .map(|summary| {
+                eprintln!("{summary}");
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
         Command::Export {
             config,
             format,
