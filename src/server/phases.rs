@@ -79,7 +79,7 @@ impl PhaseWatch {
 fn changed(policy: &Policy, phase: Option<(PhaseId, Mode)>) {
     match phase {
         Some((id, mode)) => {
-            tracing::info!(policy = %policy.name, phase = id, mode = mode.as_str(), "policy enters a phase");
+            tracing::info!(policy = %policy.name, phase = id, mode = %mode.as_str(), "policy enters a phase");
         }
         None => tracing::info!(policy = %policy.name, "policy stops blocking"),
     }
