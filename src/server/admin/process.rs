@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn the_stat_line_is_read_after_the_last_parenthesis() {
-        // A command name with a space and a parenthesis, as a process may name itself.
-        let stat = "4242 (sink (hole) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 7 0 12345 \
+        // A command name with a space and parentheses, as a process may name itself.
+        let stat = "4242 (sink) (hole) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 7 0 12345 \
                     104857600 2560 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
         let reading = parse_stat(stat, 100, 4096, Some(1_700_000_000)).expect("parsed");
         assert_eq!(reading.cpu_seconds, Some(3.0), "(250 + 50) ticks at 100 a second");
