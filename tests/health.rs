@@ -297,54 +297,74 @@ fn start_text(text: &str) -> Daemon {
 }
 
 #[test]
-fn a_policy_window_that_opens_is_logged_counted_and_announced() {
+fn a_policy_window_that_opens_and_closes_is_logged_counted_and_announced() {
     let up = FakeUpstream::start();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
-    let opens = now + 5;
-    let from = jiff::Timestamp::from_second(opens).expect("time").to_string();
-    let policy = format!("{STAFF}active_from = \"{from}\"\n");
+    let (opens, closes) = (now + 5, now + 8);
+    let at = |t: i64| jiff::Timestamp::from_second(t).expect("time").to_string();
+    let policy = format!(
+        "{STAFF}active_from = \"{}\"\nactive_until = \"{}\"\n",
+        at(opens),
+        at(closes)
+    );
     let d = start(&up.addr().to_string(), &policy);
 
     // Before: announced, on the mode it enters.
     let page = d.scrape_metrics();
-    let next = |mode: &str| {
+    let next = |page: &str, mode: &str| {
         metric(
-            &page,
+            page,
             "sinkhole_policy_next_change_timestamp_seconds",
             &[("policy", "staff"), ("mode", mode)],
         )
     };
-    assert_eq!(next("enforce"), Some(opens as f64), "{page}");
-    assert_eq!(next("none"), Some(0.0), "{page}");
+    assert_eq!(next(&page, "enforce"), Some(opens as f64), "{page}");
+    assert_eq!(next(&page, "none"), Some(0.0), "{page}");
+    assert_eq!(
+        rcode_of(&d, "tiktok.com"),
+        ResponseCode::NoError,
+        "not blocking before its window"
+    );
 
     d.wait_for_stderr("policy enters a phase", DEADLINE);
-    let log = d.stderr();
-    let line = log
+    let line = d
+        .stderr()
         .lines()
         .find(|l| l.contains("policy enters a phase"))
+        .map(str::to_string)
         .expect("the line");
     assert!(
-        line.contains("policy=staff") && line.contains("phase=0") && line.contains("mode=enforce"),
+        line.contains(" INFO ")
+            && line.contains("policy=staff")
+            && line.contains("phase=0")
+            && line.contains("mode=enforce"),
         "{line}"
     );
+
+    d.wait_for_stderr("policy stops blocking", DEADLINE);
+    let line = d
+        .stderr()
+        .lines()
+        .find(|l| l.contains("policy stops blocking"))
+        .map(str::to_string)
+        .expect("the line");
+    assert!(line.contains("policy=staff"), "{line}");
     let page = d.scrape_metrics();
-    assert_eq!(
+    let changes = |mode: &str| {
         metric(
             &page,
             "sinkhole_policy_changes_total",
-            &[("policy", "staff"), ("mode", "enforce")]
-        ),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        rcode_of(&d, "tiktok.com"),
-        ResponseCode::NXDomain,
-        "the window is open: it blocks"
-    );
+            &[("policy", "staff"), ("mode", mode)],
+        )
+    };
+    assert_eq!(changes("enforce"), Some(1.0), "{page}");
+    assert_eq!(changes("none"), Some(1.0), "{page}");
+    // Over: no change ahead.
+    assert_eq!(next(&page, "enforce"), Some(0.0), "{page}");
+    assert_eq!(next(&page, "none"), Some(0.0), "{page}");
 }
 
 fn rcode_of(d: &Daemon, name: &str) -> ResponseCode {

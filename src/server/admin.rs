@@ -264,11 +264,7 @@ const MAX_PROBE_ANSWER: u64 = 64 * 1024;
 /// all, is asked on loopback), within `timeout` for each step: the status and the body. For
 /// `sinkhole health`, where no curl is at hand (the distroless image).
 pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), ProbeError> {
-    let addr = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
-        _ => addr,
-    };
+    let addr = asked_at(addr);
     let failed = |source| ProbeError::Connect { addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(failed)?;
     stream.set_read_timeout(Some(timeout)).map_err(failed)?;
@@ -279,6 +275,15 @@ pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, St
     let mut answer = Vec::new();
     stream.take(MAX_PROBE_ANSWER).read_to_end(&mut answer).map_err(failed)?;
     parse_answer(&answer).ok_or(ProbeError::NotHttp { addr })
+}
+
+/// Where to ask a listener bound to `addr`: an unspecified address (all interfaces) on loopback.
+fn asked_at(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    }
 }
 
 /// The status and body of an HTTP/1.x answer that ends with the connection.
@@ -304,5 +309,13 @@ mod tests {
         assert_eq!(parse_answer(answer), Some((503, "{\"ready\":false}\n".to_string())));
         assert_eq!(parse_answer(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_answer(b"HTTP/1.1 abc\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn a_listener_on_all_interfaces_is_asked_on_loopback() {
+        let ask = |a: &str| asked_at(a.parse().expect("address")).to_string();
+        assert_eq!(ask("0.0.0.0:9153"), "127.0.0.1:9153");
+        assert_eq!(ask("[::]:9153"), "[::1]:9153");
+        assert_eq!(ask("10.1.2.3:9153"), "10.1.2.3:9153");
     }
 }

@@ -63,6 +63,8 @@ impl PhaseWatch {
     pub(crate) fn tick(&mut self, policies: &PolicyTable, now: i64) {
         self.seen.retain(|name, _| policies.iter().any(|p| p.name == *name));
         for policy in policies.iter() {
+            // Metrics first, the log line last: whoever sees the line finds them current.
+            export_next_change(policy, now);
             let phase = policy.phase_at(now);
             let before = self.seen.insert(Arc::clone(&policy.name), phase);
             if let Some(before) = before
@@ -70,24 +72,23 @@ impl PhaseWatch {
             {
                 changed(policy, phase);
             }
-            export_next_change(policy, now);
         }
     }
 }
 
 /// Logs and counts a change of phase seen.
 fn changed(policy: &Policy, phase: Option<(PhaseId, Mode)>) {
+    let labels = [
+        ("policy", policy.name.to_string()),
+        ("mode", mode_label(phase.map(|(_, m)| m)).to_string()),
+    ];
+    metrics::counter!(crate::metrics::POLICY_CHANGES, &labels).increment(1);
     match phase {
         Some((id, mode)) => {
             tracing::info!(policy = %policy.name, phase = id, mode = %mode.as_str(), "policy enters a phase");
         }
         None => tracing::info!(policy = %policy.name, "policy stops blocking"),
     }
-    let labels = [
-        ("policy", policy.name.to_string()),
-        ("mode", mode_label(phase.map(|(_, m)| m)).to_string()),
-    ];
-    metrics::counter!(crate::metrics::POLICY_CHANGES, &labels).increment(1);
 }
 
 /// Sets the next-change gauge of each mode of `policy` (those its timeline has, and `none`): the
