@@ -46,7 +46,7 @@ fn start(upstream: &str, extra: &str) -> Daemon {
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut stream =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to the metrics listener");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
     let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("send");
     let mut answer = Vec::new();
@@ -143,6 +143,26 @@ fn other_paths_are_404_and_other_methods_405() {
     );
     // And the listener still serves.
     assert_eq!(http(d.metrics_addr(), "GET", "/health").0, 200);
+}
+
+#[test]
+fn idle_connections_cannot_lock_probes_out_for_long() {
+    let up = FakeUpstream::start();
+    let d = start(&up.addr().to_string(), STAFF);
+    // More silent connections than the listener serves at once (32): the rest wait in the backlog.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(d.metrics_addr()).expect("connect"))
+        .collect();
+    let started = Instant::now();
+    let (status, _, _) = http(d.metrics_addr(), "GET", "/health");
+    assert_eq!(status, 200);
+    // Each silent connection is closed after 5 s without a request head.
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "a probe waited {:?} behind idle connections",
+        started.elapsed()
+    );
+    drop(idle);
 }
 
 #[test]
