@@ -120,10 +120,11 @@ pub(crate) const EGRESS_READY: &str = "sinkhole_egress_sets_ready";
 /// A constant 1, labelled with the `version` of the running binary.
 pub const BUILD_INFO: &str = "sinkhole_build_info";
 /// 1 when `GET /ready` would answer 200 (every listener bound, the lists of every policy blocking
-/// now that fails closed loaded, an upstream usable), else 0; set on each scrape.
+/// now that fails closed loaded, an upstream usable), else 0; written by the metrics listener on
+/// each scrape (`server::admin`), as is [`UPSTREAM_UP`].
 pub(crate) const READY: &str = "sinkhole_ready";
-/// 1 if an upstream server is usable now (not in its failure backoff), else 0, by `upstream`;
-/// set on each scrape.
+/// 1 if an upstream server is usable now (not in its failure backoff), else 0, by `upstream`:
+/// the servers of the running config only.
 pub(crate) const UPSTREAM_UP: &str = "sinkhole_upstream_up";
 /// Unix time of each policy's next change of phase (its window opening or closing, a phase
 /// switch, a weekly schedule edge), by `policy` and `mode`: on the series of the mode it has from
@@ -377,16 +378,6 @@ pub fn describe() {
         BUILD_INFO,
         Unit::Count,
         "Always 1; the version label names the running binary."
-    );
-    describe_gauge!(
-        READY,
-        Unit::Count,
-        "1 when GET /ready answers 200 (listeners bound, needed lists loaded, an upstream usable), else 0."
-    );
-    describe_gauge!(
-        UPSTREAM_UP,
-        Unit::Count,
-        "1 if the upstream server is usable now (not in failure backoff), else 0."
     );
     describe_gauge!(
         POLICY_NEXT_CHANGE,

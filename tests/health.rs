@@ -235,6 +235,23 @@ fn metrics_show_process_and_readiness_and_pass_promtool() {
 }
 
 #[test]
+fn an_upstream_a_reload_removed_leaves_the_page() {
+    let (first, second) = (FakeUpstream::start(), FakeUpstream::start());
+    let d = start(&first.addr().to_string(), STAFF);
+    let (first, second) = (first.addr().to_string(), second.addr().to_string());
+    let up = |page: &str, upstream: &str| metric(page, "sinkhole_upstream_up", &[("upstream", upstream)]);
+    assert_eq!(up(&d.scrape_metrics(), &first), Some(1.0));
+    let text = std::fs::read_to_string(d.dir().join("sinkhole.toml")).expect("config");
+    d.write_file("sinkhole.toml", &text.replace(&first, &second));
+    d.reload();
+    wait_until("the new upstream on the page", || {
+        up(&d.scrape_metrics(), &second) == Some(1.0)
+    });
+    let page = d.scrape_metrics();
+    assert_eq!(up(&page, &first), None, "{page}");
+}
+
+#[test]
 fn ready_is_503_naming_the_upstream_when_the_only_one_is_dead() {
     // A loopback port nothing answers on: each query to it is refused at once.
     let dead = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))

@@ -201,17 +201,14 @@ impl Pages {
         }
     }
 
-    /// The metrics page: readiness gauges set first, the recorder's metrics, then the process's.
+    /// The metrics page: the recorder's metrics, then readiness and the process's, read now.
     async fn metrics(&self) -> Response<Full<Bytes>> {
         let report = self.readiness.report();
-        metrics::gauge!(crate::metrics::READY).set(f64::from(u8::from(report.ready)));
-        for (upstream, up) in &report.upstream_up {
-            metrics::gauge!(crate::metrics::UPSTREAM_UP, "upstream" => upstream.clone()).set(f64::from(u8::from(*up)));
-        }
         let handle = self.handle.clone();
         // Rendering walks every series and /proc is a file system: off the runtime's threads.
         let page = tokio::task::spawn_blocking(move || {
             let mut page = handle.render();
+            write_readiness(&report, &mut page);
             process::Reading::now().write(&mut page);
             page
         })
@@ -221,6 +218,33 @@ impl Pages {
             Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be rendered\n"),
         }
     }
+}
+
+/// `sinkhole_ready` and `sinkhole_upstream_up` as exposition text. Written here rather than
+/// through the recorder, which cannot forget a series: an upstream a reload removed would stay on
+/// the page with its last value (and keep an alert on it firing).
+fn write_readiness(report: &ready::Report, page: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        page,
+        "# HELP {ready} 1 when GET /ready answers 200 (listeners bound, needed lists loaded, an upstream usable), \
+         else 0.\n# TYPE {ready} gauge\n{ready} {}\n\n",
+        u8::from(report.ready),
+        ready = crate::metrics::READY,
+    );
+    if report.upstream_up.is_empty() {
+        return;
+    }
+    let up = crate::metrics::UPSTREAM_UP;
+    let _ = writeln!(
+        page,
+        "# HELP {up} 1 if the upstream server is usable now (not in failure backoff), else 0.\n# TYPE {up} gauge"
+    );
+    for (upstream, usable) in &report.upstream_up {
+        let label = upstream.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let _ = writeln!(page, "{up}{{upstream=\"{label}\"}} {}", u8::from(*usable));
+    }
+    page.push('\n');
 }
 
 /// A response with a body of `content_type`, never cached (it says how things are now).
