@@ -163,6 +163,21 @@ enum Command {
     /// file (or JSON, CSV). No client address and no name below an apex is ever written, and
     /// counts under --min-count are shown as "< N".
     Report(sinkhole::ban_report::Args),
+    /// Ask a running daemon whether it is alive (GET /health) or, with --ready, ready to serve
+    /// (GET /ready: listeners bound, needed lists loaded, an upstream usable), on the metrics
+    /// listener of its config (`server.metrics`). Prints the answer's body; exit status 0 on
+    /// 200, 1 otherwise. For a container HEALTHCHECK where there is no curl.
+    Health {
+        /// Config file (TOML) of the daemon to ask. Without it, the embedded default config.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Ask /ready rather than /health.
+        #[arg(long)]
+        ready: bool,
+        /// Seconds to wait for the connection and for the answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -199,6 +214,7 @@ fn main() -> ExitCode {
             origin,
             list,
         } => export(source(config), format, output, origin, &list),
+        Command::Health { config, ready, timeout } => health(source(config), ready, timeout),
     };
     match result {
         Ok(code) => code,
@@ -254,18 +270,26 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        // The recorder must exist before anything takes a metric handle, the state included.
-        if let Some(addr) = first.server.metrics {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(sinkhole::metrics::UPSTREAM_DURATION.into()),
-                    &sinkhole::metrics::UPSTREAM_BUCKETS,
-                )
-                .context("metrics buckets")?
-                .install()
-                .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        }
+        // The recorder must exist before anything takes a metric handle, the state included;
+        // its listener (metrics, health, readiness) is bound now, before root is dropped.
+        let admin = match first.server.metrics {
+            Some(addr) => {
+                let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(sinkhole::metrics::UPSTREAM_DURATION.into()),
+                        &sinkhole::metrics::UPSTREAM_BUCKETS,
+                    )
+                    .context("metrics buckets")?
+                    .install_recorder()
+                    .context("cannot install the metrics recorder")?;
+                let server = sinkhole::server::admin::AdminServer::start(addr, handle)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {addr}"))?;
+                Some(server)
+            }
+            None => None,
+        };
+        let readiness = admin.as_ref().map(sinkhole::server::admin::AdminServer::readiness);
         sinkhole::metrics::describe();
         sinkhole::metrics::register_known_series();
         metrics::gauge!(
@@ -285,18 +309,24 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
             queue: first.log.queue,
         };
         let state = Arc::new(State::with_config(source, first).map_err(config_failed)?);
+        if let Some(readiness) = &readiness {
+            readiness.state_built(Arc::clone(&state));
+        }
         let (hitlog, writer) = HitLog::start(hits).context("cannot start the hit log")?;
         // Root is needed no longer once the DNS sockets are bound: the metrics listener is up
         // and the hit log open already.
         let lists_owner = Arc::clone(&state);
-        let drop_root = move || match identity {
-            Some(identity) => {
+        let drop_root = move || {
+            if let Some(identity) = identity {
                 lists_owner.give_lists_to(identity.uid.as_raw(), identity.gid.as_raw());
                 identity.assume().map_err(std::io::Error::other)?;
                 tracing::info!(user = %identity.user, group = %identity.group, "dropped root privileges");
-                Ok(())
             }
-            None => Ok(()),
+            // Called once every listener is bound: /ready's first check.
+            if let Some(readiness) = &readiness {
+                readiness.listeners_bound();
+            }
+            Ok(())
         };
         // Lists by URL: saved copies serve already; those with none get up to list_wait.
         let mut refresher = state.start_list_refresher();
@@ -310,6 +340,7 @@ fn run(source: ConfigSource, identity: Option<Identity>) -> anyhow::Result<ExitC
         }
         let served = sinkhole::server::serve(state, hitlog, writer, drop_root).await;
         refresher.stop();
+        drop(admin);
         served?;
         Ok(ExitCode::SUCCESS)
     })
@@ -472,6 +503,34 @@ fn export(
         eprintln!("  {}  ({})", skipped.rule, skipped.why);
     }
     Ok(ExitCode::from(2))
+}
+
+/// `sinkhole health`: GET /health (or /ready) on the config's metrics listener; the body to
+/// stdout, exit 0 on 200 and 1 otherwise.
+fn health(source: ConfigSource, ready: bool, timeout: u64) -> anyhow::Result<ExitCode> {
+    let config = source.load().map_err(config_failed)?;
+    let addr = config.server.metrics.ok_or_else(|| {
+        anyhow::anyhow!(
+            "server.metrics is not set in the config: /health and /ready are served on the metrics listener"
+        )
+    })?;
+    let path = if ready { "/ready" } else { "/health" };
+    let timeout = std::time::Duration::from_secs(timeout.max(1));
+    match sinkhole::server::admin::probe(addr, path, timeout) {
+        Ok((status, body)) => {
+            print!("{body}");
+            if status == 200 {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("sinkhole health: {path} answered {status}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Err(e) => {
+            eprintln!("sinkhole health: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn config_failed(e: ConfigError) -> anyhow::Error {

@@ -119,6 +119,37 @@ pub(crate) const EGRESS_ELEMENTS: &str = "sinkhole_egress_elements";
 pub(crate) const EGRESS_READY: &str = "sinkhole_egress_sets_ready";
 /// A constant 1, labelled with the `version` of the running binary.
 pub const BUILD_INFO: &str = "sinkhole_build_info";
+/// 1 when `GET /ready` would answer 200 (every listener bound, the lists of every policy blocking
+/// now that fails closed loaded, an upstream usable), else 0; written by the metrics listener on
+/// each scrape (`server::admin`), as is [`UPSTREAM_UP`].
+pub(crate) const READY: &str = "sinkhole_ready";
+/// 1 if an upstream server is usable now (not in its failure backoff), else 0, by `upstream`:
+/// the servers of the running config only.
+pub(crate) const UPSTREAM_UP: &str = "sinkhole_upstream_up";
+/// Unix time of each policy's next change of phase (its window opening or closing, a phase
+/// switch, a weekly schedule edge), by `policy` and `mode`: on the series of the mode it has from
+/// then on (`enforce`, `audit`, or `none`: it stops blocking), 0 on its other series; all 0 when
+/// no change is ahead. So that an alert can warn a day before a ban starts or ends.
+pub(crate) const POLICY_NEXT_CHANGE: &str = "sinkhole_policy_next_change_timestamp_seconds";
+/// Changes of phase seen by the running daemon, by `policy` and the `mode` entered (`none`: it
+/// stopped blocking); each is logged at info too.
+pub(crate) const POLICY_CHANGES: &str = "sinkhole_policy_changes_total";
+/// CPU time the process used (user and system), in seconds: the standard Prometheus process
+/// metrics, written by the metrics listener itself on each scrape (`server::admin`), as fractions
+/// the `metrics` crate's integer counters cannot hold.
+pub(crate) const PROCESS_CPU: &str = "process_cpu_seconds_total";
+/// Resident memory, in bytes.
+pub(crate) const PROCESS_RESIDENT: &str = "process_resident_memory_bytes";
+/// Virtual memory, in bytes.
+pub(crate) const PROCESS_VIRTUAL: &str = "process_virtual_memory_bytes";
+/// File descriptors open now.
+pub(crate) const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// The file descriptor limit (the soft limit, which the daemon raises to the hard one at start).
+pub(crate) const PROCESS_MAX_FDS: &str = "process_max_fds";
+/// When the process started, as Unix time.
+pub(crate) const PROCESS_START_TIME: &str = "process_start_time_seconds";
+/// Threads of the process.
+pub(crate) const PROCESS_THREADS: &str = "process_threads";
 
 /// What happened to one query; the `outcome` label of [`QUERIES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,6 +378,16 @@ pub fn describe() {
         BUILD_INFO,
         Unit::Count,
         "Always 1; the version label names the running binary."
+    );
+    describe_gauge!(
+        POLICY_NEXT_CHANGE,
+        Unit::Seconds,
+        "Unix time of the policy's next change of phase, on the series of the mode it changes to (none: stops blocking); 0 on the others."
+    );
+    describe_counter!(
+        POLICY_CHANGES,
+        Unit::Count,
+        "Changes of phase seen, by policy and the mode entered (none: stopped blocking)."
     );
 }
 

@@ -20,23 +20,6 @@ use hickory_proto::rr::RecordType;
 use serde_json::Value;
 use sinkhole_testkit::*;
 
-/// Metrics added by another part of issue 13 (the "health" part) in parallel with the monitoring
-/// files: a panel whose queries come back empty only for these is tolerated on this branch.
-/// REMOVE AT MERGE (make it `&[]`): once they are exported, every panel must have data.
-const EXPECTED_AFTER_MERGE: &[&str] = &[
-    "sinkhole_ready",
-    "sinkhole_upstream_up",
-    "sinkhole_policy_next_change_timestamp_seconds",
-    "sinkhole_policy_changes_total",
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "process_max_fds",
-    "process_start_time_seconds",
-    "process_threads",
-    "process_virtual_memory_bytes",
-];
-
 /// What `$__rate_interval` stands for: Grafana makes it at least four scrape intervals (1 s here),
 /// and the load below lasts longer.
 const RATE_INTERVAL: &str = "15s";
@@ -167,7 +150,7 @@ fn rules_and_dashboard_name_only_metrics_the_daemon_documents() {
     assert!(used.len() > 20, "the scan finds the metrics: {used:?}");
     let unknown: Vec<&String> = used
         .iter()
-        .filter(|m| !readme.contains(&format!("`{}`", base_name(m))) && !EXPECTED_AFTER_MERGE.contains(&m.as_str()))
+        .filter(|m| !readme.contains(&format!("`{}`", base_name(m))))
         .collect();
     assert!(
         unknown.is_empty(),
@@ -506,18 +489,10 @@ fn a_real_prometheus_loads_the_rules_and_every_dashboard_panel_has_data() {
         serde_json::from_str(&read(&root().join("deploy/grafana/sinkhole.json"))).expect("the dashboard is JSON");
     let queries = panel_queries(&dashboard, &target);
     let mut failures = Vec::new();
-    let mut waiting_for_merge = Vec::new();
     for q in &queries {
         match query(prometheus, &q.expr) {
             Err(why) => failures.push(format!("panel {:?}: {} -> error {why}", q.panel, q.expr)),
-            Ok(series) if series.is_empty() => {
-                let names = metric_names(&q.expr);
-                if names.iter().any(|m| EXPECTED_AFTER_MERGE.contains(&m.as_str())) {
-                    waiting_for_merge.push(format!("{:?}: {}", q.panel, q.expr));
-                } else {
-                    failures.push(format!("panel {:?}: {} -> no series", q.panel, q.expr));
-                }
-            }
+            Ok(series) if series.is_empty() => failures.push(format!("panel {:?}: {} -> no series", q.panel, q.expr)),
             Ok(_) => {}
         }
     }
@@ -529,12 +504,6 @@ fn a_real_prometheus_loads_the_rules_and_every_dashboard_panel_has_data() {
                 failures.push(format!("annotation {}: {expr} -> error {why}", annotation["name"]));
             }
         }
-    }
-    if !waiting_for_merge.is_empty() {
-        println!(
-            "empty until the health part is merged (EXPECTED_AFTER_MERGE):\n  {}",
-            waiting_for_merge.join("\n  ")
-        );
     }
     assert!(
         failures.is_empty(),

@@ -5,10 +5,12 @@
 //! log is flushed. SIGHUP reloads config and lists (off the packet path), the TLS certificate of
 //! DoT and DoH, and reopens the hit log.
 
+pub mod admin;
 pub mod certs;
 pub(crate) mod doh;
 pub mod handler;
 pub(crate) mod inflight;
+pub(crate) mod phases;
 pub(crate) mod relay;
 pub(crate) mod tcp;
 pub(crate) mod tls;
@@ -203,15 +205,20 @@ fn tcp_limits(server: &ServerConfig, listeners: usize, upstream_sets: usize) -> 
 
 /// Keeps `sinkhole_cache_entries` and `sinkhole_cache_bytes` current; gauges read once a
 /// second are plenty for a scrape every 15 s or more, and keep the counting off the packet path.
+/// The policies' phases too: the gauges, and each change seen (logged, counted: `phases`).
 async fn export_gauges(cache: Arc<PacketCache>, state: Arc<State>) {
     let entries = metrics::gauge!(crate::metrics::CACHE_ENTRIES);
     let bytes = metrics::gauge!(crate::metrics::CACHE_BYTES);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut phases = phases::PhaseWatch::default();
     loop {
         tick.tick().await;
         entries.set(cache.len() as f64);
         bytes.set(cache.bytes() as f64);
-        export_policy_phases(&state.load().rules.policies, crate::state::now_unix());
+        let now = crate::state::now_unix();
+        let snapshot = state.load();
+        export_policy_phases(&snapshot.rules.policies, now);
+        phases.tick(&snapshot.rules.policies, now);
     }
 }
 

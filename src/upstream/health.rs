@@ -148,6 +148,8 @@ pub(crate) struct Health {
     down_until_ms: AtomicU64,
     /// Failures in a row (each one that set a new backoff): sets the backoff length.
     failures: AtomicU32,
+    /// When the first of those failures came: what readiness reports as "down since".
+    since_ms: AtomicU64,
 }
 
 impl Health {
@@ -171,7 +173,18 @@ impl Health {
             .compare_exchange(observed, now_ms + backoff, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
         self.failures.store(failures, Ordering::Relaxed);
+        if failures == 1 {
+            self.since_ms.store(now_ms, Ordering::Relaxed);
+        }
         Some(Duration::from_millis(backoff))
+    }
+
+    /// While the server is down at `now_ms` (in its backoff), when its failures in a row began;
+    /// None while it is up. For readiness and `sinkhole_upstream_up`, read on a scrape: a server
+    /// whose backoff ran out counts as usable again, as the pool tries it again then.
+    pub(crate) fn down_since(&self, now_ms: u64) -> Option<u64> {
+        self.is_down(now_ms)
+            .then(|| self.since_ms.load(Ordering::Relaxed).min(now_ms))
     }
 
     /// Records an answer. Returns true if the server was down (or failing) before.
@@ -303,12 +316,16 @@ mod tests {
     fn backoff_doubles_to_thirty_seconds_and_in_flight_failures_do_not_count() {
         let h = Health::default();
         assert!(!h.is_down(0));
+        assert_eq!(h.down_since(0), None);
         assert_eq!(h.fail(10), Some(Duration::from_secs(1)));
         assert!(h.is_down(1009));
+        assert_eq!(h.down_since(1009), Some(10));
         // Queries that were in flight fail too: no longer backoff.
         assert_eq!(h.fail(500), None);
         assert!(!h.is_down(1010));
+        assert_eq!(h.down_since(1010), None, "usable again once the backoff ran out");
         assert_eq!(h.fail(1010), Some(Duration::from_secs(2)));
+        assert_eq!(h.down_since(1011), Some(10), "down since the first failure in a row");
         assert_eq!(h.fail(3010), Some(Duration::from_secs(4)));
         let mut t = 7010;
         for expected in [8, 16, 30, 30] {

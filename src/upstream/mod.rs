@@ -324,6 +324,20 @@ impl UpstreamPool {
         self.settings
     }
 
+    /// Each server's label and, while it is down (in its failure backoff), how long ago its
+    /// failures in a row began: for readiness and `sinkhole_upstream_up`, read when asked (a
+    /// scrape, a probe), never per query.
+    pub(crate) fn health(&self) -> impl Iterator<Item = (&str, Option<Duration>)> + '_ {
+        let now_ms = millis_since(self.epoch, Instant::now());
+        self.servers.iter().map(move |s| {
+            let down_for = s
+                .health
+                .down_since(now_ms)
+                .map(|since| Duration::from_millis(now_ms - since));
+            (&*s.label, down_for)
+        })
+    }
+
     /// Forwards one client query (the whole message: header, question, OPT) over `transport`
     /// and returns the upstream's answer, analysed with `limits` (the caller writes it for the
     /// client with the client's id and question). Over UDP, a truncated answer is asked again
