@@ -22,6 +22,7 @@ mod engine;
 pub mod export;
 mod framing;
 pub mod hitlog;
+pub mod install;
 mod lists;
 pub mod metrics;
 mod policy;
