@@ -109,15 +109,20 @@ fn install_writes_every_file_and_never_overwrites_an_edited_config() {
     assert_eq!(exec, ["ExecStart=/usr/bin/sinkhole run -c /etc/sinkhole/sinkhole.toml"]);
     assert!(unit.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE\n") && unit.contains("DynamicUser=yes\n"));
     let shipped = read(&repo().join("deploy/sinkhole.toml"));
-    assert_eq!(read(&root.join("etc/sinkhole/sinkhole.toml")), shipped);
-    assert_eq!(
-        read(&root.join("etc/logrotate.d/sinkhole")),
-        read(&repo().join("deploy/logrotate.sinkhole"))
+    assert!(
+        read(&root.join("etc/sinkhole/sinkhole.toml")) == shipped,
+        "the installed config is not deploy/sinkhole.toml"
     );
-    assert_eq!(
-        read(&root.join("usr/share/sinkhole/blocklists/tiktok.txt")),
-        read(&repo().join("blocklists/tiktok.txt"))
-    );
+    for (installed, source) in [
+        ("etc/logrotate.d/sinkhole", "deploy/logrotate.sinkhole"),
+        ("etc/sinkhole/lists/exceptions.txt", "deploy/lists/exceptions.txt"),
+        ("usr/share/sinkhole/blocklists/tiktok.txt", "blocklists/tiktok.txt"),
+    ] {
+        assert!(
+            read(&root.join(installed)) == read(&repo().join(source)),
+            "{installed} is not {source}"
+        );
+    }
     // The installed binary is the one that ran the install, and runs.
     let version = Command::new(root.join("usr/bin/sinkhole"))
         .arg("--version")
@@ -136,8 +141,11 @@ fn install_writes_every_file_and_never_overwrites_an_edited_config() {
     let completion = root.join("usr/share/bash-completion/completions/sinkhole");
     fs::write(&completion, "# stale\n").expect("spoil a completion");
     let printed = install(&root, &[]);
-    assert_eq!(read(&config), edited, "the edited config was overwritten");
-    assert_eq!(read(&root.join("etc/sinkhole/sinkhole.toml.dist")), shipped);
+    assert!(read(&config) == edited, "the edited config was overwritten");
+    assert!(
+        read(&root.join("etc/sinkhole/sinkhole.toml.dist")) == shipped,
+        "the .dist beside the kept config is not the shipped one"
+    );
     assert_eq!(read(&extra), "new-tiktok-domain.example\n");
     assert!(
         printed.contains(&format!("kept       {} (", config.display())),
@@ -153,8 +161,11 @@ fn install_writes_every_file_and_never_overwrites_an_edited_config() {
 
     // --force installs the shipped config and moves the admin's aside.
     let printed = install(&root, &["--force"]);
-    assert_eq!(read(&config), shipped);
-    assert_eq!(read(&root.join("etc/sinkhole/sinkhole.toml.old")), edited);
+    assert!(read(&config) == shipped, "--force did not install the shipped config");
+    assert!(
+        read(&root.join("etc/sinkhole/sinkhole.toml.old")) == edited,
+        "--force lost the admin's config"
+    );
     assert!(
         printed.contains(&format!("replaced   {}", config.display())),
         "{printed}"
