@@ -312,6 +312,18 @@ fn debian_package_assets_are_what_install_writes() {
         .and_then(|p| p.get("metadata"))
         .and_then(|m| m.get("deb"))
         .expect("[package.metadata.deb] in Cargo.toml");
+    // The package's version is the crate's: a release that forgets the changelog fails here.
+    let version = manifest
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .expect("[workspace.package] version");
+    let changelog = read(&repo().join("deploy/debian/changelog"));
+    assert!(
+        changelog.starts_with(&format!("sinkhole ({version}-1) ")),
+        "deploy/debian/changelog does not start with version {version}-1"
+    );
     let units = deb.get("systemd-units").expect("[package.metadata.deb.systemd-units]");
     assert_eq!(
         units.get("unit-scripts").and_then(|v| v.as_str()),

@@ -46,9 +46,14 @@ for conffile in /etc/sinkhole/sinkhole.toml /etc/sinkhole/lists/tiktok-extra.txt
 done
 depends=$(dpkg-deb -f "$deb" Depends)
 grep -q 'libc6' <<<"$depends" || fail "Depends does not name libc6: $depends"
-# Neither enabled nor started on install (Cargo.toml says why); stopped on removal.
-grep -q 'deb-systemd-helper' "$work/control/postinst" || fail "postinst does not register the unit"
-grep -q 'enable' <<<"$(grep -v '^#' "$work/control/postinst" | grep 'deb-systemd-helper enable' || true)" \
-  && fail "postinst enables the unit"
-grep -q 'deb-systemd-invoke.*stop' "$work/control/prerm" || fail "prerm does not stop the service"
+# Neither enabled nor started on install (Cargo.toml says why), restarted on upgrade only if it
+# ran, stopped on removal: dh_installsystemd's scripts for enable = false, start = false.
+grep -q 'deb-systemd-helper update-state sinkhole.service' "$work/control/postinst" \
+  || fail "postinst does not register the unit"
+grep -q 'deb-systemd-helper debian-installed sinkhole.service' "$work/control/postinst" \
+  || fail "postinst enables the unit on a first install"
+grep -q 'deb-systemd-invoke start' "$work/control/postinst" && fail "postinst starts the service"
+grep -q 'deb-systemd-invoke try-restart sinkhole.service' "$work/control/postinst" \
+  || fail "postinst does not restart a running service on upgrade"
+grep -q 'deb-systemd-invoke stop sinkhole.service' "$work/control/prerm" || fail "prerm does not stop the service"
 echo "check-deb.sh: $deb: ok ($(grep -c . <<<"$contents") entries; Depends: $depends)"

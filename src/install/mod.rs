@@ -316,8 +316,8 @@ impl fmt::Display for Report {
         writeln!(f, "  systemctl enable --now sinkhole")?;
         writeln!(
             f,
-            "Port 53 is held by systemd-resolved's stub listener on most Debian and Ubuntu hosts: see README \
-             \"Deploy on Debian\" before starting."
+            "Where systemd-resolved runs (Ubuntu, many cloud images), its stub listener holds port 53 on loopback \
+             and the wildcard listen addresses fail: see README \"Deploy on Debian\" before starting."
         )
     }
 }
