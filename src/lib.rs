@@ -23,6 +23,7 @@ mod engine;
 pub mod export;
 mod framing;
 pub mod hitlog;
+pub mod install;
 mod lists;
 pub mod metrics;
 mod policy;

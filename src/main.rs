@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use sinkhole::config::{Config, ConfigError, HitsTarget, LogFormat};
 use sinkhole::hitlog::{self, HitLog};
 use sinkhole::privilege::{self, Identity};
@@ -178,6 +178,42 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 5)]
         timeout: u64,
     },
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell) to stdout.
+    ///
+    /// `sinkhole install` and the Debian package install bash's, zsh's and fish's where those
+    /// shells find them; for a shell of your own: `sinkhole completions bash > ~/.local/share/
+    /// bash-completion/completions/sinkhole`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages: sinkhole.1 to stdout, or with --dir every page (sinkhole.1 and one
+    /// per command, sinkhole-run.1, ...) into DIR. For packaging; `sinkhole install` installs them.
+    #[command(hide = true)]
+    Man {
+        /// Write every page into this directory (created if missing) rather than sinkhole.1 to stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Install what a systemd host needs beside the binary: the binary in PREFIX/bin, the unit,
+    /// /etc/sinkhole/sinkhole.toml and the lists it names, /etc/logrotate.d/sinkhole, the lists
+    /// for reference, completions and man pages. It enables and starts nothing.
+    ///
+    /// A config file in /etc that differs from the shipped one (yours) is kept, and the shipped one
+    /// written beside it as FILE.dist; files under PREFIX are replaced. Needs root, unless --destdir.
+    Install {
+        /// Where the binary, the unit (PREFIX/lib/systemd/system) and the shared files go; /etc
+        /// stays /etc.
+        #[arg(long, value_name = "DIR", default_value = sinkhole::install::layout::DEFAULT_PREFIX)]
+        prefix: PathBuf,
+        /// Write everything under DIR as if it were the root (for packaging, or to look first).
+        #[arg(long, value_name = "DIR")]
+        destdir: Option<PathBuf>,
+        /// Replace config files in /etc that differ from the shipped ones too (each old one is kept
+        /// as FILE.old).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -215,6 +251,21 @@ fn main() -> ExitCode {
             list,
         } => export(source(config), format, output, origin, &list),
         Command::Health { config, ready, timeout } => health(source(config), ready, timeout),
+        Command::Completions { shell } => {
+            sinkhole::install::generated::completion(shell, &Cli::command(), &mut std::io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(dir),
+        Command::Install { prefix, destdir, force } => {
+            let options = sinkhole::install::Options { prefix, destdir, force };
+            let is_root = privilege::effective_user().is_root();
+            sinkhole::install::install(&options, &Cli::command(), is_root)
+                .map(|report| {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(code) => code,
@@ -531,6 +582,23 @@ fn health(source: ConfigSource, ready: bool, timeout: u64) -> anyhow::Result<Exi
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `sinkhole man`: sinkhole.1 to stdout, or every page into `dir`.
+fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let pages = sinkhole::install::generated::man_pages(&Cli::command()).context("cannot render the man pages")?;
+    let Some(dir) = dir else {
+        let first = pages.first().map(|p| p.text.as_slice()).unwrap_or_default();
+        std::io::Write::write_all(&mut std::io::stdout().lock(), first).context("cannot write to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for page in &pages {
+        let path = dir.join(&page.file_name);
+        std::fs::write(&path, &page.text).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_failed(e: ConfigError) -> anyhow::Error {
