@@ -92,7 +92,8 @@ pub const UNIT_SOURCE: &str = include_str!("../../deploy/sinkhole.service");
 /// Every file an install writes. The config names its two local lists by absolute path, so
 /// they are installed where it names them (and must exist for it to load); the built-in lists
 /// are compiled into the binary and installed again, read-only, under share/ for the admin to
-/// read, export or copy from (the examples among them).
+/// read, export or copy from (the examples among them); so are the alert rules and the Grafana
+/// dashboard, for the Prometheus and Grafana of the same host or to copy to theirs.
 pub const LAYOUT: &[Entry] = &[
     Entry {
         base: Base::Prefix,
@@ -184,6 +185,20 @@ pub const LAYOUT: &[Entry] = &[
         mode: 0o644,
         kind: Kind::Program,
         content: Content::Embedded(include_str!("../../blocklists/lark-exceptions-example.txt")),
+    },
+    Entry {
+        base: Base::Prefix,
+        path: "share/sinkhole/prometheus/sinkhole.rules.yml",
+        mode: 0o644,
+        kind: Kind::Program,
+        content: Content::Embedded(include_str!("../../deploy/prometheus/sinkhole.rules.yml")),
+    },
+    Entry {
+        base: Base::Prefix,
+        path: "share/sinkhole/grafana/sinkhole.json",
+        mode: 0o644,
+        kind: Kind::Program,
+        content: Content::Embedded(include_str!("../../deploy/grafana/sinkhole.json")),
     },
     Entry {
         base: Base::Prefix,
