@@ -369,10 +369,9 @@ hits = "{{dir}}/hits.jsonl"
     )
 }
 
-/// Starts Prometheus on loopback scraping `target` every second as job "sinkhole", with the
-/// shipped rules evaluated every second; returns it once it says it is ready.
-fn start_prometheus(dir: &Path, target: SocketAddr, deadline: Instant) -> (Killed, SocketAddr) {
-    let rules = root().join("deploy/prometheus/sinkhole.rules.yml");
+/// Starts Prometheus on loopback scraping `target` every second as job "sinkhole", with `rules`
+/// evaluated every second; returns it once it says it is ready.
+fn start_prometheus(dir: &Path, target: SocketAddr, rules: &Path, deadline: Instant) -> (Killed, SocketAddr) {
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules:?}\nscrape_configs:\n  \
          - job_name: sinkhole\n    static_configs:\n      - targets: [\"{target}\"]\n",
@@ -465,7 +464,8 @@ fn a_real_prometheus_loads_the_rules_and_every_dashboard_panel_has_data() {
     }
 
     let prom_dir = TestDir::new();
-    let (_prometheus, prometheus) = start_prometheus(prom_dir.path(), daemon.metrics_addr(), deadline);
+    let shipped_rules = root().join("deploy/prometheus/sinkhole.rules.yml");
+    let (_prometheus, prometheus) = start_prometheus(prom_dir.path(), daemon.metrics_addr(), &shipped_rules, deadline);
     // At least 7 s, and past the switch to enforce with Prometheus watching.
     let load_for = Duration::from_secs(7).max(Duration::from_secs((audit_until + 2).saturating_sub(unix_now())));
     send_load(&daemon, load_for);
@@ -537,6 +537,106 @@ fn a_real_prometheus_loads_the_rules_and_every_dashboard_panel_has_data() {
         .collect();
     assert!(unhealthy.is_empty(), "rules not healthy in Prometheus: {unhealthy:?}");
     lists.stop();
+}
+
+/// The alerts Prometheus holds now, as (name, state, upstream label).
+fn alerts(prometheus: SocketAddr) -> Vec<(String, String, String)> {
+    let Ok(data) = api(prometheus, "/api/v1/alerts") else {
+        return Vec::new();
+    };
+    data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&a["labels"]["alertname"]),
+                text(&a["state"]),
+                text(&a["labels"]["upstream"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn killing_the_upstream_fires_the_upstream_alerts_in_a_real_prometheus() {
+    if !installed("prometheus", "apt-get install prometheus") {
+        return;
+    }
+    let deadline = Instant::now() + DEADLINE;
+    let mut upstream = FakeUpstream::start();
+    let daemon = Daemon::start(&format!(
+        "[server]\nlisten = [\"{{listen}}\"]\nmetrics = \"{{metrics}}\"\nthreads = 1\n\
+         [upstream]\nservers = [\"{}\"]\ntimeout_ms = 300\n",
+        upstream.addr()
+    ));
+    // The shipped rules with every `for:` made 0s, so that an alert fires at its first true evaluation
+    // rather than minutes later: what is tested is that the expressions see a killed upstream in the
+    // metrics the daemon really exports (the promtool unit tests hold the durations).
+    let shipped = read(&root().join("deploy/prometheus/sinkhole.rules.yml"));
+    let prom_dir = TestDir::new();
+    let rules = prom_dir.path().join("rules.yml");
+    let immediate: Vec<String> = shipped
+        .lines()
+        .map(|line| match line.split_once("for: ") {
+            Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: 0s"),
+            _ => line.to_string(),
+        })
+        .collect();
+    std::fs::write(&rules, immediate.join("\n")).expect("write the rules");
+    let (_prometheus, prometheus) = start_prometheus(prom_dir.path(), daemon.metrics_addr(), &rules, deadline);
+    let client = ip("127.0.0.1");
+    let answered = query_udp(daemon.addr(), client, "www.example.org", RecordType::A, true).expect("an answer");
+    assert_eq!(answered.metadata.response_code, ResponseCode::NoError);
+    let upstream_alerts = |prometheus| {
+        alerts(prometheus)
+            .into_iter()
+            .filter(|(name, _, _)| name == "SinkholeUpstreamDown" || name == "SinkholeAllUpstreamsDown")
+            .collect::<Vec<_>>()
+    };
+    // Healthy, scraped and evaluated: no upstream alert.
+    wait_for(deadline, "a scrape showing the upstream up", || {
+        let up = query(prometheus, "sinkhole_upstream_up == 1").ok()?;
+        (!up.is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        upstream_alerts(prometheus),
+        Vec::new(),
+        "no upstream alert while it answers"
+    );
+
+    let dead = upstream.addr().to_string();
+    upstream.stop();
+    // Clients keep asking (new names, so the cache cannot answer): the pool keeps it in backoff.
+    let mut round = 0u32;
+    let fired = wait_for(
+        deadline,
+        "SinkholeUpstreamDown and SinkholeAllUpstreamsDown firing",
+        || {
+            round += 1;
+            let _ = query_udp(
+                daemon.addr(),
+                client,
+                &format!("n{round}.example.org"),
+                RecordType::A,
+                true,
+            );
+            let firing: Vec<_> = alerts(prometheus)
+                .into_iter()
+                .filter(|(_, state, _)| state == "firing")
+                .collect();
+            let named = |alert: &str| firing.iter().any(|(name, _, _)| name == alert);
+            (named("SinkholeUpstreamDown") && named("SinkholeAllUpstreamsDown")).then_some(firing)
+        },
+    );
+    assert!(
+        fired
+            .iter()
+            .any(|(name, _, upstream)| name == "SinkholeUpstreamDown" && *upstream == dead),
+        "the alert names the upstream that was killed ({dead}): {fired:?}"
+    );
 }
 
 #[test]
