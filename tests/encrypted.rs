@@ -78,20 +78,6 @@ impl Encrypted {
     }
 }
 
-/// Whether `program` runs here; if not, says so (the test then returns early).
-fn have(program: &str, why: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        eprintln!("SKIPPED: {program} is not installed ({why})");
-    }
-    found
-}
-
 /// What kdig printed for one query, which must have run.
 fn kdig(args: &[String]) -> String {
     let out = Command::new("kdig")
@@ -131,7 +117,7 @@ fn kdig_encrypted(e: &Encrypted, https: bool, source: &str, name: &str) -> Strin
 
 #[test]
 fn dot_and_doh_answer_and_block_as_the_client_s_policy_says() {
-    if !have("kdig", "DoT and DoH clients") {
+    if !installed("kdig", "DoT and DoH clients") {
         return;
     }
     let e = Encrypted::start("");
@@ -251,7 +237,7 @@ fn check_answer(reply: &Reply, name: &str) {
 
 #[test]
 fn doh_get_and_post_over_http2_and_http1_and_its_errors() {
-    if !have("curl", "a DoH client") {
+    if !installed("curl", "a DoH client") {
         return;
     }
     let e = Encrypted::start("");
@@ -296,37 +282,6 @@ fn doh_get_and_post_over_http2_and_http1_and_its_errors() {
         "{page}"
     );
     promtool_lint(&page);
-}
-
-/// The Prometheus linter's verdict on the page (names, units, help texts of the TLS and DoH
-/// metrics), where promtool is installed (CI installs it).
-fn promtool_lint(page: &str) {
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("SKIPPED: promtool is not installed (the Prometheus lint)");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(page.as_bytes())
-        .expect("write the page");
-    let out = child.wait_with_output().expect("promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
 }
 
 /// The certificate a new DoT handshake sees, as its base64 body (no PEM lines or markers).
@@ -382,7 +337,7 @@ fn wait_for_reloads(e: &Encrypted, result: &str, n: f64) {
 
 #[test]
 fn sighup_swaps_the_certificate_and_a_broken_pair_keeps_the_old_one() {
-    if !have("openssl", "reads the served certificate") {
+    if !installed("openssl", "reads the served certificate") {
         return;
     }
     let e = Encrypted::start("");
@@ -518,7 +473,7 @@ fn idle_connection_lifetime(port: u16, alpn: &str, limit: Duration) -> Duration 
 
 #[test]
 fn idle_dot_and_doh_connections_are_closed() {
-    if !have("openssl", "holds an idle TLS connection") {
+    if !installed("openssl", "holds an idle TLS connection") {
         return;
     }
     let e = Encrypted::start("tcp_idle_timeout = 1");

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -205,33 +204,7 @@ fn metrics_show_process_and_readiness_and_pass_promtool() {
         Some(0.0),
         "{page}"
     );
-    match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(mut child) => {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(page.as_bytes())
-                .expect("write to promtool");
-            let out = child.wait_with_output().expect("promtool");
-            let report = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                out.status.success() && report.trim().is_empty(),
-                "promtool check metrics:\n{report}"
-            );
-        }
-        Err(e) => println!("SKIPPED: promtool not installed ({e}): the Prometheus lint of the page"),
-    }
+    promtool_lint(&page);
 }
 
 #[test]

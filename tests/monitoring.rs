@@ -40,20 +40,6 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-/// Whether `program` runs here; prints why a test is skipped if not.
-fn installed(program: &str, why: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        println!("SKIPPED: {program} is not installed ({why})");
-    }
-    found
-}
-
 #[test]
 fn the_shipped_rules_pass_promtool_check_and_their_unit_tests() {
     if !installed("promtool", "apt-get install prometheus") {

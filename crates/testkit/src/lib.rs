@@ -15,6 +15,8 @@
 //!   and 304s, error statuses and slow answers on demand, requests counted.
 //! - Ports (`ports`): free loopback ports, never the same one twice in a test binary.
 //! - TLS (`tls`): a test CA and server certificates it signs (rcgen), as PEM files, for DoT and DoH tests.
+//! - Tools (`tools`): whether a real tool (promtool, prometheus, chromium, ...) is installed, saying `SKIPPED` if
+//!   not, and the promtool lint of a metrics page several tests run.
 //! - [`Unbound`] (`unbound`): a real Unbound on loopback, checked and waited for, as a peer of sinkhole.
 //! - [`mix`]: the benches' query files (the "mix" workload), generated, so that nothing outside the repository is read.
 //!
@@ -33,6 +35,7 @@ pub mod mix;
 pub mod ports;
 pub mod responder;
 pub mod tls;
+pub mod tools;
 pub mod unbound;
 pub mod upstream;
 
@@ -42,6 +45,7 @@ pub use daemon::*;
 pub use http::*;
 pub use ports::*;
 pub use tls::*;
+pub use tools::*;
 pub use unbound::*;
 pub use upstream::*;
 
