@@ -214,12 +214,20 @@ impl Policy {
     /// phases and, with a schedule, one binary search: no allocation, no I/O, for the packet
     /// path.
     pub fn phase_at(&self, now: i64) -> Option<(PhaseId, Mode)> {
-        if !self.window.contains(now) {
-            return None;
-        }
+        let phase = self.timeline_at(now)?;
         if let Some(schedule) = &self.schedule
             && !schedule.contains(now)
         {
+            return None;
+        }
+        Some(phase)
+    }
+
+    /// Its phase and mode at `now` by its dates alone (window and phases: the ban's timeline),
+    /// its weekly schedule left out: what says when a ban starts, leaves its grace period and
+    /// ends, as opposed to the office hours it blocks within.
+    pub(crate) fn timeline_at(&self, now: i64) -> Option<(PhaseId, Mode)> {
+        if !self.window.contains(now) {
             return None;
         }
         if self.phases.is_empty() {

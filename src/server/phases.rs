@@ -3,8 +3,8 @@
 //! admin is told when a ban starts, switches from audit to enforce, and ends, and can be warned
 //! before it does.
 //!
-//! Read on the gauge tick, never per query: [`next_change`] allocates (a weekly schedule's
-//! windows) and the watch keeps a small map by policy name.
+//! Read on the gauge tick, never per query: [`next_change`] allocates (the policy's dates, sorted)
+//! and the watch keeps a small map by policy name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,37 +15,28 @@ use crate::policy::{Mode, PhaseId, Policy, PolicyTable};
 /// weekly schedule).
 const NONE: &str = "none";
 
-/// How many edges of a timeline [`next_change`] steps over that change nothing (a weekly
-/// schedule's edges while the window is closed, say) before giving up: a week of two edges a
-/// day is 14, with room for several ranges a day.
-const MAX_EDGES: usize = 64;
-
 /// The `mode` label of a phase: its mode, or `none` when the policy does not block.
 fn mode_label(mode: Option<Mode>) -> &'static str {
     mode.map_or(NONE, Mode::as_str)
 }
 
-/// The first moment after `now` (Unix seconds) at which `policy`'s phase changes (its window
-/// opens or closes, a phase ends, a weekly schedule turns it on or off) with the mode it has
-/// from then on (None: it stops blocking). None when nothing changes ahead (within the week and
-/// a day a schedule looks ahead).
+/// The first moment after `now` (Unix seconds) at which `policy`'s dates change its phase (its
+/// window opens or closes, a phase ends: when a ban starts, leaves its grace period and ends),
+/// with the mode it has from then on (None: it stops blocking). None when nothing changes ahead.
+/// A weekly schedule's edges are left out: an alert on this warns of the ban's timeline, not of
+/// every office-hours edge (`sinkhole_policy_phase` and the change counter show those).
 pub(crate) fn next_change(policy: &Policy, now: i64) -> Option<(i64, Option<Mode>)> {
-    let current = policy.phase_at(now);
-    let mut at = now;
-    for _ in 0..MAX_EDGES {
-        let fixed = [policy.window.from, policy.window.until]
-            .into_iter()
-            .flatten()
-            .chain(policy.phases.iter().map(|p| p.until));
-        let weekly = policy.schedule.as_ref().and_then(|s| s.next_change(at));
-        let edge = fixed.chain(weekly).filter(|&t| t > at).min()?;
-        let then = policy.phase_at(edge);
-        if then != current {
-            return Some((edge, then.map(|(_, mode)| mode)));
-        }
-        at = edge;
-    }
-    None
+    let current = policy.timeline_at(now);
+    let edges = [policy.window.from, policy.window.until]
+        .into_iter()
+        .flatten()
+        .chain(policy.phases.iter().map(|p| p.until));
+    let mut ahead: Vec<i64> = edges.filter(|&t| t > now).collect();
+    ahead.sort_unstable();
+    ahead.into_iter().find_map(|edge| {
+        let then = policy.timeline_at(edge);
+        (then != current).then(|| (edge, then.map(|(_, mode)| mode)))
+    })
 }
 
 /// What the tick remembers of each policy: its phase at the last tick.
@@ -92,7 +83,7 @@ fn changed(policy: &Policy, phase: Option<(PhaseId, Mode)>) {
 }
 
 /// Sets the next-change gauge of each mode of `policy` (those its timeline has, and `none`): the
-/// time on the mode it changes to, 0 on the others.
+/// time on the mode its dates change it to, 0 on the others.
 fn export_next_change(policy: &Policy, now: i64) {
     let next = next_change(policy, now);
     let mut modes: Vec<&'static str> = if policy.phases.is_empty() {
@@ -229,41 +220,18 @@ mod tests {
     const MONDAY: i64 = 1_704_067_200;
 
     #[test]
-    fn a_weekly_schedule_turns_on_and_off_and_skips_the_weekend() {
+    fn weekly_schedule_edges_are_not_the_bans_timeline() {
+        // Office hours alone: the ban has no date, so nothing is ahead, however often the
+        // schedule turns it on and off.
         let t = policy(Window::default(), &[], Some(office_hours()));
-        let p = only(&t);
-        assert_eq!(next_change(p, MONDAY), Some((MONDAY + 8 * 3600, Some(Mode::Enforce))));
-        assert_eq!(next_change(p, MONDAY + 9 * 3600), Some((MONDAY + 18 * 3600, None)));
-        let friday_evening = MONDAY + 4 * DAY + 18 * 3600;
-        assert_eq!(
-            next_change(p, friday_evening),
-            Some((MONDAY + 7 * DAY + 8 * 3600, Some(Mode::Enforce))),
-            "next Monday morning"
-        );
-    }
-
-    #[test]
-    fn schedule_edges_outside_the_window_change_nothing() {
-        // The window opens on Wednesday at noon, inside office hours: the policy starts then,
-        // not at the Monday and Tuesday edges of its schedule.
-        let t = policy(
-            Window {
-                from: Some(MONDAY + 2 * DAY + 12 * 3600),
-                until: None,
-            },
-            &[],
-            Some(office_hours()),
-        );
-        let p = only(&t);
-        assert_eq!(
-            next_change(p, MONDAY),
-            Some((MONDAY + 2 * DAY + 12 * 3600, Some(Mode::Enforce)))
-        );
-        // A window that opens on Saturday starts blocking on Monday at 08:00.
+        assert_eq!(next_change(only(&t), MONDAY), None);
+        assert_eq!(next_change(only(&t), MONDAY + 9 * 3600), None);
+        // A window that opens on Saturday, when office hours block nothing: the ban starts then
+        // (its first block comes on Monday at 08:00, which `sinkhole_policy_phase` shows).
         let t = policy(
             Window {
                 from: Some(MONDAY + 5 * DAY),
-                until: None,
+                until: Some(MONDAY + 40 * DAY),
             },
             &[],
             Some(office_hours()),
@@ -271,7 +239,9 @@ mod tests {
         let p = only(&t);
         assert_eq!(
             next_change(p, MONDAY + 4 * DAY + 20 * 3600),
-            Some((MONDAY + 7 * DAY + 8 * 3600, Some(Mode::Enforce)))
+            Some((MONDAY + 5 * DAY, Some(Mode::Enforce)))
         );
+        // Inside the window, on a Monday morning before office hours: the next change is its end.
+        assert_eq!(next_change(p, MONDAY + 7 * DAY + 3600), Some((MONDAY + 40 * DAY, None)));
     }
 }
