@@ -86,6 +86,16 @@ impl Sockets {
         }
     }
 
+    /// The UDP sockets open now, to every server: for tests that hold them, so that the kernel
+    /// cannot hand a replaced socket's port number to a later one while they count by port.
+    #[cfg(test)]
+    pub(super) fn udp_links(&self) -> Vec<Arc<udp::Link>> {
+        lock(&self.servers)
+            .iter()
+            .flat_map(|s| s.udp.iter().flatten().cloned())
+            .collect()
+    }
+
     /// This owner's share of a cap of `max_inflight` queries to one server.
     fn share(&self, max_inflight: usize) -> usize {
         max_inflight.div_ceil(self.owners).max(1)

@@ -351,9 +351,17 @@ async fn sockets_are_replaced_by_ones_on_new_ports_after_their_share_of_queries(
     let pool = new_pool(&[up.addr()], Duration::from_secs(2));
     let sockets = Sockets::new(1);
     let asked = 3 * udp::ROTATE_AFTER as usize * udp::PORTS;
+    // Every socket used is held open to the end: the kernel may give a closed socket's port
+    // number to a later socket, which would count as one port carrying two sockets' shares.
+    let mut held: Vec<Arc<udp::Link>> = Vec::new();
     for i in 0..asked {
         let q = query(1, &format!("q{}.example.", i % 200), false);
         forward_on(&pool, &q, Transport::Udp(&sockets)).await.unwrap();
+        for link in sockets.udp_links() {
+            if !held.iter().any(|h| Arc::ptr_eq(h, &link)) {
+                held.push(link);
+            }
+        }
     }
     let mut per_port = std::collections::HashMap::new();
     for port in up.client_ports() {
