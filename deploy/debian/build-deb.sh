@@ -2,8 +2,9 @@
 # Builds the Debian package: target/debian/sinkhole_<version>-1_<arch>.deb (the path is printed last).
 #
 #   deploy/debian/build-deb.sh                 # needs cargo-deb: cargo install cargo-deb --locked
-#   deploy/debian/build-deb.sh --profile dev   # the test build's binary: CI checks the package's
-#                                              # layout without a second, optimised build
+#   deploy/debian/build-deb.sh --profile dev --no-build
+#                                              # the binary `cargo test` built: CI checks the
+#                                              # package's layout without a second build
 #
 # 1. the binary that ships: cargo build --profile dist (release, no symbols);
 # 2. every other file, written by that binary as it installs itself, into target/deb-root with
@@ -18,11 +19,25 @@ command -v cargo-deb >/dev/null 2>&1 || {
   exit 1
 }
 profile=dist
-if [ "${1:-}" = --profile ] && [ -n "${2:-}" ]; then profile=$2; fi
+build=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile=${2:?--profile needs a name}; shift 2 ;;
+    # Pack the binary already built (CI: the one `cargo test` built, whose dependencies carry the
+    # dev-dependencies' features, so that a plain `cargo build` would compile them all again).
+    --no-build) build=0; shift ;;
+    *) echo "build-deb.sh: unknown argument $1 (--profile NAME, --no-build)" >&2; exit 2 ;;
+  esac
+done
 # Cargo's directory for a profile: dev builds into debug/.
 dir=$profile
 if [ "$profile" = dev ]; then dir=debug; fi
-cargo build --profile "$profile" --locked -p sinkhole
+if [ "$build" = 1 ]; then
+  cargo build --profile "$profile" --locked -p sinkhole
+elif [ ! -x "${CARGO_TARGET_DIR:-target}/$dir/sinkhole" ]; then
+  echo "build-deb.sh: --no-build, but ${CARGO_TARGET_DIR:-target}/$dir/sinkhole is not built" >&2
+  exit 1
+fi
 # The stage is where Cargo.toml's assets name it (target/deb-root, beside Cargo.toml) even when the
 # build goes elsewhere (CARGO_TARGET_DIR): cargo-deb finds the binary there by itself.
 stage=target/deb-root
