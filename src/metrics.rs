@@ -45,6 +45,9 @@ pub(crate) const LIST_BAD_LINES: &str = "sinkhole_list_bad_lines";
 /// Unix time each list fetched by URL last had a good update or a 304 from one of its URLs,
 /// by `list` (after a restart: from the saved copies).
 pub(crate) const LIST_LAST_SUCCESS: &str = "sinkhole_list_last_success_timestamp_seconds";
+/// How often each list fetched by URL is downloaded again (`refresh`), in seconds: what the
+/// stale-list alert measures the age of its last good update against.
+pub(crate) const LIST_REFRESH: &str = "sinkhole_list_refresh_seconds";
 /// Updates of lists by URL that were refused or failed, the previous copy serving on, by `list`
 /// and `reason` (http_status, network, timeout, too_large, not_text, bad_lines, shrink, empty).
 pub(crate) const LIST_UPDATE_FAILURES: &str = "sinkhole_list_update_failures_total";
@@ -255,6 +258,11 @@ pub fn describe() {
         LIST_LAST_SUCCESS,
         Unit::Seconds,
         "Unix time of the last good update or 304 of each list fetched by URL."
+    );
+    describe_gauge!(
+        LIST_REFRESH,
+        Unit::Seconds,
+        "How often each list fetched by URL is downloaded again (its refresh)."
     );
     describe_counter!(
         LIST_UPDATE_FAILURES,

@@ -633,6 +633,11 @@ fn publish_lists(snapshot: &Snapshot) {
         let status = snapshot.url_lists.iter().find(|l| *l.name == *list.name);
         let loaded = status.is_none_or(|s| !s.never_loaded);
         metrics::gauge!(crate::metrics::LIST_LOADED, "list" => name.clone()).set(f64::from(u8::from(loaded)));
+        if status.is_some()
+            && let Some(config) = snapshot.config.lists.get(&name)
+        {
+            metrics::gauge!(crate::metrics::LIST_REFRESH, "list" => name.clone()).set(config.refresh().as_secs_f64());
+        }
         if let Some(last) = status.and_then(|s| {
             s.urls
                 .iter()

@@ -471,6 +471,10 @@ fn a_real_prometheus_loads_the_rules_and_every_dashboard_panel_has_data() {
         "enforce mode blocks: {blocked:?}"
     );
 
+    // The stale-list alert measures against each list's refresh (1 s here).
+    let refresh = query(prometheus, r#"sinkhole_list_refresh_seconds{list="remote"} == 1"#).expect("query");
+    assert_eq!(refresh.len(), 1, "the list by URL's refresh is exported: {refresh:?}");
+
     let dashboard: Value =
         serde_json::from_str(&read(&root().join("deploy/grafana/sinkhole.json"))).expect("the dashboard is JSON");
     let queries = panel_queries(&dashboard, &target);
