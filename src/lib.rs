@@ -14,6 +14,7 @@
 pub use sinkhole_dns::{packet, wire};
 
 mod answer;
+pub mod atomic_file;
 pub mod ban_report;
 pub mod cache;
 pub mod config;

@@ -521,21 +521,11 @@ fn export(
     let exported = match &output {
         None => sinkhole::export::export(&snapshot, list, format, &options, &mut std::io::stdout().lock())?,
         Some(path) => {
-            // Written beside the target and renamed over it, so that a server reading the file
-            // never sees half of it.
-            let mut name = path.file_name().unwrap_or_default().to_os_string();
-            name.push(".sinkhole-export.tmp");
-            let temp = path.with_file_name(name);
-            let mut file = std::fs::File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
-            let exported = sinkhole::export::export(&snapshot, list, format, &options, &mut file);
-            let done = exported
-                .map_err(anyhow::Error::from)
-                .and_then(|e| file.sync_all().map(|()| e).map_err(anyhow::Error::from))
-                .and_then(|e| std::fs::rename(&temp, path).map(|()| e).map_err(anyhow::Error::from));
-            if done.is_err() {
-                let _ = std::fs::remove_file(&temp);
-            }
-            done.with_context(|| format!("cannot write {}", path.display()))?
+            // Replaced whole, so that a server reading the file never sees half of it.
+            sinkhole::atomic_file::replace(path, |file| {
+                sinkhole::export::export(&snapshot, list, format, &options, file).map_err(anyhow::Error::from)
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?
         }
     };
     if exported.skipped.is_empty() {

@@ -334,20 +334,10 @@ fn write_out(output: Option<&PathBuf>, bytes: &[u8]) -> Result<(), ReportError> 
                 source,
             });
     };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".sinkhole-report.tmp");
-    let temp = path.with_file_name(name);
-    let done = std::fs::File::create(&temp)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&temp, path));
-    if let Err(source) = done {
-        let _ = std::fs::remove_file(&temp);
-        return Err(ReportError::Write {
-            path: path.clone(),
-            source,
-        });
-    }
-    Ok(())
+    crate::atomic_file::replace(path, |file| file.write_all(bytes)).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]

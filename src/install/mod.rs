@@ -196,7 +196,9 @@ fn install_binary(path: &Path) -> Result<Outcome, InstallError> {
     if same {
         return Ok(Outcome::Unchanged);
     }
-    write_with(path, 0o755, |temp| fs::copy(&running, temp).map(drop))?;
+    write_with(path, 0o755, |file| {
+        io::copy(&mut fs::File::open(&running)?, file).map(drop)
+    })?;
     Ok(Outcome::Written)
 }
 
@@ -213,7 +215,7 @@ fn place(entry: &Entry, path: &Path, bytes: &[u8], force: bool) -> Result<Outcom
             });
         }
     };
-    let write = |to: &Path| write_with(to, entry.mode, |temp| write_file(temp, bytes));
+    let write = |to: &Path| write_with(to, entry.mode, |file| file.write_all(bytes));
     match existing {
         Some(existing) if existing == bytes => Ok(Outcome::Unchanged),
         Some(_) if entry.kind == Kind::Config && force => {
@@ -237,12 +239,6 @@ fn place(entry: &Entry, path: &Path, bytes: &[u8], force: bool) -> Result<Outcom
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// `path` with `.suffix` added to its file name.
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -251,10 +247,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Fills a temporary file beside `path` with `fill`, gives it `mode` and renames it over
-/// `path`: a reader (systemd, a running shell's completion) sees the old file or the new one,
-/// never half of one, and a running binary being replaced is not written into.
-fn write_with(path: &Path, mode: u32, fill: impl FnOnce(&Path) -> io::Result<()>) -> Result<(), InstallError> {
+/// Creates `path`'s directory and replaces `path` whole ([`crate::atomic_file`]) with what
+/// `fill` writes, with `mode`: a reader (systemd, a running shell's completion) sees the old
+/// file or the new one, and a running binary being replaced is not written into.
+fn write_with(path: &Path, mode: u32, fill: impl FnOnce(&mut fs::File) -> io::Result<()>) -> Result<(), InstallError> {
     let failed = |source| InstallError::Write {
         path: path.to_owned(),
         source,
@@ -262,17 +258,11 @@ fn write_with(path: &Path, mode: u32, fill: impl FnOnce(&Path) -> io::Result<()>
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(failed)?;
     }
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(".sinkhole-install.tmp");
-    let temp = path.with_file_name(name);
-    let done = fill(&temp)
-        .and_then(|()| fs::set_permissions(&temp, fs::Permissions::from_mode(mode)))
-        .and_then(|()| fs::rename(&temp, path));
-    if done.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    done.map_err(failed)
+    crate::atomic_file::replace(path, |file| {
+        fill(file)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+    })
+    .map_err(failed)
 }
 
 impl fmt::Display for Report {

@@ -255,16 +255,9 @@ pub(crate) fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Writes `bytes` to `path` through `path.tmp`: written, synced, renamed.
+/// Writes `bytes` to `path`, replaced whole ([`crate::atomic_file`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    let temp = PathBuf::from(temp);
-    let mut file = fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temp, path)
+    crate::atomic_file::replace(path, |file| file.write_all(bytes))
 }
 
 #[cfg(test)]
