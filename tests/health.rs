@@ -41,23 +41,10 @@ fn start(upstream: &str, extra: &str) -> Daemon {
     Daemon::start_in(dir, &config(upstream, extra))
 }
 
-/// One HTTP/1.1 request on a fresh connection: the status, the head and the body.
+/// One request on a fresh connection: the status, the head (lowercased) and the body.
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to the metrics listener");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).expect("read");
-    let answer = String::from_utf8_lossy(&answer).to_string();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, head.to_ascii_lowercase(), body.to_string())
+    let answer = http_request(addr, method, path, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}"));
+    (answer.status, answer.head, answer.body)
 }
 
 fn ready_json(d: &Daemon) -> (u16, serde_json::Value) {

@@ -9,8 +9,7 @@
 //! python3-yaml is not installed.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -235,24 +234,9 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// `GET path` over HTTP/1.0 to `addr`: the status code and the body; Err if nothing answers.
+/// `GET path` to `addr`: the status code and the body; Err if nothing answers.
 fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("send: {e}"))?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(|e| format!("read: {e}"))?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").ok_or("not an HTTP response")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
-    Ok((status, body.to_string()))
+    http_request(addr, "GET", path, Duration::from_secs(10)).map(|a| (a.status, a.body))
 }
 
 /// The `data` of a Prometheus API answer, or why there is none.

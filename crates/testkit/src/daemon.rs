@@ -6,8 +6,8 @@
 //! must say why, not hang or pass.
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::io::{ErrorKind, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -545,36 +545,22 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
     }
 }
 
-/// A GET over HTTP/1.0 (the server closes after the body, so no chunked or keep-alive handling is needed). Retries
-/// the connection until `connect_for` passes, then panics with what went wrong; returns the body of a 200.
+/// A GET of `path`, retried until `connect_for` passes while nothing answers; panics with what
+/// went wrong, and on any status but 200. Returns the body.
 fn http_get(addr: SocketAddr, path: &str, connect_for: Duration) -> String {
     let deadline = Instant::now() + connect_for;
-    let mut stream = loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(stream) => break stream,
-            Err(e) if Instant::now() >= deadline => panic!("GET http://{addr}{path}: connect: {e}"),
+    let answer = loop {
+        match crate::http_request(addr, "GET", path, Duration::from_secs(5)) {
+            Ok(answer) => break answer,
+            Err(e) if Instant::now() >= deadline => panic!("{e}"),
             Err(_) => std::thread::sleep(POLL),
         }
     };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: set timeout: {e}"));
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: send: {e}"));
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: read: {e}"));
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET http://{addr}{path}: not an HTTP response: {response:?}"));
-    let status = head.lines().next().unwrap_or_default();
     assert!(
-        status.split_whitespace().nth(1) == Some("200"),
-        "GET http://{addr}{path}: {status}\n{body}"
+        answer.status == 200,
+        "GET http://{addr}{path}: {}\n{}",
+        answer.head.lines().next().unwrap_or_default(),
+        answer.body
     );
-    body.to_string()
+    answer.body
 }

@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 server on loopback for the tests of lists fetched by URL: it serves a body per path that the
 //! test changes at run time, with an ETag that changes with it; honours `If-None-Match` with 304; answers an error
 //! status, late, or never, on demand; and counts the requests and 304s of each path. One thread accepts, one
-//! thread serves each connection (`Connection: close`); std only.
+//! thread serves each connection (`Connection: close`); std only. And the client side tests use for
+//! any HTTP endpoint on loopback (the daemon's metrics listener, Prometheus' API): [`http_request`].
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -222,4 +223,45 @@ fn ok(etag: &str, body: &str) -> String {
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: {etag}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// An HTTP answer as a test reads it.
+#[derive(Clone, Debug)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The status line and headers, lowercased (header names are case-insensitive).
+    pub head: String,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// One request over HTTP/1.0 on a fresh connection (the server closes after the body, so no
+/// chunked or keep-alive reading is needed: Prometheus and the daemon's metrics listener both
+/// answer so), read to its end within `timeout`. Err says what failed: nothing listening, no
+/// answer in time, not HTTP.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+        .map_err(|e| format!("{method} http://{addr}{path}: send: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("{method} http://{addr}{path}: read: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{method} http://{addr}{path}: not an HTTP answer: {answer:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{method} http://{addr}{path}: no status in {head:?}"))?;
+    Ok(HttpAnswer {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    })
 }
